@@ -1,1 +1,25 @@
-//! placeholder
+//! The runtime every Treven service is built on.
+//!
+//! - [`server`]: bootstrap with health, reflection, request spans and drain;
+//! - [`context`]: the signed mesh context and the interceptor requiring it;
+//! - [`error`]: the one error-code table (gRPC code, HTTP status, string);
+//! - [`config`]: typed `TREVEN_*` configuration that names bad variables;
+//! - [`keys`]: the mesh key from config or AWS Secrets Manager;
+//! - [`pagination`]: page limits and signed, org-bound cursors;
+//! - [`client`]: channels with connect timeouts and per-call deadlines;
+//! - [`telemetry`]: JSON or pretty logs, optional OTLP export;
+//! - [`shutdown`]: SIGTERM/SIGINT handling.
+
+pub mod client;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod keys;
+pub mod pagination;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use context::{MeshContext, OrgId, Role};
+pub use error::{ErrorCode, ServiceError};
+pub use tokio_util::sync::CancellationToken;

@@ -1,0 +1,131 @@
+//! Server bootstrap shared by every service.
+//!
+//! [`serve`] mounts a service's routes next to `grpc.health.v1` and server
+//! reflection (v1 and v1alpha, so every grpcurl works), runs them on an
+//! already-bound listener, and drains on shutdown:
+//!
+//! 1. health is NOT_SERVING until the server accepts, then SERVING;
+//! 2. on shutdown, health turns NOT_SERVING at once, and after
+//!    `drain_delay` (time for load balancers to notice) the server stops
+//!    accepting and waits for in-flight calls;
+//! 3. calls still running after `grace` are dropped.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+
+use crate::config::{ConfigError, Env, Environment};
+use crate::telemetry::request_span;
+
+/// How a server stops.
+#[derive(Debug, Clone, Copy)]
+pub struct ShutdownPolicy {
+    /// NOT_SERVING is reported this long before the server stops accepting.
+    pub drain_delay: Duration,
+    /// In-flight calls get this long to finish after that.
+    pub grace: Duration,
+}
+
+impl ShutdownPolicy {
+    /// Reads `TREVEN_DRAIN_DELAY_SECS` (default 0 locally, 5 in AWS) and
+    /// `TREVEN_SHUTDOWN_GRACE_SECS` (default 20).
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let default_delay = match Environment::from_env(env)? {
+            Environment::Local => 0,
+            Environment::Dev | Environment::Prod => 5,
+        };
+        Ok(Self {
+            drain_delay: env.seconds_or("TREVEN_DRAIN_DELAY_SECS", default_delay, 0..=60)?,
+            grace: env.seconds_or("TREVEN_SHUTDOWN_GRACE_SECS", 20, 1..=300)?,
+        })
+    }
+}
+
+/// What one gRPC server serves.
+pub struct GrpcService {
+    /// Short name for logs (`tenants`).
+    pub name: &'static str,
+    /// The service's routes (its tonic servers, already intercepted).
+    pub routes: Routes,
+    /// Full names reported by health, e.g. `treven.tenants.v1.TenantsService`.
+    pub health_names: Vec<&'static str>,
+}
+
+/// Serves `service` on `listener` with health and reflection until
+/// `shutdown` is cancelled, then drains per `policy`.
+pub async fn serve(
+    service: GrpcService,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    policy: ShutdownPolicy,
+) -> anyhow::Result<()> {
+    let name = service.name;
+    let address = listener.local_addr().context("listener address")?;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let set_all = |status: ServingStatus| {
+        let health = health.clone();
+        let names = service.health_names.clone();
+        async move {
+            health.set_service_status("", status).await;
+            for name in names {
+                health.set_service_status(name, status).await;
+            }
+        }
+    };
+    set_all(ServingStatus::NotServing).await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(treven_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("reflection v1")?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(treven_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("reflection v1alpha")?;
+
+    let router = tonic::transport::Server::builder()
+        // One span per request, carrying trace and request ids into every log line.
+        .trace_fn(request_span)
+        // Dead peers are noticed and their streams freed.
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_routes(service.routes)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let draining = {
+        let shutdown = shutdown.clone();
+        let set_all = set_all.clone();
+        async move {
+            shutdown.cancelled().await;
+            set_all(ServingStatus::NotServing).await;
+            tracing::info!(service = name, "not serving, draining");
+            tokio::time::sleep(policy.drain_delay).await;
+        }
+    };
+    set_all(ServingStatus::Serving).await;
+    tracing::info!(service = name, %address, "serving");
+
+    let server = router.serve_with_incoming_shutdown(incoming, draining);
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => result.with_context(|| format!("{name} server failed"))?,
+        () = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(policy.drain_delay + policy.grace).await;
+        } => {
+            tracing::warn!(service = name, grace_secs = policy.grace.as_secs(), "grace period over, dropping calls still running");
+        }
+    }
+    tracing::info!(service = name, "stopped");
+    Ok(())
+}
