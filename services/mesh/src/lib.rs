@@ -8,7 +8,8 @@
 //! - [`pagination`]: page limits and signed, org-bound cursors;
 //! - [`client`]: channels with connect timeouts and per-call deadlines;
 //! - [`telemetry`]: JSON or pretty logs, optional OTLP export;
-//! - [`shutdown`]: SIGTERM/SIGINT handling.
+//! - [`shutdown`]: SIGTERM/SIGINT handling;
+//! - [`wire`]: protobuf well-known types to and from domain types.
 
 pub mod client;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod pagination;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
+pub mod wire;
 
 pub use context::{MeshContext, OrgId, Role};
 pub use error::{ErrorCode, ServiceError};

@@ -37,6 +37,27 @@ pub mod treven {
             generated!("treven.tenants.v1.rs");
         }
     }
+    /// `treven.documents.v1`: uploads, documents, sources, evidence, artifacts.
+    pub mod documents {
+        /// Version 1.
+        pub mod v1 {
+            generated!("treven.documents.v1.rs");
+        }
+    }
+    /// `treven.reports.v1`: Key Judgement reports, versions, workflow, trends.
+    pub mod reports {
+        /// Version 1.
+        pub mod v1 {
+            generated!("treven.reports.v1.rs");
+        }
+    }
+    /// `treven.agents.v1`: conversations, agent runs, generation, PII, usage.
+    pub mod agents {
+        /// Version 1.
+        pub mod v1 {
+            generated!("treven.agents.v1.rs");
+        }
+    }
 }
 
 /// The encoded `FileDescriptorSet` of every Treven proto and its imports,

@@ -1,1 +1,101 @@
-//! placeholder
+//! The tenants service: organisations, users and roles, partners,
+//! report-access grants and the append-only audit log, on Postgres.
+//!
+//! [`serve`] runs it on a bound listener until shutdown; tests start it on
+//! port 0 in-process. Layers: [`grpc`] (wire) → [`service`] (rules) →
+//! [`store`] (SQL), with domain types in [`model`].
+
+pub mod grpc;
+pub mod model;
+pub mod service;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use anyhow::Context as _;
+use sqlx::postgres::PgConnectOptions;
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+use treven_mesh::CancellationToken;
+use treven_mesh::config::{ConfigError, Env, Environment};
+use treven_mesh::context::RequireContext;
+use treven_mesh::keys::MeshKeys;
+use treven_mesh::pagination::CursorCodec;
+use treven_mesh::server::{GrpcService, ShutdownPolicy};
+use treven_proto::treven::tenants::v1::tenants_service_server::TenantsServiceServer;
+
+use crate::store::{PgStore, PoolOptions};
+
+/// The port tenants listens on.
+pub const DEFAULT_PORT: u16 = 50051;
+/// The full gRPC service name, as health reports it.
+pub const SERVICE_NAME: &str = "treven.tenants.v1.TenantsService";
+/// Largest request message accepted.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// Configuration of the tenants service.
+#[derive(Debug, Clone)]
+pub struct TenantsConfig {
+    /// `TREVEN_TENANTS_ADDR`: where to listen.
+    pub listen: SocketAddr,
+    /// `TREVEN_TENANTS_DATABASE_URL` (+ `TREVEN_DATABASE_PASSWORD`).
+    pub database: PgConnectOptions,
+    /// `TREVEN_TENANTS_DB_MAX_CONNECTIONS`, `TREVEN_DB_ACQUIRE_TIMEOUT_SECS`.
+    pub pool: PoolOptions,
+    /// Drain and grace periods.
+    pub shutdown: ShutdownPolicy,
+}
+
+impl TenantsConfig {
+    /// Reads and validates the variables above.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let environment = Environment::from_env(env)?;
+        Ok(Self {
+            listen: env.socket_addr_or("TREVEN_TENANTS_ADDR", environment.default_listen(DEFAULT_PORT))?,
+            database: database_options(env, "TREVEN_TENANTS_DATABASE_URL")?.application_name("treven-tenants"),
+            pool: PoolOptions {
+                max_connections: env.parse_or("TREVEN_TENANTS_DB_MAX_CONNECTIONS", 10u32)?,
+                acquire_timeout: env.seconds_or("TREVEN_DB_ACQUIRE_TIMEOUT_SECS", 3, 1..=60)?,
+            },
+            shutdown: ShutdownPolicy::from_env(env)?,
+        })
+    }
+}
+
+/// Postgres connection options from a URL variable, with the password from
+/// `TREVEN_DATABASE_PASSWORD` when set (ECS injects it from Secrets Manager
+/// so it never sits in a URL).
+pub fn database_options(env: &Env, variable: &str) -> Result<PgConnectOptions, ConfigError> {
+    let url = env.required(variable)?;
+    let options = PgConnectOptions::from_str(&url)
+        .map_err(|e| env.error(variable, format!("not a Postgres URL: {e}")))?;
+    Ok(match env.get("TREVEN_DATABASE_PASSWORD") {
+        Some(password) => options.password(&password),
+        None => options,
+    })
+}
+
+/// Builds the tenants gRPC routes (with the mesh-context interceptor) over
+/// `store`. Exposed so tests and `treven serve` share one wiring.
+pub fn routes(store: PgStore, keys: &MeshKeys) -> Routes {
+    let tenants = service::Tenants::new(store, CursorCodec::new(&keys.current, "tenants"));
+    let server = TenantsServiceServer::new(grpc::TenantsGrpc::new(tenants)).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    Routes::new(tonic::service::interceptor::InterceptedService::new(
+        server,
+        RequireContext::new(keys.verifier.clone()),
+    ))
+}
+
+/// Runs migrations, then serves tenants on `listener` until `shutdown`.
+pub async fn serve(
+    config: TenantsConfig,
+    keys: &MeshKeys,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let store = PgStore::connect_lazy(config.database, &config.pool);
+    store.migrate().await.context("tenants: cannot run database migrations")?;
+    let service = GrpcService { name: "tenants", routes: routes(store, keys), health_names: vec![SERVICE_NAME] };
+    treven_mesh::server::serve(service, listener, shutdown, config.shutdown).await
+}

@@ -1,1 +1,53 @@
-fn main() {}
+//! `treven`: the one binary of the platform. It serves any set of roles
+//! (`treven serve --target tenants` in ECS, `--target all` on a laptop) and
+//! carries the operator commands.
+
+mod admin;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+/// Treven platform backend.
+#[derive(Debug, Parser)]
+#[command(name = "treven", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve one or more roles until SIGTERM/SIGINT.
+    Serve(serve::ServeArgs),
+    /// Apply database migrations of the given roles and exit.
+    Migrate(serve::MigrateArgs),
+    /// Print a fresh base64 mesh signing key (for TREVEN_MESH_KEY or a secret).
+    Keygen,
+    /// Exit 0 if the gRPC server at ADDR reports SERVING (container health check).
+    Healthcheck(serve::HealthcheckArgs),
+    /// Operator commands against the stores.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Migrate(args) => serve::migrate(args).await,
+        Command::Keygen => {
+            println!("{}", treven_mesh::context::MeshKey::generate().to_base64());
+            Ok(())
+        }
+        Command::Healthcheck(args) => serve::healthcheck(args).await,
+        Command::Admin(command) => admin::run(command).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("treven: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

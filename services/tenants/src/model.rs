@@ -1,0 +1,359 @@
+//! Domain types of the tenants service. Values are validated when built
+//! (`parse`), so a `Name` or `Email` that exists is a valid one.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use treven_mesh::{OrgId, Role, ServiceError};
+use uuid::Uuid;
+
+/// Longest display name, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+/// Longest e-mail address (RFC 5321 path limit).
+pub const MAX_EMAIL_LEN: usize = 254;
+/// Largest settings or audit details document, as JSON bytes.
+pub const MAX_JSON_BYTES: usize = 16 * 1024;
+
+/// Parses a UUID request field.
+pub fn parse_id(field: &str, raw: &str) -> Result<Uuid, ServiceError> {
+    Uuid::parse_str(raw.trim()).map_err(|_| ServiceError::invalid_field(field, "must be a UUID"))
+}
+
+/// A display name: trimmed, 1–200 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Name(String);
+
+impl Name {
+    /// Validates `raw` as the value of `field`.
+    pub fn parse(field: &str, raw: &str) -> Result<Self, ServiceError> {
+        let trimmed = raw.trim();
+        let chars = trimmed.chars().count();
+        if chars == 0 {
+            return Err(ServiceError::invalid_field(field, "must not be empty"));
+        }
+        if chars > MAX_NAME_CHARS {
+            return Err(ServiceError::invalid_field(field, format!("must be at most {MAX_NAME_CHARS} characters")));
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err(ServiceError::invalid_field(field, "must not contain control characters"));
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An e-mail address (syntax checked by the `email_address` crate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    /// Validates `raw` as the value of `field`.
+    pub fn parse(field: &str, raw: &str) -> Result<Self, ServiceError> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(ServiceError::invalid_field(field, "must not be empty"));
+        }
+        if trimmed.len() > MAX_EMAIL_LEN || !email_address::EmailAddress::is_valid(trimmed) {
+            return Err(ServiceError::invalid_field(field, "must be an e-mail address"));
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    /// The address.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A Cognito subject: 1–128 characters of `[A-Za-z0-9._:@-]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CognitoSub(String);
+
+impl CognitoSub {
+    /// Validates `raw` as the value of `field`.
+    pub fn parse(field: &str, raw: &str) -> Result<Self, ServiceError> {
+        let ok = (1..=128).contains(&raw.len())
+            && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:@-".contains(&b));
+        if ok { Ok(Self(raw.to_owned())) } else { Err(ServiceError::invalid_field(field, "must be a Cognito subject")) }
+    }
+
+    /// The subject.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A JSON object of at most [`MAX_JSON_BYTES`].
+pub fn bounded_json(field: &str, json: serde_json::Value) -> Result<serde_json::Value, ServiceError> {
+    let size = serde_json::to_vec(&json).map_err(ServiceError::internal)?.len();
+    if size > MAX_JSON_BYTES {
+        return Err(ServiceError::invalid_field(field, format!("must be at most {MAX_JSON_BYTES} bytes of JSON")));
+    }
+    Ok(json)
+}
+
+/// Declares a lowercase string enum stored as text in Postgres.
+macro_rules! text_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum $name { $($(#[$vdoc])* $variant),+ }
+
+        impl $name {
+            /// The stored text.
+            pub const fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s { $($text => Ok($name::$variant),)+ other => Err(format!("unknown {} {other:?}", stringify!($name))) }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) }
+        }
+    };
+}
+
+text_enum! {
+    /// What kind of body an organisation or partner is.
+    OrgKind { /** Financial institution. */ Fi = "fi", /** NGO. */ Ngo = "ngo", /** Law enforcement. */ Le = "le", /** Platform owner. */ Owner = "owner" }
+}
+
+text_enum! {
+    /// What a partner may do with a shared report.
+    Permission { /** Read in the product. */ View = "view", /** Read and download exports. */ Download = "download" }
+}
+
+/// An organisation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Organisation {
+    /// Its id.
+    pub id: OrgId,
+    /// Display name.
+    pub name: String,
+    /// Kind.
+    pub kind: OrgKind,
+    /// Settings object.
+    pub settings: serde_json::Value,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    /// Its id.
+    pub id: Uuid,
+    /// Its organisation.
+    pub org_id: OrgId,
+    /// Cognito subject once linked.
+    pub cognito_sub: Option<String>,
+    /// E-mail.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A partner organisation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Partner {
+    /// Its id.
+    pub id: Uuid,
+    /// The organisation holding it.
+    pub org_id: OrgId,
+    /// Display name.
+    pub name: String,
+    /// fi, ngo or le.
+    pub kind: OrgKind,
+    /// Contact e-mail.
+    pub contact_email: String,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A report-access grant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportAccess {
+    /// Its id.
+    pub id: Uuid,
+    /// The organisation owning the report.
+    pub org_id: OrgId,
+    /// The report.
+    pub report_id: Uuid,
+    /// The partner.
+    pub partner_id: Uuid,
+    /// What the partner may do.
+    pub permission: Permission,
+    /// Who granted it.
+    pub granted_by: String,
+    /// When.
+    pub granted_at: DateTime<Utc>,
+}
+
+/// An audit log entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEvent {
+    /// Its id (UUIDv7).
+    pub id: Uuid,
+    /// The organisation.
+    pub org_id: OrgId,
+    /// Who did it.
+    pub actor_id: String,
+    /// What was done.
+    pub action: String,
+    /// Kind of resource.
+    pub resource_type: String,
+    /// The resource.
+    pub resource_id: String,
+    /// Details object.
+    pub details: serde_json::Value,
+    /// The request.
+    pub request_id: String,
+    /// When.
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// A new audit entry, before it is stored.
+#[derive(Debug, Clone)]
+pub struct NewAuditEvent {
+    /// What was done: dotted lowercase words (`user.create`).
+    pub action: String,
+    /// Kind of resource (`user`).
+    pub resource_type: String,
+    /// The resource's id.
+    pub resource_id: String,
+    /// Details object.
+    pub details: serde_json::Value,
+}
+
+impl NewAuditEvent {
+    /// An entry for an action of the service itself (trusted names).
+    pub fn of(action: &str, resource_type: &str, resource_id: impl ToString, details: serde_json::Value) -> Self {
+        Self { action: action.to_owned(), resource_type: resource_type.to_owned(), resource_id: resource_id.to_string(), details }
+    }
+
+    /// Validates an entry sent by another service.
+    pub fn parse(
+        action: &str,
+        resource_type: &str,
+        resource_id: &str,
+        details: serde_json::Value,
+    ) -> Result<Self, ServiceError> {
+        let dotted = |s: &str| {
+            !s.is_empty()
+                && s.split('.').all(|word| {
+                    !word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                })
+        };
+        if action.len() > 100 || !dotted(action) {
+            return Err(ServiceError::invalid_field("action", "must be dotted lowercase words, at most 100 characters"));
+        }
+        if resource_type.len() > 50 || resource_type.contains('.') || !dotted(resource_type) {
+            return Err(ServiceError::invalid_field("resource_type", "must be a lowercase word, at most 50 characters"));
+        }
+        if resource_id.is_empty() || resource_id.len() > 200 || resource_id.chars().any(char::is_control) {
+            return Err(ServiceError::invalid_field("resource_id", "must be 1–200 printable characters"));
+        }
+        Ok(Self {
+            action: action.to_owned(),
+            resource_type: resource_type.to_owned(),
+            resource_id: resource_id.to_owned(),
+            details: bounded_json("details", details)?,
+        })
+    }
+}
+
+/// Filters of an audit query.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AuditFilter {
+    /// Only this kind of resource.
+    pub resource_type: Option<String>,
+    /// Only this resource.
+    pub resource_id: Option<String>,
+    /// At or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Before.
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// Changes to a user; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UserChanges {
+    /// New name.
+    pub name: Option<Name>,
+    /// New e-mail.
+    pub email: Option<Email>,
+    /// New role.
+    pub role: Option<Role>,
+}
+
+/// Changes to an organisation; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct OrganisationChanges {
+    /// New name.
+    pub name: Option<Name>,
+    /// New settings object.
+    pub settings: Option<serde_json::Value>,
+}
+
+/// One page of a list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Cursor of the next page, empty on the last.
+    pub next_cursor: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(Name::parse("name", "  Ann  ").map(|n| n.0).ok(), Some("Ann".into()));
+        for bad in ["", "   ", "a\u{0}b", &"x".repeat(201)] {
+            let err = Name::parse("name", bad).expect_err(bad);
+            assert_eq!(err.violations()[0].field, "name");
+        }
+        assert!(Name::parse("name", &"é".repeat(200)).is_ok(), "counted in characters");
+    }
+
+    #[test]
+    fn emails_are_checked() {
+        assert!(Email::parse("email", "ann@example.org").is_ok());
+        for bad in ["", "ann", "ann@", "@example.org", &format!("{}@example.org", "a".repeat(250))] {
+            assert!(Email::parse("email", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn audit_entries_from_other_services_are_validated() {
+        assert!(NewAuditEvent::parse("report.pii_kept", "report", "r1", serde_json::json!({})).is_ok());
+        for (action, kind, id) in [("Report.Approve", "report", "r"), ("report.", "report", "r"), ("a", "re.port", "r"), ("a", "report", "")] {
+            assert!(NewAuditEvent::parse(action, kind, id, serde_json::json!({})).is_err(), "{action} {kind} {id}");
+        }
+        let big = serde_json::json!({"x": "y".repeat(MAX_JSON_BYTES)});
+        assert!(NewAuditEvent::parse("a.b", "report", "r", big).is_err());
+    }
+}

@@ -1,0 +1,123 @@
+//! `treven serve`, `treven migrate` and `treven healthcheck`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use tokio::net::TcpListener;
+use treven_mesh::config::Env;
+use treven_mesh::keys::MeshKeySource;
+use treven_mesh::telemetry::{self, TelemetryConfig};
+use treven_tenants::TenantsConfig;
+
+/// A role this binary can serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Target {
+    /// Every role below.
+    All,
+    /// Organisations, users, partners, grants, audit (gRPC :50051).
+    Tenants,
+}
+
+impl Target {
+    fn includes(targets: &[Target], role: Target) -> bool {
+        targets.iter().any(|t| *t == role || *t == Target::All)
+    }
+}
+
+/// Arguments of `treven serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Roles to serve, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "all")]
+    target: Vec<Target>,
+}
+
+/// Arguments of `treven migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Roles whose databases to migrate, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "all")]
+    target: Vec<Target>,
+}
+
+/// Arguments of `treven healthcheck`.
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// The gRPC server to ask.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    addr: SocketAddr,
+    /// Service name to check; empty checks the whole server.
+    #[arg(long, default_value = "")]
+    service: String,
+}
+
+/// Serves the requested roles until the first SIGTERM/SIGINT, then drains.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let env = Env::from_process();
+    // Validate every setting before anything starts, so a bad value stops the
+    // process with the variable's name.
+    let telemetry_config = TelemetryConfig::from_env(&env)?;
+    let key_source = MeshKeySource::from_env(&env)?;
+    let tenants_config =
+        if Target::includes(&args.target, Target::Tenants) { Some(TenantsConfig::from_env(&env)?) } else { None };
+
+    let telemetry = telemetry::init(&telemetry_config, "treven")?;
+    let keys = key_source.load().await?;
+    let shutdown = treven_mesh::shutdown::on_signals();
+
+    let mut roles = tokio::task::JoinSet::new();
+    if let Some(config) = tenants_config {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("TREVEN_TENANTS_ADDR: cannot listen on {}", config.listen))?;
+        let (keys, shutdown) = (keys.clone(), shutdown.clone());
+        roles.spawn(async move { treven_tenants::serve(config, &keys, listener, shutdown).await });
+    }
+
+    // One role failing stops the others: a half-up process is worse than a
+    // restart.
+    let mut outcome = Ok(());
+    while let Some(finished) = roles.join_next().await {
+        let result = finished.context("a role panicked").and_then(|r| r);
+        if let Err(error) = result {
+            tracing::error!(error = format!("{error:#}"), "role stopped with an error");
+            shutdown.cancel();
+            if outcome.is_ok() {
+                outcome = Err(error);
+            }
+        }
+    }
+    telemetry.shutdown();
+    outcome
+}
+
+/// Applies migrations and exits.
+pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    let env = Env::from_process();
+    if Target::includes(&args.target, Target::Tenants) {
+        let config = TenantsConfig::from_env(&env)?;
+        let store = treven_tenants::store::PgStore::connect_lazy(config.database, &config.pool);
+        store.migrate().await.context("tenants migrations")?;
+        println!("tenants: migrations applied");
+    }
+    Ok(())
+}
+
+/// Asks `grpc.health.v1.Health/Check`; fails unless SERVING.
+pub async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", args.addr))?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {}", args.addr))?;
+    let response = HealthClient::new(channel).check(HealthCheckRequest { service: args.service }).await?.into_inner();
+    match response.status() {
+        ServingStatus::Serving => Ok(()),
+        status => anyhow::bail!("{} reports {status:?}", args.addr),
+    }
+}
