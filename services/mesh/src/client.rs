@@ -22,7 +22,10 @@ pub struct ChannelOptions {
 
 impl Default for ChannelOptions {
     fn default() -> Self {
-        Self { connect_timeout: Duration::from_secs(3), call_timeout: Duration::from_secs(10) }
+        Self {
+            connect_timeout: Duration::from_secs(3),
+            call_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -41,6 +44,7 @@ pub fn channel(url: &str, options: ChannelOptions) -> Result<Channel, tonic::tra
 /// Reads a service URL such as `TREVEN_TENANTS_URL`, checking it parses.
 pub fn service_url(env: &Env, variable: &str, default: &str) -> Result<String, ConfigError> {
     let url = env.get(variable).unwrap_or_else(|| default.to_owned());
-    Endpoint::from_shared(url.clone()).map_err(|e| env.error(variable, format!("not a URL: {e}")))?;
+    Endpoint::from_shared(url.clone())
+        .map_err(|e| env.error(variable, format!("not a URL: {e}")))?;
     Ok(url)
 }

@@ -41,7 +41,14 @@ impl Env {
     pub fn from_pairs<K: Into<String>, V: Into<String>>(
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Self {
-        Self { overrides: Some(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect()) }
+        Self {
+            overrides: Some(
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| (k.into(), v.into()))
+                    .collect(),
+            ),
+        }
     }
 
     /// The raw value, `None` when unset or blank.
@@ -55,7 +62,10 @@ impl Env {
 
     /// A required string.
     pub fn required(&self, name: &str) -> Result<String, ConfigError> {
-        self.get(name).ok_or_else(|| ConfigError { variable: name.to_owned(), problem: "is required".to_owned() })
+        self.get(name).ok_or_else(|| ConfigError {
+            variable: name.to_owned(),
+            problem: "is required".to_owned(),
+        })
     }
 
     /// An optional value parsed with `FromStr`.
@@ -84,7 +94,11 @@ impl Env {
     }
 
     /// A listen or connect address, `host:port`.
-    pub fn socket_addr_or(&self, name: &str, default: SocketAddr) -> Result<SocketAddr, ConfigError> {
+    pub fn socket_addr_or(
+        &self,
+        name: &str,
+        default: SocketAddr,
+    ) -> Result<SocketAddr, ConfigError> {
         self.parse_or(name, default)
     }
 
@@ -99,7 +113,11 @@ impl Env {
         if !range.contains(&secs) {
             return Err(ConfigError {
                 variable: name.to_owned(),
-                problem: format!("must be between {} and {} seconds, got {secs}", range.start(), range.end()),
+                problem: format!(
+                    "must be between {} and {} seconds, got {secs}",
+                    range.start(),
+                    range.end()
+                ),
             });
         }
         Ok(Duration::from_secs(secs))
@@ -107,7 +125,10 @@ impl Env {
 
     /// An error about `name`, for checks the helpers above do not cover.
     pub fn error(&self, name: &str, problem: impl Into<String>) -> ConfigError {
-        ConfigError { variable: name.to_owned(), problem: problem.into() }
+        ConfigError {
+            variable: name.to_owned(),
+            problem: problem.into(),
+        }
     }
 }
 
@@ -129,7 +150,10 @@ impl Environment {
             "local" => Ok(Environment::Local),
             "dev" => Ok(Environment::Dev),
             "prod" => Ok(Environment::Prod),
-            other => Err(env.error("TREVEN_ENV", format!("must be local, dev or prod, got {other:?}"))),
+            other => Err(env.error(
+                "TREVEN_ENV",
+                format!("must be local, dev or prod, got {other:?}"),
+            )),
         }
     }
 
@@ -159,10 +183,19 @@ mod tests {
     #[test]
     fn errors_name_the_variable() {
         let env = Env::from_pairs([("TREVEN_X_ADDR", "nope"), ("TREVEN_GRACE", "999")]);
-        let err = env.socket_addr_or("TREVEN_X_ADDR", "127.0.0.1:1".parse().unwrap_or_else(|_| unreachable!()));
+        let err = env.socket_addr_or(
+            "TREVEN_X_ADDR",
+            "127.0.0.1:1".parse().unwrap_or_else(|_| unreachable!()),
+        );
         assert_eq!(err.map_err(|e| e.variable), Err("TREVEN_X_ADDR".to_owned()));
-        let err = env.seconds_or("TREVEN_GRACE", 5, 1..=60).expect_err("out of range");
-        assert!(err.to_string().starts_with("TREVEN_GRACE: must be between 1 and 60"), "{err}");
+        let err = env
+            .seconds_or("TREVEN_GRACE", 5, 1..=60)
+            .expect_err("out of range");
+        assert!(
+            err.to_string()
+                .starts_with("TREVEN_GRACE: must be between 1 and 60"),
+            "{err}"
+        );
         let err = env.required("TREVEN_MISSING").expect_err("missing");
         assert_eq!(err.to_string(), "TREVEN_MISSING: is required");
     }

@@ -167,7 +167,10 @@ impl MeshContext {
             Ok(())
         } else {
             let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-            Err(ServiceError::forbidden(format!("requires role {}", names.join(" or "))))
+            Err(ServiceError::forbidden(format!(
+                "requires role {}",
+                names.join(" or ")
+            )))
         }
     }
 }
@@ -208,23 +211,35 @@ pub struct MeshKey {
 impl fmt::Debug for MeshKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print key material.
-        f.debug_struct("MeshKey").field("public", &URL_SAFE_NO_PAD.encode(self.signing.verifying_key().as_bytes())).finish()
+        f.debug_struct("MeshKey")
+            .field(
+                "public",
+                &URL_SAFE_NO_PAD.encode(self.signing.verifying_key().as_bytes()),
+            )
+            .finish()
     }
 }
 
 impl MeshKey {
     /// A fresh random key (for `treven keygen`, dev stacks and tests).
     pub fn generate() -> Self {
-        Self { signing: SigningKey::generate(&mut rand::rngs::OsRng) }
+        Self {
+            signing: SigningKey::generate(&mut rand::rngs::OsRng),
+        }
     }
 
     /// Parses the standard-base64 32-byte seed kept in config or Secrets
     /// Manager.
     pub fn from_base64(encoded: &str) -> Result<Self, String> {
-        let bytes = STANDARD.decode(encoded.trim()).map_err(|e| format!("not base64: {e}"))?;
-        let seed: [u8; 32] =
-            bytes.try_into().map_err(|b: Vec<u8>| format!("must be 32 bytes, got {}", b.len()))?;
-        Ok(Self { signing: SigningKey::from_bytes(&seed) })
+        let bytes = STANDARD
+            .decode(encoded.trim())
+            .map_err(|e| format!("not base64: {e}"))?;
+        let seed: [u8; 32] = bytes
+            .try_into()
+            .map_err(|b: Vec<u8>| format!("must be 32 bytes, got {}", b.len()))?;
+        Ok(Self {
+            signing: SigningKey::from_bytes(&seed),
+        })
     }
 
     /// The seed as standard base64, for writing into a secret.
@@ -272,7 +287,9 @@ impl MeshKey {
 
     /// A verifier accepting this key (and no other).
     pub fn verifier(&self) -> ContextVerifier {
-        ContextVerifier { keys: vec![self.signing.verifying_key()] }
+        ContextVerifier {
+            keys: vec![self.signing.verifying_key()],
+        }
     }
 }
 
@@ -310,7 +327,11 @@ impl ContextVerifier {
             .ok_or(ContextError::Malformed)?;
         let signature = Signature::from_bytes(&signature);
         let message = signed_bytes(payload);
-        if !self.keys.iter().any(|key| key.verify(&message, &signature).is_ok()) {
+        if !self
+            .keys
+            .iter()
+            .any(|key| key.verify(&message, &signature).is_ok())
+        {
             return Err(ContextError::BadSignature);
         }
         let claims: Claims = URL_SAFE_NO_PAD
@@ -343,7 +364,9 @@ pub struct RequireContext {
 impl RequireContext {
     /// Verifies with `verifier`.
     pub fn new(verifier: ContextVerifier) -> Self {
-        Self { verifier: Arc::new(verifier) }
+        Self {
+            verifier: Arc::new(verifier),
+        }
     }
 }
 
@@ -351,7 +374,10 @@ impl Interceptor for RequireContext {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         let verified = match request.metadata().get(CONTEXT_HEADER) {
             None => Err(ContextError::Missing),
-            Some(value) => value.to_str().map_err(|_| ContextError::Malformed).and_then(|t| self.verifier.verify(t)),
+            Some(value) => value
+                .to_str()
+                .map_err(|_| ContextError::Malformed)
+                .and_then(|t| self.verifier.verify(t)),
         };
         match verified {
             Ok(context) => {
@@ -363,7 +389,10 @@ impl Interceptor for RequireContext {
             }
             Err(reason) => {
                 tracing::info!(%reason, "call refused");
-                Err(ServiceError::new(ErrorCode::Unauthorized, "a valid mesh context is required").into())
+                Err(
+                    ServiceError::new(ErrorCode::Unauthorized, "a valid mesh context is required")
+                        .into(),
+                )
             }
         }
     }
@@ -371,15 +400,21 @@ impl Interceptor for RequireContext {
 
 /// The verified context of a request that passed [`RequireContext`].
 pub fn context_of<T>(request: &Request<T>) -> Result<MeshContext, ServiceError> {
-    request.extensions().get::<MeshContext>().cloned().ok_or_else(|| {
-        // Only reachable if a service was mounted without the interceptor.
-        ServiceError::new(ErrorCode::Unauthorized, "a valid mesh context is required")
-    })
+    request
+        .extensions()
+        .get::<MeshContext>()
+        .cloned()
+        .ok_or_else(|| {
+            // Only reachable if a service was mounted without the interceptor.
+            ServiceError::new(ErrorCode::Unauthorized, "a valid mesh context is required")
+        })
 }
 
 /// Adds `token` to an outgoing request.
 pub fn attach_context<T>(request: &mut Request<T>, token: &str) -> Result<(), ServiceError> {
-    let value = token.parse().map_err(|_| ServiceError::internal(anyhow::anyhow!("context token is not ASCII")))?;
+    let value = token
+        .parse()
+        .map_err(|_| ServiceError::internal(anyhow::anyhow!("context token is not ASCII")))?;
     request.metadata_mut().insert(CONTEXT_HEADER, value);
     Ok(())
 }
@@ -396,7 +431,13 @@ mod tests {
     fn a_minted_token_verifies_and_carries_the_claims() {
         let key = MeshKey::generate();
         let org = org();
-        let token = key.mint(org, "sub-1", &[Role::Analyst], "req-1", Duration::from_secs(60));
+        let token = key.mint(
+            org,
+            "sub-1",
+            &[Role::Analyst],
+            "req-1",
+            Duration::from_secs(60),
+        );
         let context = key.verifier().verify(&token).expect("valid");
         assert_eq!(context.org_id(), org);
         assert_eq!(context.user_id(), "sub-1");
@@ -409,26 +450,48 @@ mod tests {
     #[test]
     fn another_key_or_a_changed_payload_is_refused() {
         let key = MeshKey::generate();
-        let token = key.mint(org(), "sub-1", &[Role::Viewer], "r", Duration::from_secs(60));
-        assert_eq!(MeshKey::generate().verifier().verify(&token).err(), Some(ContextError::BadSignature));
+        let token = key.mint(
+            org(),
+            "sub-1",
+            &[Role::Viewer],
+            "r",
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            MeshKey::generate().verifier().verify(&token).err(),
+            Some(ContextError::BadSignature)
+        );
 
         // Swap in claims that grant admin in another org, keep the signature.
         let (_, signature) = token.split_once('.').expect("two parts");
         let forged = key.mint(org(), "sub-1", &[Role::Admin], "r", Duration::from_secs(60));
         let (forged_payload, _) = forged.split_once('.').expect("two parts");
         let tampered = format!("{forged_payload}.{signature}");
-        assert_eq!(key.verifier().verify(&tampered).err(), Some(ContextError::BadSignature));
+        assert_eq!(
+            key.verifier().verify(&tampered).err(),
+            Some(ContextError::BadSignature)
+        );
     }
 
     #[test]
     fn expired_and_malformed_tokens_are_refused() {
         let key = MeshKey::generate();
         let now = Utc::now().timestamp();
-        let claims = Claims { org: org(), sub: "s".into(), roles: vec![], rid: "r".into(), iat: now - 120, exp: now - 60 };
+        let claims = Claims {
+            org: org(),
+            sub: "s".into(),
+            roles: vec![],
+            rid: "r".into(),
+            iat: now - 120,
+            exp: now - 60,
+        };
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).expect("json"));
         let signature = key.signing.sign(&signed_bytes(&payload));
         let expired = format!("{payload}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()));
-        assert_eq!(key.verifier().verify(&expired).err(), Some(ContextError::Expired));
+        assert_eq!(
+            key.verifier().verify(&expired).err(),
+            Some(ContextError::Expired)
+        );
 
         for bad in ["", "abc", "a.b", &"x".repeat(5000), "e30.AAAA"] {
             assert!(key.verifier().verify(bad).is_err(), "{bad:?}");

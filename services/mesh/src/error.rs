@@ -108,7 +108,9 @@ impl ErrorCode {
 
     /// Parses the stable string back (`ErrorInfo.reason`).
     pub fn from_reason(reason: &str) -> Option<ErrorCode> {
-        ErrorCode::ALL.into_iter().find(|code| code.as_str() == reason)
+        ErrorCode::ALL
+            .into_iter()
+            .find(|code| code.as_str() == reason)
     }
 
     /// The code of a status received from any gRPC server: the `ErrorInfo`
@@ -165,12 +167,20 @@ pub struct ServiceError {
 impl ServiceError {
     /// An error with a client-safe message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), violations: Vec::new(), source: None }
+        Self {
+            code,
+            message: message.into(),
+            violations: Vec::new(),
+            source: None,
+        }
     }
 
     /// VALIDATION_ERROR naming one field.
     pub fn invalid_field(field: impl Into<String>, description: impl Into<String>) -> Self {
-        let violation = FieldViolation { field: field.into(), description: description.into() };
+        let violation = FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        };
         Self {
             code: ErrorCode::ValidationError,
             message: format!("invalid {}: {}", violation.field, violation.description),
@@ -199,8 +209,11 @@ impl ServiceError {
 
     /// UNAVAILABLE caused by `source` (logged, not sent).
     pub fn unavailable(source: impl Into<anyhow::Error>) -> Self {
-        Self::new(ErrorCode::Unavailable, "a dependency is unavailable, retry later")
-            .with_source(source)
+        Self::new(
+            ErrorCode::Unavailable,
+            "a dependency is unavailable, retry later",
+        )
+        .with_source(source)
     }
 
     /// INTERNAL_ERROR caused by `source` (logged, not sent).
@@ -215,8 +228,15 @@ impl ServiceError {
     }
 
     /// Adds another field violation.
-    pub fn with_violation(mut self, field: impl Into<String>, description: impl Into<String>) -> Self {
-        self.violations.push(FieldViolation { field: field.into(), description: description.into() });
+    pub fn with_violation(
+        mut self,
+        field: impl Into<String>,
+        description: impl Into<String>,
+    ) -> Self {
+        self.violations.push(FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        });
         self
     }
 
@@ -244,7 +264,9 @@ impl fmt::Display for ServiceError {
 
 impl std::error::Error for ServiceError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_ref().map(|source| source.as_ref() as &(dyn std::error::Error + 'static))
+        self.source
+            .as_ref()
+            .map(|source| source.as_ref() as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -253,7 +275,9 @@ impl From<ServiceError> for tonic::Status {
         if let Some(source) = &error.source {
             // Logs keep the whole chain; the client gets only the safe message.
             match error.code {
-                ErrorCode::Internal => tracing::error!(code = %error.code, error = ?source, "request failed"),
+                ErrorCode::Internal => {
+                    tracing::error!(code = %error.code, error = ?source, "request failed")
+                }
                 _ => tracing::warn!(code = %error.code, error = ?source, "request failed"),
             }
         }
@@ -318,7 +342,13 @@ mod tests {
 
     #[test]
     fn plain_grpc_statuses_map_to_the_closest_code() {
-        assert_eq!(ErrorCode::of_status(&tonic::Status::unavailable("x")), ErrorCode::Unavailable);
-        assert_eq!(ErrorCode::of_status(&tonic::Status::unknown("x")), ErrorCode::Internal);
+        assert_eq!(
+            ErrorCode::of_status(&tonic::Status::unavailable("x")),
+            ErrorCode::Unavailable
+        );
+        assert_eq!(
+            ErrorCode::of_status(&tonic::Status::unknown("x")),
+            ErrorCode::Internal
+        );
     }
 }

@@ -36,10 +36,15 @@ impl MeshKeySource {
     /// Reads the variables above; one of the two sources is required.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let parse = |name: &str| -> Result<Option<MeshKey>, ConfigError> {
-            env.get(name).map(|raw| MeshKey::from_base64(&raw).map_err(|e| env.error(name, e))).transpose()
+            env.get(name)
+                .map(|raw| MeshKey::from_base64(&raw).map_err(|e| env.error(name, e)))
+                .transpose()
         };
         if let Some(current) = parse("TREVEN_MESH_KEY")? {
-            return Ok(MeshKeySource::Inline { current, previous: parse("TREVEN_MESH_KEY_PREVIOUS")? });
+            return Ok(MeshKeySource::Inline {
+                current,
+                previous: parse("TREVEN_MESH_KEY_PREVIOUS")?,
+            });
         }
         match env.get("TREVEN_MESH_KEY_SECRET_ID") {
             Some(id) => Ok(MeshKeySource::SecretsManager(id)),
@@ -71,7 +76,12 @@ async fn load_from_secrets_manager(secret_id: &str) -> anyhow::Result<MeshKeys> 
     let fetch = |stage: &'static str| {
         let client = client.clone();
         async move {
-            client.get_secret_value().secret_id(secret_id).version_stage(stage).send().await
+            client
+                .get_secret_value()
+                .secret_id(secret_id)
+                .version_stage(stage)
+                .send()
+                .await
         }
     };
     let current = fetch("AWSCURRENT")

@@ -22,6 +22,6 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod wire;
 
-pub use context::{MeshContext, OrgId, Role};
+pub use context::{MeshContext, MeshKey, OrgId, Role};
 pub use error::{ErrorCode, ServiceError};
 pub use tokio_util::sync::CancellationToken;

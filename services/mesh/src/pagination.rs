@@ -27,7 +27,10 @@ pub fn page_limit(limit: i32, default: u32, max: u32) -> Result<u32, ServiceErro
     match limit {
         0 => Ok(default),
         1.. if limit as u32 <= max => Ok(limit as u32),
-        _ => Err(ServiceError::invalid_field("limit", format!("must be between 1 and {max}"))),
+        _ => Err(ServiceError::invalid_field(
+            "limit",
+            format!("must be between 1 and {max}"),
+        )),
     }
 }
 
@@ -46,7 +49,9 @@ impl std::fmt::Debug for CursorCodec {
 impl CursorCodec {
     /// A codec whose key is derived from `mesh_key` for cursors of `service`.
     pub fn new(mesh_key: &MeshKey, service: &str) -> Self {
-        Self { key: mesh_key.derive(&format!("cursor:{service}")) }
+        Self {
+            key: mesh_key.derive(&format!("cursor:{service}")),
+        }
     }
 
     fn mac(&self, org: OrgId, scope: &str, payload: &str) -> Hmac<Sha256> {
@@ -61,7 +66,8 @@ impl CursorCodec {
 
     /// A cursor for `position` in list `scope` of `org`.
     pub fn encode<P: Serialize>(&self, org: OrgId, scope: &str, position: &P) -> String {
-        let json = serde_json::to_vec(position).unwrap_or_else(|_| unreachable!("positions serialise"));
+        let json =
+            serde_json::to_vec(position).unwrap_or_else(|_| unreachable!("positions serialise"));
         let payload = URL_SAFE_NO_PAD.encode(json);
         let tag = self.mac(org, scope, &payload).finalize().into_bytes();
         format!("{payload}.{}", URL_SAFE_NO_PAD.encode(&tag[..MAC_LEN]))
@@ -87,9 +93,13 @@ impl CursorCodec {
         if tag.len() != MAC_LEN {
             return Err(invalid());
         }
-        self.mac(org, scope, payload).verify_truncated_left(&tag).map_err(|_| invalid())?;
+        self.mac(org, scope, payload)
+            .verify_truncated_left(&tag)
+            .map_err(|_| invalid())?;
         let json = URL_SAFE_NO_PAD.decode(payload).map_err(|_| invalid())?;
-        serde_json::from_slice(&json).map(Some).map_err(|_| invalid())
+        serde_json::from_slice(&json)
+            .map(Some)
+            .map_err(|_| invalid())
     }
 }
 
@@ -108,10 +118,28 @@ mod tests {
         let a = OrgId::new(Uuid::now_v7());
         let b = OrgId::new(Uuid::now_v7());
         let cursor = codec.encode(a, "users", &("Ann", 7));
-        assert_eq!(codec.decode::<(String, i32)>(a, "users", &cursor).expect("ok"), Some(("Ann".into(), 7)));
-        assert!(codec.decode::<(String, i32)>(b, "users", &cursor).is_err(), "other org");
-        assert!(codec.decode::<(String, i32)>(a, "partners", &cursor).is_err(), "other list");
-        assert!(codec.decode::<(String, i32)>(a, "users", "").expect("first page").is_none());
+        assert_eq!(
+            codec
+                .decode::<(String, i32)>(a, "users", &cursor)
+                .expect("ok"),
+            Some(("Ann".into(), 7))
+        );
+        assert!(
+            codec.decode::<(String, i32)>(b, "users", &cursor).is_err(),
+            "other org"
+        );
+        assert!(
+            codec
+                .decode::<(String, i32)>(a, "partners", &cursor)
+                .is_err(),
+            "other list"
+        );
+        assert!(
+            codec
+                .decode::<(String, i32)>(a, "users", "")
+                .expect("first page")
+                .is_none()
+        );
     }
 
     #[test]
@@ -121,8 +149,17 @@ mod tests {
         let cursor = codec.encode(org, "users", &("Ann", 7));
         let (_, tag) = cursor.split_once('.').expect("two parts");
         let forged = format!("{}.{tag}", URL_SAFE_NO_PAD.encode(br#"["Zed",1]"#));
-        for bad in [forged.as_str(), "x", "a.b", "....", &"a".repeat(2000), &cursor[..cursor.len() - 2]] {
-            let err = codec.decode::<(String, i32)>(org, "users", bad).expect_err(bad);
+        for bad in [
+            forged.as_str(),
+            "x",
+            "a.b",
+            "....",
+            &"a".repeat(2000),
+            &cursor[..cursor.len() - 2],
+        ] {
+            let err = codec
+                .decode::<(String, i32)>(org, "users", bad)
+                .expect_err(bad);
             assert_eq!(err.violations()[0].field, "cursor");
         }
     }

@@ -93,7 +93,9 @@ pub async fn serve(
                 .register_encoded_file_descriptor_set(treven_proto::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET),
+                .register_encoded_file_descriptor_set(
+                    tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+                ),
             |builder, name| builder.with_service_name(name),
         )
     };

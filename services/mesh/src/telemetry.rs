@@ -48,13 +48,20 @@ impl TelemetryConfig {
             None if environment == Environment::Local => LogFormat::Pretty,
             None => LogFormat::Json,
             Some(other) => {
-                return Err(env.error("TREVEN_LOG_FORMAT", format!("must be json or pretty, got {other:?}")));
+                return Err(env.error(
+                    "TREVEN_LOG_FORMAT",
+                    format!("must be json or pretty, got {other:?}"),
+                ));
             }
         };
         let filter = env.get("TREVEN_LOG").unwrap_or_else(|| "info".to_owned());
         EnvFilter::try_new(&filter).map_err(|e| env.error("TREVEN_LOG", e.to_string()))?;
         let otlp = env.get("OTEL_EXPORTER_OTLP_ENDPOINT").is_some();
-        Ok(Self { format, filter, otlp })
+        Ok(Self {
+            format,
+            filter,
+            otlp,
+        })
     }
 }
 
@@ -97,8 +104,15 @@ pub fn init(config: &TelemetryConfig, service_name: &str) -> anyhow::Result<Tele
             .with_tonic()
             .build()
             .context("OTEL_EXPORTER_OTLP_ENDPOINT: cannot build the OTLP exporter")?;
-        let resource = opentelemetry_sdk::Resource::builder().with_service_name(service_name.to_owned()).build();
-        Some(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
+        let resource = opentelemetry_sdk::Resource::builder()
+            .with_service_name(service_name.to_owned())
+            .build();
+        Some(
+            SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(resource)
+                .build(),
+        )
     } else {
         None
     };
@@ -108,9 +122,17 @@ pub fn init(config: &TelemetryConfig, service_name: &str) -> anyhow::Result<Tele
     let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
     let installed = match config.format {
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(true).with_span_list(false))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false),
+            )
             .try_init(),
-        LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer().compact()).try_init(),
+        LogFormat::Pretty => registry
+            .with(tracing_subscriber::fmt::layer().compact())
+            .try_init(),
     };
     if installed.is_err() {
         // Already installed by an earlier call in this process.
@@ -130,7 +152,10 @@ pub fn request_span(request: &http::Request<()>) -> tracing::Span {
         .filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let span = tracing::info_span!(
         "rpc",
         rpc = %request.uri().path(),
@@ -150,7 +175,8 @@ pub fn request_span(request: &http::Request<()>) -> tracing::Span {
                 self.0.keys().map(|k| k.as_str()).collect()
             }
         }
-        let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(headers)));
+        let parent =
+            opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(headers)));
         let _ = span.set_parent(parent);
     }
     span

@@ -9,7 +9,10 @@ use crate::error::ServiceError;
 
 /// A UTC time as a protobuf `Timestamp`.
 pub fn timestamp(time: DateTime<Utc>) -> Timestamp {
-    Timestamp { seconds: time.timestamp(), nanos: time.timestamp_subsec_nanos() as i32 }
+    Timestamp {
+        seconds: time.timestamp(),
+        nanos: time.timestamp_subsec_nanos() as i32,
+    }
 }
 
 /// A protobuf `Timestamp` as a UTC time; `field` names it in the error.
@@ -23,9 +26,12 @@ pub fn from_timestamp(field: &str, ts: &Timestamp) -> Result<DateTime<Utc>, Serv
 /// A JSON object as a protobuf `Struct` (non-objects become an empty struct).
 pub fn json_to_struct(json: &serde_json::Value) -> Struct {
     match json {
-        serde_json::Value::Object(map) => {
-            Struct { fields: map.iter().map(|(k, v)| (k.clone(), json_to_value(v))).collect() }
-        }
+        serde_json::Value::Object(map) => Struct {
+            fields: map
+                .iter()
+                .map(|(k, v)| (k.clone(), json_to_value(v)))
+                .collect(),
+        },
         _ => Struct::default(),
     }
 }
@@ -36,9 +42,9 @@ fn json_to_value(json: &serde_json::Value) -> Value {
         serde_json::Value::Bool(b) => Kind::BoolValue(*b),
         serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
         serde_json::Value::String(s) => Kind::StringValue(s.clone()),
-        serde_json::Value::Array(items) => {
-            Kind::ListValue(ListValue { values: items.iter().map(json_to_value).collect() })
-        }
+        serde_json::Value::Array(items) => Kind::ListValue(ListValue {
+            values: items.iter().map(json_to_value).collect(),
+        }),
         serde_json::Value::Object(_) => Kind::StructValue(json_to_struct(json)),
     };
     Value { kind: Some(kind) }
@@ -47,16 +53,24 @@ fn json_to_value(json: &serde_json::Value) -> Value {
 /// A protobuf `Struct` as a JSON object. Non-finite numbers, which JSON
 /// cannot hold, become `null`.
 pub fn struct_to_json(s: &Struct) -> serde_json::Value {
-    serde_json::Value::Object(s.fields.iter().map(|(k, v)| (k.clone(), value_to_json(v))).collect())
+    serde_json::Value::Object(
+        s.fields
+            .iter()
+            .map(|(k, v)| (k.clone(), value_to_json(v)))
+            .collect(),
+    )
 }
 
 fn value_to_json(value: &Value) -> serde_json::Value {
     match &value.kind {
         None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
         Some(Kind::BoolValue(b)) => serde_json::Value::Bool(*b),
-        Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(*n).map_or(serde_json::Value::Null, serde_json::Value::Number),
+        Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(*n)
+            .map_or(serde_json::Value::Null, serde_json::Value::Number),
         Some(Kind::StringValue(s)) => serde_json::Value::String(s.clone()),
-        Some(Kind::ListValue(list)) => serde_json::Value::Array(list.values.iter().map(value_to_json).collect()),
+        Some(Kind::ListValue(list)) => {
+            serde_json::Value::Array(list.values.iter().map(value_to_json).collect())
+        }
         Some(Kind::StructValue(s)) => struct_to_json(s),
     }
 }
@@ -75,7 +89,14 @@ mod tests {
     fn timestamps_round_trip_and_bad_ones_name_the_field() {
         let now = Utc::now();
         assert_eq!(from_timestamp("t", &timestamp(now)).ok(), Some(now));
-        let err = from_timestamp("since", &Timestamp { seconds: 0, nanos: -1 }).expect_err("bad");
+        let err = from_timestamp(
+            "since",
+            &Timestamp {
+                seconds: 0,
+                nanos: -1,
+            },
+        )
+        .expect_err("bad");
         assert_eq!(err.violations()[0].field, "since");
     }
 }

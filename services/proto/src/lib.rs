@@ -63,7 +63,8 @@ pub mod treven {
 /// The encoded `FileDescriptorSet` of every Treven proto and its imports,
 /// with source info and custom options (`google.api.http`) preserved. Server
 /// reflection serves it; the gateway builds its REST routes from it.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/treven_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/treven_descriptor.bin"));
 
 #[cfg(test)]
 mod tests {
@@ -84,9 +85,15 @@ mod tests {
         // prost-types drops unknown extensions when decoding, so check the raw
         // bytes: the `google.api.http` rule of GetMe must survive compilation.
         assert!(
-            super::FILE_DESCRIPTOR_SET.windows(7).any(|w| w == b"/api/me"),
+            super::FILE_DESCRIPTOR_SET
+                .windows(7)
+                .any(|w| w == b"/api/me"),
             "http rules are kept in the descriptor set"
         );
-        assert!(set.file.iter().any(|f| f.name() == "google/api/annotations.proto"));
+        assert!(
+            set.file
+                .iter()
+                .any(|f| f.name() == "google/api/annotations.proto")
+        );
     }
 }

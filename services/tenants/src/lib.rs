@@ -52,8 +52,12 @@ impl TenantsConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let environment = Environment::from_env(env)?;
         Ok(Self {
-            listen: env.socket_addr_or("TREVEN_TENANTS_ADDR", environment.default_listen(DEFAULT_PORT))?,
-            database: database_options(env, "TREVEN_TENANTS_DATABASE_URL")?.application_name("treven-tenants"),
+            listen: env.socket_addr_or(
+                "TREVEN_TENANTS_ADDR",
+                environment.default_listen(DEFAULT_PORT),
+            )?,
+            database: database_options(env, "TREVEN_TENANTS_DATABASE_URL")?
+                .application_name("treven-tenants"),
             pool: PoolOptions {
                 max_connections: env.parse_or("TREVEN_TENANTS_DB_MAX_CONNECTIONS", 10u32)?,
                 acquire_timeout: env.seconds_or("TREVEN_DB_ACQUIRE_TIMEOUT_SECS", 3, 1..=60)?,
@@ -80,7 +84,8 @@ pub fn database_options(env: &Env, variable: &str) -> Result<PgConnectOptions, C
 /// `store`. Exposed so tests and `treven serve` share one wiring.
 pub fn routes(store: PgStore, keys: &MeshKeys) -> Routes {
     let tenants = service::Tenants::new(store, CursorCodec::new(&keys.current, "tenants"));
-    let server = TenantsServiceServer::new(grpc::TenantsGrpc::new(tenants)).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let server = TenantsServiceServer::new(grpc::TenantsGrpc::new(tenants))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
     Routes::new(tonic::service::interceptor::InterceptedService::new(
         server,
         RequireContext::new(keys.verifier.clone()),
@@ -95,7 +100,14 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let store = PgStore::connect_lazy(config.database, &config.pool);
-    store.migrate().await.context("tenants: cannot run database migrations")?;
-    let service = GrpcService { name: "tenants", routes: routes(store, keys), health_names: vec![SERVICE_NAME] };
+    store
+        .migrate()
+        .await
+        .context("tenants: cannot run database migrations")?;
+    let service = GrpcService {
+        name: "tenants",
+        routes: routes(store, keys),
+        health_names: vec![SERVICE_NAME],
+    };
     treven_mesh::server::serve(service, listener, shutdown, config.shutdown).await
 }

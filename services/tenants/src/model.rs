@@ -34,10 +34,16 @@ impl Name {
             return Err(ServiceError::invalid_field(field, "must not be empty"));
         }
         if chars > MAX_NAME_CHARS {
-            return Err(ServiceError::invalid_field(field, format!("must be at most {MAX_NAME_CHARS} characters")));
+            return Err(ServiceError::invalid_field(
+                field,
+                format!("must be at most {MAX_NAME_CHARS} characters"),
+            ));
         }
         if trimmed.chars().any(char::is_control) {
-            return Err(ServiceError::invalid_field(field, "must not contain control characters"));
+            return Err(ServiceError::invalid_field(
+                field,
+                "must not contain control characters",
+            ));
         }
         Ok(Self(trimmed.to_owned()))
     }
@@ -60,7 +66,10 @@ impl Email {
             return Err(ServiceError::invalid_field(field, "must not be empty"));
         }
         if trimmed.len() > MAX_EMAIL_LEN || !email_address::EmailAddress::is_valid(trimmed) {
-            return Err(ServiceError::invalid_field(field, "must be an e-mail address"));
+            return Err(ServiceError::invalid_field(
+                field,
+                "must be an e-mail address",
+            ));
         }
         Ok(Self(trimmed.to_owned()))
     }
@@ -79,8 +88,17 @@ impl CognitoSub {
     /// Validates `raw` as the value of `field`.
     pub fn parse(field: &str, raw: &str) -> Result<Self, ServiceError> {
         let ok = (1..=128).contains(&raw.len())
-            && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:@-".contains(&b));
-        if ok { Ok(Self(raw.to_owned())) } else { Err(ServiceError::invalid_field(field, "must be a Cognito subject")) }
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:@-".contains(&b));
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(ServiceError::invalid_field(
+                field,
+                "must be a Cognito subject",
+            ))
+        }
     }
 
     /// The subject.
@@ -90,10 +108,18 @@ impl CognitoSub {
 }
 
 /// A JSON object of at most [`MAX_JSON_BYTES`].
-pub fn bounded_json(field: &str, json: serde_json::Value) -> Result<serde_json::Value, ServiceError> {
-    let size = serde_json::to_vec(&json).map_err(ServiceError::internal)?.len();
+pub fn bounded_json(
+    field: &str,
+    json: serde_json::Value,
+) -> Result<serde_json::Value, ServiceError> {
+    let size = serde_json::to_vec(&json)
+        .map_err(ServiceError::internal)?
+        .len();
     if size > MAX_JSON_BYTES {
-        return Err(ServiceError::invalid_field(field, format!("must be at most {MAX_JSON_BYTES} bytes of JSON")));
+        return Err(ServiceError::invalid_field(
+            field,
+            format!("must be at most {MAX_JSON_BYTES} bytes of JSON"),
+        ));
     }
     Ok(json)
 }
@@ -248,8 +274,18 @@ pub struct NewAuditEvent {
 
 impl NewAuditEvent {
     /// An entry for an action of the service itself (trusted names).
-    pub fn of(action: &str, resource_type: &str, resource_id: impl ToString, details: serde_json::Value) -> Self {
-        Self { action: action.to_owned(), resource_type: resource_type.to_owned(), resource_id: resource_id.to_string(), details }
+    pub fn of(
+        action: &str,
+        resource_type: &str,
+        resource_id: impl ToString,
+        details: serde_json::Value,
+    ) -> Self {
+        Self {
+            action: action.to_owned(),
+            resource_type: resource_type.to_owned(),
+            resource_id: resource_id.to_string(),
+            details,
+        }
     }
 
     /// Validates an entry sent by another service.
@@ -262,17 +298,32 @@ impl NewAuditEvent {
         let dotted = |s: &str| {
             !s.is_empty()
                 && s.split('.').all(|word| {
-                    !word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                    !word.is_empty()
+                        && word
+                            .bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
                 })
         };
         if action.len() > 100 || !dotted(action) {
-            return Err(ServiceError::invalid_field("action", "must be dotted lowercase words, at most 100 characters"));
+            return Err(ServiceError::invalid_field(
+                "action",
+                "must be dotted lowercase words, at most 100 characters",
+            ));
         }
         if resource_type.len() > 50 || resource_type.contains('.') || !dotted(resource_type) {
-            return Err(ServiceError::invalid_field("resource_type", "must be a lowercase word, at most 50 characters"));
+            return Err(ServiceError::invalid_field(
+                "resource_type",
+                "must be a lowercase word, at most 50 characters",
+            ));
         }
-        if resource_id.is_empty() || resource_id.len() > 200 || resource_id.chars().any(char::is_control) {
-            return Err(ServiceError::invalid_field("resource_id", "must be 1–200 printable characters"));
+        if resource_id.is_empty()
+            || resource_id.len() > 200
+            || resource_id.chars().any(char::is_control)
+        {
+            return Err(ServiceError::invalid_field(
+                "resource_id",
+                "must be 1–200 printable characters",
+            ));
         }
         Ok(Self {
             action: action.to_owned(),
@@ -331,27 +382,49 @@ mod tests {
 
     #[test]
     fn names_are_trimmed_and_bounded() {
-        assert_eq!(Name::parse("name", "  Ann  ").map(|n| n.0).ok(), Some("Ann".into()));
+        assert_eq!(
+            Name::parse("name", "  Ann  ").map(|n| n.0).ok(),
+            Some("Ann".into())
+        );
         for bad in ["", "   ", "a\u{0}b", &"x".repeat(201)] {
             let err = Name::parse("name", bad).expect_err(bad);
             assert_eq!(err.violations()[0].field, "name");
         }
-        assert!(Name::parse("name", &"é".repeat(200)).is_ok(), "counted in characters");
+        assert!(
+            Name::parse("name", &"é".repeat(200)).is_ok(),
+            "counted in characters"
+        );
     }
 
     #[test]
     fn emails_are_checked() {
         assert!(Email::parse("email", "ann@example.org").is_ok());
-        for bad in ["", "ann", "ann@", "@example.org", &format!("{}@example.org", "a".repeat(250))] {
+        for bad in [
+            "",
+            "ann",
+            "ann@",
+            "@example.org",
+            &format!("{}@example.org", "a".repeat(250)),
+        ] {
             assert!(Email::parse("email", bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn audit_entries_from_other_services_are_validated() {
-        assert!(NewAuditEvent::parse("report.pii_kept", "report", "r1", serde_json::json!({})).is_ok());
-        for (action, kind, id) in [("Report.Approve", "report", "r"), ("report.", "report", "r"), ("a", "re.port", "r"), ("a", "report", "")] {
-            assert!(NewAuditEvent::parse(action, kind, id, serde_json::json!({})).is_err(), "{action} {kind} {id}");
+        assert!(
+            NewAuditEvent::parse("report.pii_kept", "report", "r1", serde_json::json!({})).is_ok()
+        );
+        for (action, kind, id) in [
+            ("Report.Approve", "report", "r"),
+            ("report.", "report", "r"),
+            ("a", "re.port", "r"),
+            ("a", "report", ""),
+        ] {
+            assert!(
+                NewAuditEvent::parse(action, kind, id, serde_json::json!({})).is_err(),
+                "{action} {kind} {id}"
+            );
         }
         let big = serde_json::json!({"x": "y".repeat(MAX_JSON_BYTES)});
         assert!(NewAuditEvent::parse("a.b", "report", "r", big).is_err());

@@ -7,8 +7,8 @@ use treven_mesh::{ErrorCode, MeshContext, Role, ServiceError};
 use uuid::Uuid;
 
 use crate::model::{
-    AuditEvent, AuditFilter, CognitoSub, Email, Name, NewAuditEvent, OrgKind, Organisation, OrganisationChanges, Page,
-    Partner, Permission, ReportAccess, User, UserChanges,
+    AuditEvent, AuditFilter, CognitoSub, Email, Name, NewAuditEvent, OrgKind, Organisation,
+    OrganisationChanges, Page, Partner, Permission, ReportAccess, User, UserChanges,
 };
 use crate::store::PgStore;
 
@@ -60,8 +60,14 @@ impl Tenants {
     /// The caller and their organisation.
     pub async fn me(&self, context: &MeshContext) -> Result<(User, Organisation)> {
         let mut tx = self.store.begin(context).await?;
-        let user = tx.user_by_sub(context.user_id()).await?.ok_or_else(|| ServiceError::not_found("user"))?;
-        let org = tx.organisation().await?.ok_or_else(|| ServiceError::not_found("organisation"))?;
+        let user = tx
+            .user_by_sub(context.user_id())
+            .await?
+            .ok_or_else(|| ServiceError::not_found("user"))?;
+        let org = tx
+            .organisation()
+            .await?
+            .ok_or_else(|| ServiceError::not_found("organisation"))?;
         tx.commit().await?;
         Ok((user, org))
     }
@@ -69,7 +75,12 @@ impl Tenants {
     /// The user with Cognito subject `sub`; links an invited user with the
     /// same verified `email` on first sign-in. Callers may look up only
     /// themselves, unless they are admins.
-    pub async fn lookup_by_sub(&self, context: &MeshContext, sub: &CognitoSub, email: Option<&Email>) -> Result<User> {
+    pub async fn lookup_by_sub(
+        &self,
+        context: &MeshContext,
+        sub: &CognitoSub,
+        email: Option<&Email>,
+    ) -> Result<User> {
         if sub.as_str() != context.user_id() {
             context.require_any(ADMINS)?;
         }
@@ -77,10 +88,20 @@ impl Tenants {
         if let Some(user) = tx.user_by_sub(sub.as_str()).await? {
             return Ok(user);
         }
-        let Some(email) = email else { return Err(ServiceError::not_found("user")) };
-        let user = tx.link_invited_user(email, sub).await?.ok_or_else(|| ServiceError::not_found("user"))?;
-        tx.audit(&NewAuditEvent::of("user.link", "user", user.id, serde_json::json!({"cognito_sub": sub.as_str()})))
-            .await?;
+        let Some(email) = email else {
+            return Err(ServiceError::not_found("user"));
+        };
+        let user = tx
+            .link_invited_user(email, sub)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("user"))?;
+        tx.audit(&NewAuditEvent::of(
+            "user.link",
+            "user",
+            user.id,
+            serde_json::json!({"cognito_sub": sub.as_str()}),
+        ))
+        .await?;
         tx.commit().await?;
         Ok(user)
     }
@@ -89,38 +110,73 @@ impl Tenants {
     pub async fn organisation(&self, context: &MeshContext) -> Result<Organisation> {
         context.require_any(MEMBERS)?;
         let mut tx = self.store.begin(context).await?;
-        tx.organisation().await?.ok_or_else(|| ServiceError::not_found("organisation"))
+        tx.organisation()
+            .await?
+            .ok_or_else(|| ServiceError::not_found("organisation"))
     }
 
     /// Changes the caller's organisation (admins).
-    pub async fn update_organisation(&self, context: &MeshContext, changes: OrganisationChanges) -> Result<Organisation> {
+    pub async fn update_organisation(
+        &self,
+        context: &MeshContext,
+        changes: OrganisationChanges,
+    ) -> Result<Organisation> {
         context.require_any(ADMINS)?;
         let mut tx = self.store.begin(context).await?;
-        let org = tx.update_organisation(&changes).await?.ok_or_else(|| ServiceError::not_found("organisation"))?;
-        let fields: Vec<&str> =
-            [changes.name.as_ref().map(|_| "name"), changes.settings.as_ref().map(|_| "settings")].into_iter().flatten().collect();
-        tx.audit(&NewAuditEvent::of("organisation.update", "organisation", org.id, serde_json::json!({"fields": fields})))
-            .await?;
+        let org = tx
+            .update_organisation(&changes)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("organisation"))?;
+        let fields: Vec<&str> = [
+            changes.name.as_ref().map(|_| "name"),
+            changes.settings.as_ref().map(|_| "settings"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        tx.audit(&NewAuditEvent::of(
+            "organisation.update",
+            "organisation",
+            org.id,
+            serde_json::json!({"fields": fields}),
+        ))
+        .await?;
         tx.commit().await?;
         Ok(org)
     }
 
     /// A page of users by name.
-    pub async fn list_users(&self, context: &MeshContext, role: Option<Role>, limit: i32, cursor: &str) -> Result<Page<User>> {
+    pub async fn list_users(
+        &self,
+        context: &MeshContext,
+        role: Option<Role>,
+        limit: i32,
+        cursor: &str,
+    ) -> Result<Page<User>> {
         context.require_any(MEMBERS)?;
         let limit = page_limit(limit, DEFAULT_PAGE, MAX_PAGE)?;
         let scope = format!("users?role={}", role.map_or("", Role::as_str));
-        let after: Option<(String, Uuid)> = self.cursors.decode(context.org_id(), &scope, cursor)?;
+        let after: Option<(String, Uuid)> =
+            self.cursors.decode(context.org_id(), &scope, cursor)?;
         let mut tx = self.store.begin(context).await?;
         let users = tx.users(role, after.as_ref(), limit + 1).await?;
-        Ok(paginate(&self.cursors, context, &scope, users, limit, |u| (u.name.clone(), u.id)))
+        Ok(paginate(
+            &self.cursors,
+            context,
+            &scope,
+            users,
+            limit,
+            |u| (u.name.clone(), u.id),
+        ))
     }
 
     /// One user.
     pub async fn user(&self, context: &MeshContext, id: Uuid) -> Result<User> {
         context.require_any(MEMBERS)?;
         let mut tx = self.store.begin(context).await?;
-        tx.user(id).await?.ok_or_else(|| ServiceError::not_found("user"))
+        tx.user(id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("user"))
     }
 
     /// Adds a user (admins).
@@ -135,16 +191,31 @@ impl Tenants {
         context.require_any(ADMINS)?;
         let mut tx = self.store.begin(context).await?;
         let user = tx.insert_user(&email, &name, role, sub.as_ref()).await?;
-        tx.audit(&NewAuditEvent::of("user.create", "user", user.id, serde_json::json!({"role": role.as_str()}))).await?;
+        tx.audit(&NewAuditEvent::of(
+            "user.create",
+            "user",
+            user.id,
+            serde_json::json!({"role": role.as_str()}),
+        ))
+        .await?;
         tx.commit().await?;
         Ok(user)
     }
 
     /// Changes a user (admins). The organisation keeps at least one admin.
-    pub async fn update_user(&self, context: &MeshContext, id: Uuid, changes: UserChanges) -> Result<User> {
+    pub async fn update_user(
+        &self,
+        context: &MeshContext,
+        id: Uuid,
+        changes: UserChanges,
+    ) -> Result<User> {
         context.require_any(ADMINS)?;
         let mut tx = self.store.begin(context).await?;
-        let user = tx.update_user(id, &changes).await?.ok_or_else(|| ServiceError::not_found("user"))?;
+        tx.lock_admins().await?;
+        let user = tx
+            .update_user(id, &changes)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("user"))?;
         if tx.admin_count().await? == 0 {
             return Err(last_admin());
         }
@@ -171,44 +242,77 @@ impl Tenants {
     pub async fn delete_user(&self, context: &MeshContext, id: Uuid) -> Result<()> {
         context.require_any(ADMINS)?;
         let mut tx = self.store.begin(context).await?;
+        tx.lock_admins().await?;
         if !tx.delete_user(id).await? {
             return Err(ServiceError::not_found("user"));
         }
         if tx.admin_count().await? == 0 {
             return Err(last_admin());
         }
-        tx.audit(&NewAuditEvent::of("user.delete", "user", id, serde_json::json!({}))).await?;
+        tx.audit(&NewAuditEvent::of(
+            "user.delete",
+            "user",
+            id,
+            serde_json::json!({}),
+        ))
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// A page of partners by name.
-    pub async fn list_partners(&self, context: &MeshContext, limit: i32, cursor: &str) -> Result<Page<Partner>> {
+    pub async fn list_partners(
+        &self,
+        context: &MeshContext,
+        limit: i32,
+        cursor: &str,
+    ) -> Result<Page<Partner>> {
         context.require_any(MEMBERS)?;
         let limit = page_limit(limit, DEFAULT_PAGE, MAX_PAGE)?;
-        let after: Option<(String, Uuid)> = self.cursors.decode(context.org_id(), "partners", cursor)?;
+        let after: Option<(String, Uuid)> =
+            self.cursors.decode(context.org_id(), "partners", cursor)?;
         let mut tx = self.store.begin(context).await?;
         let partners = tx.partners(after.as_ref(), limit + 1).await?;
-        Ok(paginate(&self.cursors, context, "partners", partners, limit, |p| (p.name.clone(), p.id)))
+        Ok(paginate(
+            &self.cursors,
+            context,
+            "partners",
+            partners,
+            limit,
+            |p| (p.name.clone(), p.id),
+        ))
     }
 
     /// One partner.
     pub async fn partner(&self, context: &MeshContext, id: Uuid) -> Result<Partner> {
         context.require_any(MEMBERS)?;
         let mut tx = self.store.begin(context).await?;
-        tx.partner(id).await?.ok_or_else(|| ServiceError::not_found("partner"))
+        tx.partner(id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("partner"))
     }
 
     /// Adds a partner (admins). The platform owner is never a partner.
-    pub async fn create_partner(&self, context: &MeshContext, name: Name, kind: OrgKind, contact: Email) -> Result<Partner> {
+    pub async fn create_partner(
+        &self,
+        context: &MeshContext,
+        name: Name,
+        kind: OrgKind,
+        contact: Email,
+    ) -> Result<Partner> {
         context.require_any(ADMINS)?;
         if kind == OrgKind::Owner {
             return Err(ServiceError::invalid_field("kind", "must be fi, ngo or le"));
         }
         let mut tx = self.store.begin(context).await?;
         let partner = tx.insert_partner(&name, kind, &contact).await?;
-        tx.audit(&NewAuditEvent::of("partner.create", "partner", partner.id, serde_json::json!({"kind": kind.as_str()})))
-            .await?;
+        tx.audit(&NewAuditEvent::of(
+            "partner.create",
+            "partner",
+            partner.id,
+            serde_json::json!({"kind": kind.as_str()}),
+        ))
+        .await?;
         tx.commit().await?;
         Ok(partner)
     }
@@ -220,7 +324,13 @@ impl Tenants {
         if !tx.delete_partner(id).await? {
             return Err(ServiceError::not_found("partner"));
         }
-        tx.audit(&NewAuditEvent::of("partner.delete", "partner", id, serde_json::json!({}))).await?;
+        tx.audit(&NewAuditEvent::of(
+            "partner.delete",
+            "partner",
+            id,
+            serde_json::json!({}),
+        ))
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -266,17 +376,30 @@ impl Tenants {
             report_id.map(|id| id.to_string()).unwrap_or_default(),
             partner_id.map(|id| id.to_string()).unwrap_or_default()
         );
-        let after: Option<(DateTime<Utc>, Uuid)> = self.cursors.decode(context.org_id(), &scope, cursor)?;
+        let after: Option<(DateTime<Utc>, Uuid)> =
+            self.cursors.decode(context.org_id(), &scope, cursor)?;
         let mut tx = self.store.begin(context).await?;
-        let grants = tx.access_grants(report_id, partner_id, after.as_ref(), limit + 1).await?;
-        Ok(paginate(&self.cursors, context, &scope, grants, limit, |g| (g.granted_at, g.id)))
+        let grants = tx
+            .access_grants(report_id, partner_id, after.as_ref(), limit + 1)
+            .await?;
+        Ok(paginate(
+            &self.cursors,
+            context,
+            &scope,
+            grants,
+            limit,
+            |g| (g.granted_at, g.id),
+        ))
     }
 
     /// Withdraws a grant (analysts, admins).
     pub async fn revoke_access(&self, context: &MeshContext, id: Uuid) -> Result<()> {
         context.require_any(EDITORS)?;
         let mut tx = self.store.begin(context).await?;
-        let access = tx.delete_access(id).await?.ok_or_else(|| ServiceError::not_found("report access"))?;
+        let access = tx
+            .delete_access(id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("report access"))?;
         tx.audit(&NewAuditEvent::of(
             "report_access.revoke",
             "report",
@@ -289,7 +412,11 @@ impl Tenants {
     }
 
     /// Appends an audit entry by the caller.
-    pub async fn record_audit(&self, context: &MeshContext, event: NewAuditEvent) -> Result<AuditEvent> {
+    pub async fn record_audit(
+        &self,
+        context: &MeshContext,
+        event: NewAuditEvent,
+    ) -> Result<AuditEvent> {
         context.require_any(MEMBERS)?;
         let mut tx = self.store.begin(context).await?;
         let stored = tx.audit(&event).await?;
@@ -298,17 +425,37 @@ impl Tenants {
     }
 
     /// A page of audit entries, newest first (analysts, admins).
-    pub async fn list_audit(&self, context: &MeshContext, filter: AuditFilter, limit: i32, cursor: &str) -> Result<Page<AuditEvent>> {
+    pub async fn list_audit(
+        &self,
+        context: &MeshContext,
+        filter: AuditFilter,
+        limit: i32,
+        cursor: &str,
+    ) -> Result<Page<AuditEvent>> {
         context.require_any(EDITORS)?;
         let limit = page_limit(limit, DEFAULT_PAGE, MAX_PAGE)?;
-        let scope = format!("audit?{}", serde_json::to_string(&filter).map_err(ServiceError::internal)?);
-        let after: Option<(DateTime<Utc>, Uuid)> = self.cursors.decode(context.org_id(), &scope, cursor)?;
+        let scope = format!(
+            "audit?{}",
+            serde_json::to_string(&filter).map_err(ServiceError::internal)?
+        );
+        let after: Option<(DateTime<Utc>, Uuid)> =
+            self.cursors.decode(context.org_id(), &scope, cursor)?;
         let mut tx = self.store.begin(context).await?;
         let events = tx.audit_events(&filter, after.as_ref(), limit + 1).await?;
-        Ok(paginate(&self.cursors, context, &scope, events, limit, |e| (e.occurred_at, e.id)))
+        Ok(paginate(
+            &self.cursors,
+            context,
+            &scope,
+            events,
+            limit,
+            |e| (e.occurred_at, e.id),
+        ))
     }
 }
 
 fn last_admin() -> ServiceError {
-    ServiceError::new(ErrorCode::FailedPrecondition, "the organisation must keep at least one admin")
+    ServiceError::new(
+        ErrorCode::FailedPrecondition,
+        "the organisation must keep at least one admin",
+    )
 }

@@ -16,8 +16,8 @@ use treven_mesh::{MeshContext, OrgId, Role, ServiceError};
 use uuid::Uuid;
 
 use crate::model::{
-    AuditEvent, AuditFilter, CognitoSub, Email, Name, NewAuditEvent, OrgKind, Organisation, OrganisationChanges, Partner,
-    Permission, ReportAccess, User, UserChanges,
+    AuditEvent, AuditFilter, CognitoSub, Email, Name, NewAuditEvent, OrgKind, Organisation,
+    OrganisationChanges, Partner, Permission, ReportAccess, User, UserChanges,
 };
 
 /// Migrations compiled into the binary.
@@ -47,9 +47,12 @@ impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         use sqlx::Error as E;
         match &error {
-            E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed | E::Protocol(_) => {
-                StoreError::Unavailable(error)
-            }
+            E::Io(_)
+            | E::Tls(_)
+            | E::PoolTimedOut
+            | E::PoolClosed
+            | E::WorkerCrashed
+            | E::Protocol(_) => StoreError::Unavailable(error),
             E::Database(db) => {
                 let code = db.code().unwrap_or_default();
                 if code == "23505" {
@@ -65,7 +68,8 @@ impl From<sqlx::Error> for StoreError {
                     || code.starts_with("53")         // insufficient resources
                     || code == "57014"                // statement timeout
                     || code == "55000"                // database does not allow connections
-                    || code == "3D000"                // database does not exist (yet)
+                    || code == "3D000"
+                // database does not exist (yet)
                 {
                     StoreError::Unavailable(error)
                 } else {
@@ -81,7 +85,9 @@ impl From<StoreError> for ServiceError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Unavailable(source) => ServiceError::unavailable(source),
-            StoreError::Conflict { field } => ServiceError::conflict_on(field, "already exists in this organisation"),
+            StoreError::Conflict { field } => {
+                ServiceError::conflict_on(field, "already exists in this organisation")
+            }
             StoreError::Internal(source) => ServiceError::internal(source),
         }
     }
@@ -100,7 +106,10 @@ pub struct PoolOptions {
 
 impl Default for PoolOptions {
     fn default() -> Self {
-        Self { max_connections: 10, acquire_timeout: Duration::from_secs(3) }
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(3),
+        }
     }
 }
 
@@ -141,11 +150,15 @@ impl PgStore {
 
     /// Opens a transaction confined to the caller's organisation.
     pub async fn begin(&self, context: &MeshContext) -> Result<OrgTx> {
-        let mut tx = self.pool.begin().await.map_err(|e| match StoreError::from(e) {
-            // Failing to get a connection at all is always "unavailable".
-            StoreError::Internal(e) => StoreError::Unavailable(e),
-            other => other,
-        })?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| match StoreError::from(e) {
+                // Failing to get a connection at all is always "unavailable".
+                StoreError::Internal(e) => StoreError::Unavailable(e),
+                other => other,
+            })?;
         sqlx::query(
             "SELECT set_config('role', 'treven_app', true), \
                     set_config('app.org_id', $1, true), \
@@ -176,10 +189,12 @@ impl PgStore {
         .bind(kind.as_str())
         .execute(&self.pool)
         .await?;
-        let row: OrgRow = sqlx::query_as(&format!("SELECT {ORG_COLUMNS} FROM organisations WHERE lower(name) = lower($1)"))
-            .bind(name.as_str())
-            .fetch_one(&self.pool)
-            .await?;
+        let row: OrgRow = sqlx::query_as(&format!(
+            "SELECT {ORG_COLUMNS} FROM organisations WHERE lower(name) = lower($1)"
+        ))
+        .bind(name.as_str())
+        .fetch_one(&self.pool)
+        .await?;
         row.try_into()
     }
 
@@ -215,7 +230,12 @@ impl PgStore {
             org,
             "operator",
             "",
-            &NewAuditEvent::of("user.ensure", "user", user.id, serde_json::json!({"role": role.as_str()})),
+            &NewAuditEvent::of(
+                "user.ensure",
+                "user",
+                user.id,
+                serde_json::json!({"role": role.as_str()}),
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -234,7 +254,8 @@ pub struct OrgTx {
 const ORG_COLUMNS: &str = "id, name, kind, settings, created_at, updated_at";
 const USER_COLUMNS: &str = "id, org_id, cognito_sub, email, name, role, created_at, updated_at";
 const PARTNER_COLUMNS: &str = "id, org_id, name, kind, contact_email, created_at";
-const ACCESS_COLUMNS: &str = "id, org_id, report_id, partner_id, permission, granted_by, granted_at";
+const ACCESS_COLUMNS: &str =
+    "id, org_id, report_id, partner_id, permission, granted_by, granted_at";
 const AUDIT_COLUMNS: &str =
     "id, org_id, actor_id, action, resource_type, resource_id, details, request_id, occurred_at";
 
@@ -247,20 +268,32 @@ impl OrgTx {
 
     /// Appends an audit entry by the caller, in this transaction.
     pub async fn audit(&mut self, event: &NewAuditEvent) -> Result<AuditEvent> {
-        insert_audit(&mut self.tx, self.org_id, &self.actor_id, &self.request_id, event).await
+        insert_audit(
+            &mut self.tx,
+            self.org_id,
+            &self.actor_id,
+            &self.request_id,
+            event,
+        )
+        .await
     }
 
     /// The caller's organisation.
     pub async fn organisation(&mut self) -> Result<Option<Organisation>> {
-        let row: Option<OrgRow> = sqlx::query_as(&format!("SELECT {ORG_COLUMNS} FROM organisations WHERE id = $1"))
-            .bind(self.org_id.as_uuid())
-            .fetch_optional(&mut *self.tx)
-            .await?;
+        let row: Option<OrgRow> = sqlx::query_as(&format!(
+            "SELECT {ORG_COLUMNS} FROM organisations WHERE id = $1"
+        ))
+        .bind(self.org_id.as_uuid())
+        .fetch_optional(&mut *self.tx)
+        .await?;
         row.map(TryInto::try_into).transpose()
     }
 
     /// Changes the caller's organisation.
-    pub async fn update_organisation(&mut self, changes: &OrganisationChanges) -> Result<Option<Organisation>> {
+    pub async fn update_organisation(
+        &mut self,
+        changes: &OrganisationChanges,
+    ) -> Result<Option<Organisation>> {
         let row: Option<OrgRow> = sqlx::query_as(&format!(
             "UPDATE organisations SET name = COALESCE($2, name), settings = COALESCE($3, settings), updated_at = now() \
              WHERE id = $1 RETURNING {ORG_COLUMNS}"
@@ -275,17 +308,22 @@ impl OrgTx {
 
     /// The user with Cognito subject `sub`.
     pub async fn user_by_sub(&mut self, sub: &str) -> Result<Option<User>> {
-        let row: Option<UserRow> =
-            sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 AND cognito_sub = $2"))
-                .bind(self.org_id.as_uuid())
-                .bind(sub)
-                .fetch_optional(&mut *self.tx)
-                .await?;
+        let row: Option<UserRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 AND cognito_sub = $2"
+        ))
+        .bind(self.org_id.as_uuid())
+        .bind(sub)
+        .fetch_optional(&mut *self.tx)
+        .await?;
         row.map(TryInto::try_into).transpose()
     }
 
     /// Links the not-yet-linked user with `email` to Cognito subject `sub`.
-    pub async fn link_invited_user(&mut self, email: &Email, sub: &CognitoSub) -> Result<Option<User>> {
+    pub async fn link_invited_user(
+        &mut self,
+        email: &Email,
+        sub: &CognitoSub,
+    ) -> Result<Option<User>> {
         let row: Option<UserRow> = sqlx::query_as(&format!(
             "UPDATE users SET cognito_sub = $3, updated_at = now() \
              WHERE org_id = $1 AND lower(email) = lower($2) AND cognito_sub IS NULL RETURNING {USER_COLUMNS}"
@@ -300,16 +338,23 @@ impl OrgTx {
 
     /// One user.
     pub async fn user(&mut self, id: Uuid) -> Result<Option<User>> {
-        let row: Option<UserRow> = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 AND id = $2"))
-            .bind(self.org_id.as_uuid())
-            .bind(id)
-            .fetch_optional(&mut *self.tx)
-            .await?;
+        let row: Option<UserRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 AND id = $2"
+        ))
+        .bind(self.org_id.as_uuid())
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
         row.map(TryInto::try_into).transpose()
     }
 
     /// Up to `limit` users after `after` (name, id), by name then id.
-    pub async fn users(&mut self, role: Option<Role>, after: Option<&(String, Uuid)>, limit: u32) -> Result<Vec<User>> {
+    pub async fn users(
+        &mut self,
+        role: Option<Role>,
+        after: Option<&(String, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<User>> {
         let rows: Vec<UserRow> = sqlx::query_as(&format!(
             "SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 \
                AND ($2::text IS NULL OR role = $2) \
@@ -327,7 +372,13 @@ impl OrgTx {
     }
 
     /// Adds a user.
-    pub async fn insert_user(&mut self, email: &Email, name: &Name, role: Role, sub: Option<&CognitoSub>) -> Result<User> {
+    pub async fn insert_user(
+        &mut self,
+        email: &Email,
+        name: &Name,
+        role: Role,
+        sub: Option<&CognitoSub>,
+    ) -> Result<User> {
         let row: UserRow = sqlx::query_as(&format!(
             "INSERT INTO users (id, org_id, email, name, role, cognito_sub) VALUES ($1, $2, $3, $4, $5, $6) \
              RETURNING {USER_COLUMNS}"
@@ -370,28 +421,44 @@ impl OrgTx {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Locks the organisation's admin rows until the transaction ends, so two
+    /// concurrent demotions cannot both see "one admin left".
+    pub async fn lock_admins(&mut self) -> Result<()> {
+        sqlx::query("SELECT id FROM users WHERE org_id = $1 AND role = 'admin' FOR UPDATE")
+            .bind(self.org_id.as_uuid())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
     /// How many admins the organisation has.
     pub async fn admin_count(&mut self) -> Result<i64> {
-        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE org_id = $1 AND role = 'admin'")
-            .bind(self.org_id.as_uuid())
-            .fetch_one(&mut *self.tx)
-            .await?;
+        let count: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM users WHERE org_id = $1 AND role = 'admin'")
+                .bind(self.org_id.as_uuid())
+                .fetch_one(&mut *self.tx)
+                .await?;
         Ok(count)
     }
 
     /// One partner.
     pub async fn partner(&mut self, id: Uuid) -> Result<Option<Partner>> {
-        let row: Option<PartnerRow> =
-            sqlx::query_as(&format!("SELECT {PARTNER_COLUMNS} FROM partners WHERE org_id = $1 AND id = $2"))
-                .bind(self.org_id.as_uuid())
-                .bind(id)
-                .fetch_optional(&mut *self.tx)
-                .await?;
+        let row: Option<PartnerRow> = sqlx::query_as(&format!(
+            "SELECT {PARTNER_COLUMNS} FROM partners WHERE org_id = $1 AND id = $2"
+        ))
+        .bind(self.org_id.as_uuid())
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
         row.map(TryInto::try_into).transpose()
     }
 
     /// Up to `limit` partners after `after` (name, id).
-    pub async fn partners(&mut self, after: Option<&(String, Uuid)>, limit: u32) -> Result<Vec<Partner>> {
+    pub async fn partners(
+        &mut self,
+        after: Option<&(String, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<Partner>> {
         let rows: Vec<PartnerRow> = sqlx::query_as(&format!(
             "SELECT {PARTNER_COLUMNS} FROM partners WHERE org_id = $1 \
                AND ($2::text IS NULL OR (name, id) > ($2, $3)) ORDER BY name, id LIMIT $4"
@@ -406,7 +473,12 @@ impl OrgTx {
     }
 
     /// Adds a partner.
-    pub async fn insert_partner(&mut self, name: &Name, kind: OrgKind, contact: &Email) -> Result<Partner> {
+    pub async fn insert_partner(
+        &mut self,
+        name: &Name,
+        kind: OrgKind,
+        contact: &Email,
+    ) -> Result<Partner> {
         let row: PartnerRow = sqlx::query_as(&format!(
             "INSERT INTO partners (id, org_id, name, kind, contact_email) VALUES ($1, $2, $3, $4, $5) \
              RETURNING {PARTNER_COLUMNS}"
@@ -432,7 +504,12 @@ impl OrgTx {
     }
 
     /// Grants (or re-grants with a new permission) a partner access to a report.
-    pub async fn upsert_access(&mut self, report_id: Uuid, partner_id: Uuid, permission: Permission) -> Result<ReportAccess> {
+    pub async fn upsert_access(
+        &mut self,
+        report_id: Uuid,
+        partner_id: Uuid,
+        permission: Permission,
+    ) -> Result<ReportAccess> {
         let row: AccessRow = sqlx::query_as(&format!(
             "INSERT INTO report_access (id, org_id, report_id, partner_id, permission, granted_by) \
              VALUES ($1, $2, $3, $4, $5, $6) \
@@ -545,7 +622,9 @@ fn column<T: std::str::FromStr>(name: &str, raw: &str) -> Result<T>
 where
     T::Err: std::fmt::Display,
 {
-    raw.parse().map_err(|e: T::Err| StoreError::Internal(sqlx::Error::Decode(format!("{name}: {e}").into())))
+    raw.parse().map_err(|e: T::Err| {
+        StoreError::Internal(sqlx::Error::Decode(format!("{name}: {e}").into()))
+    })
 }
 
 #[derive(sqlx::FromRow)]
@@ -679,4 +758,3 @@ impl TryFrom<AuditRow> for AuditEvent {
         })
     }
 }
-

@@ -75,14 +75,35 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
     match command {
         AdminCommand::EnsureOrg { name, kind } => {
             let name = Name::parse("name", &name).map_err(invalid)?;
-            let org = store(&env)?.admin_ensure_org(&name, kind).await.context("ensure organisation")?;
-            println!("{}", serde_json::json!({"id": org.id, "name": org.name, "kind": org.kind.as_str()}));
+            let org = store(&env)?
+                .admin_ensure_org(&name, kind)
+                .await
+                .context("ensure organisation")?;
+            println!(
+                "{}",
+                serde_json::json!({"id": org.id, "name": org.name, "kind": org.kind.as_str()})
+            );
         }
-        AdminCommand::EnsureUser { org_id, email, name, role, cognito_sub } => {
+        AdminCommand::EnsureUser {
+            org_id,
+            email,
+            name,
+            role,
+            cognito_sub,
+        } => {
             let email = Email::parse("email", &email).map_err(invalid)?;
-            let default_name = email.as_str().split('@').next().unwrap_or_default().to_owned();
-            let name = Name::parse("name", name.as_deref().unwrap_or(&default_name)).map_err(invalid)?;
-            let sub = cognito_sub.map(|s| CognitoSub::parse("cognito-sub", &s)).transpose().map_err(invalid)?;
+            let default_name = email
+                .as_str()
+                .split('@')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let name =
+                Name::parse("name", name.as_deref().unwrap_or(&default_name)).map_err(invalid)?;
+            let sub = cognito_sub
+                .map(|s| CognitoSub::parse("cognito-sub", &s))
+                .transpose()
+                .map_err(invalid)?;
             let user = store(&env)?
                 .admin_ensure_user(org_id, &email, &name, role, sub.as_ref())
                 .await
@@ -92,10 +113,24 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
                 serde_json::json!({"id": user.id, "org_id": user.org_id, "email": user.email, "role": user.role.as_str(), "cognito_sub": user.cognito_sub})
             );
         }
-        AdminCommand::MintContext { org_id, user_id, role, ttl_secs } => {
+        AdminCommand::MintContext {
+            org_id,
+            user_id,
+            role,
+            ttl_secs,
+        } => {
             let keys = MeshKeySource::from_env(&env)?.load().await?;
             let request_id = uuid::Uuid::new_v4().to_string();
-            println!("{}", keys.current.mint(org_id, &user_id, &role, &request_id, Duration::from_secs(ttl_secs)));
+            println!(
+                "{}",
+                keys.current.mint(
+                    org_id,
+                    &user_id,
+                    &role,
+                    &request_id,
+                    Duration::from_secs(ttl_secs)
+                )
+            );
         }
     }
     Ok(())

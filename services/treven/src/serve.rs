@@ -60,8 +60,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // process with the variable's name.
     let telemetry_config = TelemetryConfig::from_env(&env)?;
     let key_source = MeshKeySource::from_env(&env)?;
-    let tenants_config =
-        if Target::includes(&args.target, Target::Tenants) { Some(TenantsConfig::from_env(&env)?) } else { None };
+    let tenants_config = if Target::includes(&args.target, Target::Tenants) {
+        Some(TenantsConfig::from_env(&env)?)
+    } else {
+        None
+    };
 
     let telemetry = telemetry::init(&telemetry_config, "treven")?;
     let keys = key_source.load().await?;
@@ -115,7 +118,12 @@ pub async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
         .connect()
         .await
         .with_context(|| format!("cannot connect to {}", args.addr))?;
-    let response = HealthClient::new(channel).check(HealthCheckRequest { service: args.service }).await?.into_inner();
+    let response = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: args.service,
+        })
+        .await?
+        .into_inner();
     match response.status() {
         ServingStatus::Serving => Ok(()),
         status => anyhow::bail!("{} reports {status:?}", args.addr),

@@ -1,0 +1,609 @@
+//! The tenants API end to end over gRPC, against a real Postgres.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::HashSet;
+
+use support::{TestApp, assert_code, authed, code_of, new_user, violated_fields};
+use tonic::{Code, Request};
+use treven_mesh::{MeshKey, Role};
+use treven_proto::treven::tenants::v1 as pb;
+
+#[tokio::test]
+async fn calls_without_a_valid_mesh_context_are_unauthenticated() {
+    let app = TestApp::spawn().await;
+    let org = app.org("Acme").await;
+    let mut client = app.client().await;
+
+    let status = assert_code(
+        client.get_me(Request::new(pb::GetMeRequest {})).await,
+        Code::Unauthenticated,
+    );
+    assert_eq!(code_of(&status), "UNAUTHORIZED");
+
+    let forged = MeshKey::generate().mint(
+        org,
+        "sub",
+        &[Role::Admin],
+        "r",
+        std::time::Duration::from_secs(60),
+    );
+    assert_code(
+        client.get_me(authed(&forged, pb::GetMeRequest {})).await,
+        Code::Unauthenticated,
+    );
+    assert_code(
+        client.get_me(authed("garbage", pb::GetMeRequest {})).await,
+        Code::Unauthenticated,
+    );
+
+    let token = app.member(org, "ann", Role::Admin).await;
+    let me = client
+        .get_me(authed(&token, pb::GetMeRequest {}))
+        .await
+        .expect("valid token")
+        .into_inner();
+    assert_eq!(me.user.unwrap().cognito_sub, "ann");
+    assert_eq!(me.organisation.unwrap().name, "Acme");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_is_invalid_argument_with_the_field_named() {
+    let app = TestApp::spawn().await;
+    let org = app.org("Acme").await;
+    let admin = app.member(org, "ann", Role::Admin).await;
+    let mut client = app.client().await;
+
+    let cases = [
+        (new_user("bob@example.org", "", pb::Role::Analyst), "name"),
+        (
+            new_user("bob@example.org", &"x".repeat(201), pb::Role::Analyst),
+            "name",
+        ),
+        (new_user("not-an-email", "Bob", pb::Role::Analyst), "email"),
+        (new_user("", "Bob", pb::Role::Analyst), "email"),
+        (
+            new_user("bob@example.org", "Bob", pb::Role::Unspecified),
+            "role",
+        ),
+        (
+            pb::CreateUserRequest {
+                role: 99,
+                ..new_user("bob@example.org", "Bob", pb::Role::Analyst)
+            },
+            "role",
+        ),
+        (
+            pb::CreateUserRequest {
+                cognito_sub: "a b".into(),
+                ..new_user("bob@example.org", "Bob", pb::Role::Analyst)
+            },
+            "cognito_sub",
+        ),
+    ];
+    for (request, field) in cases {
+        let status = assert_code(
+            client.create_user(authed(&admin, request)).await,
+            Code::InvalidArgument,
+        );
+        assert_eq!(
+            violated_fields(&status),
+            vec![field.to_owned()],
+            "{status:?}"
+        );
+        assert_eq!(code_of(&status), "VALIDATION_ERROR");
+    }
+
+    for id in ["", "123", "not-a-uuid", "'; DROP TABLE users; --"] {
+        let status = assert_code(
+            client
+                .get_user(authed(&admin, pb::GetUserRequest { id: id.into() }))
+                .await,
+            Code::InvalidArgument,
+        );
+        assert_eq!(violated_fields(&status), vec!["id".to_owned()]);
+    }
+    for cursor in ["x", "abc.def", &"A".repeat(5000)] {
+        let request = pb::ListUsersRequest {
+            cursor: cursor.into(),
+            ..Default::default()
+        };
+        let status = assert_code(
+            client.list_users(authed(&admin, request)).await,
+            Code::InvalidArgument,
+        );
+        assert_eq!(violated_fields(&status), vec!["cursor".to_owned()]);
+    }
+    let status = assert_code(
+        client
+            .list_users(authed(
+                &admin,
+                pb::ListUsersRequest {
+                    limit: 1000,
+                    ..Default::default()
+                },
+            ))
+            .await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(violated_fields(&status), vec!["limit".to_owned()]);
+
+    client
+        .create_user(authed(
+            &admin,
+            new_user("bob@example.org", "Bob", pb::Role::Analyst),
+        ))
+        .await
+        .expect("created");
+    let status = assert_code(
+        client
+            .create_user(authed(
+                &admin,
+                new_user("BOB@example.org", "Bobby", pb::Role::Viewer),
+            ))
+            .await,
+        Code::AlreadyExists,
+    );
+    assert_eq!(violated_fields(&status), vec!["email".to_owned()]);
+    assert_eq!(code_of(&status), "CONFLICT");
+
+    let status = assert_code(
+        client
+            .update_user(authed(
+                &admin,
+                pb::UpdateUserRequest {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    user: Some(pb::User {
+                        name: "X".into(),
+                        ..Default::default()
+                    }),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: vec!["org_id".into()],
+                    }),
+                },
+            ))
+            .await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(violated_fields(&status), vec!["update_mask".to_owned()]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn only_admins_manage_users_and_partners() {
+    let app = TestApp::spawn().await;
+    let org = app.org("Acme").await;
+    let analyst = app.member(org, "ana", Role::Analyst).await;
+    let viewer = app.member(org, "vic", Role::Viewer).await;
+    let mut client = app.client().await;
+
+    for token in [&analyst, &viewer] {
+        let status = assert_code(
+            client
+                .create_user(authed(
+                    token,
+                    new_user("x@example.org", "X", pb::Role::Admin),
+                ))
+                .await,
+            Code::PermissionDenied,
+        );
+        assert_eq!(code_of(&status), "FORBIDDEN");
+        let partner = pb::CreatePartnerRequest {
+            name: "Bank".into(),
+            kind: pb::OrganisationKind::Fi.into(),
+            contact_email: "b@bank.example".into(),
+        };
+        assert_code(
+            client.create_partner(authed(token, partner)).await,
+            Code::PermissionDenied,
+        );
+    }
+    // Viewers read users, but not the audit trail.
+    client
+        .list_users(authed(&viewer, pb::ListUsersRequest::default()))
+        .await
+        .expect("viewers list users");
+    assert_code(
+        client
+            .list_audit_events(authed(&viewer, pb::ListAuditEventsRequest::default()))
+            .await,
+        Code::PermissionDenied,
+    );
+    client
+        .list_audit_events(authed(&analyst, pb::ListAuditEventsRequest::default()))
+        .await
+        .expect("analysts read audit");
+
+    // A token with no role (the gateway's first call) may only look itself up.
+    let bare = app.token(org, "ana", &[]);
+    assert_code(
+        client
+            .list_users(authed(&bare, pb::ListUsersRequest::default()))
+            .await,
+        Code::PermissionDenied,
+    );
+    let found = client
+        .lookup_user_by_sub(authed(
+            &bare,
+            pb::LookupUserBySubRequest {
+                cognito_sub: "ana".into(),
+                email: String::new(),
+            },
+        ))
+        .await
+        .expect("self lookup")
+        .into_inner();
+    assert_eq!(found.user.unwrap().role, pb::Role::Analyst as i32);
+    assert_code(
+        client
+            .lookup_user_by_sub(authed(
+                &bare,
+                pb::LookupUserBySubRequest {
+                    cognito_sub: "vic".into(),
+                    email: String::new(),
+                },
+            ))
+            .await,
+        Code::PermissionDenied,
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_invited_user_is_linked_on_first_lookup_and_audited() {
+    let app = TestApp::spawn().await;
+    let org = app.org("Acme").await;
+    let admin = app.member(org, "ann", Role::Admin).await;
+    let mut client = app.client().await;
+    let invited = client
+        .create_user(authed(
+            &admin,
+            new_user("Carol@Example.org", "Carol", pb::Role::Analyst),
+        ))
+        .await
+        .expect("invite")
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(invited.cognito_sub, "");
+
+    let first_call = app.token(org, "cognito-carol", &[]);
+    let lookup = pb::LookupUserBySubRequest {
+        cognito_sub: "cognito-carol".into(),
+        email: "carol@example.org".into(),
+    };
+    let linked = client
+        .lookup_user_by_sub(authed(&first_call, lookup.clone()))
+        .await
+        .expect("linked")
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(
+        (linked.id.as_str(), linked.cognito_sub.as_str()),
+        (invited.id.as_str(), "cognito-carol")
+    );
+    // A second subject cannot claim the same invitation.
+    let intruder = app.token(org, "cognito-mallory", &[]);
+    let claim = pb::LookupUserBySubRequest {
+        cognito_sub: "cognito-mallory".into(),
+        email: "carol@example.org".into(),
+    };
+    assert_code(
+        client.lookup_user_by_sub(authed(&intruder, claim)).await,
+        Code::NotFound,
+    );
+
+    let audit = client
+        .list_audit_events(authed(
+            &admin,
+            pb::ListAuditEventsRequest {
+                resource_type: "user".into(),
+                resource_id: invited.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("audit")
+        .into_inner();
+    let actions: Vec<&str> = audit.items.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["user.link", "user.create"], "newest first");
+    assert_eq!(audit.items[1].actor_id, "ann");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn pagination_returns_every_user_exactly_once_in_order() {
+    let app = TestApp::spawn().await;
+    let org = app.org("Acme").await;
+    let admin = app.member(org, "admin", Role::Admin).await;
+    let mut client = app.client().await;
+    for i in 0..23 {
+        // Duplicate names make the id tie-break matter.
+        let name = format!("User {:02}", i % 10);
+        client
+            .create_user(authed(
+                &admin,
+                new_user(&format!("u{i}@example.org"), &name, pb::Role::Viewer),
+            ))
+            .await
+            .expect("create");
+    }
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    let mut pages = 0;
+    loop {
+        let page = client
+            .list_users(authed(
+                &admin,
+                pb::ListUsersRequest {
+                    limit: 7,
+                    cursor: cursor.clone(),
+                    role: pb::Role::Viewer.into(),
+                },
+            ))
+            .await
+            .expect("page")
+            .into_inner();
+        pages += 1;
+        assert!(page.items.len() <= 7);
+        seen.extend(page.items.into_iter().map(|u| (u.name, u.id)));
+        if page.next_cursor.is_empty() {
+            break;
+        }
+        cursor = page.next_cursor;
+    }
+    assert_eq!(pages, 4);
+    assert_eq!(seen.len(), 23);
+    assert_eq!(
+        seen.iter().map(|(_, id)| id).collect::<HashSet<_>>().len(),
+        23,
+        "no duplicates"
+    );
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted, "ordered by name, then id");
+
+    // A cursor of the viewer-filtered list is not valid for the unfiltered one.
+    let first = client
+        .list_users(authed(
+            &admin,
+            pb::ListUsersRequest {
+                limit: 2,
+                cursor: String::new(),
+                role: pb::Role::Viewer.into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let status = assert_code(
+        client
+            .list_users(authed(
+                &admin,
+                pb::ListUsersRequest {
+                    limit: 2,
+                    cursor: first.next_cursor,
+                    role: 0,
+                },
+            ))
+            .await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(violated_fields(&status), vec!["cursor".to_owned()]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_last_admin_cannot_be_demoted_or_removed() {
+    let app = TestApp::spawn().await;
+    let org = app.org("Acme").await;
+    let admin = app.member(org, "ann", Role::Admin).await;
+    let mut client = app.client().await;
+    let me = client
+        .get_me(authed(&admin, pb::GetMeRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+
+    let demote = pb::UpdateUserRequest {
+        id: me.id.clone(),
+        user: Some(pb::User {
+            role: pb::Role::Viewer.into(),
+            ..Default::default()
+        }),
+        update_mask: None,
+    };
+    let status = assert_code(
+        client.update_user(authed(&admin, demote.clone())).await,
+        Code::FailedPrecondition,
+    );
+    assert_eq!(code_of(&status), "FAILED_PRECONDITION");
+    assert_code(
+        client
+            .delete_user(authed(&admin, pb::DeleteUserRequest { id: me.id.clone() }))
+            .await,
+        Code::FailedPrecondition,
+    );
+
+    // With a second admin, the change goes through and is audited.
+    client
+        .create_user(authed(
+            &admin,
+            new_user("bea@example.org", "Bea", pb::Role::Admin),
+        ))
+        .await
+        .unwrap();
+    let updated = client
+        .update_user(authed(&admin, demote))
+        .await
+        .expect("demoted")
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(updated.role, pb::Role::Viewer as i32);
+    let audit = client
+        .list_audit_events(authed(
+            &app.token(org, "bea", &[Role::Admin]),
+            pb::ListAuditEventsRequest {
+                resource_type: "user".into(),
+                resource_id: me.id,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(audit.items[0].action, "user.update");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn partners_grants_and_audit_work_together() {
+    let app = TestApp::spawn().await;
+    let org = app.org("Acme").await;
+    let admin = app.member(org, "ann", Role::Admin).await;
+    let analyst = app.member(org, "ana", Role::Analyst).await;
+    let mut client = app.client().await;
+
+    let partner = client
+        .create_partner(authed(
+            &admin,
+            pb::CreatePartnerRequest {
+                name: "Bank of Example".into(),
+                kind: pb::OrganisationKind::Fi.into(),
+                contact_email: "fiu@bank.example".into(),
+            },
+        ))
+        .await
+        .expect("partner")
+        .into_inner()
+        .partner
+        .unwrap();
+    let owner = pb::CreatePartnerRequest {
+        name: "Owner".into(),
+        kind: pb::OrganisationKind::Owner.into(),
+        contact_email: "o@x.example".into(),
+    };
+    assert_code(
+        client.create_partner(authed(&admin, owner)).await,
+        Code::InvalidArgument,
+    );
+
+    let report = uuid::Uuid::now_v7().to_string();
+    let grant = |permission: pb::ReportPermission| pb::GrantReportAccessRequest {
+        report_id: report.clone(),
+        partner_id: partner.id.clone(),
+        permission: permission.into(),
+    };
+    client
+        .grant_report_access(authed(&analyst, grant(pb::ReportPermission::View)))
+        .await
+        .expect("grant");
+    let regrant = client
+        .grant_report_access(authed(&analyst, grant(pb::ReportPermission::Download)))
+        .await
+        .expect("regrant");
+    assert_eq!(
+        regrant.into_inner().access.unwrap().permission,
+        pb::ReportPermission::Download as i32
+    );
+    let listed = client
+        .list_report_access(authed(
+            &analyst,
+            pb::ListReportAccessRequest {
+                report_id: report.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        listed.items.len(),
+        1,
+        "re-granting changes the grant, it does not add one"
+    );
+
+    let recorded = client
+        .record_audit_event(authed(
+            &analyst,
+            pb::RecordAuditEventRequest {
+                action: "report.pii_kept".into(),
+                resource_type: "report".into(),
+                resource_id: report.clone(),
+                details: None,
+            },
+        ))
+        .await
+        .expect("record")
+        .into_inner()
+        .event
+        .unwrap();
+    assert_eq!(
+        recorded.actor_id, "ana",
+        "the actor is the caller, never a request field"
+    );
+
+    // Deleting the partner removes its grants.
+    client
+        .delete_partner(authed(
+            &admin,
+            pb::DeletePartnerRequest {
+                id: partner.id.clone(),
+            },
+        ))
+        .await
+        .expect("delete");
+    let listed = client
+        .list_report_access(authed(
+            &analyst,
+            pb::ListReportAccessRequest {
+                report_id: report.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.items.is_empty());
+
+    let audit = client
+        .list_audit_events(authed(
+            &analyst,
+            pb::ListAuditEventsRequest {
+                resource_type: "report".into(),
+                resource_id: report,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let actions: Vec<&str> = audit.items.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "report.pii_kept",
+            "report_access.grant",
+            "report_access.grant"
+        ]
+    );
+
+    // The audit log refuses changes even from the owner.
+    let mut owner = app.db.owner().await;
+    let update = sqlx::query("UPDATE audit_log SET action = 'x'")
+        .execute(&mut owner)
+        .await;
+    assert!(update.is_err(), "audit log is append-only");
+    let delete = sqlx::query("DELETE FROM audit_log")
+        .execute(&mut owner)
+        .await;
+    assert!(delete.is_err(), "audit log is append-only");
+    app.stop().await;
+}

@@ -1,0 +1,230 @@
+//! Shared test harness: a fresh Postgres database per test and the tenants
+//! service on port 0, in-process, with the real migrations.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use sqlx::Connection as _;
+use sqlx::postgres::PgConnection;
+use tokio::net::TcpListener;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use treven_mesh::config::Env;
+use treven_mesh::context::{MeshKey, attach_context};
+use treven_mesh::keys::MeshKeySource;
+use treven_mesh::{CancellationToken, OrgId, Role};
+use treven_proto::treven::tenants::v1 as pb;
+use treven_proto::treven::tenants::v1::tenants_service_client::TenantsServiceClient;
+use treven_tenants::TenantsConfig;
+use treven_tenants::model::{Name, OrgKind};
+use treven_tenants::store::PgStore;
+use uuid::Uuid;
+
+/// The server all test databases are created on.
+pub fn admin_url() -> String {
+    std::env::var("TREVEN_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A database that exists for one test.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn create() -> Self {
+        let name = format!("treven_test_{}", Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&admin_url())
+            .await
+            .expect("test Postgres answers");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+        let base = admin_url();
+        let url = format!(
+            "{}/{name}",
+            base.rsplit_once('/').expect("url has a path").0
+        );
+        Self { name, url }
+    }
+
+    /// A connection as the owner (superuser), outside row-level security.
+    pub async fn owner(&self) -> PgConnection {
+        PgConnection::connect(&self.url)
+            .await
+            .expect("connect to test database")
+    }
+
+    /// Runs SQL on the server's maintenance database.
+    pub async fn admin_exec(&self, sql: &str) {
+        let mut admin = PgConnection::connect(&admin_url())
+            .await
+            .expect("admin connection");
+        sqlx::query(sql).execute(&mut admin).await.expect(sql);
+    }
+
+    pub async fn drop(self) {
+        self.admin_exec(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .await;
+    }
+}
+
+/// A running tenants service and what tests need to call it.
+pub struct TestApp {
+    pub db: TestDb,
+    pub key: MeshKey,
+    pub address: std::net::SocketAddr,
+    pub store: PgStore,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        let db = TestDb::create().await;
+        let key = MeshKey::generate();
+        let env = Env::from_pairs([
+            ("TREVEN_TENANTS_DATABASE_URL", db.url.clone()),
+            ("TREVEN_MESH_KEY", key.to_base64()),
+            ("TREVEN_SHUTDOWN_GRACE_SECS", "2".to_owned()),
+            ("TREVEN_DB_ACQUIRE_TIMEOUT_SECS", "2".to_owned()),
+        ]);
+        let config = TenantsConfig::from_env(&env).expect("config");
+        let keys = MeshKeySource::from_env(&env)
+            .expect("key")
+            .load()
+            .await
+            .expect("keys");
+        let store = PgStore::connect_lazy(config.database.clone(), &config.pool);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { treven_tenants::serve(config, &keys, listener, shutdown).await }
+        });
+        let app = Self {
+            db,
+            key,
+            address,
+            store,
+            shutdown,
+            server,
+        };
+        app.wait_until_serving().await;
+        app
+    }
+
+    async fn wait_until_serving(&self) {
+        use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+        for _ in 0..100 {
+            if let Ok(channel) = Channel::from_shared(format!("http://{}", self.address))
+                .unwrap()
+                .connect()
+                .await
+                && let Ok(r) = HealthClient::new(channel)
+                    .check(HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await
+                && r.into_inner().status == 1
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("tenants did not start serving");
+    }
+
+    pub async fn client(&self) -> TenantsServiceClient<Channel> {
+        let channel = Channel::from_shared(format!("http://{}", self.address))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect");
+        TenantsServiceClient::new(channel)
+    }
+
+    /// Creates an organisation (operator path).
+    pub async fn org(&self, name: &str) -> OrgId {
+        self.store
+            .admin_ensure_org(&Name::parse("name", name).unwrap(), OrgKind::Ngo)
+            .await
+            .expect("org")
+            .id
+    }
+
+    /// Creates a user with `sub` and `role` in `org` (operator path) and
+    /// returns a token for them.
+    pub async fn member(&self, org: OrgId, sub: &str, role: Role) -> String {
+        use treven_tenants::model::{CognitoSub, Email};
+        let email = Email::parse("email", &format!("{sub}@example.org")).unwrap();
+        let name = Name::parse("name", sub).unwrap();
+        let cognito = CognitoSub::parse("sub", sub).unwrap();
+        self.store
+            .admin_ensure_user(org, &email, &name, role, Some(&cognito))
+            .await
+            .expect("user");
+        self.token(org, sub, &[role])
+    }
+
+    pub fn token(&self, org: OrgId, sub: &str, roles: &[Role]) -> String {
+        self.key.mint(
+            org,
+            sub,
+            roles,
+            &Uuid::new_v4().to_string(),
+            Duration::from_secs(300),
+        )
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
+        self.store.pool().close().await;
+        self.db.drop().await;
+    }
+}
+
+/// A request carrying `token`.
+pub fn authed<T>(token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    attach_context(&mut request, token).expect("ascii token");
+    request
+}
+
+/// The `google.rpc.BadRequest` fields of a status.
+pub fn violated_fields(status: &Status) -> Vec<String> {
+    use tonic_types::StatusExt as _;
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// The stable error code of a status.
+pub fn code_of(status: &Status) -> &'static str {
+    treven_mesh::ErrorCode::of_status(status).as_str()
+}
+
+pub fn assert_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Status {
+    let status = result.expect_err("the call should fail");
+    assert_eq!(status.code(), code, "{status:?}");
+    status
+}
+
+pub fn new_user(email: &str, name: &str, role: pb::Role) -> pb::CreateUserRequest {
+    pb::CreateUserRequest {
+        email: email.into(),
+        name: name.into(),
+        role: role.into(),
+        cognito_sub: String::new(),
+    }
+}
