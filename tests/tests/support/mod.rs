@@ -1,0 +1,190 @@
+//! Process harness: databases, free ports, the `treven` binary, tools.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use sqlx::Connection as _;
+
+/// The built `treven` binary, next to this test's own executable.
+pub fn treven_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>");
+    let bin = dir.join("treven");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p treven` (cargo xtask test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A tool installed by `cargo xtask` (on PATH, or in the tools venv).
+pub fn tool(name: &str) -> PathBuf {
+    if let Some(found) = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    }) {
+        return found;
+    }
+    let tools = std::env::var_os("TREVEN_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/treven/tools")
+        });
+    let candidate = tools.join("venv/bin").join(name);
+    assert!(
+        candidate.is_file(),
+        "{name} not found on PATH or in {}: run `cargo xtask test`",
+        tools.display()
+    );
+    candidate
+}
+
+/// A free loopback port (bound and released; fine for tests on one machine).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn admin_url() -> String {
+    std::env::var("TREVEN_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh database; returns its URL.
+pub async fn fresh_database() -> (String, String) {
+    let name = format!("treven_e2e_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&admin_url())
+        .await
+        .expect("test Postgres answers");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let url = format!("{}/{name}", admin_url().rsplit_once('/').unwrap().0);
+    (name, url)
+}
+
+pub async fn drop_database(name: &str) {
+    let mut admin = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
+
+/// A `treven` command with a clean, explicit environment.
+pub fn treven(envs: &[(&str, String)]) -> Command {
+    let mut command = Command::new(treven_bin());
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("TREVEN_LOG_FORMAT", "json");
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    command
+}
+
+/// Runs a `treven` subcommand to completion.
+pub fn run(envs: &[(&str, String)], args: &[&str]) -> Output {
+    treven(envs).args(args).output().expect("treven runs")
+}
+
+/// A `treven serve` process, killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    envs: Vec<(&'static str, String)>,
+}
+
+impl Server {
+    /// Starts `treven serve --target tenants` and waits until it is SERVING.
+    pub fn start_tenants(envs: Vec<(&'static str, String)>) -> Self {
+        let port = free_port();
+        let mut all = envs;
+        all.push(("TREVEN_TENANTS_ADDR", format!("127.0.0.1:{port}")));
+        let child = treven(&all)
+            .args(["serve", "--target", "tenants"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn treven serve");
+        let mut server = Self {
+            child,
+            port,
+            envs: all,
+        };
+        server.wait_serving(Duration::from_secs(30));
+        server
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `treven healthcheck` against this server.
+    pub fn healthy(&self) -> bool {
+        run(&[], &["healthcheck", "--addr", &self.address()])
+            .status
+            .success()
+    }
+
+    fn wait_serving(&mut self, limit: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let mut stderr = String::new();
+                std::io::Read::read_to_string(self.child.stderr.as_mut().unwrap(), &mut stderr)
+                    .ok();
+                panic!("treven exited with {status}: {stderr}");
+            }
+            if self.healthy() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("treven did not become SERVING within {limit:?}");
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// The env it was started with (to run admin commands alike).
+    pub fn envs(&self) -> &[(&'static str, String)] {
+        &self.envs
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a command and returns stdout, panicking with stderr on failure.
+pub fn stdout_of(output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}

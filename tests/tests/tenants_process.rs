@@ -1,0 +1,374 @@
+//! The `treven` binary as engineers and ECS run it: grpcurl against
+//! reflection, the mesh token gate, SIGTERM drain, config errors, and the
+//! mesh key from AWS Secrets Manager (on the moto emulator).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{Server, drop_database, free_port, fresh_database, run, stdout_of, tool};
+
+fn base_env(db_url: &str, key: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("TREVEN_TENANTS_DATABASE_URL", db_url.to_owned()),
+        ("TREVEN_MESH_KEY", key.to_owned()),
+        ("TREVEN_SHUTDOWN_GRACE_SECS", "5".to_owned()),
+    ]
+}
+
+fn grpcurl(args: &[&str]) -> std::process::Output {
+    Command::new(tool("grpcurl"))
+        .args(args)
+        .output()
+        .expect("grpcurl runs")
+}
+
+fn json_field(json: &str, field: &str) -> String {
+    let value: serde_json::Value = serde_json::from_str(json).expect("json");
+    value[field].as_str().expect(field).to_owned()
+}
+
+#[tokio::test]
+async fn grpcurl_lists_describes_and_calls_tenants_behind_the_mesh_token() {
+    let (db, url) = fresh_database().await;
+    let key = stdout_of(run(&[], &["keygen"])).trim().to_owned();
+    let server = Server::start_tenants(base_env(&url, &key));
+    let addr = server.address();
+
+    let listed = stdout_of(grpcurl(&["-plaintext", &addr, "list"]));
+    for service in [
+        "treven.tenants.v1.TenantsService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ] {
+        assert!(
+            listed.lines().any(|l| l == service),
+            "{service} in {listed}"
+        );
+    }
+    assert!(
+        !listed.contains("ReportsService"),
+        "only what this server serves is listed"
+    );
+    let described = stdout_of(grpcurl(&[
+        "-plaintext",
+        &addr,
+        "describe",
+        "treven.tenants.v1.User",
+    ]));
+    assert!(described.contains("string cognito_sub = 3;"), "{described}");
+
+    // No token: UNAUTHENTICATED, with the stable code in the details.
+    let refused = grpcurl(&[
+        "-plaintext",
+        "-d",
+        "{}",
+        &addr,
+        "treven.tenants.v1.TenantsService/GetMe",
+    ]);
+    let stderr = String::from_utf8_lossy(&refused.stdout).to_string()
+        + &String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("Unauthenticated") && stderr.contains("UNAUTHORIZED"),
+        "{stderr}"
+    );
+
+    // A token for org A works, and only for org A.
+    let envs = server.envs().to_vec();
+    let org = json_field(
+        &stdout_of(run(&envs, &["admin", "ensure-org", "--name", "Alpha"])),
+        "id",
+    );
+    let other = json_field(
+        &stdout_of(run(&envs, &["admin", "ensure-org", "--name", "Bravo"])),
+        "id",
+    );
+    stdout_of(run(
+        &envs,
+        &[
+            "admin",
+            "ensure-user",
+            "--org-id",
+            &org,
+            "--email",
+            "ann@alpha.example",
+            "--role",
+            "admin",
+            "--cognito-sub",
+            "ann",
+        ],
+    ));
+    let token = stdout_of(run(
+        &envs,
+        &[
+            "admin",
+            "mint-context",
+            "--org-id",
+            &org,
+            "--user-id",
+            "ann",
+            "--role",
+            "admin",
+        ],
+    ));
+    let header = format!("x-treven-context: {}", token.trim());
+    let me = stdout_of(grpcurl(&[
+        "-plaintext",
+        "-H",
+        &header,
+        "-d",
+        "{}",
+        &addr,
+        "treven.tenants.v1.TenantsService/GetMe",
+    ]));
+    assert!(
+        me.contains("ann@alpha.example") && me.contains("ROLE_ADMIN"),
+        "{me}"
+    );
+
+    let b_token = stdout_of(run(
+        &envs,
+        &[
+            "admin",
+            "mint-context",
+            "--org-id",
+            &other,
+            "--user-id",
+            "ann",
+            "--role",
+            "admin",
+        ],
+    ));
+    let b_header = format!("x-treven-context: {}", b_token.trim());
+    let b_users = stdout_of(grpcurl(&[
+        "-plaintext",
+        "-H",
+        &b_header,
+        "-d",
+        "{}",
+        &addr,
+        "treven.tenants.v1.TenantsService/ListUsers",
+    ]));
+    assert!(!b_users.contains("ann@alpha.example"), "{b_users}");
+
+    drop(server);
+    drop_database(&db).await;
+}
+
+#[tokio::test]
+async fn sigterm_reports_not_serving_then_drains_and_exits_cleanly() {
+    let (db, url) = fresh_database().await;
+    let key = stdout_of(run(&[], &["keygen"])).trim().to_owned();
+    let mut envs = base_env(&url, &key);
+    envs.push(("TREVEN_DRAIN_DELAY_SECS", "2".to_owned()));
+    let mut server = Server::start_tenants(envs);
+    assert!(server.healthy());
+
+    server.terminate();
+    let started = Instant::now();
+    // During the drain delay the process is up but reports NOT_SERVING.
+    let mut saw_not_serving = false;
+    while started.elapsed() < Duration::from_millis(1500) {
+        let check = run(&[], &["healthcheck", "--addr", &server.address()]);
+        if String::from_utf8_lossy(&check.stderr).contains("NotServing") {
+            saw_not_serving = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(saw_not_serving, "health turned NOT_SERVING on SIGTERM");
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "exits within drain + grace"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "clean exit after drain: {status}");
+    drop(server);
+    drop_database(&db).await;
+}
+
+#[tokio::test]
+async fn a_bad_setting_stops_the_process_with_the_variable_named() {
+    let key = stdout_of(run(&[], &["keygen"])).trim().to_owned();
+    let cases = [
+        (
+            vec![
+                ("TREVEN_TENANTS_DATABASE_URL", "postgres://x/y".to_owned()),
+                ("TREVEN_MESH_KEY", key.clone()),
+                ("TREVEN_TENANTS_ADDR", "nope".to_owned()),
+            ],
+            "TREVEN_TENANTS_ADDR",
+        ),
+        (
+            vec![("TREVEN_MESH_KEY", key.clone())],
+            "TREVEN_TENANTS_DATABASE_URL",
+        ),
+        (
+            vec![("TREVEN_TENANTS_DATABASE_URL", "postgres://x/y".to_owned())],
+            "TREVEN_MESH_KEY",
+        ),
+        (
+            vec![
+                ("TREVEN_TENANTS_DATABASE_URL", "postgres://x/y".to_owned()),
+                ("TREVEN_MESH_KEY", "c2hvcnQ=".to_owned()),
+            ],
+            "TREVEN_MESH_KEY",
+        ),
+        (
+            vec![
+                ("TREVEN_TENANTS_DATABASE_URL", "postgres://x/y".to_owned()),
+                ("TREVEN_MESH_KEY", key),
+                ("TREVEN_SHUTDOWN_GRACE_SECS", "9999".to_owned()),
+            ],
+            "TREVEN_SHUTDOWN_GRACE_SECS",
+        ),
+    ];
+    for (envs, variable) in cases {
+        let output = run(&envs, &["serve", "--target", "tenants"]);
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(variable), "{variable} named in: {stderr}");
+    }
+}
+
+/// moto's server on a free port, stopped when dropped.
+struct Moto(std::process::Child, String);
+
+impl Moto {
+    fn start() -> Self {
+        let port = free_port();
+        let child = Command::new(tool("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        let url = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "moto did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self(child, url)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_mesh_key_can_come_from_secrets_manager() {
+    let moto = Moto::start();
+    let key = stdout_of(run(&[], &["keygen"])).trim().to_owned();
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("eu-west-2"))
+        .endpoint_url(&moto.1)
+        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .load()
+        .await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&config);
+    let arn = secrets
+        .create_secret()
+        .name("treven/test/mesh-key")
+        .secret_string(&key)
+        .send()
+        .await
+        .expect("secret created");
+    let arn = arn.arn().expect("arn").to_owned();
+
+    let (db, url) = fresh_database().await;
+    let aws = vec![
+        ("TREVEN_TENANTS_DATABASE_URL", url),
+        ("TREVEN_MESH_KEY_SECRET_ID", arn),
+        ("AWS_ENDPOINT_URL", moto.1.clone()),
+        ("AWS_REGION", "eu-west-2".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+    ];
+    let server = Server::start_tenants(aws.clone());
+    let addr = server.address();
+    let org = json_field(
+        &stdout_of(run(
+            server.envs(),
+            &["admin", "ensure-org", "--name", "Alpha"],
+        )),
+        "id",
+    );
+
+    // A token signed with the secret's key is accepted (minted from the same secret)...
+    let token = stdout_of(run(
+        server.envs(),
+        &[
+            "admin",
+            "mint-context",
+            "--org-id",
+            &org,
+            "--user-id",
+            "ann",
+            "--role",
+            "viewer",
+        ],
+    ));
+    let header = format!("x-treven-context: {}", token.trim());
+    let ok = grpcurl(&[
+        "-plaintext",
+        "-H",
+        &header,
+        "-d",
+        "{}",
+        &addr,
+        "treven.tenants.v1.TenantsService/GetOrganisation",
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    // ...one signed with another key is not.
+    let other = stdout_of(run(&[], &["keygen"])).trim().to_owned();
+    let forged = stdout_of(run(
+        &[("TREVEN_MESH_KEY", other)],
+        &[
+            "admin",
+            "mint-context",
+            "--org-id",
+            &org,
+            "--user-id",
+            "ann",
+        ],
+    ));
+    let header = format!("x-treven-context: {}", forged.trim());
+    let refused = grpcurl(&[
+        "-plaintext",
+        "-H",
+        &header,
+        "-d",
+        "{}",
+        &addr,
+        "treven.tenants.v1.TenantsService/GetOrganisation",
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("Unauthenticated"));
+
+    drop(server);
+    drop_database(&db).await;
+}
