@@ -19,6 +19,8 @@ pub struct MeshKeys {
 }
 
 /// Where to read the key from.
+// Built once at start-up, so the size difference between variants is moot.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum MeshKeySource {
     /// Given directly (base64 seeds).

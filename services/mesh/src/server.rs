@@ -116,7 +116,6 @@ pub async fn serve(
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let draining = {
         let shutdown = shutdown.clone();
-        let set_all = set_all.clone();
         async move {
             shutdown.cancelled().await;
             set_all(ServingStatus::NotServing).await;
