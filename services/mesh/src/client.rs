@@ -48,3 +48,56 @@ pub fn service_url(env: &Env, variable: &str, default: &str) -> Result<String, C
         .map_err(|e| env.error(variable, format!("not a URL: {e}")))?;
     Ok(url)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_call_to_a_server_that_never_answers_ends_at_the_deadline() {
+        // A peer that accepts connections and then says nothing.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let _peer = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let options = ChannelOptions {
+            connect_timeout: Duration::from_millis(500),
+            call_timeout: Duration::from_millis(300),
+        };
+        let channel = channel(&format!("http://{address}"), options).expect("valid url");
+        let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+        let started = std::time::Instant::now();
+        let result = client
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            })
+            .await;
+        assert!(result.is_err(), "no answer is an error");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "bounded by the deadline: {:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn service_urls_are_checked() {
+        let env = Env::from_pairs([("TREVEN_TENANTS_URL", "not a url")]);
+        let error =
+            service_url(&env, "TREVEN_TENANTS_URL", "http://127.0.0.1:50051").expect_err("bad");
+        assert_eq!(error.variable, "TREVEN_TENANTS_URL");
+        let env = Env::from_pairs::<&str, &str>([]);
+        assert_eq!(
+            service_url(&env, "TREVEN_TENANTS_URL", "http://127.0.0.1:50051")
+                .ok()
+                .as_deref(),
+            Some("http://127.0.0.1:50051")
+        );
+    }
+}
