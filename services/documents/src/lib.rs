@@ -1,0 +1,68 @@
+//! The documents service: the only owner of the `treven-data-{env}` bucket
+//! and the documents table. Uploads and downloads go straight to S3 through
+//! presigned URLs limited to one key in the caller's organisation prefix;
+//! sources carry a trust score; evidence packs and report artifacts are
+//! stored here for the reports service.
+//!
+//! Layers: [`grpc`] (wire) → [`service`] (rules) → [`meta`] (DynamoDB) and
+//! [`blobs`] (S3); [`model`] and [`sources`] hold validated domain types.
+
+pub mod aws;
+pub mod blobs;
+pub mod config;
+pub mod grpc;
+pub mod meta;
+pub mod model;
+pub mod service;
+pub mod sources;
+
+use aws_sdk_s3::config::RequestChecksumCalculation;
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+use treven_mesh::CancellationToken;
+use treven_mesh::context::RequireContext;
+use treven_mesh::keys::MeshKeys;
+use treven_mesh::pagination::CursorCodec;
+use treven_mesh::server::GrpcService;
+use treven_proto::treven::documents::v1::documents_service_server::DocumentsServiceServer;
+
+pub use config::DocumentsConfig;
+
+/// The full gRPC service name, as health reports it.
+pub const SERVICE_NAME: &str = "treven.documents.v1.DocumentsService";
+/// Largest single request message (artifact chunks included).
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// The service wired over AWS clients built from `sdk`.
+pub fn build(config: DocumentsConfig, sdk: &aws_config::SdkConfig, keys: &MeshKeys) -> service::Documents {
+    let s3_config = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(config.force_path_style)
+        // Checksums are ours to declare (SHA-256); without this the SDK adds
+        // a CRC32 of the empty body to presigned PUTs, which then fail.
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .build();
+    let blobs = blobs::BlobStore::new(aws_sdk_s3::Client::from_conf(s3_config), config.bucket.clone());
+    let meta = meta::MetaStore::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone());
+    service::Documents::new(config, meta, blobs, CursorCodec::new(&keys.current, "documents"))
+}
+
+/// The documents gRPC routes with the mesh-context interceptor.
+pub fn routes(documents: service::Documents, keys: &MeshKeys) -> Routes {
+    let server = DocumentsServiceServer::new(grpc::DocumentsGrpc::new(documents)).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    Routes::new(tonic::service::interceptor::InterceptedService::new(server, RequireContext::new(keys.verifier.clone())))
+}
+
+/// Serves documents on `listener` until `shutdown`, with AWS clients from
+/// `sdk` (the standard AWS environment: region, credentials, endpoint).
+pub async fn serve(
+    config: DocumentsConfig,
+    sdk: &aws_config::SdkConfig,
+    keys: &MeshKeys,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let policy = config.shutdown;
+    let documents = build(config, sdk, keys);
+    let service = GrpcService { name: "documents", routes: routes(documents, keys), health_names: vec![SERVICE_NAME] };
+    treven_mesh::server::serve(service, listener, shutdown, policy).await
+}
