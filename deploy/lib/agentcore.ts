@@ -1,0 +1,101 @@
+/**
+ * Optional (`-c agentCore=true`): a Bedrock AgentCore Runtime running the
+ * ARM64 build of the same image (`<tag>-arm64`, Dockerfile stage
+ * `agentcore`: `treven serve --target agentcore`, the AgentCore contract
+ * `POST /invocations` and `GET /ping` on :8080). aws-cdk-lib has only the
+ * L1 `CfnRuntime` for it (the L2 lives in the alpha package
+ * `@aws-cdk/aws-bedrock-agentcore-alpha`, which this app does not take on).
+ * It runs in the VPC's app subnets with the agents table, the mesh key and
+ * the same Bedrock model permissions as the agents service.
+ */
+import { Stack } from 'aws-cdk-lib';
+import * as bedrockagentcore from 'aws-cdk-lib/aws-bedrockagentcore';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as ecr from 'aws-cdk-lib/aws-ecr';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import { Construct } from 'constructs';
+import { BEDROCK_INFERENCE_PROFILE_ID, REGION, Settings } from './config';
+import { bedrockStatements, DYNAMODB_ITEM_ACTIONS } from './compute';
+import { Data } from './data';
+import { Network, SUBNET_APP } from './network';
+
+export interface AgentCoreProps {
+  readonly settings: Settings;
+  readonly network: Network;
+  readonly data: Data;
+  readonly repository: ecr.IRepository;
+}
+
+/** The AgentCore runtime and its execution role. */
+export class AgentCore extends Construct {
+  readonly runtime: bedrockagentcore.CfnRuntime;
+  readonly role: iam.Role;
+  /** The runtime's ENIs: nothing inbound, HTTPS out to AWS APIs. */
+  readonly securityGroup: ec2.SecurityGroup;
+
+  constructor(scope: Construct, id: string, props: AgentCoreProps) {
+    super(scope, id);
+    const { settings, network, data } = props;
+    const stack = Stack.of(this);
+    const envName = settings.env.envName;
+
+    this.securityGroup = new ec2.SecurityGroup(this, 'Sg', {
+      vpc: network.vpc,
+      description: 'Bedrock AgentCore runtime: outbound to AWS APIs only',
+      allowAllOutbound: false,
+    });
+    this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'AWS APIs (HTTPS) through NAT');
+
+    this.role = new iam.Role(this, 'Role', {
+      description: 'Execution role of the Treven AgentCore runtime',
+      assumedBy: new iam.ServicePrincipal('bedrock-agentcore.amazonaws.com', {
+        conditions: {
+          StringEquals: { 'aws:SourceAccount': stack.account },
+          ArnLike: { 'aws:SourceArn': `arn:${stack.partition}:bedrock-agentcore:${REGION}:${stack.account}:*` },
+        },
+      }),
+    });
+    props.repository.grantPull(this.role);
+    this.role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'RuntimeLogs',
+        actions: ['logs:CreateLogGroup', 'logs:CreateLogStream', 'logs:PutLogEvents', 'logs:DescribeLogStreams'],
+        resources: [
+          `arn:${stack.partition}:logs:${REGION}:${stack.account}:log-group:/aws/bedrock-agentcore/runtimes/*`,
+        ],
+      }),
+    );
+    bedrockStatements(stack, settings.bedrockRegions).forEach((s) => this.role.addToPrincipalPolicy(s));
+    const table = data.tables.agents;
+    this.role.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: DYNAMODB_ITEM_ACTIONS, resources: [table.tableArn, `${table.tableArn}/index/*`] }),
+    );
+    data.meshKey.grantRead(this.role);
+
+    this.runtime = new bedrockagentcore.CfnRuntime(this, 'Runtime', {
+      agentRuntimeName: `treven_agents_${envName}`,
+      description: 'Treven agent loop behind the AgentCore Runtime contract',
+      agentRuntimeArtifact: {
+        containerConfiguration: { containerUri: `${props.repository.repositoryUri}:${settings.imageTag}-arm64` },
+      },
+      networkConfiguration: {
+        networkMode: 'VPC',
+        networkModeConfig: {
+          subnets: network.vpc.selectSubnets({ subnetGroupName: SUBNET_APP }).subnetIds,
+          securityGroups: [this.securityGroup.securityGroupId],
+        },
+      },
+      protocolConfiguration: 'HTTP',
+      roleArn: this.role.roleArn,
+      environmentVariables: {
+        TREVEN_ENV: envName,
+        TREVEN_LOG_FORMAT: 'json',
+        AWS_REGION: REGION,
+        TREVEN_MESH_KEY_SECRET_ID: data.meshKey.secretArn,
+        TREVEN_AGENTS_TABLE: table.tableName,
+        TREVEN_BEDROCK_MODEL_ID: BEDROCK_INFERENCE_PROFILE_ID,
+      },
+    });
+    this.runtime.node.addDependency(this.role);
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * The synthesised dev and prod templates against every line of
+ * AWS-ARCHITECTURE.md "Service Configuration" and "Security" (test/checks.ts),
+ * cdk-nag AwsSolutions (no unacknowledged finding), and the DynamoDB tables
+ * against resources/dynamodb-tables.json.
+ */
+import { Annotations, Match } from 'aws-cdk-lib/assertions';
+import { REGION } from '../lib/config';
+import { readTableSpecs } from '../lib/data';
+import { CHECKS, ecr, resources } from './checks';
+import { synth } from './synth';
+
+describe.each(['dev', 'prod'] as const)('%s', (env) => {
+  const s = () => synth(env);
+
+  test('both stacks are pinned to eu-west-2 and the placeholder account', () => {
+    expect(s().platform.region).toBe(REGION);
+    expect(s().registry.region).toBe(REGION);
+    expect(s().platform.account).toBe('123456789012');
+    expect(s().platform.availabilityZones).toEqual(['eu-west-2a', 'eu-west-2b', 'eu-west-2c']);
+  });
+
+  test.each(Object.keys(CHECKS))('architecture: %s', (name) => {
+    CHECKS[name](s().platformJson, { env });
+  });
+
+  test('architecture: ecr (registry stack)', () => {
+    ecr(s().registryJson, { env });
+  });
+
+  test('cdk-nag AwsSolutions: no unacknowledged error or warning', () => {
+    for (const stack of [s().platform, s().registry]) {
+      const errors = Annotations.fromStack(stack).findError('*', Match.stringLikeRegexp('AwsSolutions-.*'));
+      const warnings = Annotations.fromStack(stack).findWarning('*', Match.stringLikeRegexp('AwsSolutions-.*'));
+      expect([...errors, ...warnings].map((e) => `${e.id}: ${String(e.entry.data).slice(0, 120)}`)).toEqual([]);
+    }
+  });
+
+  test('multi-AZ stores only in prod', () => {
+    const t = s().platformTemplate;
+    t.hasResourceProperties('AWS::RDS::DBInstance', { MultiAZ: env === 'prod' });
+    t.hasResourceProperties('AWS::ElastiCache::ReplicationGroup', {
+      ReplicasPerNodeGroup: env === 'prod' ? 1 : 0,
+      AutomaticFailoverEnabled: env === 'prod',
+    });
+  });
+
+  test('DynamoDB tables are exactly those of resources/dynamodb-tables.json', () => {
+    const specs = readTableSpecs(env);
+    const tables = resources(s().platformJson, 'AWS::DynamoDB::Table').map(([, p]) => p);
+    expect(tables.map((t) => t.TableName).sort()).toEqual(specs.map((x) => x.tableName).sort());
+    for (const spec of specs) {
+      s().platformTemplate.hasResourceProperties('AWS::DynamoDB::Table', {
+        TableName: spec.tableName,
+        KeySchema: [
+          { AttributeName: spec.partitionKey, KeyType: 'HASH' },
+          { AttributeName: spec.sortKey, KeyType: 'RANGE' },
+        ],
+        GlobalSecondaryIndexes: (spec.globalSecondaryIndexes ?? []).map((g) =>
+          Match.objectLike({ IndexName: g.indexName }),
+        ),
+        TimeToLiveSpecification: { AttributeName: spec.timeToLiveAttribute, Enabled: true },
+      });
+    }
+  });
+
+  test('each task role holds only its own grants', () => {
+    const t = s().platformJson;
+    const roleOf = (name: string) => {
+      const td = resources(t, 'AWS::ECS::TaskDefinition').find(([, p]) => String(p.Family).endsWith(`-${name}`))!;
+      return td[1].TaskRoleArn['Fn::GetAtt'][0] as string;
+    };
+    const statementsOf = (name: string) =>
+      resources(t, 'AWS::IAM::Policy')
+        .filter(([, p]) => p.Roles.some((r: { Ref: string }) => r.Ref === roleOf(name)))
+        .flatMap(([, p]) => p.PolicyDocument.Statement as { Action: string | string[] }[])
+        .flatMap((st) => (Array.isArray(st.Action) ? st.Action : [st.Action]));
+    const services = (name: string) => [...new Set(statementsOf(name).map((a) => a.split(':')[0]))].sort();
+    expect(services('gateway-api')).toEqual(['secretsmanager']);
+    expect(services('gateway-ws')).toEqual(['secretsmanager']);
+    expect(services('tenants')).toEqual(['secretsmanager']);
+    expect(services('reports')).toEqual(['secretsmanager']);
+    expect(services('documents')).toEqual(['dynamodb', 's3', 'secretsmanager']);
+    expect(services('agents')).toEqual(['bedrock', 'dynamodb', 'secretsmanager']);
+    expect(statementsOf('agents')).toEqual(expect.arrayContaining(['bedrock:InvokeModel', 'bedrock:InvokeModelWithResponseStream']));
+  });
+
+  test('service environment: the variables the binary reads', () => {
+    const t = s().platformJson;
+    const envOf = (name: string) => {
+      const td = resources(t, 'AWS::ECS::TaskDefinition').find(([, p]) => String(p.Family).endsWith(`-${name}`))!;
+      const c = td[1].ContainerDefinitions[0];
+      return {
+        vars: Object.fromEntries((c.Environment as { Name: string; Value: unknown }[]).map((e) => [e.Name, e.Value])),
+        secrets: (c.Secrets ?? []).map((x: { Name: string }) => x.Name).sort(),
+      };
+    };
+    for (const name of ['gateway-api', 'gateway-ws', 'tenants', 'documents', 'reports', 'agents']) {
+      const { vars } = envOf(name);
+      expect(vars).toMatchObject({ TREVEN_ENV: env, TREVEN_LOG_FORMAT: 'json', AWS_REGION: 'eu-west-2' });
+      expect(vars.TREVEN_MESH_KEY_SECRET_ID).toBeDefined();
+    }
+    expect(envOf('gateway-api').vars).toMatchObject({
+      TREVEN_GATEWAY_ADDR: '0.0.0.0:8080',
+      TREVEN_TENANTS_URL: 'http://tenants.treven.internal:50051',
+      TREVEN_DOCUMENTS_URL: 'http://documents.treven.internal:50052',
+      TREVEN_REPORTS_URL: 'http://reports.treven.internal:50053',
+      TREVEN_AGENTS_URL: 'http://agents.treven.internal:50054',
+    });
+    expect(envOf('gateway-api').vars.TREVEN_COGNITO_ISSUER).toBeDefined();
+    expect(envOf('gateway-api').vars.TREVEN_COGNITO_CLIENT_ID).toBeDefined();
+    expect(envOf('gateway-api').secrets).toEqual(['TREVEN_REDIS_URL']);
+    expect(envOf('tenants').vars.TREVEN_TENANTS_ADDR).toBe('0.0.0.0:50051');
+    expect(JSON.stringify(envOf('tenants').vars.TREVEN_TENANTS_DATABASE_URL)).toContain('postgres://treven@');
+    expect(envOf('tenants').secrets).toEqual(['TREVEN_DATABASE_PASSWORD']);
+    expect(envOf('reports').secrets).toEqual(['TREVEN_DATABASE_PASSWORD', 'TREVEN_REDIS_URL']);
+    expect(envOf('documents').vars.TREVEN_DATA_BUCKET).toBeDefined();
+    expect(envOf('documents').vars.TREVEN_DOCUMENTS_TABLE).toBeDefined();
+    expect(envOf('documents').secrets).toEqual([]);
+    expect(envOf('agents').vars).toMatchObject({ TREVEN_BEDROCK_MODEL_ID: 'eu.anthropic.claude-opus-4-5-20251101-v1:0' });
+    expect(envOf('agents').vars.TREVEN_AGENTS_TABLE).toBeDefined();
+  });
+});

