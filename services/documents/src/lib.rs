@@ -33,17 +33,33 @@ pub const SERVICE_NAME: &str = "treven.documents.v1.DocumentsService";
 /// Largest single request message (artifact chunks included).
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
-/// The service wired over AWS clients built from `sdk`.
-pub fn build(config: DocumentsConfig, sdk: &aws_config::SdkConfig, keys: &MeshKeys) -> service::Documents {
+/// An S3 client for the data bucket.
+pub fn s3_client(config: &DocumentsConfig, sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     let s3_config = aws_sdk_s3::config::Builder::from(sdk)
         .force_path_style(config.force_path_style)
         // Checksums are ours to declare (SHA-256); without this the SDK adds
         // a CRC32 of the empty body to presigned PUTs, which then fail.
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
         .build();
-    let blobs = blobs::BlobStore::new(aws_sdk_s3::Client::from_conf(s3_config), config.bucket.clone());
-    let meta = meta::MetaStore::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone());
+    aws_sdk_s3::Client::from_conf(s3_config)
+}
+
+/// The service over the given S3 and DynamoDB clients.
+pub fn build_with(
+    config: DocumentsConfig,
+    s3: aws_sdk_s3::Client,
+    dynamodb: aws_sdk_dynamodb::Client,
+    keys: &MeshKeys,
+) -> service::Documents {
+    let blobs = blobs::BlobStore::new(s3, config.bucket.clone());
+    let meta = meta::MetaStore::new(dynamodb, config.table.clone());
     service::Documents::new(config, meta, blobs, CursorCodec::new(&keys.current, "documents"))
+}
+
+/// The service wired over AWS clients built from `sdk`.
+pub fn build(config: DocumentsConfig, sdk: &aws_config::SdkConfig, keys: &MeshKeys) -> service::Documents {
+    let s3 = s3_client(&config, sdk);
+    build_with(config, s3, aws_sdk_dynamodb::Client::new(sdk), keys)
 }
 
 /// The documents gRPC routes with the mesh-context interceptor.

@@ -16,6 +16,21 @@ pub fn parse_id(field: &str, raw: &str) -> Result<Uuid, ServiceError> {
     Uuid::parse_str(raw.trim()).map_err(|_| ServiceError::invalid_field(field, "must be a UUID"))
 }
 
+/// Bytes that RFC 5987 `attr-char` does not allow unescaped.
+const RFC5987_ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
 /// A file name safe to use as the last segment of an S3 key and in a
 /// `Content-Disposition` header: no path separators, no `..`, no control
 /// characters, 1–200 characters. Unicode is kept as is (S3 keys are UTF-8
@@ -59,7 +74,7 @@ impl FileName {
             .chars()
             .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
             .collect();
-        let encoded = percent_encoding::utf8_percent_encode(&self.0, percent_encoding::NON_ALPHANUMERIC);
+        let encoded = percent_encoding::utf8_percent_encode(&self.0, RFC5987_ESCAPED);
         format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
     }
 }

@@ -237,7 +237,12 @@ impl Documents {
         let after: Option<String> = self.cursors.decode(context.org_id(), &scope, cursor)?;
         let record = self.record(context, id).await?;
         keys::ensure_inside(context.org_id(), &record.s3_key)?;
-        let (versions, more) = self.blobs.versions(&record.s3_key, after, limit).await?;
+        let (mut versions, more) = self.blobs.versions(&record.s3_key, after, limit).await?;
+        // The version verified at completion has a known digest even where
+        // the store kept no checksum with it.
+        for version in versions.iter_mut().filter(|v| v.sha256.is_none() && v.version_id == record.document.version_id) {
+            version.sha256 = Some(record.document.sha256.clone());
+        }
         let next = match (more, versions.last()) {
             (true, Some(last)) => self.cursors.encode(context.org_id(), &scope, &last.version_id),
             _ => String::new(),

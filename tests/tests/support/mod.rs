@@ -24,27 +24,19 @@ pub fn treven_bin() -> PathBuf {
     bin
 }
 
-/// A tool installed by `cargo xtask` (on PATH, or in the tools venv).
+/// A tool installed by `cargo xtask` (the pinned one in the tools dir,
+/// else one on PATH).
 pub fn tool(name: &str) -> PathBuf {
-    if let Some(found) = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    }) {
-        return found;
-    }
     let tools = std::env::var_os("TREVEN_TOOLS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/treven/tools")
-        });
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/treven/tools"));
     let candidate = tools.join("venv/bin").join(name);
-    assert!(
-        candidate.is_file(),
-        "{name} not found on PATH or in {}: run `cargo xtask test`",
-        tools.display()
-    );
-    candidate
+    if candidate.is_file() {
+        return candidate;
+    }
+    std::env::var_os("PATH")
+        .and_then(|path| std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file()))
+        .unwrap_or_else(|| panic!("{name} not found in {} or on PATH: run `cargo xtask test`", tools.display()))
 }
 
 /// A free loopback port (bound and released; fine for tests on one machine).

@@ -1,0 +1,311 @@
+//! Test harness: the moto AWS emulator with signature checking on, a
+//! versioned bucket and the documents table (from
+//! `deploy/resources/dynamodb-tables.json`), and the documents service on
+//! port 0, in-process.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType,
+};
+use tokio::net::TcpListener;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use treven_documents::DocumentsConfig;
+use treven_mesh::config::Env;
+use treven_mesh::context::attach_context;
+use treven_mesh::keys::{MeshKeySource, MeshKeys};
+use treven_mesh::{CancellationToken, MeshKey, OrgId, Role};
+use treven_proto::treven::documents::v1 as pb;
+use treven_proto::treven::documents::v1::documents_service_client::DocumentsServiceClient;
+
+pub const BUCKET: &str = "treven-data-test";
+pub const TABLE: &str = "treven-documents-test";
+
+/// A tool installed by `cargo xtask` (the pinned one in the tools dir,
+/// else one on PATH).
+pub fn tool(name: &str) -> PathBuf {
+    let tools = std::env::var_os("TREVEN_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/treven/tools"));
+    for candidate in [tools.join("venv/bin").join(name), tools.join("cargo/bin").join(name)] {
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    std::env::var_os("PATH")
+        .and_then(|path| std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file()))
+        .unwrap_or_else(|| panic!("{name} not found in {} or on PATH: run `cargo xtask test`", tools.display()))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// moto's server, killed when dropped.
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+impl Moto {
+    /// Starts moto on a free port.
+    pub fn start() -> Self {
+        let port = free_port();
+        // TREVEN_TEST_MOTO_LOG=<file> keeps the emulator's log for debugging.
+        let log = || match std::env::var_os("TREVEN_TEST_MOTO_LOG") {
+            Some(path) => Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(path).expect("moto log")),
+            None => Stdio::null(),
+        };
+        let child = Command::new(tool("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(log())
+            .stderr(log())
+            .spawn()
+            .expect("moto_server starts");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(30), "moto did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self { child, endpoint, access_key: "test".into(), secret_key: "test".into() }
+    }
+
+    /// SDK config pointing at this emulator (one attempt, short timeouts).
+    pub async fn sdk(&self) -> aws_config::SdkConfig {
+        sdk_for(&self.endpoint, &self.access_key, &self.secret_key).await
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// SDK config for `endpoint` with a single attempt and short timeouts, so
+/// failure tests are quick.
+pub async fn sdk_for(endpoint: &str, access_key: &str, secret_key: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("eu-west-2"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(access_key, secret_key, None, None, "test"))
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .operation_timeout(Duration::from_secs(10))
+                .build(),
+        )
+        .load()
+        .await
+}
+
+/// Creates the versioned bucket and the table as `cargo xtask dev` and the
+/// CDK app do (the table's keys come from the shared definition file).
+pub async fn provision(sdk: &aws_config::SdkConfig, config: &DocumentsConfig) {
+    let s3 = treven_documents::s3_client(config, sdk);
+    s3.create_bucket()
+        .bucket(BUCKET)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::EuWest2)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("bucket");
+    s3.put_bucket_versioning()
+        .bucket(BUCKET)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder().status(aws_sdk_s3::types::BucketVersioningStatus::Enabled).build(),
+        )
+        .send()
+        .await
+        .expect("versioning");
+
+    let definitions: serde_json::Value = serde_json::from_str(include_str!("../../../../deploy/resources/dynamodb-tables.json")).unwrap();
+    let table = definitions["tables"].as_array().unwrap().iter().find(|t| t["id"] == "documents").expect("documents table defined");
+    let attr = |name: &str| AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build().unwrap();
+    let key = |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build().unwrap();
+    let gsi = &table["globalSecondaryIndexes"][0];
+    let (pk, sk) = (table["partitionKey"].as_str().unwrap(), table["sortKey"].as_str().unwrap());
+    let (gpk, gsk) = (gsi["partitionKey"].as_str().unwrap(), gsi["sortKey"].as_str().unwrap());
+    aws_sdk_dynamodb::Client::new(sdk)
+        .create_table()
+        .table_name(TABLE)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr(pk))
+        .attribute_definitions(attr(sk))
+        .attribute_definitions(attr(gpk))
+        .attribute_definitions(attr(gsk))
+        .key_schema(key(pk, KeyType::Hash))
+        .key_schema(key(sk, KeyType::Range))
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(gsi["indexName"].as_str().unwrap())
+                .key_schema(key(gpk, KeyType::Hash))
+                .key_schema(key(gsk, KeyType::Range))
+                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("table");
+}
+
+pub fn test_config() -> DocumentsConfig {
+    let env = Env::from_pairs([
+        ("TREVEN_DATA_BUCKET", BUCKET),
+        ("TREVEN_DOCUMENTS_TABLE", TABLE),
+        ("TREVEN_S3_FORCE_PATH_STYLE", "true"),
+        ("TREVEN_UPLOAD_MAX_BYTES", "1000000"),
+        ("TREVEN_ARTIFACT_MAX_BYTES", "200000"),
+        ("TREVEN_SHUTDOWN_GRACE_SECS", "2"),
+    ]);
+    DocumentsConfig::from_env(&env).expect("config")
+}
+
+/// The documents service running against moto.
+pub struct TestApp {
+    pub moto: Moto,
+    pub sdk: aws_config::SdkConfig,
+    pub key: MeshKey,
+    pub keys: MeshKeys,
+    pub address: std::net::SocketAddr,
+    shutdown: CancellationToken,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        let moto = Moto::start();
+        let sdk = moto.sdk().await;
+        let config = test_config();
+        provision(&sdk, &config).await;
+        let key = MeshKey::generate();
+        let keys = MeshKeySource::from_env(&Env::from_pairs([("TREVEN_MESH_KEY", key.to_base64())])).unwrap().load().await.unwrap();
+        let documents = treven_documents::build(config, &sdk, &keys);
+        let (address, shutdown) = serve(documents, &keys).await;
+        Self { moto, sdk, key, keys, address, shutdown }
+    }
+
+    pub async fn client(&self) -> DocumentsServiceClient<Channel> {
+        client(self.address).await
+    }
+
+    pub fn token(&self, org: OrgId, role: Role) -> String {
+        self.key.mint(org, "user-1", &[role], "req", Duration::from_secs(300))
+    }
+
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        treven_documents::s3_client(&test_config(), &self.sdk)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Serves `documents` on a free port; returns its address and stop token.
+pub async fn serve(documents: treven_documents::service::Documents, keys: &MeshKeys) -> (std::net::SocketAddr, CancellationToken) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let service = treven_mesh::server::GrpcService {
+        name: "documents",
+        routes: treven_documents::routes(documents, keys),
+        health_names: vec![treven_documents::SERVICE_NAME],
+    };
+    let policy = test_config().shutdown;
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { treven_mesh::server::serve(service, listener, shutdown, policy).await }
+    });
+    (address, shutdown)
+}
+
+pub async fn client(address: std::net::SocketAddr) -> DocumentsServiceClient<Channel> {
+    for _ in 0..50 {
+        if let Ok(channel) = Channel::from_shared(format!("http://{address}")).unwrap().connect().await {
+            return DocumentsServiceClient::new(channel).max_decoding_message_size(16 * 1024 * 1024);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("documents did not start");
+}
+
+pub fn org() -> OrgId {
+    OrgId::new(uuid::Uuid::now_v7())
+}
+
+pub fn authed<T>(token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    attach_context(&mut request, token).unwrap();
+    request
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    treven_documents::model::Sha256Hex::of(bytes).as_str().to_owned()
+}
+
+pub fn upload_request(name: &str, content_type: &str, bytes: &[u8]) -> pb::CreateUploadRequest {
+    pb::CreateUploadRequest { file_name: name.into(), content_type: content_type.into(), size_bytes: bytes.len() as i64, sha256: sha256_hex(bytes) }
+}
+
+/// PUTs `body` to a presigned URL with curl; returns the HTTP status.
+pub fn curl_put(url: &str, headers: &[(String, String)], body: &[u8]) -> u16 {
+    let dir = std::env::temp_dir().join(format!("treven-upload-{}", uuid::Uuid::new_v4()));
+    std::fs::write(&dir, body).unwrap();
+    let mut command = Command::new("curl");
+    let response = std::env::temp_dir().join(format!("treven-response-{}", uuid::Uuid::new_v4()));
+    command.args(["-s", "-o"]).arg(&response).args(["-w", "%{http_code}", "-X", "PUT", "--data-binary"]).arg(format!("@{}", dir.display()));
+    for (name, value) in headers {
+        command.args(["-H", &format!("{name}: {value}")]);
+    }
+    let out = command.arg(url).output().expect("curl runs");
+    let _ = std::fs::remove_file(&dir);
+    let status: u16 = String::from_utf8(out.stdout).unwrap().parse().unwrap();
+    if status != 200 {
+        // Shown only when a test fails: what the emulator said.
+        eprintln!("PUT {url} -> {status}: {}", std::fs::read_to_string(&response).unwrap_or_default());
+    }
+    let _ = std::fs::remove_file(&response);
+    status
+}
+
+/// GETs a URL with curl: status, headers, body.
+pub fn curl_get(url: &str) -> (u16, String, Vec<u8>) {
+    let headers = std::env::temp_dir().join(format!("treven-headers-{}", uuid::Uuid::new_v4()));
+    let out = Command::new("curl").args(["-s", "-D"]).arg(&headers).arg(url).output().expect("curl runs");
+    let head = std::fs::read_to_string(&headers).unwrap_or_default();
+    let _ = std::fs::remove_file(&headers);
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, head, out.stdout)
+}
+
+pub fn headers_of(response: &pb::CreateUploadResponse) -> Vec<(String, String)> {
+    response.upload_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+pub fn violated_fields(status: &Status) -> Vec<String> {
+    use tonic_types::StatusExt as _;
+    status.get_error_details().bad_request().map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect()).unwrap_or_default()
+}
+
+pub fn assert_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Status {
+    let status = result.expect_err("the call should fail");
+    assert_eq!(status.code(), code, "{status:?}");
+    status
+}
