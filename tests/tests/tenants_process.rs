@@ -6,10 +6,10 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{Server, drop_database, free_port, fresh_database, run, stdout_of, tool};
+use support::{Moto, Server, drop_database, fresh_database, run, stdout_of, tool};
 
 fn base_env(db_url: &str, key: &str) -> Vec<(&'static str, String)> {
     vec![
@@ -238,38 +238,6 @@ async fn a_bad_setting_stops_the_process_with_the_variable_named() {
         assert!(!output.status.success());
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(variable), "{variable} named in: {stderr}");
-    }
-}
-
-/// moto's server on a free port, stopped when dropped.
-struct Moto(std::process::Child, String);
-
-impl Moto {
-    fn start() -> Self {
-        let port = free_port();
-        let child = Command::new(tool("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server starts");
-        let url = format!("http://127.0.0.1:{port}");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "moto did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Self(child, url)
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

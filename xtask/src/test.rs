@@ -50,9 +50,11 @@ pub fn run(args: &TestArgs) -> Result<()> {
     let mut summary_line = None;
 
     let mut steps: Vec<Step<'_>> = vec![(
-        "tools (venv, buf, nextest, postgres, redis)",
+        "tools (venv, buf, s3s-fs, nextest, postgres, redis)",
         Box::new(|| {
-            Tools::locate()?.ensure()?;
+            let tools = Tools::locate()?;
+            tools.ensure()?;
+            tools.ensure_test_tools()?;
             tools::ensure_nextest()?;
             services::ensure_postgres_and_redis()
         }),

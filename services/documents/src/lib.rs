@@ -13,6 +13,7 @@ pub mod config;
 pub mod grpc;
 pub mod meta;
 pub mod model;
+pub mod provision;
 pub mod service;
 pub mod sources;
 
@@ -53,19 +54,32 @@ pub fn build_with(
 ) -> service::Documents {
     let blobs = blobs::BlobStore::new(s3, config.bucket.clone());
     let meta = meta::MetaStore::new(dynamodb, config.table.clone());
-    service::Documents::new(config, meta, blobs, CursorCodec::new(&keys.current, "documents"))
+    service::Documents::new(
+        config,
+        meta,
+        blobs,
+        CursorCodec::new(&keys.current, "documents"),
+    )
 }
 
 /// The service wired over AWS clients built from `sdk`.
-pub fn build(config: DocumentsConfig, sdk: &aws_config::SdkConfig, keys: &MeshKeys) -> service::Documents {
+pub fn build(
+    config: DocumentsConfig,
+    sdk: &aws_config::SdkConfig,
+    keys: &MeshKeys,
+) -> service::Documents {
     let s3 = s3_client(&config, sdk);
     build_with(config, s3, aws_sdk_dynamodb::Client::new(sdk), keys)
 }
 
 /// The documents gRPC routes with the mesh-context interceptor.
 pub fn routes(documents: service::Documents, keys: &MeshKeys) -> Routes {
-    let server = DocumentsServiceServer::new(grpc::DocumentsGrpc::new(documents)).max_decoding_message_size(MAX_MESSAGE_BYTES);
-    Routes::new(tonic::service::interceptor::InterceptedService::new(server, RequireContext::new(keys.verifier.clone())))
+    let server = DocumentsServiceServer::new(grpc::DocumentsGrpc::new(documents))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    Routes::new(tonic::service::interceptor::InterceptedService::new(
+        server,
+        RequireContext::new(keys.verifier.clone()),
+    ))
 }
 
 /// Serves documents on `listener` until `shutdown`, with AWS clients from
@@ -79,6 +93,10 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let policy = config.shutdown;
     let documents = build(config, sdk, keys);
-    let service = GrpcService { name: "documents", routes: routes(documents, keys), health_names: vec![SERVICE_NAME] };
+    let service = GrpcService {
+        name: "documents",
+        routes: routes(documents, keys),
+        health_names: vec![SERVICE_NAME],
+    };
     treven_mesh::server::serve(service, listener, shutdown, policy).await
 }

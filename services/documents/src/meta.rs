@@ -62,7 +62,9 @@ fn bad_item(what: &str) -> ServiceError {
 }
 
 /// Whether a DynamoDB error is a failed condition.
-fn condition_failed<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(error: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool {
+fn condition_failed<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(
+    error: &aws_sdk_dynamodb::error::SdkError<E, R>,
+) -> bool {
     error.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
 }
 
@@ -113,7 +115,11 @@ impl MetaStore {
             .send()
             .await
             .map_err(|e| {
-                if condition_failed(&e) { ServiceError::conflict_on("id", "already exists") } else { classify("dynamodb put document", e) }
+                if condition_failed(&e) {
+                    ServiceError::conflict_on("id", "already exists")
+                } else {
+                    classify("dynamodb put document", e)
+                }
             })?;
         Ok(())
     }
@@ -122,18 +128,27 @@ impl MetaStore {
         let document = Document {
             id: Uuid::parse_str(get_s(item, "id")?).map_err(|_| bad_item("document id"))?,
             org_id: org,
-            file_name: FileName::parse("file_name", get_s(item, "file_name")?).map_err(|_| bad_item("file name"))?,
+            file_name: FileName::parse("file_name", get_s(item, "file_name")?)
+                .map_err(|_| bad_item("file name"))?,
             content_type: get_s(item, "content_type")?.to_owned(),
             size_bytes: get_n(item, "size_bytes")?,
-            sha256: Sha256Hex::parse("sha256", get_s(item, "sha256")?).map_err(|_| bad_item("sha256"))?,
-            status: get_s(item, "status")?.parse().map_err(|_| bad_item("status"))?,
-            rejection_reason: get_s(item, "rejection_reason").unwrap_or_default().to_owned(),
+            sha256: Sha256Hex::parse("sha256", get_s(item, "sha256")?)
+                .map_err(|_| bad_item("sha256"))?,
+            status: get_s(item, "status")?
+                .parse()
+                .map_err(|_| bad_item("status"))?,
+            rejection_reason: get_s(item, "rejection_reason")
+                .unwrap_or_default()
+                .to_owned(),
             version_id: get_s(item, "version_id").unwrap_or_default().to_owned(),
             created_by: get_s(item, "created_by")?.to_owned(),
             created_at: get_time(item, "created_at")?,
             updated_at: get_time(item, "updated_at")?,
         };
-        Ok(DocumentRecord { document, s3_key: get_s(item, "s3_key")?.to_owned() })
+        Ok(DocumentRecord {
+            document,
+            s3_key: get_s(item, "s3_key")?.to_owned(),
+        })
     }
 
     /// One document of `org`, deleted ones included.
@@ -148,7 +163,11 @@ impl MetaStore {
             .send()
             .await
             .map_err(|e| classify("dynamodb get document", e))?;
-        output.item.as_ref().map(|item| Self::document_from(org, item)).transpose()
+        output
+            .item
+            .as_ref()
+            .map(|item| Self::document_from(org, item))
+            .transpose()
     }
 
     /// Moves a document from `from` to `to` (with a reason and the verified
@@ -180,7 +199,11 @@ impl MetaStore {
             .send()
             .await;
         match result {
-            Ok(output) => output.attributes.as_ref().map(|item| Self::document_from(org, item)).transpose(),
+            Ok(output) => output
+                .attributes
+                .as_ref()
+                .map(|item| Self::document_from(org, item))
+                .transpose(),
             Err(e) if condition_failed(&e) => Ok(None),
             Err(e) => Err(classify("dynamodb update document", e)),
         }
@@ -233,7 +256,8 @@ impl MetaStore {
             filter.push("content_type = :ct".into());
             values.insert(":ct".into(), s(content_type));
         }
-        let mut start = after.map(|sk| HashMap::from([("PK".to_owned(), pk(org)), ("SK".to_owned(), s(sk))]));
+        let mut start =
+            after.map(|sk| HashMap::from([("PK".to_owned(), pk(org)), ("SK".to_owned(), s(sk))]));
         let mut found = Vec::new();
         for _ in 0..MAX_QUERY_ROUNDS {
             let output = self
@@ -306,7 +330,10 @@ impl MetaStore {
     /// Every source of `org` (up to [`MAX_SOURCES_SCANNED`]).
     pub async fn sources(&self, org: OrgId) -> Result<Vec<Source>> {
         let items = self.query_prefix(org, "SRC#", MAX_SOURCES_SCANNED).await?;
-        items.iter().map(|item| serde_json::from_str(get_s(item, "data")?).map_err(|_| bad_item("source"))).collect()
+        items
+            .iter()
+            .map(|item| serde_json::from_str(get_s(item, "data")?).map_err(|_| bad_item("source")))
+            .collect()
     }
 
     async fn query_prefix(&self, org: OrgId, prefix: &str, cap: usize) -> Result<Vec<Item>> {
@@ -334,7 +361,15 @@ impl MetaStore {
 
     /// Records that `source_id`'s evidence for a report version is stored
     /// at S3 version `version_id`. `false` if it was already recorded.
-    pub async fn record_evidence(&self, org: OrgId, report: Uuid, version: u32, source_id: &str, s3_key: &str, version_id: &str) -> Result<bool> {
+    pub async fn record_evidence(
+        &self,
+        org: OrgId,
+        report: Uuid,
+        version: u32,
+        source_id: &str,
+        s3_key: &str,
+        version_id: &str,
+    ) -> Result<bool> {
         let result = self
             .client
             .put_item()
@@ -359,20 +394,47 @@ impl MetaStore {
 
     /// The evidence of one report version (`None`: the newest version that
     /// has evidence): the version and its (source id, S3 key, S3 version).
-    pub async fn evidence(&self, org: OrgId, report: Uuid, version: Option<u32>) -> Result<Option<(u32, Vec<(String, String, String)>)>> {
-        let items = self.query_prefix(org, &format!("EVID#{report}#"), 100_000).await?;
+    pub async fn evidence(
+        &self,
+        org: OrgId,
+        report: Uuid,
+        version: Option<u32>,
+    ) -> Result<Option<(u32, Vec<(String, String, String)>)>> {
+        let items = self
+            .query_prefix(org, &format!("EVID#{report}#"), 100_000)
+            .await?;
         let mut rows = Vec::with_capacity(items.len());
         for item in &items {
-            let v = u32::try_from(get_n(item, "version")?).map_err(|_| bad_item("evidence version"))?;
-            rows.push((v, get_s(item, "source_id")?.to_owned(), get_s(item, "s3_key")?.to_owned(), get_s(item, "version_id")?.to_owned()));
+            let v =
+                u32::try_from(get_n(item, "version")?).map_err(|_| bad_item("evidence version"))?;
+            rows.push((
+                v,
+                get_s(item, "source_id")?.to_owned(),
+                get_s(item, "s3_key")?.to_owned(),
+                get_s(item, "version_id")?.to_owned(),
+            ));
         }
-        let Some(chosen) = version.or_else(|| rows.iter().map(|r| r.0).max()) else { return Ok(None) };
-        let selected: Vec<_> = rows.into_iter().filter(|r| r.0 == chosen).map(|(_, a, b, c)| (a, b, c)).collect();
+        let Some(chosen) = version.or_else(|| rows.iter().map(|r| r.0).max()) else {
+            return Ok(None);
+        };
+        let selected: Vec<_> = rows
+            .into_iter()
+            .filter(|r| r.0 == chosen)
+            .map(|(_, a, b, c)| (a, b, c))
+            .collect();
         Ok((!selected.is_empty()).then_some((chosen, selected)))
     }
 
     /// Records an evidence-pack export.
-    pub async fn record_export(&self, org: OrgId, export: Uuid, report: Uuid, version: u32, s3_key: &str, created_by: &str) -> Result<()> {
+    pub async fn record_export(
+        &self,
+        org: OrgId,
+        export: Uuid,
+        report: Uuid,
+        version: u32,
+        s3_key: &str,
+        created_by: &str,
+    ) -> Result<()> {
         self.client
             .put_item()
             .table_name(&self.table)
@@ -393,8 +455,18 @@ impl MetaStore {
 
     /// Records an artifact. A second artifact for the same report version
     /// and format is accepted only with identical bytes (a retry).
-    pub async fn record_artifact(&self, org: OrgId, artifact: &Artifact, s3_key: &str) -> Result<Artifact> {
-        let sk = format!("ART#{}#{:05}#{}", artifact.report_id, artifact.version, artifact.format.extension());
+    pub async fn record_artifact(
+        &self,
+        org: OrgId,
+        artifact: &Artifact,
+        s3_key: &str,
+    ) -> Result<Artifact> {
+        let sk = format!(
+            "ART#{}#{:05}#{}",
+            artifact.report_id,
+            artifact.version,
+            artifact.format.extension()
+        );
         let result = self
             .client
             .put_item()
@@ -416,32 +488,45 @@ impl MetaStore {
             .await;
         match result {
             Ok(_) => Ok(artifact.clone()),
-            Err(e) if condition_failed(&e) => {
-                Err(ServiceError::conflict_on("header", "this report version already has a different artifact in this format"))
-            }
+            Err(e) if condition_failed(&e) => Err(ServiceError::conflict_on(
+                "header",
+                "this report version already has a different artifact in this format",
+            )),
             Err(e) => Err(classify("dynamodb put artifact", e)),
         }
     }
 
     /// A stored artifact and its S3 key.
-    pub async fn artifact(&self, org: OrgId, report: Uuid, version: u32, format: ArtifactFormat) -> Result<Option<(Artifact, String)>> {
+    pub async fn artifact(
+        &self,
+        org: OrgId,
+        report: Uuid,
+        version: u32,
+        format: ArtifactFormat,
+    ) -> Result<Option<(Artifact, String)>> {
         let output = self
             .client
             .get_item()
             .table_name(&self.table)
             .key("PK", pk(org))
-            .key("SK", s(format!("ART#{report}#{version:05}#{}", format.extension())))
+            .key(
+                "SK",
+                s(format!("ART#{report}#{version:05}#{}", format.extension())),
+            )
             .consistent_read(true)
             .send()
             .await
             .map_err(|e| classify("dynamodb get artifact", e))?;
-        let Some(item) = output.item else { return Ok(None) };
+        let Some(item) = output.item else {
+            return Ok(None);
+        };
         let artifact = Artifact {
             report_id: report,
             version,
             format,
             size_bytes: get_n(&item, "size_bytes")?,
-            sha256: Sha256Hex::parse("sha256", get_s(&item, "sha256")?).map_err(|_| bad_item("sha256"))?,
+            sha256: Sha256Hex::parse("sha256", get_s(&item, "sha256")?)
+                .map_err(|_| bad_item("sha256"))?,
             version_id: get_s(&item, "version_id")?.to_owned(),
             stored_at: get_time(&item, "stored_at")?,
         };

@@ -50,7 +50,10 @@ impl FileName {
             Some("must not contain path separators".to_owned())
         } else if name.contains("..") {
             Some("must not contain \"..\"".to_owned())
-        } else if name.chars().any(|c| c.is_control() || c == '\u{feff}' || ('\u{202a}'..='\u{202e}').contains(&c)) {
+        } else if name
+            .chars()
+            .any(|c| c.is_control() || c == '\u{feff}' || ('\u{202a}'..='\u{202e}').contains(&c))
+        {
             Some("must not contain control or bidirectional-override characters".to_owned())
         } else {
             None
@@ -72,7 +75,13 @@ impl FileName {
         let fallback: String = self
             .0
             .chars()
-            .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         let encoded = percent_encoding::utf8_percent_encode(&self.0, RFC5987_ESCAPED);
         format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
@@ -90,7 +99,10 @@ impl Sha256Hex {
         if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             Ok(Self(hex))
         } else {
-            Err(ServiceError::invalid_field(field, "must be 64 hexadecimal characters (SHA-256)"))
+            Err(ServiceError::invalid_field(
+                field,
+                "must be 64 hexadecimal characters (SHA-256)",
+            ))
         }
     }
 
@@ -108,15 +120,18 @@ impl Sha256Hex {
     /// From S3's base64 `x-amz-checksum-sha256` form.
     pub fn from_base64(encoded: &str) -> Option<Self> {
         use base64::Engine as _;
-        let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .ok()?;
         (bytes.len() == 32).then(|| Self::from_digest(&bytes))
     }
 
     /// S3's base64 form of the digest.
     pub fn to_base64(&self) -> String {
         use base64::Engine as _;
-        let bytes: Vec<u8> =
-            (0..32).map(|i| u8::from_str_radix(&self.0[2 * i..2 * i + 2], 16).unwrap_or_default()).collect();
+        let bytes: Vec<u8> = (0..32)
+            .map(|i| u8::from_str_radix(&self.0[2 * i..2 * i + 2], 16).unwrap_or_default())
+            .collect();
         base64::engine::general_purpose::STANDARD.encode(bytes)
     }
 
@@ -242,13 +257,21 @@ impl ArtifactFormat {
         match self {
             ArtifactFormat::Md => "text/markdown",
             ArtifactFormat::Pdf => "application/pdf",
-            ArtifactFormat::Docx => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            ArtifactFormat::Docx => {
+                "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+            }
         }
     }
 
     /// Parses the extension.
     pub fn from_extension(ext: &str) -> Option<Self> {
-        [ArtifactFormat::Md, ArtifactFormat::Pdf, ArtifactFormat::Docx].into_iter().find(|f| f.extension() == ext)
+        [
+            ArtifactFormat::Md,
+            ArtifactFormat::Pdf,
+            ArtifactFormat::Docx,
+        ]
+        .into_iter()
+        .find(|f| f.extension() == ext)
     }
 }
 
@@ -285,24 +308,58 @@ mod tests {
 
     #[test]
     fn file_names_refuse_traversal_and_control_characters_but_keep_unicode() {
-        for bad in ["", "  ", "../etc/passwd", "a/b.pdf", "a\\b.pdf", "..", "x..pdf", "a\u{0}.pdf", "a\n.pdf", "evil\u{202e}fdp.exe", &"a".repeat(201)] {
+        for bad in [
+            "",
+            "  ",
+            "../etc/passwd",
+            "a/b.pdf",
+            "a\\b.pdf",
+            "..",
+            "x..pdf",
+            "a\u{0}.pdf",
+            "a\n.pdf",
+            "evil\u{202e}fdp.exe",
+            &"a".repeat(201),
+        ] {
             let error = FileName::parse("file_name", bad).expect_err(bad);
             assert_eq!(error.violations()[0].field, "file_name", "{bad:?}");
         }
-        let name = FileName::parse("file_name", "  Rapport d’évaluation – 2025 🇬🇧.pdf ").expect("unicode is fine");
+        let name = FileName::parse("file_name", "  Rapport d’évaluation – 2025 🇬🇧.pdf ")
+            .expect("unicode is fine");
         assert_eq!(name.as_str(), "Rapport d’évaluation – 2025 🇬🇧.pdf");
         let disposition = name.content_disposition();
-        assert!(disposition.starts_with("attachment; filename=\"Rapport d_valuation _ 2025 __.pdf\"") || disposition.contains("filename=\""), "{disposition}");
-        assert!(disposition.contains("filename*=UTF-8''Rapport%20d%E2%80%99%C3%A9valuation"), "{disposition}");
-        assert!(!FileName::parse("f", "q\"uote.pdf").expect("ok").content_disposition().contains("q\"u"));
+        assert!(
+            disposition.starts_with("attachment; filename=\"Rapport d_valuation _ 2025 __.pdf\"")
+                || disposition.contains("filename=\""),
+            "{disposition}"
+        );
+        assert!(
+            disposition.contains("filename*=UTF-8''Rapport%20d%E2%80%99%C3%A9valuation"),
+            "{disposition}"
+        );
+        assert!(
+            !FileName::parse("f", "q\"uote.pdf")
+                .expect("ok")
+                .content_disposition()
+                .contains("q\"u")
+        );
     }
 
     #[test]
     fn sha256_is_validated_and_converts_to_s3_form() {
         let digest = Sha256Hex::of(b"hello");
-        assert_eq!(digest.as_str(), "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
-        assert_eq!(Sha256Hex::from_base64(&digest.to_base64()), Some(digest.clone()));
-        assert_eq!(Sha256Hex::parse("sha256", &digest.as_str().to_uppercase()).ok(), Some(digest));
+        assert_eq!(
+            digest.as_str(),
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert_eq!(
+            Sha256Hex::from_base64(&digest.to_base64()),
+            Some(digest.clone())
+        );
+        assert_eq!(
+            Sha256Hex::parse("sha256", &digest.as_str().to_uppercase()).ok(),
+            Some(digest)
+        );
         for bad in ["", "abc", &"g".repeat(64), &"a".repeat(65)] {
             assert!(Sha256Hex::parse("sha256", bad).is_err(), "{bad}");
         }

@@ -37,11 +37,18 @@ impl PublisherKind {
     /// The tier (1 best), or the reason the kind is never used.
     pub fn tier(self) -> Result<u8, &'static str> {
         match self {
-            PublisherKind::Government | PublisherKind::Intergovernmental | PublisherKind::Research | PublisherKind::Internal => Ok(1),
-            PublisherKind::Ngo | PublisherKind::BusinessHumanRights | PublisherKind::Journalism => Ok(2),
+            PublisherKind::Government
+            | PublisherKind::Intergovernmental
+            | PublisherKind::Research
+            | PublisherKind::Internal => Ok(1),
+            PublisherKind::Ngo | PublisherKind::BusinessHumanRights | PublisherKind::Journalism => {
+                Ok(2)
+            }
             PublisherKind::Other => Ok(3),
             PublisherKind::AnonymousBlog => Err("anonymous blogs are never used as sources"),
-            PublisherKind::UnverifiedSocial => Err("unverified social posts are never used as sources"),
+            PublisherKind::UnverifiedSocial => {
+                Err("unverified social posts are never used as sources")
+            }
         }
     }
 }
@@ -73,7 +80,9 @@ impl Locator {
         if raw.len() > 2048 {
             return Err(invalid("must be at most 2048 characters"));
         }
-        let (scheme, rest) = raw.split_once("://").ok_or_else(|| invalid("must be an http(s) URL"))?;
+        let (scheme, rest) = raw
+            .split_once("://")
+            .ok_or_else(|| invalid("must be an http(s) URL"))?;
         let scheme = scheme.to_ascii_lowercase();
         if scheme != "https" && scheme != "http" {
             return Err(invalid("must be an http(s) URL"));
@@ -204,11 +213,19 @@ impl Source {
 
     /// Whether it matches a search (all given filters must match).
     pub fn matches(&self, query: &SourceQuery) -> bool {
-        let country_ok = query.country.as_ref().is_none_or(|c| self.countries.iter().any(|x| x == c));
-        let sector_ok = query.sector.as_ref().is_none_or(|s| self.sectors.iter().any(|x| x.eq_ignore_ascii_case(s)));
+        let country_ok = query
+            .country
+            .as_ref()
+            .is_none_or(|c| self.countries.iter().any(|x| x == c));
+        let sector_ok = query
+            .sector
+            .as_ref()
+            .is_none_or(|s| self.sectors.iter().any(|x| x.eq_ignore_ascii_case(s)));
         let tags_ok = query.tags.iter().all(|t| self.tags.contains(t));
         let text_ok = query.words.iter().all(|word| {
-            [&self.title, &self.publisher, &self.summary].iter().any(|field| field.to_lowercase().contains(word))
+            [&self.title, &self.publisher, &self.summary]
+                .iter()
+                .any(|field| field.to_lowercase().contains(word))
         });
         country_ok && sector_ok && tags_ok && text_ok
     }
@@ -235,17 +252,27 @@ pub fn country_code(field: &str, raw: &str) -> Result<String, ServiceError> {
     if code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase()) {
         Ok(code)
     } else {
-        Err(ServiceError::invalid_field(field, "must be an ISO 3166-1 alpha-2 country code such as GB"))
+        Err(ServiceError::invalid_field(
+            field,
+            "must be an ISO 3166-1 alpha-2 country code such as GB",
+        ))
     }
 }
 
 /// Validates a tag: lowercase letters, digits and dashes, 1–40 characters.
 pub fn tag(field: &str, raw: &str) -> Result<String, ServiceError> {
     let tag = raw.trim().to_lowercase();
-    if (1..=40).contains(&tag.len()) && tag.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+    if (1..=40).contains(&tag.len())
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
         Ok(tag)
     } else {
-        Err(ServiceError::invalid_field(field, "tags are 1–40 lowercase letters, digits or dashes"))
+        Err(ServiceError::invalid_field(
+            field,
+            "tags are 1–40 lowercase letters, digits or dashes",
+        ))
     }
 }
 
@@ -257,10 +284,16 @@ pub fn text(field: &str, raw: &str, min: usize, max: usize) -> Result<String, Se
         return Err(ServiceError::invalid_field(field, "must not be empty"));
     }
     if chars > max {
-        return Err(ServiceError::invalid_field(field, format!("must be at most {max} characters")));
+        return Err(ServiceError::invalid_field(
+            field,
+            format!("must be at most {max} characters"),
+        ));
     }
     if value.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(ServiceError::invalid_field(field, "must not contain control characters"));
+        return Err(ServiceError::invalid_field(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(value.to_owned())
 }
@@ -270,7 +303,13 @@ mod tests {
     use super::*;
     use chrono::Duration;
 
-    fn source(kind: PublisherKind, age_days: i64, primary: bool, method: bool, countries: usize) -> Source {
+    fn source(
+        kind: PublisherKind,
+        age_days: i64,
+        primary: bool,
+        method: bool,
+        countries: usize,
+    ) -> Source {
         let now = Utc::now();
         Source {
             id: "x".into(),
@@ -293,7 +332,17 @@ mod tests {
     #[test]
     fn the_domain_weights_add_up() {
         let best = source(PublisherKind::Intergovernmental, 30, true, true, 1).trust(Utc::now());
-        assert_eq!((best.total, best.publisher_tier, best.recency, best.primary_data, best.methodology, best.geographic_match), (100, 30, 25, 20, 15, 10));
+        assert_eq!(
+            (
+                best.total,
+                best.publisher_tier,
+                best.recency,
+                best.primary_data,
+                best.methodology,
+                best.geographic_match
+            ),
+            (100, 30, 25, 20, 15, 10)
+        );
         let weak = source(PublisherKind::Other, 4000, false, false, 0).trust(Utc::now());
         assert_eq!(weak.total, 10);
         let mid = source(PublisherKind::Journalism, 300, false, true, 10).trust(Utc::now());
@@ -302,7 +351,12 @@ mod tests {
 
     #[test]
     fn never_use_kinds_are_refused_with_a_reason() {
-        assert!(PublisherKind::AnonymousBlog.tier().expect_err("never used").contains("anonymous blogs"));
+        assert!(
+            PublisherKind::AnonymousBlog
+                .tier()
+                .expect_err("never used")
+                .contains("anonymous blogs")
+        );
         assert!(PublisherKind::UnverifiedSocial.tier().is_err());
         assert_eq!(PublisherKind::Internal.tier(), Ok(1));
     }
@@ -313,7 +367,13 @@ mod tests {
         let b = Locator::url("https://www.unodc.org/glotip/2024").expect("valid");
         assert_eq!(a, b);
         assert_eq!(a.source_id(), b.source_id());
-        for bad in ["ftp://x", "www.example.org", "https://", "https://a b", &format!("https://x/{}", "a".repeat(2100))] {
+        for bad in [
+            "ftp://x",
+            "www.example.org",
+            "https://",
+            "https://a b",
+            &format!("https://x/{}", "a".repeat(2100)),
+        ] {
             assert!(Locator::url(bad).is_err(), "{bad}");
         }
     }
@@ -321,9 +381,20 @@ mod tests {
     #[test]
     fn search_filters_combine() {
         let s = source(PublisherKind::Government, 1, true, true, 1);
-        let query = SourceQuery { country: Some("C0".into()), tags: vec!["agriculture".into()], words: vec!["debt".into()], ..Default::default() };
+        let query = SourceQuery {
+            country: Some("C0".into()),
+            tags: vec!["agriculture".into()],
+            words: vec!["debt".into()],
+            ..Default::default()
+        };
         assert!(s.matches(&query));
-        assert!(!s.matches(&SourceQuery { country: Some("GB".into()), ..Default::default() }));
-        assert!(!s.matches(&SourceQuery { words: vec!["fishing".into()], ..Default::default() }));
+        assert!(!s.matches(&SourceQuery {
+            country: Some("GB".into()),
+            ..Default::default()
+        }));
+        assert!(!s.matches(&SourceQuery {
+            words: vec!["fishing".into()],
+            ..Default::default()
+        }));
     }
 }

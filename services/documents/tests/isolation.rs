@@ -5,7 +5,9 @@
 
 mod support;
 
-use support::{TestApp, assert_code, authed, curl_put, headers_of, org, upload_request, violated_fields};
+use support::{
+    TestApp, assert_code, authed, curl_put, headers_of, org, upload_request, violated_fields,
+};
 use tonic::Code;
 use treven_mesh::Role;
 use treven_proto::treven::documents::v1 as pb;
@@ -20,29 +22,72 @@ async fn organisation_b_cannot_reach_organisation_a() {
 
     // A: an available document, a pending one, a source, evidence and an artifact.
     let bytes = b"alpha only".to_vec();
-    let upload = client.create_upload(authed(&a, upload_request("a.txt", "text/plain", &bytes))).await.unwrap().into_inner();
-    assert_eq!(curl_put(&upload.upload_url, &headers_of(&upload), &bytes), 200);
+    let upload = client
+        .create_upload(authed(&a, upload_request("a.txt", "text/plain", &bytes)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        curl_put(&upload.upload_url, &headers_of(&upload), &bytes),
+        200
+    );
     let available = upload.document.unwrap().id;
-    client.complete_upload(authed(&a, pb::CompleteUploadRequest { id: available.clone() })).await.unwrap();
-    let pending = client.create_upload(authed(&a, upload_request("p.txt", "text/plain", &bytes))).await.unwrap().into_inner().document.unwrap().id;
+    client
+        .complete_upload(authed(
+            &a,
+            pb::CompleteUploadRequest {
+                id: available.clone(),
+            },
+        ))
+        .await
+        .unwrap();
+    let pending = client
+        .create_upload(authed(&a, upload_request("p.txt", "text/plain", &bytes)))
+        .await
+        .unwrap()
+        .into_inner()
+        .document
+        .unwrap()
+        .id;
     for i in 0..3 {
-        client.create_upload(authed(&a, upload_request(&format!("more{i}.txt"), "text/plain", &bytes))).await.unwrap();
+        client
+            .create_upload(authed(
+                &a,
+                upload_request(&format!("more{i}.txt"), "text/plain", &bytes),
+            ))
+            .await
+            .unwrap();
     }
     let source = client
-        .upsert_source(authed(&a, pb::UpsertSourceRequest {
-            locator: Some(pb::upsert_source_request::Locator::Url("https://www.gov.uk/modern-slavery".into())),
-            title: "Modern slavery statistics".into(),
-            publisher: "Home Office".into(),
-            publisher_kind: pb::PublisherKind::Government.into(),
-            ..Default::default()
-        }))
+        .upsert_source(authed(
+            &a,
+            pb::UpsertSourceRequest {
+                locator: Some(pb::upsert_source_request::Locator::Url(
+                    "https://www.gov.uk/modern-slavery".into(),
+                )),
+                title: "Modern slavery statistics".into(),
+                publisher: "Home Office".into(),
+                publisher_kind: pb::PublisherKind::Government.into(),
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap()
         .into_inner()
         .source
         .unwrap();
     let report = uuid::Uuid::now_v7().to_string();
-    client.store_evidence(authed(&a, pb::StoreEvidenceRequest { report_id: report.clone(), version: 1, source_ids: vec![source.id.clone()] })).await.unwrap();
+    client
+        .store_evidence(authed(
+            &a,
+            pb::StoreEvidenceRequest {
+                report_id: report.clone(),
+                version: 1,
+                source_ids: vec![source.id.clone()],
+            },
+        ))
+        .await
+        .unwrap();
     let header = pb::PutArtifactRequest {
         part: Some(pb::put_artifact_request::Part::Header(pb::ArtifactHeader {
             report_id: report.clone(),
@@ -52,42 +97,169 @@ async fn organisation_b_cannot_reach_organisation_a() {
             sha256: String::new(),
         })),
     };
-    let chunk = pb::PutArtifactRequest { part: Some(pb::put_artifact_request::Part::Chunk(b"# REPORT".to_vec())) };
-    client.put_artifact(authed(&a, tokio_stream::iter(vec![header, chunk]))).await.unwrap();
+    let chunk = pb::PutArtifactRequest {
+        part: Some(pb::put_artifact_request::Part::Chunk(b"# REPORT".to_vec())),
+    };
+    client
+        .put_artifact(authed(&a, tokio_stream::iter(vec![header, chunk])))
+        .await
+        .unwrap();
 
     // B sees none of it.
     for id in [&available, &pending] {
-        assert_code(client.get_document(authed(&b, pb::GetDocumentRequest { id: id.clone() })).await, Code::NotFound);
-        assert_code(client.get_document_download(authed(&b, pb::GetDocumentDownloadRequest { id: id.clone(), version_id: String::new() })).await, Code::NotFound);
-        assert_code(client.complete_upload(authed(&b, pb::CompleteUploadRequest { id: id.clone() })).await, Code::NotFound);
-        assert_code(client.delete_document(authed(&b, pb::DeleteDocumentRequest { id: id.clone() })).await, Code::NotFound);
         assert_code(
-            client.list_document_versions(authed(&b, pb::ListDocumentVersionsRequest { document_id: id.clone(), ..Default::default() })).await,
+            client
+                .get_document(authed(&b, pb::GetDocumentRequest { id: id.clone() }))
+                .await,
+            Code::NotFound,
+        );
+        assert_code(
+            client
+                .get_document_download(authed(
+                    &b,
+                    pb::GetDocumentDownloadRequest {
+                        id: id.clone(),
+                        version_id: String::new(),
+                    },
+                ))
+                .await,
+            Code::NotFound,
+        );
+        assert_code(
+            client
+                .complete_upload(authed(&b, pb::CompleteUploadRequest { id: id.clone() }))
+                .await,
+            Code::NotFound,
+        );
+        assert_code(
+            client
+                .delete_document(authed(&b, pb::DeleteDocumentRequest { id: id.clone() }))
+                .await,
+            Code::NotFound,
+        );
+        assert_code(
+            client
+                .list_document_versions(authed(
+                    &b,
+                    pb::ListDocumentVersionsRequest {
+                        document_id: id.clone(),
+                        ..Default::default()
+                    },
+                ))
+                .await,
             Code::NotFound,
         );
     }
-    assert!(client.list_documents(authed(&b, pb::ListDocumentsRequest::default())).await.unwrap().into_inner().items.is_empty());
-    let found = client.search_sources(authed(&b, pb::SearchSourcesRequest::default())).await.unwrap().into_inner();
+    assert!(
+        client
+            .list_documents(authed(&b, pb::ListDocumentsRequest::default()))
+            .await
+            .unwrap()
+            .into_inner()
+            .items
+            .is_empty()
+    );
+    let found = client
+        .search_sources(authed(&b, pb::SearchSourcesRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(found.items.is_empty());
-    let steal = pb::StoreEvidenceRequest { report_id: uuid::Uuid::now_v7().to_string(), version: 1, source_ids: vec![source.id.clone()] };
-    assert_code(client.store_evidence(authed(&b, steal)).await, Code::InvalidArgument);
-    assert_code(client.get_evidence_pack(authed(&b, pb::GetEvidencePackRequest { report_id: report.clone(), version: 0 })).await, Code::NotFound);
-    let presign = pb::PresignArtifactRequest { report_id: report.clone(), version: 1, format: pb::ArtifactFormat::Markdown.into(), download_name: String::new() };
-    assert_code(client.presign_artifact(authed(&b, presign.clone())).await, Code::NotFound);
+    let steal = pb::StoreEvidenceRequest {
+        report_id: uuid::Uuid::now_v7().to_string(),
+        version: 1,
+        source_ids: vec![source.id.clone()],
+    };
+    assert_code(
+        client.store_evidence(authed(&b, steal)).await,
+        Code::InvalidArgument,
+    );
+    assert_code(
+        client
+            .get_evidence_pack(authed(
+                &b,
+                pb::GetEvidencePackRequest {
+                    report_id: report.clone(),
+                    version: 0,
+                },
+            ))
+            .await,
+        Code::NotFound,
+    );
+    let presign = pb::PresignArtifactRequest {
+        report_id: report.clone(),
+        version: 1,
+        format: pb::ArtifactFormat::Markdown.into(),
+        download_name: String::new(),
+    };
+    assert_code(
+        client.presign_artifact(authed(&b, presign.clone())).await,
+        Code::NotFound,
+    );
 
     // A's cursor is refused for B.
-    let page = client.list_documents(authed(&a, pb::ListDocumentsRequest { limit: 2, ..Default::default() })).await.unwrap().into_inner();
+    let page = client
+        .list_documents(authed(
+            &a,
+            pb::ListDocumentsRequest {
+                limit: 2,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(!page.next_cursor.is_empty());
     let status = assert_code(
-        client.list_documents(authed(&b, pb::ListDocumentsRequest { limit: 2, cursor: page.next_cursor, ..Default::default() })).await,
+        client
+            .list_documents(authed(
+                &b,
+                pb::ListDocumentsRequest {
+                    limit: 2,
+                    cursor: page.next_cursor,
+                    ..Default::default()
+                },
+            ))
+            .await,
         Code::InvalidArgument,
     );
     assert_eq!(violated_fields(&status), vec!["cursor".to_owned()]);
 
     // A still has everything.
-    assert_eq!(client.get_document(authed(&a, pb::GetDocumentRequest { id: available })).await.unwrap().into_inner().document.unwrap().status, pb::DocumentStatus::Available as i32);
-    let url = client.presign_artifact(authed(&a, presign)).await.unwrap().into_inner().url;
-    assert!(url.contains(&format!("/{org_a}/reports/{report}/v1/report.md")), "{url}");
-    let pack = client.get_evidence_pack(authed(&a, pb::GetEvidencePackRequest { report_id: report, version: 0 })).await.unwrap().into_inner();
-    assert!(pack.url.contains(&format!("/{org_a}/exports/{}/bundle.zip", pack.export_id)));
+    assert_eq!(
+        client
+            .get_document(authed(&a, pb::GetDocumentRequest { id: available }))
+            .await
+            .unwrap()
+            .into_inner()
+            .document
+            .unwrap()
+            .status,
+        pb::DocumentStatus::Available as i32
+    );
+    let url = client
+        .presign_artifact(authed(&a, presign))
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    assert!(
+        url.contains(&format!("/{org_a}/reports/{report}/v1/report.md")),
+        "{url}"
+    );
+    let pack = client
+        .get_evidence_pack(authed(
+            &a,
+            pb::GetEvidencePackRequest {
+                report_id: report,
+                version: 0,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        pack.url
+            .contains(&format!("/{org_a}/exports/{}/bundle.zip", pack.export_id))
+    );
 }

@@ -8,14 +8,21 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{TestApp, assert_code, authed, curl_put, headers_of, org, sdk_for, serve, test_config, upload_request};
+use support::{
+    TestApp, assert_code, authed, curl_put, headers_of, org, sdk_for, serve, test_config,
+    upload_request,
+};
 use tonic::Code;
 use treven_mesh::Role;
 use treven_proto::treven::documents::v1 as pb;
 
 /// An endpoint where nothing listens.
 fn dead_endpoint() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     format!("http://127.0.0.1:{port}")
 }
 
@@ -26,24 +33,55 @@ async fn s3_down_is_unavailable_and_leaves_metadata_as_it_was() {
     let analyst = app.token(org, Role::Analyst);
     let mut healthy = app.client().await;
     let bytes = b"kept".to_vec();
-    let upload = healthy.create_upload(authed(&analyst, upload_request("k.txt", "text/plain", &bytes))).await.unwrap().into_inner();
-    assert_eq!(curl_put(&upload.upload_url, &headers_of(&upload), &bytes), 200);
+    let upload = healthy
+        .create_upload(authed(
+            &analyst,
+            upload_request("k.txt", "text/plain", &bytes),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        curl_put(&upload.upload_url, &headers_of(&upload), &bytes),
+        200
+    );
     let pending = upload.document.unwrap().id;
     let available = {
-        let upload = healthy.create_upload(authed(&analyst, upload_request("a.txt", "text/plain", &bytes))).await.unwrap().into_inner();
-        assert_eq!(curl_put(&upload.upload_url, &headers_of(&upload), &bytes), 200);
+        let upload = healthy
+            .create_upload(authed(
+                &analyst,
+                upload_request("a.txt", "text/plain", &bytes),
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            curl_put(&upload.upload_url, &headers_of(&upload), &bytes),
+            200
+        );
         let id = upload.document.unwrap().id;
-        healthy.complete_upload(authed(&analyst, pb::CompleteUploadRequest { id: id.clone() })).await.unwrap();
+        healthy
+            .complete_upload(authed(
+                &analyst,
+                pb::CompleteUploadRequest { id: id.clone() },
+            ))
+            .await
+            .unwrap();
         id
     };
     let source = healthy
-        .upsert_source(authed(&analyst, pb::UpsertSourceRequest {
-            locator: Some(pb::upsert_source_request::Locator::Url("https://ilo.example/report".into())),
-            title: "ILO report".into(),
-            publisher: "ILO".into(),
-            publisher_kind: pb::PublisherKind::Intergovernmental.into(),
-            ..Default::default()
-        }))
+        .upsert_source(authed(
+            &analyst,
+            pb::UpsertSourceRequest {
+                locator: Some(pb::upsert_source_request::Locator::Url(
+                    "https://ilo.example/report".into(),
+                )),
+                title: "ILO report".into(),
+                publisher: "ILO".into(),
+                publisher_kind: pb::PublisherKind::Intergovernmental.into(),
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -62,13 +100,44 @@ async fn s3_down_is_unavailable_and_leaves_metadata_as_it_was() {
     let mut broken = support::client(address).await;
 
     let started = Instant::now();
-    let status = assert_code(broken.complete_upload(authed(&analyst, pb::CompleteUploadRequest { id: pending.clone() })).await, Code::Unavailable);
-    assert!(!status.message().contains("127.0.0.1"), "no internal detail: {}", status.message());
+    let status = assert_code(
+        broken
+            .complete_upload(authed(
+                &analyst,
+                pb::CompleteUploadRequest {
+                    id: pending.clone(),
+                },
+            ))
+            .await,
+        Code::Unavailable,
+    );
+    assert!(
+        !status.message().contains("127.0.0.1"),
+        "no internal detail: {}",
+        status.message()
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
-    assert_code(broken.delete_document(authed(&analyst, pb::DeleteDocumentRequest { id: available.clone() })).await, Code::Unavailable);
+    assert_code(
+        broken
+            .delete_document(authed(
+                &analyst,
+                pb::DeleteDocumentRequest {
+                    id: available.clone(),
+                },
+            ))
+            .await,
+        Code::Unavailable,
+    );
     let report = uuid::Uuid::now_v7().to_string();
-    let evidence = pb::StoreEvidenceRequest { report_id: report.clone(), version: 1, source_ids: vec![source.id] };
-    assert_code(broken.store_evidence(authed(&analyst, evidence)).await, Code::Unavailable);
+    let evidence = pb::StoreEvidenceRequest {
+        report_id: report.clone(),
+        version: 1,
+        source_ids: vec![source.id],
+    };
+    assert_code(
+        broken.store_evidence(authed(&analyst, evidence)).await,
+        Code::Unavailable,
+    );
     let artifact = vec![
         pb::PutArtifactRequest {
             part: Some(pb::put_artifact_request::Part::Header(pb::ArtifactHeader {
@@ -78,19 +147,57 @@ async fn s3_down_is_unavailable_and_leaves_metadata_as_it_was() {
                 ..Default::default()
             })),
         },
-        pb::PutArtifactRequest { part: Some(pb::put_artifact_request::Part::Chunk(b"# x".to_vec())) },
+        pb::PutArtifactRequest {
+            part: Some(pb::put_artifact_request::Part::Chunk(b"# x".to_vec())),
+        },
     ];
-    assert_code(broken.put_artifact(authed(&analyst, tokio_stream::iter(artifact))).await, Code::Unavailable);
+    assert_code(
+        broken
+            .put_artifact(authed(&analyst, tokio_stream::iter(artifact)))
+            .await,
+        Code::Unavailable,
+    );
 
     // Nothing changed.
     let get = |id: String| pb::GetDocumentRequest { id };
-    let still_pending = healthy.get_document(authed(&analyst, get(pending))).await.unwrap().into_inner().document.unwrap();
+    let still_pending = healthy
+        .get_document(authed(&analyst, get(pending)))
+        .await
+        .unwrap()
+        .into_inner()
+        .document
+        .unwrap();
     assert_eq!(still_pending.status, pb::DocumentStatus::Pending as i32);
-    let still_available = healthy.get_document(authed(&analyst, get(available))).await.unwrap().into_inner().document.unwrap();
+    let still_available = healthy
+        .get_document(authed(&analyst, get(available)))
+        .await
+        .unwrap()
+        .into_inner()
+        .document
+        .unwrap();
     assert_eq!(still_available.status, pb::DocumentStatus::Available as i32);
-    assert_code(healthy.get_evidence_pack(authed(&analyst, pb::GetEvidencePackRequest { report_id: report.clone(), version: 0 })).await, Code::NotFound);
-    let presign = pb::PresignArtifactRequest { report_id: report, version: 1, format: pb::ArtifactFormat::Markdown.into(), download_name: String::new() };
-    assert_code(healthy.presign_artifact(authed(&analyst, presign)).await, Code::NotFound);
+    assert_code(
+        healthy
+            .get_evidence_pack(authed(
+                &analyst,
+                pb::GetEvidencePackRequest {
+                    report_id: report.clone(),
+                    version: 0,
+                },
+            ))
+            .await,
+        Code::NotFound,
+    );
+    let presign = pb::PresignArtifactRequest {
+        report_id: report,
+        version: 1,
+        format: pb::ArtifactFormat::Markdown.into(),
+        download_name: String::new(),
+    };
+    assert_code(
+        healthy.presign_artifact(authed(&analyst, presign)).await,
+        Code::NotFound,
+    );
 }
 
 #[tokio::test]
@@ -107,10 +214,36 @@ async fn dynamodb_down_is_unavailable_and_writes_nothing() {
     let (address, _stop) = serve(documents, &app.keys).await;
     let mut broken = support::client(address).await;
 
-    assert_code(broken.create_upload(authed(&analyst, upload_request("x.txt", "text/plain", b"x"))).await, Code::Unavailable);
-    assert_code(broken.list_documents(authed(&analyst, pb::ListDocumentsRequest::default())).await, Code::Unavailable);
-    assert_code(broken.search_sources(authed(&analyst, pb::SearchSourcesRequest::default())).await, Code::Unavailable);
+    assert_code(
+        broken
+            .create_upload(authed(
+                &analyst,
+                upload_request("x.txt", "text/plain", b"x"),
+            ))
+            .await,
+        Code::Unavailable,
+    );
+    assert_code(
+        broken
+            .list_documents(authed(&analyst, pb::ListDocumentsRequest::default()))
+            .await,
+        Code::Unavailable,
+    );
+    assert_code(
+        broken
+            .search_sources(authed(&analyst, pb::SearchSourcesRequest::default()))
+            .await,
+        Code::Unavailable,
+    );
 
     let mut healthy = app.client().await;
-    assert!(healthy.list_documents(authed(&analyst, pb::ListDocumentsRequest::default())).await.unwrap().into_inner().items.is_empty());
+    assert!(
+        healthy
+            .list_documents(authed(&analyst, pb::ListDocumentsRequest::default()))
+            .await
+            .unwrap()
+            .into_inner()
+            .items
+            .is_empty()
+    );
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use tokio::net::TcpListener;
+use treven_documents::DocumentsConfig;
 use treven_mesh::config::Env;
 use treven_mesh::keys::MeshKeySource;
 use treven_mesh::telemetry::{self, TelemetryConfig};
@@ -18,6 +19,8 @@ pub enum Target {
     All,
     /// Organisations, users, partners, grants, audit (gRPC :50051).
     Tenants,
+    /// Uploads, documents, sources, evidence, artifacts on S3 + DynamoDB (gRPC :50052).
+    Documents,
 }
 
 impl Target {
@@ -65,6 +68,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let documents_config = if Target::includes(&args.target, Target::Documents) {
+        Some(DocumentsConfig::from_env(&env)?)
+    } else {
+        None
+    };
 
     let telemetry = telemetry::init(&telemetry_config, "treven")?;
     let keys = key_source.load().await?;
@@ -77,6 +85,24 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("TREVEN_TENANTS_ADDR: cannot listen on {}", config.listen))?;
         let (keys, shutdown) = (keys.clone(), shutdown.clone());
         roles.spawn(async move { treven_tenants::serve(config, &keys, listener, shutdown).await });
+    }
+    if let Some(config) = documents_config {
+        let listener = TcpListener::bind(config.listen).await.with_context(|| {
+            format!("TREVEN_DOCUMENTS_ADDR: cannot listen on {}", config.listen)
+        })?;
+        // Region, credentials and endpoint come from the standard AWS
+        // environment (task role in ECS; AWS_ENDPOINT_URL for the emulator).
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(
+                aws_config::meta::region::RegionProviderChain::default_provider()
+                    .or_else("eu-west-2"),
+            )
+            .load()
+            .await;
+        let (keys, shutdown) = (keys.clone(), shutdown.clone());
+        roles.spawn(async move {
+            treven_documents::serve(config, &sdk, &keys, listener, shutdown).await
+        });
     }
 
     // One role failing stops the others: a half-up process is worse than a

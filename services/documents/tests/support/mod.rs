@@ -9,10 +9,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
-    ScalarAttributeType,
-};
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
@@ -32,19 +28,37 @@ pub const TABLE: &str = "treven-documents-test";
 pub fn tool(name: &str) -> PathBuf {
     let tools = std::env::var_os("TREVEN_TOOLS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/treven/tools"));
-    for candidate in [tools.join("venv/bin").join(name), tools.join("cargo/bin").join(name)] {
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/treven/tools")
+        });
+    for candidate in [
+        tools.join("venv/bin").join(name),
+        tools.join("cargo/bin").join(name),
+    ] {
         if candidate.is_file() {
             return candidate;
         }
     }
     std::env::var_os("PATH")
-        .and_then(|path| std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file()))
-        .unwrap_or_else(|| panic!("{name} not found in {} or on PATH: run `cargo xtask test`", tools.display()))
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(name))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} not found in {} or on PATH: run `cargo xtask test`",
+                tools.display()
+            )
+        })
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// moto's server, killed when dropped.
@@ -61,7 +75,13 @@ impl Moto {
         let port = free_port();
         // TREVEN_TEST_MOTO_LOG=<file> keeps the emulator's log for debugging.
         let log = || match std::env::var_os("TREVEN_TEST_MOTO_LOG") {
-            Some(path) => Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(path).expect("moto log")),
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("moto log"),
+            ),
             None => Stdio::null(),
         };
         let child = Command::new(tool("moto_server"))
@@ -73,10 +93,18 @@ impl Moto {
         let endpoint = format!("http://127.0.0.1:{port}");
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(30), "moto did not start");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "moto did not start"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
-        Self { child, endpoint, access_key: "test".into(), secret_key: "test".into() }
+        Self {
+            child,
+            endpoint,
+            access_key: "test".into(),
+            secret_key: "test".into(),
+        }
     }
 
     /// SDK config pointing at this emulator (one attempt, short timeouts).
@@ -92,13 +120,73 @@ impl Drop for Moto {
     }
 }
 
+/// s3s-fs: a small S3 server that, unlike moto, checks SigV4 signatures
+/// (presigned URLs included) and `x-amz-checksum-*` headers. It has no
+/// versioning, so only the signature tests use it.
+pub struct S3sFs {
+    child: Child,
+    root: PathBuf,
+    pub endpoint: String,
+}
+
+pub const S3S_ACCESS_KEY: &str = "AKIATREVENTEST";
+pub const S3S_SECRET_KEY: &str = "treven-test-secret-key";
+
+impl S3sFs {
+    /// Starts it on a free port with the test bucket as a directory.
+    pub fn start() -> Self {
+        let port = free_port();
+        let root = std::env::temp_dir().join(format!("treven-s3s-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(root.join(BUCKET)).unwrap();
+        let child = Command::new(tool("s3s-fs"))
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--access-key",
+                S3S_ACCESS_KEY,
+                "--secret-key",
+                S3S_SECRET_KEY,
+            ])
+            .arg(&root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("s3s-fs starts");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "s3s-fs did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            child,
+            root,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for S3sFs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
 /// SDK config for `endpoint` with a single attempt and short timeouts, so
 /// failure tests are quick.
 pub async fn sdk_for(endpoint: &str, access_key: &str, secret_key: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("eu-west-2"))
         .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(access_key, secret_key, None, None, "test"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            access_key, secret_key, None, None, "test",
+        ))
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
         .timeout_config(
             aws_config::timeout::TimeoutConfig::builder()
@@ -110,58 +198,11 @@ pub async fn sdk_for(endpoint: &str, access_key: &str, secret_key: &str) -> aws_
         .await
 }
 
-/// Creates the versioned bucket and the table as `cargo xtask dev` and the
-/// CDK app do (the table's keys come from the shared definition file).
+/// Creates the versioned bucket and the table.
 pub async fn provision(sdk: &aws_config::SdkConfig, config: &DocumentsConfig) {
-    let s3 = treven_documents::s3_client(config, sdk);
-    s3.create_bucket()
-        .bucket(BUCKET)
-        .create_bucket_configuration(
-            aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::EuWest2)
-                .build(),
-        )
-        .send()
+    treven_documents::provision::create_bucket_and_table(sdk, config)
         .await
-        .expect("bucket");
-    s3.put_bucket_versioning()
-        .bucket(BUCKET)
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder().status(aws_sdk_s3::types::BucketVersioningStatus::Enabled).build(),
-        )
-        .send()
-        .await
-        .expect("versioning");
-
-    let definitions: serde_json::Value = serde_json::from_str(include_str!("../../../../deploy/resources/dynamodb-tables.json")).unwrap();
-    let table = definitions["tables"].as_array().unwrap().iter().find(|t| t["id"] == "documents").expect("documents table defined");
-    let attr = |name: &str| AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build().unwrap();
-    let key = |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build().unwrap();
-    let gsi = &table["globalSecondaryIndexes"][0];
-    let (pk, sk) = (table["partitionKey"].as_str().unwrap(), table["sortKey"].as_str().unwrap());
-    let (gpk, gsk) = (gsi["partitionKey"].as_str().unwrap(), gsi["sortKey"].as_str().unwrap());
-    aws_sdk_dynamodb::Client::new(sdk)
-        .create_table()
-        .table_name(TABLE)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attr(pk))
-        .attribute_definitions(attr(sk))
-        .attribute_definitions(attr(gpk))
-        .attribute_definitions(attr(gsk))
-        .key_schema(key(pk, KeyType::Hash))
-        .key_schema(key(sk, KeyType::Range))
-        .global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name(gsi["indexName"].as_str().unwrap())
-                .key_schema(key(gpk, KeyType::Hash))
-                .key_schema(key(gsk, KeyType::Range))
-                .projection(Projection::builder().projection_type(ProjectionType::All).build())
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .expect("table");
+        .expect("bucket and table");
 }
 
 pub fn test_config() -> DocumentsConfig {
@@ -193,10 +234,22 @@ impl TestApp {
         let config = test_config();
         provision(&sdk, &config).await;
         let key = MeshKey::generate();
-        let keys = MeshKeySource::from_env(&Env::from_pairs([("TREVEN_MESH_KEY", key.to_base64())])).unwrap().load().await.unwrap();
+        let keys =
+            MeshKeySource::from_env(&Env::from_pairs([("TREVEN_MESH_KEY", key.to_base64())]))
+                .unwrap()
+                .load()
+                .await
+                .unwrap();
         let documents = treven_documents::build(config, &sdk, &keys);
         let (address, shutdown) = serve(documents, &keys).await;
-        Self { moto, sdk, key, keys, address, shutdown }
+        Self {
+            moto,
+            sdk,
+            key,
+            keys,
+            address,
+            shutdown,
+        }
     }
 
     pub async fn client(&self) -> DocumentsServiceClient<Channel> {
@@ -204,7 +257,8 @@ impl TestApp {
     }
 
     pub fn token(&self, org: OrgId, role: Role) -> String {
-        self.key.mint(org, "user-1", &[role], "req", Duration::from_secs(300))
+        self.key
+            .mint(org, "user-1", &[role], "req", Duration::from_secs(300))
     }
 
     pub fn s3(&self) -> aws_sdk_s3::Client {
@@ -219,7 +273,10 @@ impl Drop for TestApp {
 }
 
 /// Serves `documents` on a free port; returns its address and stop token.
-pub async fn serve(documents: treven_documents::service::Documents, keys: &MeshKeys) -> (std::net::SocketAddr, CancellationToken) {
+pub async fn serve(
+    documents: treven_documents::service::Documents,
+    keys: &MeshKeys,
+) -> (std::net::SocketAddr, CancellationToken) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
@@ -238,8 +295,13 @@ pub async fn serve(documents: treven_documents::service::Documents, keys: &MeshK
 
 pub async fn client(address: std::net::SocketAddr) -> DocumentsServiceClient<Channel> {
     for _ in 0..50 {
-        if let Ok(channel) = Channel::from_shared(format!("http://{address}")).unwrap().connect().await {
-            return DocumentsServiceClient::new(channel).max_decoding_message_size(16 * 1024 * 1024);
+        if let Ok(channel) = Channel::from_shared(format!("http://{address}"))
+            .unwrap()
+            .connect()
+            .await
+        {
+            return DocumentsServiceClient::new(channel)
+                .max_decoding_message_size(16 * 1024 * 1024);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -257,11 +319,18 @@ pub fn authed<T>(token: &str, message: T) -> Request<T> {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    treven_documents::model::Sha256Hex::of(bytes).as_str().to_owned()
+    treven_documents::model::Sha256Hex::of(bytes)
+        .as_str()
+        .to_owned()
 }
 
 pub fn upload_request(name: &str, content_type: &str, bytes: &[u8]) -> pb::CreateUploadRequest {
-    pb::CreateUploadRequest { file_name: name.into(), content_type: content_type.into(), size_bytes: bytes.len() as i64, sha256: sha256_hex(bytes) }
+    pb::CreateUploadRequest {
+        file_name: name.into(),
+        content_type: content_type.into(),
+        size_bytes: bytes.len() as i64,
+        sha256: sha256_hex(bytes),
+    }
 }
 
 /// PUTs `body` to a presigned URL with curl; returns the HTTP status.
@@ -270,7 +339,11 @@ pub fn curl_put(url: &str, headers: &[(String, String)], body: &[u8]) -> u16 {
     std::fs::write(&dir, body).unwrap();
     let mut command = Command::new("curl");
     let response = std::env::temp_dir().join(format!("treven-response-{}", uuid::Uuid::new_v4()));
-    command.args(["-s", "-o"]).arg(&response).args(["-w", "%{http_code}", "-X", "PUT", "--data-binary"]).arg(format!("@{}", dir.display()));
+    command
+        .args(["-s", "-o"])
+        .arg(&response)
+        .args(["-w", "%{http_code}", "-X", "PUT", "--data-binary"])
+        .arg(format!("@{}", dir.display()));
     for (name, value) in headers {
         command.args(["-H", &format!("{name}: {value}")]);
     }
@@ -279,7 +352,10 @@ pub fn curl_put(url: &str, headers: &[(String, String)], body: &[u8]) -> u16 {
     let status: u16 = String::from_utf8(out.stdout).unwrap().parse().unwrap();
     if status != 200 {
         // Shown only when a test fails: what the emulator said.
-        eprintln!("PUT {url} -> {status}: {}", std::fs::read_to_string(&response).unwrap_or_default());
+        eprintln!(
+            "PUT {url} -> {status}: {}",
+            std::fs::read_to_string(&response).unwrap_or_default()
+        );
     }
     let _ = std::fs::remove_file(&response);
     status
@@ -288,20 +364,37 @@ pub fn curl_put(url: &str, headers: &[(String, String)], body: &[u8]) -> u16 {
 /// GETs a URL with curl: status, headers, body.
 pub fn curl_get(url: &str) -> (u16, String, Vec<u8>) {
     let headers = std::env::temp_dir().join(format!("treven-headers-{}", uuid::Uuid::new_v4()));
-    let out = Command::new("curl").args(["-s", "-D"]).arg(&headers).arg(url).output().expect("curl runs");
+    let out = Command::new("curl")
+        .args(["-s", "-D"])
+        .arg(&headers)
+        .arg(url)
+        .output()
+        .expect("curl runs");
     let head = std::fs::read_to_string(&headers).unwrap_or_default();
     let _ = std::fs::remove_file(&headers);
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     (status, head, out.stdout)
 }
 
 pub fn headers_of(response: &pb::CreateUploadResponse) -> Vec<(String, String)> {
-    response.upload_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    response
+        .upload_headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 pub fn violated_fields(status: &Status) -> Vec<String> {
     use tonic_types::StatusExt as _;
-    status.get_error_details().bad_request().map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect()).unwrap_or_default()
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
 }
 
 pub fn assert_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Status {
