@@ -92,8 +92,9 @@ pub struct Finding {
 }
 
 impl Finding {
-    /// Builds a finding for `text[start..end]` (the caller guarantees the
-    /// range), with the kind's placeholder.
+    /// Builds a finding for `text[range]` with the kind's placeholder, e.g.
+    /// from another detector's output. A range that does not fit `text`
+    /// gives an empty matched text, which [`apply_decisions`] then refuses.
     pub fn new(kind: PiiKind, text: &str, range: Range<usize>, confidence: f32) -> Finding {
         Finding {
             kind,
