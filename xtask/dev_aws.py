@@ -185,6 +185,9 @@ def ensure_user_pool(name):
             ClientName=client_name,
             GenerateSecret=False,
             ExplicitAuthFlows=["ALLOW_ADMIN_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+            # ID tokens carry what the gateway reads (as in AWS, where a
+            # client reads every attribute unless restricted).
+            ReadAttributes=["email", "email_verified", "custom:orgId"],
         )["UserPoolClient"]["ClientId"]
         log(f"created app client {client_name} ({client_id})")
     return pool_id, client_id

@@ -247,7 +247,7 @@ async fn the_mesh_key_can_come_from_secrets_manager() {
     let key = stdout_of(run(&[], &["keygen"])).trim().to_owned();
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("eu-west-2"))
-        .endpoint_url(&moto.1)
+        .endpoint_url(&moto.endpoint)
         .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
             "test", "test", None, None, "test",
         ))
@@ -267,7 +267,7 @@ async fn the_mesh_key_can_come_from_secrets_manager() {
     let aws = vec![
         ("TREVEN_TENANTS_DATABASE_URL", url),
         ("TREVEN_MESH_KEY_SECRET_ID", arn),
-        ("AWS_ENDPOINT_URL", moto.1.clone()),
+        ("AWS_ENDPOINT_URL", moto.endpoint.clone()),
         ("AWS_REGION", "eu-west-2".to_owned()),
         ("AWS_ACCESS_KEY_ID", "test".to_owned()),
         ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),

@@ -22,7 +22,7 @@ async fn a_presigned_url_cannot_be_used_for_another_key_type_body_or_checksum() 
     let moto_sdk = moto.sdk().await;
     provision(&moto_sdk, &test_config()).await;
     let s3s = S3sFs::start();
-    let s3_sdk = sdk_for(&s3s.endpoint, S3S_ACCESS_KEY, S3S_SECRET_KEY).await;
+    let s3_sdk = sdk_for(s3s.endpoint(), S3S_ACCESS_KEY, S3S_SECRET_KEY).await;
     let key = treven_mesh::MeshKey::generate();
     let keys = MeshKeySource::from_env(&Env::from_pairs([("TREVEN_MESH_KEY", key.to_base64())]))
         .unwrap()

@@ -1,6 +1,6 @@
 //! Process harness: databases, free ports, the `treven` binary, tools.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -24,40 +24,7 @@ pub fn treven_bin() -> PathBuf {
     bin
 }
 
-/// A tool installed by `cargo xtask` (the pinned one in the tools dir,
-/// else one on PATH).
-pub fn tool(name: &str) -> PathBuf {
-    let tools = std::env::var_os("TREVEN_TOOLS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/treven/tools")
-        });
-    let candidate = tools.join("venv/bin").join(name);
-    if candidate.is_file() {
-        return candidate;
-    }
-    std::env::var_os("PATH")
-        .and_then(|path| {
-            std::env::split_paths(&path)
-                .map(|dir| dir.join(name))
-                .find(|p| p.is_file())
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "{name} not found in {} or on PATH: run `cargo xtask test`",
-                tools.display()
-            )
-        })
-}
-
-/// A free loopback port (bound and released; fine for tests on one machine).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use treven_testkit::{Moto, free_port, tool};
 
 fn admin_url() -> String {
     std::env::var("TREVEN_TEST_DATABASE_URL")
@@ -200,59 +167,4 @@ pub fn stdout_of(output: Output) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).unwrap()
-}
-
-/// moto's server on a free port, stopped when dropped.
-pub struct Moto(std::process::Child, pub String);
-
-impl Moto {
-    pub fn start() -> Self {
-        let port = free_port();
-        let child = Command::new(tool("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server starts");
-        let url = format!("http://127.0.0.1:{port}");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "moto did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Self(child, url)
-    }
-
-    /// The standard AWS environment pointing at this emulator.
-    pub fn aws_env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ENDPOINT_URL", self.1.clone()),
-            ("AWS_REGION", "eu-west-2".to_owned()),
-            ("AWS_ACCESS_KEY_ID", "test".to_owned()),
-            ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
-            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
-        ]
-    }
-
-    /// SDK config for this emulator.
-    pub async fn sdk(&self) -> aws_config::SdkConfig {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("eu-west-2"))
-            .endpoint_url(&self.1)
-            .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
-                "test", "test", None, None, "test",
-            ))
-            .load()
-            .await
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

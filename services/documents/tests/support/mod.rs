@@ -3,11 +3,10 @@
 //! `deploy/resources/dynamodb-tables.json`), and the documents service on
 //! port 0, in-process.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
@@ -23,179 +22,19 @@ use treven_proto::treven::documents::v1::documents_service_client::DocumentsServ
 pub const BUCKET: &str = "treven-data-test";
 pub const TABLE: &str = "treven-documents-test";
 
-/// A tool installed by `cargo xtask` (the pinned one in the tools dir,
-/// else one on PATH).
-pub fn tool(name: &str) -> PathBuf {
-    let tools = std::env::var_os("TREVEN_TOOLS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/treven/tools")
-        });
-    for candidate in [
-        tools.join("venv/bin").join(name),
-        tools.join("cargo/bin").join(name),
-    ] {
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    std::env::var_os("PATH")
-        .and_then(|path| {
-            std::env::split_paths(&path)
-                .map(|dir| dir.join(name))
-                .find(|p| p.is_file())
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "{name} not found in {} or on PATH: run `cargo xtask test`",
-                tools.display()
-            )
-        })
-}
+pub use treven_testkit::{Moto, S3S_ACCESS_KEY, S3S_SECRET_KEY, sdk_for};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// moto's server, killed when dropped.
-pub struct Moto {
-    child: Child,
-    pub endpoint: String,
-    pub access_key: String,
-    pub secret_key: String,
-}
-
-impl Moto {
-    /// Starts moto on a free port.
-    pub fn start() -> Self {
-        let port = free_port();
-        // TREVEN_TEST_MOTO_LOG=<file> keeps the emulator's log for debugging.
-        let log = || match std::env::var_os("TREVEN_TEST_MOTO_LOG") {
-            Some(path) => Stdio::from(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .expect("moto log"),
-            ),
-            None => Stdio::null(),
-        };
-        let child = Command::new(tool("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(log())
-            .stderr(log())
-            .spawn()
-            .expect("moto_server starts");
-        let endpoint = format!("http://127.0.0.1:{port}");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "moto did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Self {
-            child,
-            endpoint,
-            access_key: "test".into(),
-            secret_key: "test".into(),
-        }
-    }
-
-    /// SDK config pointing at this emulator (one attempt, short timeouts).
-    pub async fn sdk(&self) -> aws_config::SdkConfig {
-        sdk_for(&self.endpoint, &self.access_key, &self.secret_key).await
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// s3s-fs: a small S3 server that, unlike moto, checks SigV4 signatures
-/// (presigned URLs included) and `x-amz-checksum-*` headers. It has no
-/// versioning, so only the signature tests use it.
-pub struct S3sFs {
-    child: Child,
-    root: PathBuf,
-    pub endpoint: String,
-}
-
-pub const S3S_ACCESS_KEY: &str = "AKIATREVENTEST";
-pub const S3S_SECRET_KEY: &str = "treven-test-secret-key";
+/// s3s-fs with the test bucket.
+pub struct S3sFs(treven_testkit::S3sFs);
 
 impl S3sFs {
-    /// Starts it on a free port with the test bucket as a directory.
     pub fn start() -> Self {
-        let port = free_port();
-        let root = std::env::temp_dir().join(format!("treven-s3s-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(root.join(BUCKET)).unwrap();
-        let child = Command::new(tool("s3s-fs"))
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--access-key",
-                S3S_ACCESS_KEY,
-                "--secret-key",
-                S3S_SECRET_KEY,
-            ])
-            .arg(&root)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("s3s-fs starts");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "s3s-fs did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self {
-            child,
-            root,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        }
+        Self(treven_testkit::S3sFs::start(&[BUCKET]))
     }
-}
 
-impl Drop for S3sFs {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.root);
+    pub fn endpoint(&self) -> &str {
+        &self.0.endpoint
     }
-}
-
-/// SDK config for `endpoint` with a single attempt and short timeouts, so
-/// failure tests are quick.
-pub async fn sdk_for(endpoint: &str, access_key: &str, secret_key: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("eu-west-2"))
-        .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            access_key, secret_key, None, None, "test",
-        ))
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
-        .timeout_config(
-            aws_config::timeout::TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .operation_timeout(Duration::from_secs(10))
-                .build(),
-        )
-        .load()
-        .await
 }
 
 /// Creates the versioned bucket and the table.

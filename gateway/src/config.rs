@@ -1,0 +1,80 @@
+//! Configuration of the gateway.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use treven_mesh::client::service_url;
+use treven_mesh::config::{ConfigError, Env, Environment};
+use treven_mesh::server::ShutdownPolicy;
+
+/// Configuration of the gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// `TREVEN_GATEWAY_ADDR`: REST + gRPC-web (default port 8080).
+    pub listen: SocketAddr,
+    /// `TREVEN_COGNITO_ISSUER`: `https://cognito-idp.<region>.amazonaws.com/<pool>`.
+    pub issuer: String,
+    /// `TREVEN_COGNITO_CLIENT_ID`: the app client tokens are issued to.
+    pub client_id: String,
+    /// `TREVEN_COGNITO_JWKS_URL` (default `<issuer>/.well-known/jwks.json`).
+    pub jwks_url: String,
+    /// `TREVEN_JWKS_MIN_REFRESH_SECS`: how often an unknown `kid` may refetch keys.
+    pub jwks_min_refresh: Duration,
+    /// `TREVEN_ROLE_CACHE_SECS`: how long a role looked up in tenants is reused.
+    pub role_ttl: Duration,
+    /// `TREVEN_TENANTS_URL`.
+    pub tenants_url: String,
+    /// `TREVEN_DOCUMENTS_URL`.
+    pub documents_url: String,
+    /// `TREVEN_REPORTS_URL`.
+    pub reports_url: String,
+    /// `TREVEN_AGENTS_URL`.
+    pub agents_url: String,
+    /// `TREVEN_REDIS_URL`.
+    pub redis_url: String,
+    /// `TREVEN_RATE_LIMIT_PER_MINUTE` per user.
+    pub rate_limit_per_minute: u64,
+    /// `TREVEN_MAX_BODY_BYTES` of a REST request.
+    pub max_body_bytes: usize,
+    /// `TREVEN_UPSTREAM_TIMEOUT_SECS`: deadline of each call to a service.
+    pub upstream_timeout: Duration,
+    /// Drain and grace periods.
+    pub shutdown: ShutdownPolicy,
+}
+
+impl GatewayConfig {
+    /// Reads and validates the variables above.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let environment = Environment::from_env(env)?;
+        let issuer = env
+            .required("TREVEN_COGNITO_ISSUER")?
+            .trim_end_matches('/')
+            .to_owned();
+        if !issuer.starts_with("https://") && !issuer.starts_with("http://") {
+            return Err(env.error("TREVEN_COGNITO_ISSUER", "must be the pool's issuer URL"));
+        }
+        let jwks_url = env
+            .get("TREVEN_COGNITO_JWKS_URL")
+            .unwrap_or_else(|| format!("{issuer}/.well-known/jwks.json"));
+        let local = |port: u16| format!("http://127.0.0.1:{port}");
+        Ok(Self {
+            listen: env.socket_addr_or("TREVEN_GATEWAY_ADDR", environment.default_listen(8080))?,
+            client_id: env.required("TREVEN_COGNITO_CLIENT_ID")?,
+            issuer,
+            jwks_url,
+            jwks_min_refresh: env.seconds_or("TREVEN_JWKS_MIN_REFRESH_SECS", 60, 1..=3600)?,
+            role_ttl: env.seconds_or("TREVEN_ROLE_CACHE_SECS", 30, 1..=600)?,
+            tenants_url: service_url(env, "TREVEN_TENANTS_URL", &local(50051))?,
+            documents_url: service_url(env, "TREVEN_DOCUMENTS_URL", &local(50052))?,
+            reports_url: service_url(env, "TREVEN_REPORTS_URL", &local(50053))?,
+            agents_url: service_url(env, "TREVEN_AGENTS_URL", &local(50054))?,
+            redis_url: env
+                .get("TREVEN_REDIS_URL")
+                .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()),
+            rate_limit_per_minute: env.parse_or("TREVEN_RATE_LIMIT_PER_MINUTE", 600u64)?,
+            max_body_bytes: env.parse_or("TREVEN_MAX_BODY_BYTES", 1024 * 1024usize)?,
+            upstream_timeout: env.seconds_or("TREVEN_UPSTREAM_TIMEOUT_SECS", 30, 1..=300)?,
+            shutdown: ShutdownPolicy::from_env(env)?,
+        })
+    }
+}

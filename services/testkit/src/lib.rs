@@ -1,0 +1,201 @@
+//! Test support shared by the Treven test suites: where the tools installed
+//! by `cargo xtask` are, free loopback ports, and the AWS emulators as child
+//! processes that stop when dropped.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The tools dir of `cargo xtask` (`$TREVEN_TOOLS_DIR`, default
+/// `~/.cache/treven/tools`).
+pub fn tools_dir() -> PathBuf {
+    std::env::var_os("TREVEN_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/treven/tools")
+        })
+}
+
+/// A tool installed by `cargo xtask`: the pinned one in the tools dir (its
+/// venv or cargo root), else one on PATH.
+pub fn tool(name: &str) -> PathBuf {
+    let tools = tools_dir();
+    for candidate in [
+        tools.join("venv/bin").join(name),
+        tools.join("cargo/bin").join(name),
+    ] {
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(name))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} not found in {} or on PATH: run `cargo xtask test`",
+                tools.display()
+            )
+        })
+}
+
+/// A free loopback port (bound and released; fine for tests on one machine).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until something accepts on `port`.
+pub fn wait_for_port(port: u16, what: &str) {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{what} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// moto's server (S3, DynamoDB, Cognito, Secrets Manager …) on a free port,
+/// killed when dropped. `TREVEN_TEST_MOTO_LOG=<file>` keeps its log.
+pub struct Moto {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+}
+
+impl Moto {
+    /// Starts it and waits until it accepts connections.
+    pub fn start() -> Self {
+        let port = free_port();
+        let log = || match std::env::var_os("TREVEN_TEST_MOTO_LOG") {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("moto log"),
+            ),
+            None => Stdio::null(),
+        };
+        let child = Command::new(tool("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(log())
+            .stderr(log())
+            .spawn()
+            .expect("moto_server starts");
+        wait_for_port(port, "moto");
+        Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// The standard AWS environment pointing at this emulator.
+    pub fn aws_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_REGION", "eu-west-2".to_owned()),
+            ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        ]
+    }
+
+    /// SDK config for this emulator (one attempt, short timeouts).
+    pub async fn sdk(&self) -> aws_config::SdkConfig {
+        sdk_for(&self.endpoint, "test", "test").await
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// SDK config for `endpoint` with a single attempt and short timeouts, so
+/// failure tests are quick.
+pub async fn sdk_for(endpoint: &str, access_key: &str, secret_key: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("eu-west-2"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+            access_key, secret_key, None, None, "test",
+        ))
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .operation_timeout(Duration::from_secs(10))
+                .build(),
+        )
+        .load()
+        .await
+}
+
+/// s3s-fs: a small S3 server that, unlike moto, checks SigV4 signatures
+/// (presigned URLs included) and `x-amz-checksum-*` headers. It has no
+/// versioning. Killed (and its files removed) when dropped.
+pub struct S3sFs {
+    child: Child,
+    root: PathBuf,
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+}
+
+/// Access key s3s-fs accepts.
+pub const S3S_ACCESS_KEY: &str = "AKIATREVENTEST";
+/// Secret key s3s-fs accepts.
+pub const S3S_SECRET_KEY: &str = "treven-test-secret-key";
+
+impl S3sFs {
+    /// Starts it with `buckets` as directories.
+    pub fn start(buckets: &[&str]) -> Self {
+        let port = free_port();
+        let root = std::env::temp_dir().join(format!("treven-s3s-{}", uuid::Uuid::new_v4()));
+        for bucket in buckets {
+            std::fs::create_dir_all(root.join(bucket)).unwrap();
+        }
+        let child = Command::new(tool("s3s-fs"))
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--access-key",
+                S3S_ACCESS_KEY,
+                "--secret-key",
+                S3S_SECRET_KEY,
+            ])
+            .arg(&root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("s3s-fs starts");
+        wait_for_port(port, "s3s-fs");
+        Self {
+            child,
+            root,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for S3sFs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
