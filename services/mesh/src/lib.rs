@@ -7,6 +7,7 @@
 //! - [`keys`]: the mesh key from config or AWS Secrets Manager;
 //! - [`pagination`]: page limits and signed, org-bound cursors;
 //! - [`client`]: channels with connect timeouts and per-call deadlines;
+//! - [`discovery`]: channels that re-resolve DNS (Cloud Map) and balance;
 //! - [`telemetry`]: JSON or pretty logs, optional OTLP export;
 //! - [`shutdown`]: SIGTERM/SIGINT handling;
 //! - [`wire`]: protobuf well-known types to and from domain types.
@@ -14,6 +15,7 @@
 pub mod client;
 pub mod config;
 pub mod context;
+pub mod discovery;
 pub mod error;
 pub mod keys;
 pub mod pagination;
