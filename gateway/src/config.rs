@@ -32,8 +32,11 @@ pub struct GatewayConfig {
     pub agents_url: String,
     /// `TREVEN_REDIS_URL`.
     pub redis_url: String,
-    /// `TREVEN_RATE_LIMIT_PER_MINUTE` per user.
+    /// `TREVEN_RATE_LIMIT_PER_MINUTE`: calls per user per minute (bucket size).
     pub rate_limit_per_minute: u64,
+    /// `TREVEN_ORG_RATE_LIMIT_PER_MINUTE`: calls per organisation per minute
+    /// (default ten users' worth).
+    pub org_rate_limit_per_minute: u64,
     /// `TREVEN_MAX_BODY_BYTES` of a REST request.
     pub max_body_bytes: usize,
     /// `TREVEN_UPSTREAM_TIMEOUT_SECS`: deadline of each call to a service.
@@ -72,6 +75,10 @@ impl GatewayConfig {
                 .get("TREVEN_REDIS_URL")
                 .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()),
             rate_limit_per_minute: env.parse_or("TREVEN_RATE_LIMIT_PER_MINUTE", 600u64)?,
+            org_rate_limit_per_minute: env.parse_or(
+                "TREVEN_ORG_RATE_LIMIT_PER_MINUTE",
+                10 * env.parse_or("TREVEN_RATE_LIMIT_PER_MINUTE", 600u64)?,
+            )?,
             max_body_bytes: env.parse_or("TREVEN_MAX_BODY_BYTES", 1024 * 1024usize)?,
             upstream_timeout: env.seconds_or("TREVEN_UPSTREAM_TIMEOUT_SECS", 30, 1..=300)?,
             shutdown: ShutdownPolicy::from_env(env)?,

@@ -1,10 +1,17 @@
 //! The gateway: the only way in from outside. It verifies the Cognito JWT,
 //! resolves the caller's role, mints the mesh context, rate-limits, and
-//! turns REST/JSON into gRPC calls using the protos' `google.api.http` rules.
+//! turns REST/JSON into gRPC calls using the protos' `google.api.http` rules
+//! (see the `treven-transcode` crate), with OpenAPI generated from the same
+//! descriptors.
 
 pub mod auth;
+pub mod caller;
 pub mod config;
+pub mod error;
 pub mod identity;
 pub mod ratelimit;
+pub mod rest;
+pub mod server;
+pub mod state;
 
 pub use config::GatewayConfig;

@@ -161,6 +161,20 @@ from joserfc import jwk, jwt
 claims, alg, kid = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
 if alg == "HS256":
     key = jwk.OctKey.import_key("a-shared-secret-that-is-long-enough-32b")
+elif alg in ("HS256-PUBKEY", "none"):
+    # Signed by hand: libraries (rightly) refuse to build these attacks.
+    import base64, hashlib, hmac
+    b64 = lambda raw: base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    head = {"alg": "HS256" if alg != "none" else "none", "kid": kid}
+    signing_input = b64(json.dumps(head).encode()) + "." + b64(json.dumps(claims).encode())
+    if alg == "none":
+        print(signing_input + ".")
+    else:
+        # Key confusion: HMAC keyed with the pool's *public* key (PEM).
+        public = jwk.RSAKey.import_key(load_resource("cognitoidp/resources/jwks-public.json")["keys"][0])
+        secret = public.as_pem(private=False)
+        print(signing_input + "." + b64(hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()))
+    sys.exit(0)
 else:
     key = jwk.RSAKey.import_key(load_resource("cognitoidp/resources/jwks-private.json"))
 print(jwt.encode({"alg": alg, "kid": kid}, claims, key, algorithms=[alg]))
@@ -183,4 +197,211 @@ pub fn chrono_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
+}
+
+/// The whole edge for one test: Postgres (fresh database) + tenants
+/// in-process, a Cognito pool on moto, Redis, and the gateway on port 0.
+pub struct Edge {
+    pub moto: Moto,
+    pub pool: Pool,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub store: treven_tenants::store::PgStore,
+    pub env: treven_mesh::config::Env,
+    pub pairs: Vec<(&'static str, String)>,
+    pub key: treven_mesh::MeshKey,
+    db_name: String,
+    shutdown: treven_mesh::CancellationToken,
+}
+
+fn admin_url() -> String {
+    std::env::var("TREVEN_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+impl Edge {
+    pub async fn start(rate_limit_per_minute: u64) -> Self {
+        Self::start_with(rate_limit_per_minute, rate_limit_per_minute * 10).await
+    }
+
+    /// Starts with per-user and per-organisation limits.
+    pub async fn start_with(rate_limit_per_minute: u64, org_rate_limit_per_minute: u64) -> Self {
+        use sqlx::Connection as _;
+        use treven_mesh::config::Env;
+        let moto = Moto::start();
+        let pool = Pool::create(&moto).await;
+
+        let db_name = format!("treven_gw_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&admin_url())
+            .await
+            .expect("test Postgres");
+        sqlx::query(&format!("CREATE DATABASE {db_name}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let db_url = format!("{}/{db_name}", admin_url().rsplit_once('/').unwrap().0);
+
+        let key = treven_mesh::MeshKey::generate();
+        let tenants_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tenants_addr = tenants_listener.local_addr().unwrap();
+        let pairs = vec![
+            ("TREVEN_TENANTS_DATABASE_URL", db_url.clone()),
+            ("TREVEN_MESH_KEY", key.to_base64()),
+            ("TREVEN_SHUTDOWN_GRACE_SECS", "2".to_owned()),
+            ("TREVEN_COGNITO_ISSUER", pool.issuer()),
+            ("TREVEN_COGNITO_CLIENT_ID", pool.client_id.clone()),
+            ("TREVEN_COGNITO_JWKS_URL", pool.jwks_url()),
+            ("TREVEN_TENANTS_URL", format!("http://{tenants_addr}")),
+            (
+                "TREVEN_REDIS_URL",
+                std::env::var("TREVEN_TEST_REDIS_URL")
+                    .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+            ),
+            (
+                "TREVEN_RATE_LIMIT_PER_MINUTE",
+                rate_limit_per_minute.to_string(),
+            ),
+            (
+                "TREVEN_ORG_RATE_LIMIT_PER_MINUTE",
+                org_rate_limit_per_minute.to_string(),
+            ),
+            ("TREVEN_MAX_BODY_BYTES", "65536".to_owned()),
+        ];
+        let env = Env::from_pairs(pairs.clone());
+        let keys = treven_mesh::keys::MeshKeySource::from_env(&env)
+            .unwrap()
+            .load()
+            .await
+            .unwrap();
+        let tenants_config = treven_tenants::TenantsConfig::from_env(&env).unwrap();
+        let store = treven_tenants::store::PgStore::connect_lazy(
+            tenants_config.database.clone(),
+            &tenants_config.pool,
+        );
+        let shutdown = treven_mesh::CancellationToken::new();
+        {
+            let (keys, shutdown) = (keys.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                treven_tenants::serve(tenants_config, &keys, tenants_listener, shutdown).await
+            });
+        }
+        let config = treven_gateway::GatewayConfig::from_env(&env).unwrap();
+        let policy = config.shutdown;
+        let gateway = treven_gateway::state::Gateway::build(config, keys)
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                treven_gateway::server::serve(gateway, listener, shutdown, policy).await
+            });
+        }
+        let http = reqwest::Client::new();
+        // Wait until tenants is ready behind the gateway.
+        for _ in 0..100 {
+            if let Ok(r) = http.get(format!("{base}/readyz")).send().await
+                && r.status() == 200
+            {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Self {
+            moto,
+            pool,
+            base,
+            http,
+            store,
+            env,
+            pairs,
+            key,
+            db_name,
+            shutdown,
+        }
+    }
+
+    /// Another gateway instance with the same configuration (same tenants,
+    /// Redis and pool); returns its base URL.
+    pub async fn another_gateway(&self) -> String {
+        self.gateway_with(&[]).await
+    }
+
+    /// Another gateway instance with some settings overridden.
+    pub async fn gateway_with(&self, overrides: &[(&'static str, String)]) -> String {
+        let mut pairs = self.pairs.clone();
+        pairs.extend(overrides.iter().cloned());
+        let env = treven_mesh::config::Env::from_pairs(pairs);
+        let config = treven_gateway::GatewayConfig::from_env(&env).unwrap();
+        let keys = treven_mesh::keys::MeshKeySource::from_env(&env)
+            .unwrap()
+            .load()
+            .await
+            .unwrap();
+        let policy = config.shutdown;
+        let gateway = treven_gateway::state::Gateway::build(config, keys)
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            treven_gateway::server::serve(gateway, listener, shutdown, policy).await
+        });
+        base
+    }
+
+    /// Signs a new Cognito user into `org` and, when `role` is given, adds
+    /// them to tenants: (sub, ID token).
+    pub async fn member(
+        &self,
+        email: &str,
+        org: treven_mesh::OrgId,
+        role: Option<treven_mesh::Role>,
+    ) -> (String, String) {
+        use treven_tenants::model::{CognitoSub, Email, Name};
+        let (sub, id_token, _) = self.pool.sign_in(email, &org.to_string()).await;
+        if let Some(role) = role {
+            self.store
+                .admin_ensure_user(
+                    org,
+                    &Email::parse("email", email).unwrap(),
+                    &Name::parse("name", email.split('@').next().unwrap()).unwrap(),
+                    role,
+                    Some(&CognitoSub::parse("sub", &sub).unwrap()),
+                )
+                .await
+                .unwrap();
+        }
+        (sub, id_token)
+    }
+
+    /// A new organisation.
+    pub async fn org(&self, name: &str) -> treven_mesh::OrgId {
+        use treven_tenants::model::{Name, OrgKind};
+        self.store
+            .admin_ensure_org(&Name::parse("name", name).unwrap(), OrgKind::Ngo)
+            .await
+            .unwrap()
+            .id
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn stop(self) {
+        use sqlx::Connection as _;
+        self.shutdown.cancel();
+        self.store.pool().close().await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let mut admin = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
+        let _ = sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.db_name
+        ))
+        .execute(&mut admin)
+        .await;
+    }
 }

@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use tokio::net::TcpListener;
 use treven_documents::DocumentsConfig;
+use treven_gateway::GatewayConfig;
 use treven_mesh::config::Env;
 use treven_mesh::keys::MeshKeySource;
 use treven_mesh::telemetry::{self, TelemetryConfig};
@@ -21,6 +22,8 @@ pub enum Target {
     Tenants,
     /// Uploads, documents, sources, evidence, artifacts on S3 + DynamoDB (gRPC :50052).
     Documents,
+    /// The edge: REST/JSON on :8080, Cognito JWT verification.
+    Gateway,
 }
 
 impl Target {
@@ -74,6 +77,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None
     };
 
+    let gateway_config = if Target::includes(&args.target, Target::Gateway) {
+        Some(GatewayConfig::from_env(&env)?)
+    } else {
+        None
+    };
+
     let telemetry = telemetry::init(&telemetry_config, "treven")?;
     let keys = key_source.load().await?;
     let shutdown = treven_mesh::shutdown::on_signals();
@@ -102,6 +111,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let (keys, shutdown) = (keys.clone(), shutdown.clone());
         roles.spawn(async move {
             treven_documents::serve(config, &sdk, &keys, listener, shutdown).await
+        });
+    }
+
+    if let Some(config) = gateway_config {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("TREVEN_GATEWAY_ADDR: cannot listen on {}", config.listen))?;
+        let policy = config.shutdown;
+        let gateway = treven_gateway::state::Gateway::build(config, keys.clone()).await?;
+        let shutdown = shutdown.clone();
+        roles.spawn(async move {
+            treven_gateway::server::serve(gateway, listener, shutdown, policy).await
         });
     }
 

@@ -1,0 +1,174 @@
+//! REST → gRPC for every route of the protos' `google.api.http` rules: the
+//! transcoder matches the route and builds the request message; the call
+//! goes to the owning service with the caller's mesh context; the answer is
+//! proto3 JSON, or for server streams Server-Sent Events
+//! (`Accept: text/event-stream`) or NDJSON, ending with an in-band error
+//! event if the stream fails after it started.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt as _;
+use tonic::metadata::{MetadataMap, MetadataValue};
+use treven_mesh::ErrorCode;
+use treven_mesh::context::CONTEXT_HEADER;
+use treven_transcode::{
+    HttpError, MatchError, RequestLimits, build_request, call_server_streaming, call_unary,
+    encode_response, http_error, http_error_of, message_json,
+};
+
+use crate::caller::Caller;
+use crate::error::ApiError;
+use crate::state::Gateway;
+
+fn http_error_response(error: HttpError) -> Response {
+    let mut response = (
+        error.status,
+        [(header::CONTENT_TYPE, "application/json")],
+        error.body_bytes(),
+    )
+        .into_response();
+    if let Some(retry) = error.retry_after
+        && let Ok(value) = HeaderValue::from_str(&retry.as_secs().max(1).to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// The upstream metadata: built from scratch, never copied from the client,
+/// apart from the W3C trace context.
+fn metadata(caller: &Caller, traceparent: Option<&HeaderValue>) -> Result<MetadataMap, ApiError> {
+    let mut metadata = MetadataMap::new();
+    let context = MetadataValue::try_from(caller.context.as_str())
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "internal error"))?;
+    metadata.insert(CONTEXT_HEADER, context);
+    if let Ok(id) = MetadataValue::try_from(caller.request_id.as_str()) {
+        metadata.insert("x-request-id", id);
+    }
+    if let Some(value) = traceparent
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| MetadataValue::try_from(v).ok())
+    {
+        metadata.insert("traceparent", value);
+    }
+    Ok(metadata)
+}
+
+/// Transcodes and answers one `/api` request of an authenticated caller.
+pub async fn handle(
+    gateway: &Gateway,
+    caller: &Caller,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let matched = match gateway
+        .transcoder
+        .routes()
+        .find(&parts.method, parts.uri.path())
+    {
+        Ok(matched) => matched,
+        Err(MatchError::NotFound) => {
+            return Err(ApiError::new(ErrorCode::NotFound, "no such route"));
+        }
+        Err(MatchError::MethodNotAllowed { allowed }) => {
+            let allow: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
+            let body = serde_json::json!({"error": {"code": "VALIDATION_ERROR", "message": "method not allowed", "details": {"allow": allow}}});
+            let mut response = (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response();
+            if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
+                response.headers_mut().insert(header::ALLOW, value);
+            }
+            return Ok(response);
+        }
+    };
+    let limit = gateway.config.max_body_bytes;
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            let body = serde_json::json!({"error": {"code": "VALIDATION_ERROR", "message": format!("the body is larger than {limit} bytes"), "details": {}}});
+            return Ok((StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response());
+        }
+    };
+    let limits = RequestLimits {
+        max_body_bytes: limit,
+        ..RequestLimits::default()
+    };
+    let pool = Some(gateway.transcoder.pool());
+    let message = match build_request(&matched, parts.uri.query(), &bytes, &limits) {
+        Ok(message) => message,
+        Err(error) => return Ok(http_error_response(http_error_of(error, pool))),
+    };
+    let route = matched.route().clone();
+    let Some(channel) = gateway.upstreams.get(route.service_name()).cloned() else {
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "a dependency is unavailable, retry later",
+        ));
+    };
+    let metadata = metadata(caller, parts.headers.get("traceparent"))?;
+    let timeout = gateway.config.upstream_timeout;
+    tracing::debug!(rpc = route.rpc().full_name(), "transcoded");
+
+    if !route.is_server_streaming() {
+        return Ok(
+            match call_unary(channel, route.rpc(), message, metadata, timeout).await {
+                Ok(reply) => match encode_response(&route, &reply) {
+                    Ok(json) => {
+                        ([(header::CONTENT_TYPE, "application/json")], json).into_response()
+                    }
+                    Err(error) => http_error_response(http_error_of(error, pool)),
+                },
+                Err(status) => http_error_response(http_error(&status, pool)),
+            },
+        );
+    }
+
+    let stream = match call_server_streaming(channel, route.rpc(), message, metadata, timeout).await
+    {
+        Ok(stream) => stream,
+        Err(status) => return Ok(http_error_response(http_error(&status, pool))),
+    };
+    let sse = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    let transcoder = gateway.transcoder.clone();
+    let events = stream.map(move |item| {
+        let (kind, json) = match item {
+            Ok(message) => match message_json(&message) {
+                Ok(json) => ("message", json),
+                Err(error) => (
+                    "error",
+                    http_error_of(error, Some(transcoder.pool())).error_object(),
+                ),
+            },
+            Err(status) => (
+                "error",
+                http_error(&status, Some(transcoder.pool())).error_object(),
+            ),
+        };
+        let frame = if sse {
+            format!("event: {kind}\ndata: {json}\n\n")
+        } else if kind == "error" {
+            format!("{}\n", serde_json::json!({"error": json}))
+        } else {
+            format!("{json}\n")
+        };
+        Ok::<_, std::convert::Infallible>(bytes::Bytes::from(frame))
+    });
+    let content_type = if sse {
+        "text/event-stream"
+    } else {
+        "application/x-ndjson"
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(events),
+    )
+        .into_response())
+}

@@ -1,0 +1,140 @@
+//! The HTTP server on :8080: `/healthz`, `/readyz`, `/openapi.json`,
+//! `/docs`, and everything under `/api` transcoded to gRPC.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use tokio::net::TcpListener;
+use treven_mesh::CancellationToken;
+use treven_mesh::server::ShutdownPolicy;
+
+use crate::caller::request_id;
+use crate::error::ApiError;
+use crate::state::Gateway;
+
+/// The router (exposed for tests that drive it without sockets).
+pub fn router(gateway: Gateway) -> Router {
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi))
+        .route("/docs", get(|| async { Html(DOCS_PAGE) }))
+        .fallback(api)
+        .with_state(gateway)
+}
+
+/// Ready when tenants (needed to resolve every caller's role) answers its
+/// health check.
+async fn readyz(State(gateway): State<Gateway>) -> Response {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let Some(tenants) = gateway
+        .upstreams
+        .get("treven.tenants.v1.TenantsService")
+        .cloned()
+    else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    let mut client = HealthClient::new(tenants);
+    let check = client.check(HealthCheckRequest {
+        service: String::new(),
+    });
+    match tokio::time::timeout(Duration::from_secs(2), check).await {
+        Ok(Ok(response)) if response.get_ref().status == 1 => {
+            axum::Json(serde_json::json!({"status": "ready"})).into_response()
+        }
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "not ready", "waiting_for": "tenants"})),
+        )
+            .into_response(),
+    }
+}
+
+async fn openapi(State(gateway): State<Gateway>) -> Response {
+    let mut response = axum::Json(gateway.openapi.as_ref().clone()).into_response();
+    response.headers_mut().insert(
+        "cache-control",
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    response
+}
+
+/// Every `/api/...` request: authenticate, then transcode.
+async fn api(State(gateway): State<Gateway>, request: Request) -> Response {
+    let id = request_id(request.headers());
+    let span = tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id = %id, org_id = tracing::field::Empty);
+    let _entered = span.enter();
+    let result = async {
+        if !request.uri().path().starts_with("/api/") {
+            return Err(ApiError::new(
+                treven_mesh::ErrorCode::NotFound,
+                "no such route",
+            ));
+        }
+        let caller = gateway.caller(request.headers(), id.clone()).await?;
+        crate::rest::handle(&gateway, &caller, request).await
+    }
+    .await;
+    let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+/// Serves the gateway on `listener` until `shutdown`, then drains: new
+/// connections stop after `drain_delay`, in-flight requests get `grace`.
+pub async fn serve(
+    gateway: Gateway,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    policy: ShutdownPolicy,
+) -> anyhow::Result<()> {
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "gateway serving");
+    let app = router(gateway).into_make_service();
+    let draining = {
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.cancelled().await;
+            tokio::time::sleep(policy.drain_delay).await;
+        }
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(draining);
+    tokio::select! {
+        result = server => result?,
+        () = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(policy.drain_delay + policy.grace).await;
+        } => tracing::warn!("grace period over, dropping requests still running"),
+    }
+    Ok(())
+}
+
+/// A small self-contained page listing the API from `/openapi.json`.
+const DOCS_PAGE: &str = r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Treven API</title>
+<style>body{font:15px system-ui,sans-serif;margin:2rem;max-width:60rem}code{background:#f3f3f3;padding:0 .3em}
+h2{margin-top:2rem}.op{margin:.6rem 0;padding:.5rem;border-left:4px solid #446}.m{font-weight:bold;display:inline-block;width:4.5rem}</style>
+</head><body><h1>Treven API</h1><p>Generated from the protos' <code>google.api.http</code> rules:
+<a href="/openapi.json">/openapi.json</a> (OpenAPI 3.1). Every call needs <code>Authorization: Bearer &lt;Cognito ID token&gt;</code>.</p>
+<div id="ops">Loading…</div>
+<script>
+fetch('/openapi.json').then(r => r.json()).then(doc => {
+  const root = document.getElementById('ops'); root.textContent = '';
+  for (const [path, item] of Object.entries(doc.paths)) for (const [method, op] of Object.entries(item)) {
+    const div = document.createElement('div'); div.className = 'op';
+    const m = document.createElement('span'); m.className = 'm'; m.textContent = method.toUpperCase();
+    const p = document.createElement('code'); p.textContent = path;
+    const s = document.createElement('div'); s.textContent = (op.summary || '') + ' — ' + op.operationId;
+    div.append(m, p, s); root.append(div);
+  }
+});
+</script></body></html>"#;

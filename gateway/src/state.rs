@@ -1,0 +1,99 @@
+//! What every request handler shares.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic::transport::Channel;
+use treven_mesh::client::ChannelOptions;
+use treven_mesh::discovery::{SystemResolver, discovered_channel};
+use treven_mesh::keys::MeshKeys;
+
+use treven_transcode::{OpenApiInfo, Transcoder};
+
+use crate::GatewayConfig;
+use crate::auth::JwtVerifier;
+use crate::identity::ContextMinter;
+use crate::ratelimit::RateLimiter;
+
+/// The gateway's shared state.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    /// Configuration.
+    pub config: Arc<GatewayConfig>,
+    /// Cognito token verification.
+    pub verifier: Arc<JwtVerifier>,
+    /// Roles and mesh contexts.
+    pub minter: Arc<ContextMinter>,
+    /// Per-user limits.
+    pub limiter: RateLimiter,
+    /// A channel per upstream gRPC service, by full service name.
+    pub upstreams: Arc<HashMap<String, Channel>>,
+    /// Routes and messages from the protos' `google.api.http` rules.
+    pub transcoder: Arc<Transcoder>,
+    /// The OpenAPI document of those routes (built once).
+    pub openapi: Arc<serde_json::Value>,
+}
+
+impl Gateway {
+    /// Builds the state: channels to every service that follow DNS (Cloud
+    /// Map names are re-resolved every 5 s), Redis, the JWKS verifier (keys
+    /// are fetched on first use).
+    pub async fn build(config: GatewayConfig, keys: MeshKeys) -> anyhow::Result<Self> {
+        let options = ChannelOptions {
+            call_timeout: config.upstream_timeout,
+            ..ChannelOptions::default()
+        };
+        let upstreams: HashMap<String, Channel> = [
+            ("treven.tenants.v1.TenantsService", &config.tenants_url),
+            (
+                "treven.documents.v1.DocumentsService",
+                &config.documents_url,
+            ),
+            ("treven.reports.v1.ReportsService", &config.reports_url),
+            ("treven.agents.v1.AgentsService", &config.agents_url),
+        ]
+        .into_iter()
+        .map(|(service, url)| {
+            Ok((
+                service.to_owned(),
+                discovered_channel(
+                    url,
+                    options,
+                    Duration::from_secs(5),
+                    Arc::new(SystemResolver),
+                )?,
+            ))
+        })
+        .collect::<Result<_, tonic::transport::Error>>()?;
+        let tenants = upstreams
+            .get("treven.tenants.v1.TenantsService")
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("no tenants channel"))?;
+        let verifier = JwtVerifier::new(
+            config.issuer.clone(),
+            config.client_id.clone(),
+            config.jwks_url.clone(),
+            config.jwks_min_refresh,
+            100_000,
+        );
+        let minter = ContextMinter::new(keys, tenants, config.role_ttl);
+        let limiter = RateLimiter::connect(
+            &config.redis_url,
+            config.rate_limit_per_minute,
+            config.org_rate_limit_per_minute,
+        )
+        .await;
+        let transcoder = Transcoder::builtin()?;
+        let openapi = transcoder.openapi(&OpenApiInfo::default());
+        Ok(Self {
+            transcoder: Arc::new(transcoder),
+            openapi: Arc::new(openapi),
+            config: Arc::new(config),
+            verifier: Arc::new(verifier),
+            minter: Arc::new(minter),
+            limiter,
+            upstreams: Arc::new(upstreams),
+        })
+    }
+}

@@ -1,0 +1,201 @@
+//! Server-streaming RPCs over HTTP: Server-Sent Events and NDJSON, with an
+//! in-band error event when the stream fails after it started. The agents
+//! service is not built yet, so a test double of its gRPC interface stands
+//! upstream; it checks what the gateway sent it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::pin::Pin;
+
+use futures::Stream;
+use support::Edge;
+use tonic::{Request, Response, Status};
+use treven_mesh::Role;
+use treven_mesh::context::{CONTEXT_HEADER, ContextVerifier};
+use treven_proto::treven::agents::v1 as pb;
+use treven_proto::treven::agents::v1::agents_service_server::{AgentsService, AgentsServiceServer};
+
+/// Streams two deltas, then `done` — or fails mid-stream when the content
+/// is "fail". Refuses calls without a valid mesh context.
+struct FakeAgents {
+    verifier: ContextVerifier,
+}
+
+type Events = Pin<Box<dyn Stream<Item = Result<pb::SendMessageResponse, Status>> + Send>>;
+
+fn unused<T>() -> Result<Response<T>, Status> {
+    Err(Status::unimplemented("not part of this test double"))
+}
+
+#[tonic::async_trait]
+impl AgentsService for FakeAgents {
+    type SendMessageStream = Events;
+    type GenerateReportStream =
+        Pin<Box<dyn Stream<Item = Result<pb::GenerateReportResponse, Status>> + Send>>;
+
+    async fn send_message(
+        &self,
+        request: Request<pb::SendMessageRequest>,
+    ) -> Result<Response<Events>, Status> {
+        let token = request
+            .metadata()
+            .get(CONTEXT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| Status::unauthenticated("no context"))?;
+        let context = self
+            .verifier
+            .verify(token)
+            .map_err(|_| Status::unauthenticated("bad context"))?;
+        let message = request.into_inner();
+        let delta = |sequence: i64, text: String| pb::SendMessageResponse {
+            sequence,
+            event: Some(pb::send_message_response::Event::TextDelta(pb::TextDelta {
+                text,
+            })),
+        };
+        let mut events: Vec<Result<pb::SendMessageResponse, Status>> = vec![
+            Ok(delta(
+                1,
+                format!("conversation {} ", message.conversation_id),
+            )),
+            Ok(delta(2, format!("org {}", context.org_id()))),
+        ];
+        if message.content == "fail" {
+            events.push(Err(Status::unavailable(
+                "model stream broke: internal detail",
+            )));
+        } else {
+            events.push(Ok(pb::SendMessageResponse {
+                sequence: 3,
+                event: Some(pb::send_message_response::Event::Done(
+                    pb::ReplyDone::default(),
+                )),
+            }));
+        }
+        Ok(Response::new(Box::pin(futures::stream::iter(events))))
+    }
+
+    async fn create_conversation(
+        &self,
+        _: Request<pb::CreateConversationRequest>,
+    ) -> Result<Response<pb::CreateConversationResponse>, Status> {
+        unused()
+    }
+    async fn list_conversations(
+        &self,
+        _: Request<pb::ListConversationsRequest>,
+    ) -> Result<Response<pb::ListConversationsResponse>, Status> {
+        unused()
+    }
+    async fn list_messages(
+        &self,
+        _: Request<pb::ListMessagesRequest>,
+    ) -> Result<Response<pb::ListMessagesResponse>, Status> {
+        unused()
+    }
+    async fn get_usage(
+        &self,
+        _: Request<pb::GetUsageRequest>,
+    ) -> Result<Response<pb::GetUsageResponse>, Status> {
+        unused()
+    }
+    async fn generate_report(
+        &self,
+        _: Request<pb::GenerateReportRequest>,
+    ) -> Result<Response<Self::GenerateReportStream>, Status> {
+        unused()
+    }
+    async fn detect_pii(
+        &self,
+        _: Request<pb::DetectPiiRequest>,
+    ) -> Result<Response<pb::DetectPiiResponse>, Status> {
+        unused()
+    }
+    async fn run_agent(
+        &self,
+        _: Request<pb::RunAgentRequest>,
+    ) -> Result<Response<pb::RunAgentResponse>, Status> {
+        unused()
+    }
+    async fn get_run(
+        &self,
+        _: Request<pb::GetRunRequest>,
+    ) -> Result<Response<pb::GetRunResponse>, Status> {
+        unused()
+    }
+}
+
+#[tokio::test]
+async fn a_server_stream_arrives_as_sse_or_ndjson_with_an_in_band_error() {
+    let edge = Edge::start(10_000).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let agents = listener.local_addr().unwrap();
+    let fake = FakeAgents {
+        verifier: edge.key.verifier(),
+    };
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(AgentsServiceServer::new(fake))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let base = edge
+        .gateway_with(&[("TREVEN_AGENTS_URL", format!("http://{agents}"))])
+        .await;
+    let acme = edge.org("Acme").await;
+    let (_, token) = edge
+        .member("ann@acme.example", acme, Some(Role::Analyst))
+        .await;
+    let conversation = uuid::Uuid::now_v7();
+    let url = format!("{base}/api/conversations/{conversation}/messages");
+
+    let sse = edge
+        .http
+        .post(&url)
+        .bearer_auth(&token)
+        .header("accept", "text/event-stream")
+        .json(&serde_json::json!({"content": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), 200);
+    assert_eq!(sse.headers()["content-type"], "text/event-stream");
+    let body = sse.text().await.unwrap();
+    let frames: Vec<&str> = body.split("\n\n").filter(|f| !f.is_empty()).collect();
+    assert_eq!(frames.len(), 3, "{body}");
+    assert!(frames[0].starts_with("event: message\ndata: "), "{body}");
+    assert!(
+        frames[0].contains(&format!("conversation {conversation}")),
+        "the path variable reached the RPC: {body}"
+    );
+    assert!(
+        frames[1].contains(&format!("org {acme}")),
+        "the caller's organisation reached the RPC: {body}"
+    );
+    assert!(frames[2].contains("\"done\""), "{body}");
+
+    let ndjson = edge
+        .http
+        .post(&url)
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"content": "fail"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ndjson.status(), 200, "the stream had started");
+    assert_eq!(ndjson.headers()["content-type"], "application/x-ndjson");
+    let body = ndjson.text().await.unwrap();
+    let lines: Vec<serde_json::Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{body}");
+    assert_eq!(lines[0]["sequence"], "1");
+    assert_eq!(
+        lines[2]["error"]["code"], "UNAVAILABLE",
+        "in-band error: {body}"
+    );
+    assert!(!body.contains("internal detail"), "no internal text leaks");
+    edge.stop().await;
+}

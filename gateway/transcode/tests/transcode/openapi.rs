@@ -1,0 +1,259 @@
+//! The OpenAPI 3.1 document: well-formed, complete, every `$ref` resolves,
+//! and the same bytes every time.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+use treven_transcode::{OpenApiInfo, Transcoder};
+
+use crate::support::{shapes, treven};
+
+fn document(transcoder: &Transcoder) -> Value {
+    transcoder.openapi(&OpenApiInfo::default())
+}
+
+/// Every `$ref` value anywhere in `value`.
+fn refs(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(object) => {
+            for (key, inner) in object {
+                match (key.as_str(), inner) {
+                    ("$ref", Value::String(target)) => out.push(target.clone()),
+                    _ => refs(inner, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| refs(item, out)),
+        _ => {}
+    }
+}
+
+/// Follows a local JSON pointer such as `#/components/schemas/a.b.C`.
+fn resolve<'a>(document: &'a Value, target: &str) -> Option<&'a Value> {
+    let pointer = target.strip_prefix('#')?;
+    document.pointer(pointer)
+}
+
+fn check_document(transcoder: &Transcoder) -> Value {
+    let doc = document(transcoder);
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["info"]["title"].is_string() && doc["info"]["version"].is_string());
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearerAuth"],
+        serde_json::json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
+    );
+
+    let mut targets = Vec::new();
+    refs(&doc, &mut targets);
+    assert!(!targets.is_empty());
+    for target in &targets {
+        let found = resolve(&doc, target);
+        assert!(
+            found.is_some_and(|v| v.is_object()),
+            "unresolved $ref {target}"
+        );
+    }
+
+    let tags: BTreeSet<&str> = doc["tags"]
+        .as_array()
+        .expect("tags")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    let mut operation_ids = BTreeSet::new();
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        assert!(path.starts_with('/'), "{path}");
+        let in_path: BTreeSet<String> = path
+            .split('{')
+            .skip(1)
+            .filter_map(|p| p.split_once('}').map(|(name, _)| name.to_owned()))
+            .collect();
+        for (method, operation) in item.as_object().expect("path item") {
+            operations += 1;
+            assert!(
+                [
+                    "get", "put", "post", "delete", "patch", "head", "options", "trace"
+                ]
+                .contains(&method.as_str()),
+                "{method}"
+            );
+            let id = operation["operationId"].as_str().expect("operationId");
+            assert!(
+                operation_ids.insert(id.to_owned()),
+                "duplicate operationId {id}"
+            );
+            for tag in operation["tags"].as_array().expect("tags") {
+                assert!(tags.contains(tag.as_str().unwrap_or_default()), "{tag}");
+            }
+            let declared: BTreeSet<String> = operation["parameters"]
+                .as_array()
+                .expect("parameters")
+                .iter()
+                .filter(|p| p["in"] == "path")
+                .map(|p| {
+                    assert_eq!(p["required"], true);
+                    p["name"].as_str().unwrap_or_default().to_owned()
+                })
+                .collect();
+            assert_eq!(declared, in_path, "{method} {path}: path parameters");
+            let responses = operation["responses"].as_object().expect("responses");
+            for status in [
+                "200", "400", "401", "403", "404", "409", "422", "429", "500", "503",
+            ] {
+                assert!(
+                    responses.contains_key(status),
+                    "{method} {path} lacks {status}"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        operations,
+        transcoder.routes().routes().len(),
+        "every route is documented"
+    );
+    doc
+}
+
+#[test]
+fn the_treven_document_is_complete_and_resolvable() {
+    let doc = check_document(treven());
+    let me = &doc["paths"]["/api/me"]["get"];
+    assert_eq!(me["operationId"], "TenantsService_GetMe");
+    assert_eq!(me["tags"], serde_json::json!(["TenantsService"]));
+    assert_eq!(
+        me["summary"],
+        "The caller: their user record, organisation and role."
+    );
+    assert_eq!(
+        me["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/treven.tenants.v1.GetMeResponse"
+    );
+
+    let audit = &doc["paths"]["/api/audit"]["get"]["parameters"];
+    let names: Vec<&str> = audit
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "limit",
+            "cursor",
+            "resourceType",
+            "resourceId",
+            "since",
+            "until"
+        ]
+    );
+    assert_eq!(audit[4]["schema"]["format"], "date-time");
+
+    let update = &doc["paths"]["/api/users/{id}"]["patch"];
+    assert_eq!(
+        update["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/treven.tenants.v1.User"
+    );
+    let user = &doc["components"]["schemas"]["treven.tenants.v1.User"];
+    assert_eq!(
+        user["properties"]["role"]["$ref"],
+        "#/components/schemas/treven.tenants.v1.Role"
+    );
+    assert_eq!(
+        doc["components"]["schemas"]["treven.tenants.v1.Role"]["enum"][1],
+        "ROLE_ADMIN"
+    );
+    let usage = &doc["components"]["schemas"]["treven.common.v1.TokenUsage"];
+    assert_eq!(usage["properties"]["inputTokens"]["type"], "string");
+    assert_eq!(usage["properties"]["inputTokens"]["format"], "int64");
+
+    // `body: "*"` with a path variable: the body schema leaves the id out.
+    let submit = &doc["paths"]["/api/reports/{id}/submit"]["post"];
+    let body = &submit["requestBody"]["content"]["application/json"]["schema"];
+    assert!(body["properties"].get("id").is_none());
+    assert!(body["properties"].get("version").is_some());
+
+    // The streamed reply is documented as NDJSON and SSE.
+    let send = &doc["paths"]["/api/conversations/{conversationId}/messages"]["post"];
+    let content = &send["responses"]["200"]["content"];
+    assert!(content.get("application/x-ndjson").is_some());
+    assert!(content.get("text/event-stream").is_some());
+}
+
+#[test]
+fn the_shapes_document_covers_every_rule_shape() {
+    let doc = check_document(shapes());
+    let paths = doc["paths"].as_object().expect("paths");
+    for path in [
+        "/v1/orgs/{name}",
+        "/v1/orgs/{name}/alias",
+        "/v1/orgs/special",
+        "/v1/files/{path}",
+        "/v1/jobs/{name}",
+        "/v1/jobs/{name}:cancel",
+        "/v1/notes/{note.id}",
+        "/v1/search",
+        "/v1/blobs/{key}",
+        "/v1/ping",
+        "/v1/topics/{topic}/events",
+    ] {
+        assert!(
+            paths.contains_key(path),
+            "{path} missing from {:?}",
+            paths.keys()
+        );
+    }
+    assert!(doc["paths"]["/v1/ping"].get("head").is_some());
+    let search = &doc["paths"]["/v1/search"];
+    assert_eq!(search["get"]["operationId"], "ShapesService_Search");
+    assert_eq!(search["post"]["operationId"], "ShapesService_Search_2");
+    let names: Vec<&str> = search["get"]["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    for name in [
+        "query",
+        "tags",
+        "filter.minScore",
+        "filter.range.after",
+        "filter.next.minScore",
+        "pageSize",
+    ] {
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
+    assert!(
+        !names.iter().any(|n| n.starts_with("labels")),
+        "maps are not query parameters"
+    );
+    let page_size = search["get"]["parameters"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "pageSize"))
+        .expect("pageSize");
+    assert_eq!(
+        page_size["schema"]["type"],
+        serde_json::json!(["integer", "null"])
+    );
+    assert!(
+        search["post"]["parameters"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    );
+    // The note route binds `note.id` and takes the note as body.
+    let note = &doc["paths"]["/v1/notes/{note.id}"]["patch"];
+    assert_eq!(
+        note["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/shapes.v1.Note"
+    );
+}
+
+#[test]
+fn the_document_is_deterministic() {
+    let first = serde_json::to_string(&document(treven())).expect("json");
+    let again =
+        serde_json::to_string(&document(&Transcoder::builtin().expect("routes"))).expect("json");
+    assert_eq!(first, again);
+}
