@@ -37,6 +37,9 @@ pub struct GatewayConfig {
     /// `TREVEN_ORG_RATE_LIMIT_PER_MINUTE`: calls per organisation per minute
     /// (default ten users' worth).
     pub org_rate_limit_per_minute: u64,
+    /// `TREVEN_CORS_ORIGINS`: browser origins allowed to call the API
+    /// (comma-separated, e.g. `https://app.treven.example`); none by default.
+    pub cors_origins: Vec<String>,
     /// `TREVEN_MAX_BODY_BYTES` of a REST request.
     pub max_body_bytes: usize,
     /// `TREVEN_UPSTREAM_TIMEOUT_SECS`: deadline of each call to a service.
@@ -79,6 +82,25 @@ impl GatewayConfig {
                 "TREVEN_ORG_RATE_LIMIT_PER_MINUTE",
                 10 * env.parse_or("TREVEN_RATE_LIMIT_PER_MINUTE", 600u64)?,
             )?,
+            cors_origins: match env.get("TREVEN_CORS_ORIGINS") {
+                None => Vec::new(),
+                Some(list) => {
+                    let origins: Vec<String> = list
+                        .split(',')
+                        .map(|o| o.trim().trim_end_matches('/').to_owned())
+                        .filter(|o| !o.is_empty())
+                        .collect();
+                    if origins.iter().any(|o| {
+                        !(o.starts_with("https://") || o.starts_with("http://")) || o == "*"
+                    }) {
+                        return Err(env.error(
+                            "TREVEN_CORS_ORIGINS",
+                            "must list http(s) origins; * is not allowed",
+                        ));
+                    }
+                    origins
+                }
+            },
             max_body_bytes: env.parse_or("TREVEN_MAX_BODY_BYTES", 1024 * 1024usize)?,
             upstream_timeout: env.seconds_or("TREVEN_UPSTREAM_TIMEOUT_SECS", 30, 1..=300)?,
             shutdown: ShutdownPolicy::from_env(env)?,

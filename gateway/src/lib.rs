@@ -8,6 +8,7 @@ pub mod auth;
 pub mod caller;
 pub mod config;
 pub mod error;
+pub mod grpcweb;
 pub mod identity;
 pub mod ratelimit;
 pub mod rest;

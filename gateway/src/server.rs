@@ -18,16 +18,60 @@ use crate::state::Gateway;
 
 /// The router (exposed for tests that drive it without sockets).
 pub fn router(gateway: Gateway) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route(
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
         )
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi))
-        .route("/docs", get(|| async { Html(DOCS_PAGE) }))
+        .route("/docs", get(|| async { Html(DOCS_PAGE) }));
+    // gRPC-web: `/{package.Service}/{Method}` of every upstream.
+    let grpc_web = crate::grpcweb::service(gateway.clone());
+    for service in gateway.upstreams.keys() {
+        router = router.route_service(&format!("/{service}/{{method}}"), grpc_web.clone());
+    }
+    router
         .fallback(api)
-        .with_state(gateway)
+        .with_state(gateway.clone())
+        // Browsers on the configured origins only (none by default).
+        .layer(cors(&gateway.config.cors_origins))
+}
+
+/// CORS for the frontend's origins: the REST and gRPC-web headers it sends
+/// and the gRPC trailers it must read.
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderName, Method, header};
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            HeaderName::from_static("x-grpc-web"),
+            HeaderName::from_static("x-user-agent"),
+            HeaderName::from_static("grpc-timeout"),
+            HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("grpc-status"),
+            HeaderName::from_static("grpc-message"),
+            HeaderName::from_static("grpc-status-details-bin"),
+            HeaderName::from_static("x-request-id"),
+            header::RETRY_AFTER,
+        ])
+        .max_age(Duration::from_secs(600))
 }
 
 /// Ready when tenants (needed to resolve every caller's role) answers its
