@@ -50,11 +50,12 @@ pub fn run(args: &TestArgs) -> Result<()> {
     let mut summary_line = None;
 
     let mut steps: Vec<Step<'_>> = vec![(
-        "tools (venv, buf, s3s-fs, nextest, postgres, redis)",
+        "tools (venv, buf, playwright, s3s-fs, chromium, nextest, postgres, redis)",
         Box::new(|| {
             let tools = Tools::locate()?;
             tools.ensure()?;
             tools.ensure_test_tools()?;
+            tools.ensure_chromium()?;
             tools::ensure_nextest()?;
             services::ensure_postgres_and_redis()
         }),

@@ -41,6 +41,9 @@ pub const PYTHON_REQUIREMENTS: &[&str] = &[
 /// The pinned npm package that ships the `buf` binary.
 pub const BUF_PACKAGE: &str = "@bufbuild/buf@1.75.0";
 
+/// Drives Debian's Chromium in the browser tests (no browser download).
+pub const PLAYWRIGHT_PACKAGE: &str = "playwright-core@1.65.1";
+
 /// The cargo-nextest version installed when `cargo nextest` is missing.
 pub const NEXTEST_VERSION: &str = "0.9.143";
 
@@ -175,6 +178,33 @@ impl Tools {
         write_stamp(&stamp, &wanted)
     }
 
+    /// Installs Debian's Chromium for the browser tests when it is missing
+    /// (as root, through apt-get; the only system package the tests need).
+    pub fn ensure_chromium(&self) -> Result<()> {
+        if cmd::find_on_path("chromium").is_some() {
+            return Ok(());
+        }
+        say!("    installing chromium (apt-get; about a minute)");
+        let apt = || {
+            let mut command = Command::new("apt-get");
+            command.env("DEBIAN_FRONTEND", "noninteractive");
+            command
+        };
+        cmd::run_to_stderr(apt().args(["update", "-qq"]))
+            .context("apt-get update failed (chromium is needed by the browser tests)")?;
+        cmd::run_to_stderr(apt().args([
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "chromium",
+        ]))
+        .context(
+            "cannot install chromium with apt-get (run as root, or install Debian's chromium)",
+        )?;
+        Ok(())
+    }
+
     /// Takes the tools dir's exclusive lock; released when the file drops.
     fn lock(&self) -> Result<File> {
         let path = self.dir.join(".lock");
@@ -233,13 +263,16 @@ impl Tools {
     fn ensure_node_tools(&self) -> Result<()> {
         let node = self.dir.join("node");
         let stamp = node.join(".treven-stamp");
-        let wanted = format!("{STAMP_FORMAT}\n{BUF_PACKAGE}\n");
+        let wanted = format!("{STAMP_FORMAT}\n{BUF_PACKAGE}\n{PLAYWRIGHT_PACKAGE}\n");
         let buf = self.node_bin().join("buf");
         if cmd::is_executable(&buf) && read_stamp(&stamp).as_deref() == Some(wanted.as_str()) {
             return Ok(());
         }
 
-        say!("    installing {BUF_PACKAGE} into {}", node.display());
+        say!(
+            "    installing {BUF_PACKAGE} and {PLAYWRIGHT_PACKAGE} into {}",
+            node.display()
+        );
         let npm = cmd::find_on_path("npm")
             .context("npm is not on PATH: install Node.js 20+ with npm (buf comes from npm)")?;
         fs::create_dir_all(&node).with_context(|| format!("cannot create {}", node.display()))?;
@@ -255,9 +288,10 @@ impl Tools {
                     "--loglevel",
                     "error",
                 ])
-                .arg(BUF_PACKAGE),
+                .arg(BUF_PACKAGE)
+                .arg(PLAYWRIGHT_PACKAGE),
         )
-        .context("npm could not install buf")?;
+        .context("npm could not install buf and playwright-core")?;
         let version = cmd::output(Command::new(&buf).arg("--version"))
             .with_context(|| format!("{} does not run", buf.display()))?;
         let pinned = BUF_PACKAGE.rsplit('@').next().unwrap_or_default();
