@@ -56,6 +56,18 @@ fn metadata(caller: &Caller, traceparent: Option<&HeaderValue>) -> Result<Metada
     Ok(metadata)
 }
 
+/// The deadline of the upstream call: the client's `x-timeout-ms` when it
+/// is shorter than the configured one. Sent on as `grpc-timeout`.
+fn deadline(headers: &axum::http::HeaderMap, default: std::time::Duration) -> std::time::Duration {
+    headers
+        .get("x-timeout-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(std::time::Duration::from_millis)
+        .filter(|asked| *asked < default && !asked.is_zero())
+        .unwrap_or(default)
+}
+
 /// Transcodes and answers one `/api` request of an authenticated caller.
 pub async fn handle(
     gateway: &Gateway,
@@ -63,6 +75,7 @@ pub async fn handle(
     request: Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
+    gateway.retries.deposit();
     let matched = match gateway
         .transcoder
         .routes()
@@ -107,21 +120,35 @@ pub async fn handle(
         ));
     };
     let metadata = metadata(caller, parts.headers.get("traceparent"))?;
-    let timeout = gateway.config.upstream_timeout;
+    let timeout = deadline(&parts.headers, gateway.config.upstream_timeout);
     tracing::debug!(rpc = route.rpc().full_name(), "transcoded");
 
     if !route.is_server_streaming() {
-        return Ok(
-            match call_unary(channel, route.rpc(), message, metadata, timeout).await {
-                Ok(reply) => match encode_response(&route, &reply) {
-                    Ok(json) => {
-                        ([(header::CONTENT_TYPE, "application/json")], json).into_response()
-                    }
-                    Err(error) => http_error_response(http_error_of(error, pool)),
-                },
-                Err(status) => http_error_response(http_error(&status, pool)),
+        let mut result = call_unary(
+            channel.clone(),
+            route.rpc(),
+            message.clone(),
+            metadata.clone(),
+            timeout,
+        )
+        .await;
+        // Idempotent reads get one more try when the upstream was
+        // unavailable, within the retry budget (so retries never multiply a
+        // real outage).
+        if parts.method == axum::http::Method::GET
+            && matches!(&result, Err(status) if status.code() == tonic::Code::Unavailable)
+            && gateway.retries.try_withdraw()
+        {
+            tracing::info!(rpc = route.rpc().full_name(), "retrying an idempotent read");
+            result = call_unary(channel, route.rpc(), message, metadata, timeout).await;
+        }
+        return Ok(match result {
+            Ok(reply) => match encode_response(&route, &reply) {
+                Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+                Err(error) => http_error_response(http_error_of(error, pool)),
             },
-        );
+            Err(status) => http_error_response(http_error(&status, pool)),
+        });
     }
 
     let stream = match call_server_streaming(channel, route.rpc(), message, metadata, timeout).await

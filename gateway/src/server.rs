@@ -110,6 +110,11 @@ async fn openapi(State(gateway): State<Gateway>) -> Response {
     response
 }
 
+/// Longest URL accepted (path and query).
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// Largest total of header names and values accepted.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
 /// Every `/api/...` request: authenticate, then transcode.
 async fn api(State(gateway): State<Gateway>, request: Request) -> Response {
     let id = request_id(request.headers());
@@ -120,6 +125,23 @@ async fn api(State(gateway): State<Gateway>, request: Request) -> Response {
             return Err(ApiError::new(
                 treven_mesh::ErrorCode::NotFound,
                 "no such route",
+            ));
+        }
+        if request.uri().to_string().len() > MAX_URI_BYTES {
+            return Err(ApiError::new(
+                treven_mesh::ErrorCode::ValidationError,
+                "the URL is too long",
+            ));
+        }
+        let header_bytes: usize = request
+            .headers()
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len())
+            .sum();
+        if header_bytes > MAX_HEADER_BYTES {
+            return Err(ApiError::new(
+                treven_mesh::ErrorCode::ValidationError,
+                "the headers are too large",
             ));
         }
         let caller = gateway.caller(request.headers(), id.clone()).await?;

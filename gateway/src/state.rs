@@ -33,6 +33,38 @@ pub struct Gateway {
     pub transcoder: Arc<Transcoder>,
     /// The OpenAPI document of those routes (built once).
     pub openapi: Arc<serde_json::Value>,
+    /// How many upstream retries are allowed (shared by all requests).
+    pub retries: Arc<RetryBudget>,
+}
+
+/// A retry budget: each request deposits a tenth of a retry, each retry
+/// withdraws one, and at most ten are saved up — so retries stay under about
+/// 10 % of traffic however many requests fail.
+#[derive(Debug, Default)]
+pub struct RetryBudget {
+    tenths: std::sync::atomic::AtomicU32,
+}
+
+impl RetryBudget {
+    const CAP_TENTHS: u32 = 100;
+
+    /// One request went through.
+    pub fn deposit(&self) {
+        use std::sync::atomic::Ordering;
+        let _ = self
+            .tenths
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                Some((t + 1).min(Self::CAP_TENTHS))
+            });
+    }
+
+    /// Takes one retry if the budget has it.
+    pub fn try_withdraw(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.tenths
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| t.checked_sub(10))
+            .is_ok()
+    }
 }
 
 impl Gateway {
@@ -89,6 +121,7 @@ impl Gateway {
         Ok(Self {
             transcoder: Arc::new(transcoder),
             openapi: Arc::new(openapi),
+            retries: Arc::new(RetryBudget::default()),
             config: Arc::new(config),
             verifier: Arc::new(verifier),
             minter: Arc::new(minter),

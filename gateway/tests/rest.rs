@@ -184,6 +184,29 @@ async fn me_users_and_errors_over_rest() {
         .unwrap();
     assert_eq!(bad_limit.status(), 400);
 
+    // Limits: URL length and header size.
+    let long = edge
+        .http
+        .get(edge.url(&format!("/api/users?cursor={}", "a".repeat(9000))))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(long.status(), 400);
+    let heavy = edge
+        .http
+        .get(edge.url("/api/me"))
+        .bearer_auth(&admin)
+        .header("x-padding", "p".repeat(40_000))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        heavy.status() == 400 || heavy.status() == 431,
+        "{}",
+        heavy.status()
+    );
+
     // DELETE, and unknown routes.
     let deleted = edge
         .http

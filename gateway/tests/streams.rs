@@ -21,6 +21,12 @@ use treven_proto::treven::agents::v1::agents_service_server::{AgentsService, Age
 /// is "fail". Refuses calls without a valid mesh context.
 struct FakeAgents {
     verifier: ContextVerifier,
+    /// The next GetUsage answers UNAVAILABLE.
+    fail_next: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// GetUsage takes a second.
+    slow: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The `grpc-timeout` the last GetUsage carried.
+    seen_timeout: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 type Events = Pin<Box<dyn Stream<Item = Result<pb::SendMessageResponse, Status>> + Send>>;
@@ -97,9 +103,22 @@ impl AgentsService for FakeAgents {
     }
     async fn get_usage(
         &self,
-        _: Request<pb::GetUsageRequest>,
+        request: Request<pb::GetUsageRequest>,
     ) -> Result<Response<pb::GetUsageResponse>, Status> {
-        unused()
+        use std::sync::atomic::Ordering;
+        let timeout = request
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        *self.seen_timeout.lock().unwrap() = timeout;
+        if self.fail_next.swap(false, Ordering::SeqCst) {
+            return Err(Status::unavailable("briefly down"));
+        }
+        if self.slow.load(Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+        Ok(Response::new(pb::GetUsageResponse::default()))
     }
     async fn generate_report(
         &self,
@@ -134,6 +153,9 @@ async fn a_server_stream_arrives_as_sse_or_ndjson_with_an_in_band_error() {
     let agents = listener.local_addr().unwrap();
     let fake = FakeAgents {
         verifier: edge.key.verifier(),
+        fail_next: Default::default(),
+        slow: Default::default(),
+        seen_timeout: Default::default(),
     };
     tokio::spawn(
         tonic::transport::Server::builder()
@@ -197,5 +219,83 @@ async fn a_server_stream_arrives_as_sse_or_ndjson_with_an_in_band_error() {
         "in-band error: {body}"
     );
     assert!(!body.contains("internal detail"), "no internal text leaks");
+    edge.stop().await;
+}
+
+#[tokio::test]
+async fn idempotent_reads_retry_within_a_budget_and_client_deadlines_propagate() {
+    use std::sync::atomic::Ordering;
+    let edge = Edge::start(10_000).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let agents = listener.local_addr().unwrap();
+    let fake = FakeAgents {
+        verifier: edge.key.verifier(),
+        fail_next: Default::default(),
+        slow: Default::default(),
+        seen_timeout: Default::default(),
+    };
+    let (fail_next, slow, seen_timeout) = (
+        fake.fail_next.clone(),
+        fake.slow.clone(),
+        fake.seen_timeout.clone(),
+    );
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(AgentsServiceServer::new(fake))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let base = edge
+        .gateway_with(&[("TREVEN_AGENTS_URL", format!("http://{agents}"))])
+        .await;
+    let acme = edge.org("Acme").await;
+    let (_, token) = edge
+        .member("ann@acme.example", acme, Some(Role::Analyst))
+        .await;
+    let usage = || {
+        edge.http
+            .get(format!("{base}/api/usage?month=2026-11"))
+            .bearer_auth(&token)
+            .send()
+    };
+
+    let ok = usage().await.unwrap();
+    assert_eq!(ok.status(), 200, "{}", ok.text().await.unwrap());
+    // An empty budget: the failure reaches the client.
+    fail_next.store(true, Ordering::SeqCst);
+    let first = usage().await.unwrap();
+    assert_eq!(first.status(), 503, "{}", first.text().await.unwrap());
+    // Ten requests earn one retry; the next failure is retried away.
+    for _ in 0..10 {
+        assert_eq!(usage().await.unwrap().status(), 200);
+    }
+    fail_next.store(true, Ordering::SeqCst);
+    assert_eq!(usage().await.unwrap().status(), 200, "retried once");
+
+    // The client's deadline, when shorter, bounds the call and reaches the service.
+    slow.store(true, Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let response = edge
+        .http
+        .get(format!("{base}/api/usage"))
+        .bearer_auth(&token)
+        .header("x-timeout-ms", "200")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    let timeout = seen_timeout
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("grpc-timeout sent");
+    assert!(
+        timeout.ends_with('m') || timeout.ends_with('u') || timeout.ends_with('n'),
+        "{timeout}"
+    );
     edge.stop().await;
 }
