@@ -12,6 +12,10 @@ use treven_mesh::server::ShutdownPolicy;
 pub struct GatewayConfig {
     /// `TREVEN_GATEWAY_ADDR`: REST + gRPC-web (default port 8080).
     pub listen: SocketAddr,
+    /// `TREVEN_GATEWAY_WS_ADDR`: WebSocket (default port 8081).
+    pub ws_listen: SocketAddr,
+    /// Limits and timings of WebSocket connections.
+    pub ws: WsConfig,
     /// `TREVEN_COGNITO_ISSUER`: `https://cognito-idp.<region>.amazonaws.com/<pool>`.
     pub issuer: String,
     /// `TREVEN_COGNITO_CLIENT_ID`: the app client tokens are issued to.
@@ -40,12 +44,89 @@ pub struct GatewayConfig {
     /// `TREVEN_CORS_ORIGINS`: browser origins allowed to call the API
     /// (comma-separated, e.g. `https://app.treven.example`); none by default.
     pub cors_origins: Vec<String>,
+    /// `TREVEN_GATEWAY_REFLECTION`: route from the descriptors each service
+    /// serves through reflection at start-up (the built-in set fills gaps).
+    pub reflection: bool,
     /// `TREVEN_MAX_BODY_BYTES` of a REST request.
     pub max_body_bytes: usize,
     /// `TREVEN_UPSTREAM_TIMEOUT_SECS`: deadline of each call to a service.
     pub upstream_timeout: Duration,
     /// Drain and grace periods.
     pub shutdown: ShutdownPolicy,
+}
+
+/// Limits and timings of the WebSocket listener (`TREVEN_WS_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WsConfig {
+    /// `TREVEN_WS_PING_SECS` (default 20): a ping is sent this often.
+    pub ping_interval: Duration,
+    /// `TREVEN_WS_IDLE_TIMEOUT_SECS` (default 60, more than the ping
+    /// interval): a connection from which nothing (not even a pong) arrived
+    /// for this long is closed.
+    pub idle_timeout: Duration,
+    /// `TREVEN_WS_QUEUE_EVENTS` (default 256, 1–65536): events waiting to be
+    /// written to one connection; a client that lets it fill is dropped.
+    pub queue_events: usize,
+    /// `TREVEN_WS_MAX_MESSAGE_BYTES` (default 65536, 1 KiB–16 MiB): the
+    /// largest message or frame a client may send.
+    pub max_message_bytes: usize,
+    /// `TREVEN_WS_MAX_SUBSCRIPTIONS` (default 32, 1–1000) per connection.
+    pub max_subscriptions: usize,
+    /// `TREVEN_WS_MAX_CONNECTIONS` (default 10000) per gateway instance.
+    pub max_connections: usize,
+    /// `TREVEN_WS_REPLAY_MAX` (default 100, 0–1000): events replayed on
+    /// resume; a client that missed more is told to reload.
+    pub replay_max: usize,
+    /// `TREVEN_WS_SEND_TIMEOUT_SECS` (default 10): a write that does not
+    /// complete in this long drops the connection.
+    pub send_timeout: Duration,
+}
+
+impl WsConfig {
+    /// Reads and validates the `TREVEN_WS_*` variables.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let ping_interval = env.seconds_or("TREVEN_WS_PING_SECS", 20, 1..=300)?;
+        let idle_timeout = env.seconds_or("TREVEN_WS_IDLE_TIMEOUT_SECS", 60, 2..=3600)?;
+        if idle_timeout <= ping_interval {
+            return Err(env.error(
+                "TREVEN_WS_IDLE_TIMEOUT_SECS",
+                "must be longer than TREVEN_WS_PING_SECS",
+            ));
+        }
+        let bounded = |name: &str, default: usize, range: std::ops::RangeInclusive<usize>| {
+            let value: usize = env.parse_or(name, default)?;
+            if range.contains(&value) {
+                Ok(value)
+            } else {
+                Err(env.error(
+                    name,
+                    format!(
+                        "must be between {} and {}, got {value}",
+                        range.start(),
+                        range.end()
+                    ),
+                ))
+            }
+        };
+        Ok(Self {
+            ping_interval,
+            idle_timeout,
+            queue_events: bounded("TREVEN_WS_QUEUE_EVENTS", 256, 1..=65_536)?,
+            max_message_bytes: bounded(
+                "TREVEN_WS_MAX_MESSAGE_BYTES",
+                64 * 1024,
+                1024..=16 * 1024 * 1024,
+            )?,
+            max_subscriptions: bounded("TREVEN_WS_MAX_SUBSCRIPTIONS", 32, 1..=1000)?,
+            max_connections: bounded("TREVEN_WS_MAX_CONNECTIONS", 10_000, 1..=1_000_000)?,
+            replay_max: bounded(
+                "TREVEN_WS_REPLAY_MAX",
+                100,
+                0..=treven_mesh::events::STREAM_MAX_LEN,
+            )?,
+            send_timeout: env.seconds_or("TREVEN_WS_SEND_TIMEOUT_SECS", 10, 1..=300)?,
+        })
+    }
 }
 
 impl GatewayConfig {
@@ -65,6 +146,9 @@ impl GatewayConfig {
         let local = |port: u16| format!("http://127.0.0.1:{port}");
         Ok(Self {
             listen: env.socket_addr_or("TREVEN_GATEWAY_ADDR", environment.default_listen(8080))?,
+            ws_listen: env
+                .socket_addr_or("TREVEN_GATEWAY_WS_ADDR", environment.default_listen(8081))?,
+            ws: WsConfig::from_env(env)?,
             client_id: env.required("TREVEN_COGNITO_CLIENT_ID")?,
             issuer,
             jwks_url,
@@ -101,6 +185,7 @@ impl GatewayConfig {
                     origins
                 }
             },
+            reflection: env.parse_or("TREVEN_GATEWAY_REFLECTION", false)?,
             max_body_bytes: env.parse_or("TREVEN_MAX_BODY_BYTES", 1024 * 1024usize)?,
             upstream_timeout: env.seconds_or("TREVEN_UPSTREAM_TIMEOUT_SECS", 30, 1..=300)?,
             shutdown: ShutdownPolicy::from_env(env)?,

@@ -11,6 +11,7 @@ pub mod error;
 pub mod grpcweb;
 pub mod identity;
 pub mod ratelimit;
+pub mod reflection;
 pub mod rest;
 pub mod server;
 pub mod state;

@@ -116,7 +116,12 @@ impl Gateway {
             config.org_rate_limit_per_minute,
         )
         .await;
-        let transcoder = Transcoder::builtin()?;
+        let mut upstreams = upstreams;
+        let transcoder = if config.reflection {
+            reflected_transcoder(&mut upstreams).await?
+        } else {
+            Transcoder::builtin()?
+        };
         let openapi = transcoder.openapi(&OpenApiInfo::default());
         Ok(Self {
             transcoder: Arc::new(transcoder),
@@ -129,4 +134,43 @@ impl Gateway {
             upstreams: Arc::new(upstreams),
         })
     }
+}
+
+/// A transcoder built from what each upstream serves (see
+/// [`crate::reflection`]); services found there are routed to the upstream
+/// that reported them. Falls back to the built-in descriptors.
+async fn reflected_transcoder(
+    upstreams: &mut HashMap<String, Channel>,
+) -> anyhow::Result<Transcoder> {
+    let mut files = std::collections::BTreeMap::new();
+    let known: Vec<(String, Channel)> = upstreams
+        .iter()
+        .map(|(name, channel)| (name.clone(), channel.clone()))
+        .collect();
+    for (name, channel) in known {
+        match crate::reflection::fetch(channel.clone(), Duration::from_secs(3)).await {
+            Ok(reflected) => {
+                tracing::info!(upstream = %name, services = reflected.services.len(), files = reflected.files.len(), "descriptors from reflection");
+                for service in reflected.services {
+                    upstreams.entry(service).or_insert_with(|| channel.clone());
+                }
+                files.extend(reflected.files);
+            }
+            Err(error) => {
+                tracing::warn!(upstream = %name, error = %format!("{error:#}"), "no reflection, using built-in descriptors")
+            }
+        }
+    }
+    if files.is_empty() {
+        return Ok(Transcoder::builtin()?);
+    }
+    let set = crate::reflection::file_descriptor_set(files.values());
+    let pool = match prost_reflect::DescriptorPool::decode(set.as_slice()) {
+        Ok(pool) => pool,
+        Err(error) => {
+            tracing::warn!(%error, "reflected descriptors are incomplete, using built-in descriptors");
+            return Ok(Transcoder::builtin()?);
+        }
+    };
+    Ok(Transcoder::from_pool(pool)?.with_file_descriptor_set(treven_proto::FILE_DESCRIPTOR_SET)?)
 }

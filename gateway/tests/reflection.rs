@@ -1,0 +1,151 @@
+//! With reflection on, a route of a service the gateway was not built with
+//! works: its descriptors come from the service at start-up.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+
+use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor, Value};
+use support::Edge;
+use tonic::server::{NamedService, UnaryService};
+use treven_mesh::Role;
+use treven_transcode::DynamicCodec;
+
+fn echo_descriptors() -> Vec<u8> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut compiler =
+        protox::Compiler::new([root.join("tests/protos"), root.join("../proto")]).unwrap();
+    compiler.include_imports(true).include_source_info(true);
+    compiler.open_file("echo/v1/echo.proto").unwrap();
+    compiler.encode_file_descriptor_set()
+}
+
+/// `echo.v1.EchoService` served by descriptor, no generated code.
+#[derive(Clone)]
+struct Echo {
+    method: MethodDescriptor,
+}
+
+impl NamedService for Echo {
+    const NAME: &'static str = "echo.v1.EchoService";
+}
+
+struct EchoCall(MethodDescriptor);
+
+impl UnaryService<DynamicMessage> for EchoCall {
+    type Response = DynamicMessage;
+    type Future = std::future::Ready<Result<tonic::Response<DynamicMessage>, tonic::Status>>;
+
+    fn call(&mut self, request: tonic::Request<DynamicMessage>) -> Self::Future {
+        let request = request.into_inner();
+        let mut response = DynamicMessage::new(self.0.output());
+        for field in ["name", "text"] {
+            let value = request
+                .get_field_by_name(field)
+                .map(|v| v.into_owned())
+                .unwrap_or(Value::String(String::new()));
+            response.set_field_by_name(field, value);
+        }
+        std::future::ready(Ok(tonic::Response::new(response)))
+    }
+}
+
+impl tower::Service<http::Request<tonic::body::Body>> for Echo {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Infallible>> + Send>,
+    >;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let method = self.method.clone();
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(DynamicCodec::for_server(&method));
+            Ok(grpc.unary(EchoCall(method), request).await)
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_new_service_is_routed_from_its_reflection_without_a_gateway_build() {
+    let edge = Edge::start(10_000).await;
+    let encoded = echo_descriptors();
+    let pool = DescriptorPool::decode(encoded.as_slice()).unwrap();
+    let method = pool
+        .get_service_by_name("echo.v1.EchoService")
+        .unwrap()
+        .methods()
+        .next()
+        .unwrap();
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(&encoded)
+        .build_v1()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(Echo { method })
+            .add_service(reflection)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+
+    let acme = edge.org("Acme").await;
+    let (_, token) = edge
+        .member("ann@acme.example", acme, Some(Role::Viewer))
+        .await;
+    let request = |base: String| {
+        edge.http
+            .post(format!("{base}/api/echo/ada"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"text": "hello"}))
+            .send()
+    };
+    // Without reflection the gateway does not know the route...
+    let blind = edge
+        .gateway_with(&[("TREVEN_AGENTS_URL", format!("http://{address}"))])
+        .await;
+    assert_eq!(request(blind).await.unwrap().status(), 404);
+    // ...with it, the route comes from the service.
+    let reflective = edge
+        .gateway_with(&[
+            ("TREVEN_AGENTS_URL", format!("http://{address}")),
+            ("TREVEN_GATEWAY_REFLECTION", "true".to_owned()),
+        ])
+        .await;
+    let response = request(reflective.clone()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"name": "ada", "text": "hello"})
+    );
+    let doc: serde_json::Value = edge
+        .http
+        .get(format!("{reflective}/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"]["/api/echo/{name}"].is_object());
+    // Built-in routes still work next to it.
+    assert_eq!(
+        edge.http
+            .get(format!("{reflective}/api/me"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    edge.stop().await;
+}
