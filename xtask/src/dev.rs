@@ -405,8 +405,10 @@ fn print_banner(tools: &Tools, state: &DevState, example: &std::result::Result<S
         Err(why) => text.push_str(&format!("  (no demo user for a GetMe example: {why})\n")),
     }
     text.push_str(
-        "\nA Cognito ID token (what the gateway takes, carries custom:orgId):\n  \
-         cargo xtask token --email you@example.org --org demo --role analyst\n",
+        "\nA Cognito ID token (what the gateway takes, carries custom:orgId), and a REST call with it:\n  \
+         TOKEN=$(cargo xtask token --email you@example.org --org demo --role analyst)\n  \
+         curl -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:8080/api/me\n  \
+         API docs: http://127.0.0.1:8080/docs (OpenAPI: /openapi.json)\n",
     );
     // Like `say!`: a closed stdout must not stop the stack from running.
     use std::io::Write as _;
