@@ -122,7 +122,7 @@ impl WsConfig {
             replay_max: bounded(
                 "TREVEN_WS_REPLAY_MAX",
                 100,
-                0..=treven_mesh::events::STREAM_MAX_LEN,
+                0..=1000,
             )?,
             send_timeout: env.seconds_or("TREVEN_WS_SEND_TIMEOUT_SECS", 10, 1..=300)?,
         })
