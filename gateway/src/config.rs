@@ -119,11 +119,7 @@ impl WsConfig {
             )?,
             max_subscriptions: bounded("TREVEN_WS_MAX_SUBSCRIPTIONS", 32, 1..=1000)?,
             max_connections: bounded("TREVEN_WS_MAX_CONNECTIONS", 10_000, 1..=1_000_000)?,
-            replay_max: bounded(
-                "TREVEN_WS_REPLAY_MAX",
-                100,
-                0..=1000,
-            )?,
+            replay_max: bounded("TREVEN_WS_REPLAY_MAX", 100, 0..=1000)?,
             send_timeout: env.seconds_or("TREVEN_WS_SEND_TIMEOUT_SECS", 10, 1..=300)?,
         })
     }
