@@ -15,5 +15,6 @@ pub mod reflection;
 pub mod rest;
 pub mod server;
 pub mod state;
+pub mod ws;
 
 pub use config::GatewayConfig;

@@ -405,3 +405,64 @@ impl Edge {
         .await;
     }
 }
+
+/// A WebSocket listener of its own gateway instance: its own `Gateway`
+/// state and its own Redis subscription, sharing tenants, the Cognito pool
+/// and Redis with the edge (so two of them are two instances of a fleet).
+pub struct WsInstance {
+    /// `ws://127.0.0.1:<port>/ws`.
+    pub url: String,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// The instance's registry (connections, bridge state).
+    pub hub: std::sync::Arc<treven_gateway::ws::hub::Hub>,
+}
+
+impl Edge {
+    /// Starts a WebSocket gateway instance with `overrides` on top of the
+    /// edge's settings, checking subscriptions with `authorizer` (the real
+    /// gRPC checks when `None`); returns once its Redis bridge is up.
+    pub async fn ws_instance(
+        &self,
+        overrides: &[(&'static str, String)],
+        authorizer: Option<std::sync::Arc<dyn treven_gateway::ws::authorize::ChannelAuthorizer>>,
+    ) -> WsInstance {
+        let mut pairs = self.pairs.clone();
+        pairs.extend(overrides.iter().cloned());
+        let env = treven_mesh::config::Env::from_pairs(pairs);
+        let config = treven_gateway::GatewayConfig::from_env(&env).unwrap();
+        let keys = treven_mesh::keys::MeshKeySource::from_env(&env)
+            .unwrap()
+            .load()
+            .await
+            .unwrap();
+        let policy = config.shutdown;
+        let gateway = treven_gateway::state::Gateway::build(config, keys)
+            .await
+            .unwrap();
+        let mut server = treven_gateway::ws::WsServer::new(gateway).unwrap();
+        if let Some(authorizer) = authorizer {
+            server = server.with_authorizer(authorizer);
+        }
+        let hub = server.hub();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move { server.serve(listener, shutdown, policy).await });
+        for _ in 0..200 {
+            if hub.bridge_connected() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        assert!(
+            hub.bridge_connected(),
+            "the event bridge subscribed to redis"
+        );
+        WsInstance {
+            url: format!("ws://{address}/ws"),
+            base: format!("http://{address}"),
+            hub,
+        }
+    }
+}

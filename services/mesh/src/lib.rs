@@ -8,6 +8,7 @@
 //! - [`pagination`]: page limits and signed, org-bound cursors;
 //! - [`client`]: channels with connect timeouts and per-call deadlines;
 //! - [`discovery`]: channels that re-resolve DNS (Cloud Map) and balance;
+//! - [`events`]: events for WebSocket clients, published through Redis;
 //! - [`telemetry`]: JSON or pretty logs, optional OTLP export;
 //! - [`shutdown`]: SIGTERM/SIGINT handling;
 //! - [`wire`]: protobuf well-known types to and from domain types.
@@ -17,6 +18,7 @@ pub mod config;
 pub mod context;
 pub mod discovery;
 pub mod error;
+pub mod events;
 pub mod keys;
 pub mod pagination;
 pub mod server;

@@ -1,0 +1,605 @@
+//! One WebSocket connection: its subscriptions, queue, heartbeats and chats.
+//!
+//! One task owns the socket and does everything in order, so what a client
+//! receives on a channel is always: `subscribed`, the replayed events, then
+//! live events, each id once and in increasing order. Slow work (asking an
+//! owning service whether a subscription is allowed, relaying a chat) runs
+//! in child tasks that report back; they end with the connection.
+//!
+//! Exactly-once across resume: each subscription keeps a cursor, the id of
+//! the last event the client was given (or the newest event in the stream
+//! when it subscribed without `lastEventId`). The live subscription is
+//! registered *before* the stream is read after the cursor, so nothing
+//! published in between is lost, and any event at or below the cursor —
+//! replayed already, or older — is dropped when it arrives live.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use treven_mesh::events::{EventChannel, EventError, EventId, STREAM_RETENTION};
+use treven_mesh::{ErrorCode, ServiceError};
+
+use super::Shared;
+use super::chat::relay_chat;
+use super::hub::{Delivered, Delivery, Membership};
+use super::protocol::{self, ClientMessage, Scope};
+use crate::auth::Identity;
+use crate::caller::Caller;
+use crate::ratelimit::Verdict;
+
+/// Chats one connection may have streaming at once.
+const MAX_CHATS: usize = 2;
+/// Attempts to catch up a channel after Redis came back.
+const CATCH_UP_ATTEMPTS: u32 = 3;
+/// How long the last words (an error, a close frame) may take to send.
+const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Why a connection ends.
+#[derive(Debug)]
+enum End {
+    /// The client went away or the socket failed.
+    Gone,
+    /// The client does not read fast enough.
+    Slow,
+    /// The server closes with this code and reason.
+    Close(u16, &'static str),
+}
+
+/// What child tasks report to the connection.
+enum Internal {
+    /// The owner allows the subscription.
+    Authorized {
+        channel: EventChannel,
+        resume: Option<EventId>,
+    },
+    /// The subscription is refused.
+    Refused {
+        channel: EventChannel,
+        error: ServiceError,
+    },
+    /// A chat finished.
+    ChatEnded,
+}
+
+/// The outcome of reading a channel's stream after a cursor.
+enum CatchUp {
+    /// These events, oldest first (at most the replay bound).
+    Events(Vec<Delivered>),
+    /// More were missed than can be replayed: continue after this id.
+    Resync(EventId),
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    identity: Identity,
+    member: Membership,
+    /// Live subscriptions and their cursors.
+    subscriptions: HashMap<EventChannel, EventId>,
+    /// Subscriptions waiting for the owner's answer.
+    pending: HashSet<EventChannel>,
+    chats: usize,
+    /// Redis was lost since the last catch-up.
+    interrupted: bool,
+    last_seen: Instant,
+    internal: mpsc::Sender<Internal>,
+    chat_out: mpsc::Sender<Message>,
+    tasks: JoinSet<()>,
+}
+
+/// Serves one upgraded connection of `identity` until it ends.
+pub async fn run(shared: Arc<Shared>, mut socket: WebSocket, identity: Identity) {
+    let member = shared.hub.join(shared.config.queue_events);
+    let connection = member.id;
+    let org_id = identity.org_id;
+    tracing::info!(connection, %org_id, "websocket connected");
+    let (internal, mut internal_rx) = mpsc::channel(shared.config.max_subscriptions + MAX_CHATS);
+    let (chat_out, mut chat_rx) = mpsc::channel(32);
+    let mut ping = tokio::time::interval(shared.config.ping_interval);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+    let expires_in = Duration::from_secs(
+        u64::try_from(identity.expires_at - chrono::Utc::now().timestamp()).unwrap_or(0),
+    );
+    let expiry = tokio::time::sleep(expires_in);
+    tokio::pin!(expiry);
+    let slow = member.slow.clone();
+    let closing = shared.closing.clone();
+    let mut session = Session {
+        interrupted: !shared.hub.bridge_connected(),
+        shared,
+        identity,
+        member,
+        subscriptions: HashMap::new(),
+        pending: HashSet::new(),
+        chats: 0,
+        last_seen: Instant::now(),
+        internal,
+        chat_out,
+        tasks: JoinSet::new(),
+    };
+    let end = loop {
+        let step = tokio::select! {
+            () = slow.cancelled() => Err(End::Slow),
+            () = closing.cancelled() => Err(End::Close(close_code::RESTART, "server restarting")),
+            () = &mut expiry => {
+                let _ = session.send(&mut socket, protocol::error(ErrorCode::Unauthorized, "your token expired; reconnect with a new one", Scope::Connection)).await;
+                Err(End::Close(close_code::POLICY, "token expired"))
+            }
+            frame = socket.recv() => session.on_frame(&mut socket, frame).await,
+            Some(delivery) = session.member.queue.recv() => session.on_delivery(&mut socket, delivery).await,
+            Some(internal) = internal_rx.recv() => session.on_internal(&mut socket, internal).await,
+            Some(message) = chat_rx.recv() => session.send(&mut socket, message).await,
+            _ = ping.tick() => session.on_tick(&mut socket).await,
+            Some(_) = session.tasks.join_next(), if !session.tasks.is_empty() => Ok(()),
+        };
+        if let Err(end) = step {
+            break end;
+        }
+    };
+    session.tasks.abort_all();
+    farewell(&mut socket, &end).await;
+    tracing::info!(connection, %org_id, reason = ?end, "websocket closed");
+}
+
+/// The last frames of a connection the server ends.
+async fn farewell(socket: &mut WebSocket, end: &End) {
+    let (code, reason) = match end {
+        End::Gone => return,
+        End::Slow => {
+            let warning = protocol::error(
+                ErrorCode::RateLimited,
+                "slow consumer: events arrived faster than they were read; reconnect and resume with lastEventId",
+                Scope::Connection,
+            );
+            let _ = tokio::time::timeout(FAREWELL_TIMEOUT, socket.send(warning)).await;
+            (close_code::AGAIN, "slow consumer")
+        }
+        End::Close(code, reason) => (*code, *reason),
+    };
+    let close = Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }));
+    if !matches!(
+        tokio::time::timeout(FAREWELL_TIMEOUT, socket.send(close)).await,
+        Ok(Ok(()))
+    ) || matches!(end, End::Slow)
+    {
+        return;
+    }
+    // The closing handshake: a moment for the client's close reply, so the
+    // socket is not torn down under data still in flight.
+    let _ = tokio::time::timeout(FAREWELL_TIMEOUT, async {
+        while let Some(Ok(_)) = socket.recv().await {}
+    })
+    .await;
+}
+
+impl Session {
+    /// Writes one frame, giving up when the client stops reading.
+    async fn send(&self, socket: &mut WebSocket, message: Message) -> Result<(), End> {
+        tokio::select! {
+            biased;
+            () = self.member.slow.cancelled() => Err(End::Slow),
+            sent = tokio::time::timeout(self.shared.config.send_timeout, socket.send(message)) => match sent {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(End::Gone),
+                Err(_) => Err(End::Slow),
+            },
+        }
+    }
+
+    async fn on_frame(
+        &mut self,
+        socket: &mut WebSocket,
+        frame: Option<Result<Message, axum::Error>>,
+    ) -> Result<(), End> {
+        let message = match frame {
+            None => return Err(End::Gone),
+            Some(Err(error)) => {
+                tracing::info!(%error, "websocket read failed");
+                return Err(End::Close(
+                    close_code::POLICY,
+                    "invalid frame or message too large",
+                ));
+            }
+            Some(Ok(message)) => message,
+        };
+        self.last_seen = Instant::now();
+        match message {
+            Message::Text(text) => self.on_text(socket, text.as_str()).await,
+            Message::Binary(_) => {
+                let error = protocol::error(
+                    ErrorCode::ValidationError,
+                    "send JSON in text frames",
+                    Scope::Connection,
+                );
+                self.send(socket, error).await
+            }
+            // Pongs are answered by the socket itself; a close is answered
+            // on the next read, which then ends the connection.
+            Message::Ping(_) | Message::Pong(_) | Message::Close(_) => Ok(()),
+        }
+    }
+
+    async fn on_text(&mut self, socket: &mut WebSocket, text: &str) -> Result<(), End> {
+        let Ok(message) = serde_json::from_str::<ClientMessage>(text) else {
+            let error = protocol::error(
+                ErrorCode::ValidationError,
+                r#"expected {"type": "subscribe" | "unsubscribe" | "chat", ...}"#,
+                Scope::Connection,
+            );
+            return self.send(socket, error).await;
+        };
+        match message {
+            ClientMessage::Subscribe {
+                channel,
+                last_event_id,
+            } => self.subscribe(socket, &channel, last_event_id).await,
+            ClientMessage::Unsubscribe { channel } => self.unsubscribe(socket, &channel).await,
+            ClientMessage::Chat {
+                conversation_id,
+                content,
+            } => self.chat(socket, conversation_id, content).await,
+        }
+    }
+
+    async fn subscribe(
+        &mut self,
+        socket: &mut WebSocket,
+        raw: &str,
+        last_event_id: Option<String>,
+    ) -> Result<(), End> {
+        let scope = Scope::Channel(raw);
+        let Ok(channel) = raw.parse::<EventChannel>() else {
+            let error = protocol::error(
+                ErrorCode::ValidationError,
+                "channel must be report:<uuid>, conversation:<uuid> or run:<uuid>",
+                scope,
+            );
+            return self.send(socket, error).await;
+        };
+        let resume = match last_event_id.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(id) => match id.parse::<EventId>() {
+                Ok(id) => Some(id),
+                Err(reason) => {
+                    let message = format!("lastEventId: {reason}");
+                    let error = protocol::error(ErrorCode::ValidationError, &message, scope);
+                    return self.send(socket, error).await;
+                }
+            },
+        };
+        if self.subscriptions.contains_key(&channel) {
+            return self.send(socket, protocol::subscribed(&channel, 0)).await;
+        }
+        if self.pending.contains(&channel) {
+            return Ok(());
+        }
+        let limit = self.shared.config.max_subscriptions;
+        if self.subscriptions.len() + self.pending.len() >= limit {
+            let message = format!("at most {limit} subscriptions per connection");
+            let error = protocol::error(ErrorCode::RateLimited, &message, scope);
+            return self.send(socket, error).await;
+        }
+        self.pending.insert(channel);
+        let (shared, identity, report) = (
+            Arc::clone(&self.shared),
+            self.identity.clone(),
+            self.internal.clone(),
+        );
+        self.tasks.spawn(async move {
+            let verdict = match act_as(&shared, &identity).await {
+                Ok(caller) => shared.authorizer.authorize(&caller, channel).await,
+                Err(error) => Err(error),
+            };
+            let outcome = match verdict {
+                Ok(()) => Internal::Authorized { channel, resume },
+                Err(error) => Internal::Refused { channel, error },
+            };
+            let _ = report.send(outcome).await;
+        });
+        Ok(())
+    }
+
+    async fn unsubscribe(&mut self, socket: &mut WebSocket, raw: &str) -> Result<(), End> {
+        let Ok(channel) = raw.parse::<EventChannel>() else {
+            let error = protocol::error(
+                ErrorCode::ValidationError,
+                "channel must be report:<uuid>, conversation:<uuid> or run:<uuid>",
+                Scope::Channel(raw),
+            );
+            return self.send(socket, error).await;
+        };
+        self.pending.remove(&channel);
+        if self.subscriptions.remove(&channel).is_some() {
+            self.shared
+                .hub
+                .unsubscribe(self.member.id, self.identity.org_id, channel);
+        }
+        self.send(socket, protocol::unsubscribed(&channel)).await
+    }
+
+    async fn chat(
+        &mut self,
+        socket: &mut WebSocket,
+        conversation_id: String,
+        content: String,
+    ) -> Result<(), End> {
+        let scope = Scope::Conversation(&conversation_id);
+        let refusal = if uuid::Uuid::parse_str(&conversation_id).is_err() {
+            Some((ErrorCode::ValidationError, "conversationId must be a UUID"))
+        } else if content.trim().is_empty() {
+            Some((ErrorCode::ValidationError, "content must not be empty"))
+        } else if self.chats >= MAX_CHATS {
+            Some((
+                ErrorCode::RateLimited,
+                "wait for a reply to finish before sending more",
+            ))
+        } else {
+            None
+        };
+        if let Some((code, message)) = refusal {
+            return self
+                .send(socket, protocol::error(code, message, scope))
+                .await;
+        }
+        self.chats += 1;
+        let (shared, identity, out, report) = (
+            Arc::clone(&self.shared),
+            self.identity.clone(),
+            self.chat_out.clone(),
+            self.internal.clone(),
+        );
+        self.tasks.spawn(async move {
+            match act_as(&shared, &identity).await {
+                Ok(caller) => {
+                    let pool = shared.gateway.transcoder.pool().clone();
+                    let agents = shared.agents.clone();
+                    relay_chat(agents, pool, caller, conversation_id, content, out).await;
+                }
+                Err(error) => {
+                    let scope = Scope::Conversation(&conversation_id);
+                    let _ = out
+                        .send(protocol::error(error.code(), error.message(), scope))
+                        .await;
+                }
+            }
+            let _ = report.send(Internal::ChatEnded).await;
+        });
+        Ok(())
+    }
+
+    async fn on_internal(&mut self, socket: &mut WebSocket, internal: Internal) -> Result<(), End> {
+        match internal {
+            Internal::Authorized { channel, resume } => {
+                if self.pending.remove(&channel) {
+                    self.activate(socket, channel, resume).await
+                } else {
+                    Ok(()) // unsubscribed while it was being checked
+                }
+            }
+            Internal::Refused { channel, error } => {
+                if self.pending.remove(&channel) {
+                    let raw = channel.to_string();
+                    let frame =
+                        protocol::error(error.code(), error.message(), Scope::Channel(&raw));
+                    self.send(socket, frame).await
+                } else {
+                    Ok(())
+                }
+            }
+            Internal::ChatEnded => {
+                self.chats = self.chats.saturating_sub(1);
+                Ok(())
+            }
+        }
+    }
+
+    /// Makes an allowed subscription live: registers it, replays what the
+    /// client missed, acknowledges.
+    async fn activate(
+        &mut self,
+        socket: &mut WebSocket,
+        channel: EventChannel,
+        resume: Option<EventId>,
+    ) -> Result<(), End> {
+        let org = self.identity.org_id;
+        // The newest event *before* going live: everything after it is new.
+        let latest = match self.shared.events.latest_id(org, &channel).await {
+            Ok(latest) => latest.unwrap_or_default(),
+            Err(error) => return self.events_unavailable(socket, channel, &error).await,
+        };
+        let (cursor, unknown) = match resume {
+            Some(id) if id <= latest => (id, false),
+            // Newer than the stream knows (Redis lost its history, or a
+            // made-up id): what was missed cannot be told.
+            Some(_) => (latest, true),
+            None => (latest, false),
+        };
+        // Live first, then the history after the cursor: nothing published
+        // in between is lost, and duplicates are dropped by the cursor.
+        self.shared.hub.subscribe(self.member.id, org, channel);
+        let (cursor, events, resync) = match self.catch_up(channel, cursor).await {
+            Ok(CatchUp::Events(events)) => (cursor, events, unknown),
+            Ok(CatchUp::Resync(latest)) => (latest, Vec::new(), true),
+            Err(error) => {
+                self.shared.hub.unsubscribe(self.member.id, org, channel);
+                return self.events_unavailable(socket, channel, &error).await;
+            }
+        };
+        self.subscriptions.insert(channel, cursor);
+        self.send(socket, protocol::subscribed(&channel, events.len()))
+            .await?;
+        if resync {
+            self.send(socket, protocol::resync(&channel)).await?;
+        }
+        for event in events {
+            self.deliver(socket, event).await?;
+        }
+        Ok(())
+    }
+
+    async fn events_unavailable(
+        &self,
+        socket: &mut WebSocket,
+        channel: EventChannel,
+        error: &EventError,
+    ) -> Result<(), End> {
+        tracing::warn!(%channel, %error, "subscription failed on redis");
+        let raw = channel.to_string();
+        let frame = protocol::error(
+            ErrorCode::Unavailable,
+            "events are unavailable right now, retry later",
+            Scope::Channel(&raw),
+        );
+        self.send(socket, frame).await
+    }
+
+    /// The events of `channel` after `cursor`, or a resync when more were
+    /// missed than the replay bound (or the history has expired).
+    async fn catch_up(
+        &self,
+        channel: EventChannel,
+        cursor: EventId,
+    ) -> Result<CatchUp, EventError> {
+        let org = self.identity.org_id;
+        let events = &self.shared.events;
+        let max = self.shared.config.replay_max;
+        let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+        let retention_ms = u64::try_from(STREAM_RETENTION.as_millis()).unwrap_or(u64::MAX);
+        let expired =
+            cursor != EventId::ZERO && cursor.millis().saturating_add(retention_ms) < now_ms;
+        let missed = if expired {
+            Vec::new()
+        } else {
+            events.replay(org, &channel, cursor, max + 1).await?
+        };
+        if expired || missed.len() > max {
+            let latest = events.latest_id(org, &channel).await?.unwrap_or(cursor);
+            return Ok(CatchUp::Resync(latest.max(cursor)));
+        }
+        Ok(CatchUp::Events(
+            missed
+                .iter()
+                .filter_map(|event| Delivered::new(event).ok())
+                .collect(),
+        ))
+    }
+
+    /// Writes `event` if its channel is subscribed and it is newer than the
+    /// channel's cursor.
+    async fn deliver(&mut self, socket: &mut WebSocket, event: Delivered) -> Result<(), End> {
+        match self.subscriptions.get_mut(&event.channel) {
+            Some(cursor) if event.id > *cursor => {
+                *cursor = event.id;
+                self.send(socket, Message::Text(event.text)).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn on_delivery(&mut self, socket: &mut WebSocket, delivery: Delivery) -> Result<(), End> {
+        match delivery {
+            Delivery::Event(event) => self.deliver(socket, event).await,
+            Delivery::BridgeDown => {
+                if self.interrupted {
+                    return Ok(());
+                }
+                self.interrupted = true;
+                let frame = protocol::error(
+                    ErrorCode::Unavailable,
+                    "live events are interrupted; they resume by themselves",
+                    Scope::Connection,
+                );
+                self.send(socket, frame).await
+            }
+            Delivery::BridgeUp => {
+                if !std::mem::take(&mut self.interrupted) {
+                    return Ok(());
+                }
+                let channels: Vec<(EventChannel, EventId)> =
+                    self.subscriptions.iter().map(|(c, i)| (*c, *i)).collect();
+                for (channel, cursor) in channels {
+                    self.recover(socket, channel, cursor).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Replays what `channel` missed while Redis was away.
+    async fn recover(
+        &mut self,
+        socket: &mut WebSocket,
+        channel: EventChannel,
+        cursor: EventId,
+    ) -> Result<(), End> {
+        let mut attempt = 0;
+        let outcome = loop {
+            attempt += 1;
+            match self.catch_up(channel, cursor).await {
+                Ok(outcome) => break Some(outcome),
+                // The data connection may still be reconnecting.
+                Err(error) if attempt < CATCH_UP_ATTEMPTS => {
+                    tracing::debug!(%channel, %error, "catch-up retry");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(error) => {
+                    tracing::warn!(%channel, %error, "catch-up failed");
+                    break None;
+                }
+            }
+        };
+        match outcome {
+            Some(CatchUp::Events(events)) => {
+                for event in events {
+                    self.deliver(socket, event).await?;
+                }
+                Ok(())
+            }
+            Some(CatchUp::Resync(latest)) => {
+                if let Some(current) = self.subscriptions.get_mut(&channel) {
+                    *current = latest.max(*current);
+                }
+                self.send(socket, protocol::resync(&channel)).await
+            }
+            // Live events go on; what was missed cannot be told apart.
+            None => self.send(socket, protocol::resync(&channel)).await,
+        }
+    }
+
+    async fn on_tick(&mut self, socket: &mut WebSocket) -> Result<(), End> {
+        if self.last_seen.elapsed() >= self.shared.config.idle_timeout {
+            return Err(End::Close(close_code::AWAY, "idle timeout"));
+        }
+        self.send(socket, Message::Ping(bytes::Bytes::new())).await
+    }
+}
+
+/// A caller for one action of a connection: the rate limit counted, the
+/// role looked up again (a removed user loses access without reconnecting),
+/// a fresh short-lived mesh context.
+async fn act_as(shared: &Shared, identity: &Identity) -> Result<Caller, ServiceError> {
+    let gateway = &shared.gateway;
+    if let Verdict::Limited(retry) = gateway.limiter.check(identity.org_id, &identity.sub).await {
+        let seconds = retry.as_secs_f64().ceil().max(1.0);
+        return Err(ServiceError::new(
+            ErrorCode::RateLimited,
+            format!("too many requests, retry in {seconds} s"),
+        ));
+    }
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let role = gateway.minter.role(identity, &request_id).await?;
+    let context = gateway.minter.mint(identity, role, &request_id);
+    Ok(Caller {
+        identity: identity.clone(),
+        role,
+        context,
+        request_id,
+    })
+}
