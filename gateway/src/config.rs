@@ -51,6 +51,9 @@ pub struct GatewayConfig {
     pub max_body_bytes: usize,
     /// `TREVEN_UPSTREAM_TIMEOUT_SECS`: deadline of each call to a service.
     pub upstream_timeout: Duration,
+    /// `TREVEN_MAX_STREAMS_PER_CONNECTION`: requests one connection may have
+    /// in flight at once (HTTP/2 streams); more wait (default 100).
+    pub max_streams_per_connection: usize,
     /// Drain and grace periods.
     pub shutdown: ShutdownPolicy,
 }
@@ -184,6 +187,14 @@ impl GatewayConfig {
             reflection: env.parse_or("TREVEN_GATEWAY_REFLECTION", false)?,
             max_body_bytes: env.parse_or("TREVEN_MAX_BODY_BYTES", 1024 * 1024usize)?,
             upstream_timeout: env.seconds_or("TREVEN_UPSTREAM_TIMEOUT_SECS", 30, 1..=300)?,
+            max_streams_per_connection: match env
+                .parse_or("TREVEN_MAX_STREAMS_PER_CONNECTION", 100usize)?
+            {
+                0 => {
+                    return Err(env.error("TREVEN_MAX_STREAMS_PER_CONNECTION", "must be at least 1"));
+                }
+                n => n,
+            },
             shutdown: ShutdownPolicy::from_env(env)?,
         })
     }

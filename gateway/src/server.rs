@@ -165,7 +165,17 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     tracing::info!(%address, "gateway serving");
-    let app = router(gateway).into_make_service();
+    // Each connection gets its own limit on requests in flight (HTTP/2
+    // streams): a client multiplexing hundreds of streams on one connection
+    // waits instead of taking every upstream slot.
+    let per_connection = gateway.config.max_streams_per_connection;
+    let app = router(gateway);
+    let app = tower::service_fn(move |_: axum::serve::IncomingStream<'_, TcpListener>| {
+        let connection = tower::ServiceBuilder::new()
+            .concurrency_limit(per_connection)
+            .service(app.clone());
+        async move { Ok::<_, std::convert::Infallible>(connection) }
+    });
     let draining = {
         let shutdown = shutdown.clone();
         async move {

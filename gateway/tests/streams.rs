@@ -27,6 +27,11 @@ struct FakeAgents {
     slow: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The `grpc-timeout` the last GetUsage carried.
     seen_timeout: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    /// GetUsage calls running now, and the most seen at once.
+    in_flight: std::sync::Arc<(
+        std::sync::atomic::AtomicUsize,
+        std::sync::atomic::AtomicUsize,
+    )>,
 }
 
 type Events = Pin<Box<dyn Stream<Item = Result<pb::SendMessageResponse, Status>> + Send>>;
@@ -115,9 +120,12 @@ impl AgentsService for FakeAgents {
         if self.fail_next.swap(false, Ordering::SeqCst) {
             return Err(Status::unavailable("briefly down"));
         }
+        let running = self.in_flight.0.fetch_add(1, Ordering::SeqCst) + 1;
+        self.in_flight.1.fetch_max(running, Ordering::SeqCst);
         if self.slow.load(Ordering::SeqCst) {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
+        self.in_flight.0.fetch_sub(1, Ordering::SeqCst);
         Ok(Response::new(pb::GetUsageResponse::default()))
     }
     async fn generate_report(
@@ -156,6 +164,7 @@ async fn a_server_stream_arrives_as_sse_or_ndjson_with_an_in_band_error() {
         fail_next: Default::default(),
         slow: Default::default(),
         seen_timeout: Default::default(),
+        in_flight: Default::default(),
     };
     tokio::spawn(
         tonic::transport::Server::builder()
@@ -233,6 +242,7 @@ async fn idempotent_reads_retry_within_a_budget_and_client_deadlines_propagate()
         fail_next: Default::default(),
         slow: Default::default(),
         seen_timeout: Default::default(),
+        in_flight: Default::default(),
     };
     let (fail_next, slow, seen_timeout) = (
         fake.fail_next.clone(),
@@ -296,6 +306,62 @@ async fn idempotent_reads_retry_within_a_budget_and_client_deadlines_propagate()
     assert!(
         timeout.ends_with('m') || timeout.ends_with('u') || timeout.ends_with('n'),
         "{timeout}"
+    );
+    edge.stop().await;
+}
+
+#[tokio::test]
+async fn one_connection_cannot_run_more_streams_at_once_than_its_limit() {
+    use std::sync::atomic::Ordering;
+    let edge = Edge::start(10_000).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let agents = listener.local_addr().unwrap();
+    let fake = FakeAgents {
+        verifier: edge.key.verifier(),
+        fail_next: Default::default(),
+        slow: Default::default(),
+        seen_timeout: Default::default(),
+        in_flight: Default::default(),
+    };
+    let (slow, in_flight) = (fake.slow.clone(), fake.in_flight.clone());
+    slow.store(true, Ordering::SeqCst);
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(AgentsServiceServer::new(fake))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let base = edge
+        .gateway_with(&[
+            ("TREVEN_AGENTS_URL", format!("http://{agents}")),
+            ("TREVEN_MAX_STREAMS_PER_CONNECTION", "2".to_owned()),
+        ])
+        .await;
+    let acme = edge.org("Acme").await;
+    let (_, token) = edge
+        .member("ann@acme.example", acme, Some(Role::Analyst))
+        .await;
+
+    // One HTTP/2 connection, four concurrent streams.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let calls = (0..4).map(|_| {
+        h2.get(format!("{base}/api/usage"))
+            .bearer_auth(&token)
+            .send()
+    });
+    let responses = futures::future::join_all(calls).await;
+    assert!(
+        responses
+            .iter()
+            .all(|r| r.as_ref().map(|r| r.status() == 200).unwrap_or(false)),
+        "every stream completes"
+    );
+    assert_eq!(
+        in_flight.1.load(Ordering::SeqCst),
+        2,
+        "at most two ran at once"
     );
     edge.stop().await;
 }
