@@ -191,7 +191,9 @@ impl GatewayConfig {
                 .parse_or("TREVEN_MAX_STREAMS_PER_CONNECTION", 100usize)?
             {
                 0 => {
-                    return Err(env.error("TREVEN_MAX_STREAMS_PER_CONNECTION", "must be at least 1"));
+                    return Err(
+                        env.error("TREVEN_MAX_STREAMS_PER_CONNECTION", "must be at least 1")
+                    );
                 }
                 n => n,
             },
