@@ -19,6 +19,7 @@ use treven_proto::treven::agents::v1::agents_service_server::{AgentsService, Age
 
 /// Streams two deltas, then `done` — or fails mid-stream when the content
 /// is "fail". Refuses calls without a valid mesh context.
+#[derive(Clone)]
 struct FakeAgents {
     verifier: ContextVerifier,
     /// The next GetUsage answers UNAVAILABLE.
@@ -154,11 +155,14 @@ impl AgentsService for FakeAgents {
     }
 }
 
-#[tokio::test]
-async fn a_server_stream_arrives_as_sse_or_ndjson_with_an_in_band_error() {
-    let edge = Edge::start(10_000).await;
+/// Starts the agents test double and a gateway (with `overrides`) whose
+/// agents upstream it is: the double's controls and the gateway's base URL.
+async fn gateway_with_fake_agents(
+    edge: &Edge,
+    overrides: &[(&'static str, String)],
+) -> (FakeAgents, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let agents = listener.local_addr().unwrap();
+    let address = listener.local_addr().unwrap();
     let fake = FakeAgents {
         verifier: edge.key.verifier(),
         fail_next: Default::default(),
@@ -168,12 +172,19 @@ async fn a_server_stream_arrives_as_sse_or_ndjson_with_an_in_band_error() {
     };
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(AgentsServiceServer::new(fake))
+            .add_service(AgentsServiceServer::new(fake.clone()))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    let base = edge
-        .gateway_with(&[("TREVEN_AGENTS_URL", format!("http://{agents}"))])
-        .await;
+    let mut settings = vec![("TREVEN_AGENTS_URL", format!("http://{address}"))];
+    settings.extend(overrides.iter().cloned());
+    let base = edge.gateway_with(&settings).await;
+    (fake, base)
+}
+
+#[tokio::test]
+async fn a_server_stream_arrives_as_sse_or_ndjson_with_an_in_band_error() {
+    let edge = Edge::start(10_000).await;
+    let (_agents, base) = gateway_with_fake_agents(&edge, &[]).await;
     let acme = edge.org("Acme").await;
     let (_, token) = edge
         .member("ann@acme.example", acme, Some(Role::Analyst))
@@ -235,28 +246,8 @@ async fn a_server_stream_arrives_as_sse_or_ndjson_with_an_in_band_error() {
 async fn idempotent_reads_retry_within_a_budget_and_client_deadlines_propagate() {
     use std::sync::atomic::Ordering;
     let edge = Edge::start(10_000).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let agents = listener.local_addr().unwrap();
-    let fake = FakeAgents {
-        verifier: edge.key.verifier(),
-        fail_next: Default::default(),
-        slow: Default::default(),
-        seen_timeout: Default::default(),
-        in_flight: Default::default(),
-    };
-    let (fail_next, slow, seen_timeout) = (
-        fake.fail_next.clone(),
-        fake.slow.clone(),
-        fake.seen_timeout.clone(),
-    );
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(AgentsServiceServer::new(fake))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
-    let base = edge
-        .gateway_with(&[("TREVEN_AGENTS_URL", format!("http://{agents}"))])
-        .await;
+    let (agents, base) = gateway_with_fake_agents(&edge, &[]).await;
+    let (fail_next, slow, seen_timeout) = (agents.fail_next, agents.slow, agents.seen_timeout);
     let acme = edge.org("Acme").await;
     let (_, token) = edge
         .member("ann@acme.example", acme, Some(Role::Analyst))
@@ -314,28 +305,13 @@ async fn idempotent_reads_retry_within_a_budget_and_client_deadlines_propagate()
 async fn one_connection_cannot_run_more_streams_at_once_than_its_limit() {
     use std::sync::atomic::Ordering;
     let edge = Edge::start(10_000).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let agents = listener.local_addr().unwrap();
-    let fake = FakeAgents {
-        verifier: edge.key.verifier(),
-        fail_next: Default::default(),
-        slow: Default::default(),
-        seen_timeout: Default::default(),
-        in_flight: Default::default(),
-    };
-    let (slow, in_flight) = (fake.slow.clone(), fake.in_flight.clone());
+    let (agents, base) = gateway_with_fake_agents(
+        &edge,
+        &[("TREVEN_MAX_STREAMS_PER_CONNECTION", "2".to_owned())],
+    )
+    .await;
+    let (slow, in_flight) = (agents.slow, agents.in_flight);
     slow.store(true, Ordering::SeqCst);
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(AgentsServiceServer::new(fake))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
-    let base = edge
-        .gateway_with(&[
-            ("TREVEN_AGENTS_URL", format!("http://{agents}")),
-            ("TREVEN_MAX_STREAMS_PER_CONNECTION", "2".to_owned()),
-        ])
-        .await;
     let acme = edge.org("Acme").await;
     let (_, token) = edge
         .member("ann@acme.example", acme, Some(Role::Analyst))
