@@ -23,18 +23,7 @@ use crate::error::ApiError;
 use crate::state::Gateway;
 
 fn http_error_response(error: HttpError) -> Response {
-    let mut response = (
-        error.status,
-        [(header::CONTENT_TYPE, "application/json")],
-        error.body_bytes(),
-    )
-        .into_response();
-    if let Some(retry) = error.retry_after
-        && let Ok(value) = HeaderValue::from_str(&retry.as_secs().max(1).to_string())
-    {
-        response.headers_mut().insert(header::RETRY_AFTER, value);
-    }
-    response
+    ApiError::from(error).into_response()
 }
 
 /// The upstream metadata: built from scratch, never copied from the client,
