@@ -9,7 +9,7 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{Moto, Server, drop_database, fresh_database, run, stdout_of, tool};
+use support::{Moto, Server, TestDatabase, run, stdout_of, tool};
 
 fn base_env(db_url: &str, key: &str) -> Vec<(&'static str, String)> {
     vec![
@@ -33,7 +33,8 @@ fn json_field(json: &str, field: &str) -> String {
 
 #[tokio::test]
 async fn grpcurl_lists_describes_and_calls_tenants_behind_the_mesh_token() {
-    let (db, url) = fresh_database().await;
+    let db = TestDatabase::create("treven_e2e").await;
+    let url = db.url.clone();
     let key = stdout_of(run(&[], &["keygen"])).trim().to_owned();
     let server = Server::start_tenants(base_env(&url, &key));
     let addr = server.address();
@@ -157,12 +158,13 @@ async fn grpcurl_lists_describes_and_calls_tenants_behind_the_mesh_token() {
     assert!(!b_users.contains("ann@alpha.example"), "{b_users}");
 
     drop(server);
-    drop_database(&db).await;
+    db.drop().await;
 }
 
 #[tokio::test]
 async fn sigterm_reports_not_serving_then_drains_and_exits_cleanly() {
-    let (db, url) = fresh_database().await;
+    let db = TestDatabase::create("treven_e2e").await;
+    let url = db.url.clone();
     let key = stdout_of(run(&[], &["keygen"])).trim().to_owned();
     let mut envs = base_env(&url, &key);
     envs.push(("TREVEN_DRAIN_DELAY_SECS", "2".to_owned()));
@@ -194,7 +196,7 @@ async fn sigterm_reports_not_serving_then_drains_and_exits_cleanly() {
     };
     assert!(status.success(), "clean exit after drain: {status}");
     drop(server);
-    drop_database(&db).await;
+    db.drop().await;
 }
 
 #[tokio::test]
@@ -263,7 +265,8 @@ async fn the_mesh_key_can_come_from_secrets_manager() {
         .expect("secret created");
     let arn = arn.arn().expect("arn").to_owned();
 
-    let (db, url) = fresh_database().await;
+    let db = TestDatabase::create("treven_e2e").await;
+    let url = db.url.clone();
     let aws = vec![
         ("TREVEN_TENANTS_DATABASE_URL", url),
         ("TREVEN_MESH_KEY_SECRET_ID", arn),
@@ -338,5 +341,5 @@ async fn the_mesh_key_can_come_from_secrets_manager() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("Unauthenticated"));
 
     drop(server);
-    drop_database(&db).await;
+    db.drop().await;
 }

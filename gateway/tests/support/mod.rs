@@ -210,13 +210,8 @@ pub struct Edge {
     pub env: treven_mesh::config::Env,
     pub pairs: Vec<(&'static str, String)>,
     pub key: treven_mesh::MeshKey,
-    db_name: String,
+    db: treven_testkit::TestDatabase,
     shutdown: treven_mesh::CancellationToken,
-}
-
-fn admin_url() -> String {
-    std::env::var("TREVEN_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 impl Edge {
@@ -226,20 +221,12 @@ impl Edge {
 
     /// Starts with per-user and per-organisation limits.
     pub async fn start_with(rate_limit_per_minute: u64, org_rate_limit_per_minute: u64) -> Self {
-        use sqlx::Connection as _;
         use treven_mesh::config::Env;
         let moto = Moto::start();
         let pool = Pool::create(&moto).await;
 
-        let db_name = format!("treven_gw_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = sqlx::PgConnection::connect(&admin_url())
-            .await
-            .expect("test Postgres");
-        sqlx::query(&format!("CREATE DATABASE {db_name}"))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        let db_url = format!("{}/{db_name}", admin_url().rsplit_once('/').unwrap().0);
+        let db = treven_testkit::TestDatabase::create("treven_gw").await;
+        let db_url = db.url.clone();
 
         let key = treven_mesh::MeshKey::generate();
         let tenants_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -317,7 +304,7 @@ impl Edge {
             env,
             pairs,
             key,
-            db_name,
+            db,
             shutdown,
         }
     }
@@ -392,17 +379,9 @@ impl Edge {
     }
 
     pub async fn stop(self) {
-        use sqlx::Connection as _;
         self.shutdown.cancel();
         self.store.pool().close().await;
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let mut admin = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
-        let _ = sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.db_name
-        ))
-        .execute(&mut admin)
-        .await;
+        self.db.drop().await;
     }
 }
 

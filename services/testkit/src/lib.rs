@@ -1,6 +1,6 @@
-//! Test support shared by the Treven test suites: where the tools installed
-//! by `cargo xtask` are, free loopback ports, and the AWS emulators as child
-//! processes that stop when dropped.
+//! Test support shared by the Treven test suites: fresh Postgres databases,
+//! where the tools installed by `cargo xtask` are, free loopback ports, and
+//! the AWS emulators as child processes that stop when dropped.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -9,6 +9,66 @@ pub mod bedrock;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The Postgres server test databases are created on
+/// (`TREVEN_TEST_DATABASE_URL`, default the local `postgres` database).
+pub fn postgres_admin_url() -> String {
+    std::env::var("TREVEN_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh Postgres database for one test; [`TestDatabase::drop`] removes it.
+#[derive(Debug)]
+pub struct TestDatabase {
+    /// Its name (`<prefix>_<uuid>`).
+    pub name: String,
+    /// A URL connecting to it as the server's admin user.
+    pub url: String,
+}
+
+impl TestDatabase {
+    /// Creates `<prefix>_<random>` on the test server.
+    pub async fn create(prefix: &str) -> Self {
+        let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+        Self::admin_exec_on(&format!("CREATE DATABASE {name}")).await;
+        let base = postgres_admin_url();
+        let url = format!(
+            "{}/{name}",
+            base.rsplit_once('/').expect("the URL names a database").0
+        );
+        Self { name, url }
+    }
+
+    /// A connection as the owner (superuser), outside row-level security.
+    pub async fn owner(&self) -> sqlx::PgConnection {
+        use sqlx::Connection as _;
+        sqlx::PgConnection::connect(&self.url)
+            .await
+            .expect("connect to the test database")
+    }
+
+    /// Runs SQL on the server's maintenance database.
+    pub async fn admin_exec(&self, sql: &str) {
+        Self::admin_exec_on(sql).await;
+    }
+
+    async fn admin_exec_on(sql: &str) {
+        use sqlx::Connection as _;
+        let mut admin = sqlx::PgConnection::connect(&postgres_admin_url())
+            .await
+            .expect("the test Postgres answers");
+        sqlx::query(sql).execute(&mut admin).await.expect(sql);
+    }
+
+    /// Drops it (closing any connections left).
+    pub async fn drop(self) {
+        Self::admin_exec_on(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .await;
+    }
+}
 
 /// The tools dir of `cargo xtask` (`$TREVEN_TOOLS_DIR`, default
 /// `~/.cache/treven/tools`).

@@ -6,8 +6,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use sqlx::Connection as _;
-
 /// The built `treven` binary, next to this test's own executable.
 pub fn treven_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
@@ -24,34 +22,7 @@ pub fn treven_bin() -> PathBuf {
     bin
 }
 
-pub use treven_testkit::{Moto, free_port, tool};
-
-fn admin_url() -> String {
-    std::env::var("TREVEN_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A fresh database; returns its URL.
-pub async fn fresh_database() -> (String, String) {
-    let name = format!("treven_e2e_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&admin_url())
-        .await
-        .expect("test Postgres answers");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let url = format!("{}/{name}", admin_url().rsplit_once('/').unwrap().0);
-    (name, url)
-}
-
-pub async fn drop_database(name: &str) {
-    let mut admin = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-}
+pub use treven_testkit::{Moto, TestDatabase, free_port, tool};
 
 /// A `treven` command with a clean, explicit environment.
 pub fn treven(envs: &[(&str, String)]) -> Command {

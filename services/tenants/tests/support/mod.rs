@@ -5,8 +5,6 @@
 
 use std::time::Duration;
 
-use sqlx::Connection as _;
-use sqlx::postgres::PgConnection;
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
@@ -21,59 +19,8 @@ use treven_tenants::model::{Name, OrgKind};
 use treven_tenants::store::PgStore;
 use uuid::Uuid;
 
-/// The server all test databases are created on.
-pub fn admin_url() -> String {
-    std::env::var("TREVEN_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
 /// A database that exists for one test.
-pub struct TestDb {
-    pub name: String,
-    pub url: String,
-}
-
-impl TestDb {
-    pub async fn create() -> Self {
-        let name = format!("treven_test_{}", Uuid::new_v4().simple());
-        let mut admin = PgConnection::connect(&admin_url())
-            .await
-            .expect("test Postgres answers");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .await
-            .expect("create database");
-        let base = admin_url();
-        let url = format!(
-            "{}/{name}",
-            base.rsplit_once('/').expect("url has a path").0
-        );
-        Self { name, url }
-    }
-
-    /// A connection as the owner (superuser), outside row-level security.
-    pub async fn owner(&self) -> PgConnection {
-        PgConnection::connect(&self.url)
-            .await
-            .expect("connect to test database")
-    }
-
-    /// Runs SQL on the server's maintenance database.
-    pub async fn admin_exec(&self, sql: &str) {
-        let mut admin = PgConnection::connect(&admin_url())
-            .await
-            .expect("admin connection");
-        sqlx::query(sql).execute(&mut admin).await.expect(sql);
-    }
-
-    pub async fn drop(self) {
-        self.admin_exec(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .await;
-    }
-}
+pub use treven_testkit::TestDatabase as TestDb;
 
 /// A running tenants service and what tests need to call it.
 pub struct TestApp {
@@ -87,7 +34,7 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn() -> Self {
-        let db = TestDb::create().await;
+        let db = TestDb::create("treven_test").await;
         let key = MeshKey::generate();
         let env = Env::from_pairs([
             ("TREVEN_TENANTS_DATABASE_URL", db.url.clone()),
