@@ -5,9 +5,7 @@
 
 mod support;
 
-use support::{
-    TestApp, assert_code, authed, curl_put, headers_of, org, upload_request, violated_fields,
-};
+use support::{TestApp, assert_code, authed, org, upload_file, upload_request, violated_fields};
 use tonic::Code;
 use treven_mesh::Role;
 use treven_proto::treven::documents::v1 as pb;
@@ -22,25 +20,7 @@ async fn organisation_b_cannot_reach_organisation_a() {
 
     // A: an available document, a pending one, a source, evidence and an artifact.
     let bytes = b"alpha only".to_vec();
-    let upload = client
-        .create_upload(authed(&a, upload_request("a.txt", "text/plain", &bytes)))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        curl_put(&upload.upload_url, &headers_of(&upload), &bytes),
-        200
-    );
-    let available = upload.document.unwrap().id;
-    client
-        .complete_upload(authed(
-            &a,
-            pb::CompleteUploadRequest {
-                id: available.clone(),
-            },
-        ))
-        .await
-        .unwrap();
+    let available = upload_file(&mut client, &a, "a.txt", &bytes).await.id;
     let pending = client
         .create_upload(authed(&a, upload_request("p.txt", "text/plain", &bytes)))
         .await

@@ -9,7 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::{
-    TestApp, assert_code, authed, curl_put, headers_of, org, sdk_for, serve, test_config,
+    TestApp, assert_code, authed, org, put_file, sdk_for, serve, test_config, upload_file,
     upload_request,
 };
 use tonic::Code;
@@ -33,42 +33,10 @@ async fn s3_down_is_unavailable_and_leaves_metadata_as_it_was() {
     let analyst = app.token(org, Role::Analyst);
     let mut healthy = app.client().await;
     let bytes = b"kept".to_vec();
-    let upload = healthy
-        .create_upload(authed(
-            &analyst,
-            upload_request("k.txt", "text/plain", &bytes),
-        ))
+    let pending = put_file(&mut healthy, &analyst, "k.txt", &bytes).await.id;
+    let available = upload_file(&mut healthy, &analyst, "a.txt", &bytes)
         .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        curl_put(&upload.upload_url, &headers_of(&upload), &bytes),
-        200
-    );
-    let pending = upload.document.unwrap().id;
-    let available = {
-        let upload = healthy
-            .create_upload(authed(
-                &analyst,
-                upload_request("a.txt", "text/plain", &bytes),
-            ))
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(
-            curl_put(&upload.upload_url, &headers_of(&upload), &bytes),
-            200
-        );
-        let id = upload.document.unwrap().id;
-        healthy
-            .complete_upload(authed(
-                &analyst,
-                pb::CompleteUploadRequest { id: id.clone() },
-            ))
-            .await
-            .unwrap();
-        id
-    };
+        .id;
     let source = healthy
         .upsert_source(authed(
             &analyst,

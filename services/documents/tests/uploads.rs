@@ -6,7 +6,7 @@
 mod support;
 
 use support::{
-    TestApp, assert_code, authed, curl_get, curl_put, headers_of, org, upload_request,
+    TestApp, assert_code, authed, curl_get, curl_put, headers_of, org, upload_file, upload_request,
     violated_fields,
 };
 use tonic::Code;
@@ -339,29 +339,8 @@ async fn delete_hides_the_document_and_versions_keep_its_history() {
     let analyst = app.token(org, Role::Analyst);
     let mut client = app.client().await;
     let bytes = b"version one".to_vec();
-    let upload = client
-        .create_upload(authed(
-            &analyst,
-            upload_request("v.txt", "text/plain", &bytes),
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        curl_put(&upload.upload_url, &headers_of(&upload), &bytes),
-        200
-    );
-    let id = upload.document.unwrap().id;
-    let done = client
-        .complete_upload(authed(
-            &analyst,
-            pb::CompleteUploadRequest { id: id.clone() },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .document
-        .unwrap();
+    let done = upload_file(&mut client, &analyst, "v.txt", &bytes).await;
+    let id = done.id.clone();
 
     client
         .delete_document(authed(

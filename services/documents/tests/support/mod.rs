@@ -241,3 +241,41 @@ pub fn assert_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) ->
     assert_eq!(status.code(), code, "{status:?}");
     status
 }
+
+/// Registers a text file and PUTs `bytes` to its presigned URL with curl:
+/// the document, still pending.
+pub async fn put_file(
+    client: &mut DocumentsServiceClient<Channel>,
+    token: &str,
+    name: &str,
+    bytes: &[u8],
+) -> pb::Document {
+    let upload = client
+        .create_upload(authed(token, upload_request(name, "text/plain", bytes)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        curl_put(&upload.upload_url, &headers_of(&upload), bytes),
+        200
+    );
+    upload.document.unwrap()
+}
+
+/// [`put_file`], then completes it: the document as completion left it.
+pub async fn upload_file(
+    client: &mut DocumentsServiceClient<Channel>,
+    token: &str,
+    name: &str,
+    bytes: &[u8],
+) -> pb::Document {
+    let id = put_file(client, token, name, bytes).await.id;
+    let request = pb::CompleteUploadRequest { id };
+    client
+        .complete_upload(authed(token, request))
+        .await
+        .unwrap()
+        .into_inner()
+        .document
+        .unwrap()
+}
