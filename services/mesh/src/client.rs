@@ -32,13 +32,18 @@ impl Default for ChannelOptions {
 /// A lazily connecting channel to `url` (connections open on first use and
 /// reopen after failures).
 pub fn channel(url: &str, options: ChannelOptions) -> Result<Channel, tonic::transport::Error> {
+    Ok(endpoint(url, options)?.connect_lazy())
+}
+
+/// The endpoint every mesh connection uses: connect timeout, per-call
+/// deadline, no Nagle, and HTTP/2 keep-alives so dead peers are noticed.
+pub fn endpoint(url: &str, options: ChannelOptions) -> Result<Endpoint, tonic::transport::Error> {
     Ok(Endpoint::from_shared(url.to_owned())?
         .connect_timeout(options.connect_timeout)
         .timeout(options.call_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(10))
-        .connect_lazy())
+        .keep_alive_timeout(Duration::from_secs(10)))
 }
 
 /// Reads a service URL such as `TREVEN_TENANTS_URL`, checking it parses.

@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tonic::transport::Channel;
 use tonic::transport::channel::Change;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::client::ChannelOptions;
 
@@ -36,17 +36,6 @@ impl Resolve for SystemResolver {
         let host_port = host_port.to_owned();
         Box::pin(async move { Ok(tokio::net::lookup_host(host_port).await?.collect()) })
     }
-}
-
-fn endpoint(
-    scheme: &str,
-    address: SocketAddr,
-    options: ChannelOptions,
-) -> Result<Endpoint, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("{scheme}://{address}"))?
-        .connect_timeout(options.connect_timeout)
-        .timeout(options.call_timeout)
-        .tcp_nodelay(true))
 }
 
 /// A channel to `url` (`http://host:port`) that re-resolves `host` every
@@ -81,7 +70,9 @@ pub fn discovered_channel(
                         }
                     }
                     for new in current.difference(&known) {
-                        let Ok(endpoint) = endpoint(&scheme, *new, options) else {
+                        let Ok(endpoint) =
+                            crate::client::endpoint(&format!("{scheme}://{new}"), options)
+                        else {
                             continue;
                         };
                         tracing::info!(service = %authority, address = %new, "endpoint added");
