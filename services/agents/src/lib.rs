@@ -1,0 +1,1 @@
+//! The agents service (being built; see issue #4).

@@ -1,0 +1,1 @@
+//! The reports service (being built; see issue #5).
