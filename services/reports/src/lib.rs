@@ -1,1 +1,163 @@
-//! The reports service (being built; see issue #5).
+//! The reports service: Key Judgement reports on Postgres — durable
+//! generation jobs, versions with content hashes and diffs, quality checks,
+//! the PII gate on every save and export, review and approval, exports
+//! (markdown, PDF, DOCX) stored through documents, sharing through tenants,
+//! and the trends shown on the map.
+//!
+//! [`serve`] runs the gRPC service and the generation workers on a bound
+//! listener until shutdown; tests start it on port 0 in-process with
+//! [`ReportsApp`] and [`routes`]. Layers: [`grpc`] (wire) → [`service`]
+//! (rules) → [`store`] (SQL), with domain types in [`model`]; [`worker`]
+//! runs jobs; [`clients`] calls tenants, documents, agents and Redis.
+
+pub mod clients;
+pub mod config;
+pub mod diff;
+pub mod grpc;
+pub mod model;
+pub mod pii;
+pub mod quality;
+pub mod render;
+pub mod service;
+pub mod store;
+pub mod worker;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tonic::service::Routes;
+use treven_mesh::CancellationToken;
+use treven_mesh::context::RequireContext;
+use treven_mesh::keys::MeshKeys;
+use treven_mesh::pagination::CursorCodec;
+use treven_mesh::server::GrpcService;
+use treven_proto::treven::reports::v1::reports_service_server::ReportsServiceServer;
+
+pub use config::{ReportsConfig, database_options};
+
+use crate::clients::Clients;
+use crate::store::PgStore;
+use crate::worker::Worker;
+
+/// The full gRPC service name, as health reports it.
+pub const SERVICE_NAME: &str = "treven.reports.v1.ReportsService";
+/// Largest request message accepted.
+pub const MAX_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
+
+/// The service and its workers, wired over one store and one set of clients.
+#[derive(Debug, Clone)]
+pub struct ReportsApp {
+    /// The configuration it was built from.
+    pub config: ReportsConfig,
+    /// The service.
+    pub reports: service::Reports,
+    /// The store.
+    pub store: PgStore,
+    clients: Clients,
+    keys: MeshKeys,
+    wake: Arc<Notify>,
+}
+
+impl ReportsApp {
+    /// Wires the service (lazy connections: nothing is contacted yet).
+    pub fn build(config: ReportsConfig, keys: &MeshKeys) -> anyhow::Result<Self> {
+        let store = PgStore::connect_lazy(config.database.clone(), &config.pool);
+        let clients = Clients::connect_lazy(&config).context("reports: service clients")?;
+        let wake = Arc::new(Notify::new());
+        let reports = service::Reports::new(
+            store.clone(),
+            CursorCodec::new(&keys.current, "reports"),
+            clients.clone(),
+            config.limits,
+            wake.clone(),
+        );
+        Ok(Self {
+            config,
+            reports,
+            store,
+            clients,
+            keys: keys.clone(),
+            wake,
+        })
+    }
+
+    /// A new generation worker (run it with [`Worker::run`]).
+    pub fn worker(&self) -> Worker {
+        Worker::new(
+            self.store.clone(),
+            self.clients.clone(),
+            self.config.workers,
+            self.keys.current.clone(),
+            self.wake.clone(),
+        )
+    }
+
+    /// The gRPC routes of this app.
+    pub fn routes(&self) -> Routes {
+        routes(
+            self.reports.clone(),
+            &self.keys,
+            self.config.workers.generation_timeout,
+        )
+    }
+}
+
+/// Builds the reports gRPC routes (with the mesh-context interceptor).
+pub fn routes(
+    reports: service::Reports,
+    keys: &MeshKeys,
+    regenerate_deadline: std::time::Duration,
+) -> Routes {
+    let server = ReportsServiceServer::new(grpc::ReportsGrpc::new(reports, regenerate_deadline))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    Routes::new(tonic::service::interceptor::InterceptedService::new(
+        server,
+        RequireContext::new(keys.verifier.clone()),
+    ))
+}
+
+/// Creates the `reports` schema and applies pending migrations.
+pub async fn migrate(config: &ReportsConfig) -> anyhow::Result<()> {
+    let store = PgStore::connect_lazy(config.database.clone(), &config.pool);
+    store
+        .migrate()
+        .await
+        .context("reports: cannot run database migrations")?;
+    store.pool().close().await;
+    Ok(())
+}
+
+/// Runs migrations, then serves reports on `listener` and runs
+/// `config.workers.count` generation workers until `shutdown`. On shutdown
+/// workers stop claiming and give back the job they hold.
+pub async fn serve(
+    config: ReportsConfig,
+    keys: &MeshKeys,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let app = ReportsApp::build(config, keys)?;
+    app.store
+        .migrate()
+        .await
+        .context("reports: cannot run database migrations")?;
+    let workers: Vec<_> = (0..app.config.workers.count)
+        .map(|_| tokio::spawn(app.worker().run(shutdown.clone())))
+        .collect();
+    let service = GrpcService {
+        name: "reports",
+        routes: app.routes(),
+        health_names: vec![SERVICE_NAME],
+    };
+    let served =
+        treven_mesh::server::serve(service, listener, shutdown.clone(), app.config.shutdown).await;
+    shutdown.cancel();
+    for worker in workers {
+        if let Err(error) = worker.await {
+            tracing::warn!(%error, "report worker ended abnormally");
+        }
+    }
+    served
+}

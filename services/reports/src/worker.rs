@@ -1,0 +1,529 @@
+//! Generation workers: claim jobs with `FOR UPDATE SKIP LOCKED`, heartbeat
+//! their lease, stream the report from the agents service saving each
+//! section as it arrives, retry with backoff, and fail the report after the
+//! last attempt. A worker that dies stops heartbeating; once its lease
+//! lapses another worker takes the job and asks only for the sections not
+//! yet saved. The version is written and the job finished in one
+//! transaction that re-checks the lease, so a job completes exactly once.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::Notify;
+use tokio_stream::StreamExt as _;
+use treven_mesh::{CancellationToken, ErrorCode, MeshKey, ServiceError};
+use treven_proto::treven::agents::v1 as agents;
+use uuid::Uuid;
+
+use crate::clients::{AuditEntry, Clients};
+use crate::config::WorkerOptions;
+use crate::grpc::{content_from_pb, content_to_pb, scope_to_pb};
+use crate::model::{Content, DISCLAIMER, Report, Section, Status, VersionCause};
+use crate::pii::redact_all;
+use crate::quality;
+use crate::store::{JobClaim, NewVersion, PgStore};
+
+/// Why an attempt did not finish.
+#[derive(Debug)]
+enum AttemptError {
+    /// Worth another attempt after a backoff.
+    Retry(String),
+    /// Will not get better: fail the report now.
+    Permanent(String),
+    /// Another worker holds the job now.
+    LeaseLost,
+}
+
+impl From<ServiceError> for AttemptError {
+    fn from(error: ServiceError) -> Self {
+        match error.code() {
+            ErrorCode::ValidationError | ErrorCode::Forbidden | ErrorCode::NotFound => {
+                AttemptError::Permanent(error.to_string())
+            }
+            _ => AttemptError::Retry(error.to_string()),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for AttemptError {
+    fn from(error: crate::store::StoreError) -> Self {
+        AttemptError::Retry(error.to_string())
+    }
+}
+
+/// One generation worker.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    id: Uuid,
+    store: PgStore,
+    clients: Clients,
+    options: WorkerOptions,
+    key: MeshKey,
+    wake: Arc<Notify>,
+}
+
+impl Worker {
+    /// A worker with a fresh id.
+    pub fn new(
+        store: PgStore,
+        clients: Clients,
+        options: WorkerOptions,
+        key: MeshKey,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            id: Uuid::new_v4(),
+            store,
+            clients,
+            options,
+            key,
+            wake,
+        }
+    }
+
+    /// Its id (the lease owner it writes).
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// Claims and runs jobs until `shutdown`; then stops claiming and gives
+    /// back the job it holds.
+    pub async fn run(self, shutdown: CancellationToken) {
+        tracing::info!(worker_id = %self.id, "report worker started");
+        while !shutdown.is_cancelled() {
+            match self
+                .store
+                .claim_job(self.id, self.options.lease_timeout)
+                .await
+            {
+                Ok(Some(job)) => self.process(job, &shutdown).await,
+                Ok(None) => {
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = self.wake.notified() => {}
+                        () = tokio::time::sleep(self.options.poll_interval) => {}
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(worker_id = %self.id, %error, "cannot claim report jobs");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(self.options.poll_interval) => {}
+                    }
+                }
+            }
+        }
+        tracing::info!(worker_id = %self.id, "report worker stopped");
+    }
+
+    fn token(&self, job: &JobClaim) -> String {
+        self.key.mint(
+            job.org_id,
+            &job.requested_by,
+            &job.requester_roles,
+            &job.request_id,
+            self.options.generation_timeout + Duration::from_secs(120),
+        )
+    }
+
+    async fn process(&self, job: JobClaim, shutdown: &CancellationToken) {
+        tracing::info!(worker_id = %self.id, job_id = %job.id, report_id = %job.report_id, org_id = %job.org_id, attempt = job.attempts, "report job claimed");
+        let token = self.token(&job);
+        let outcome = if job.attempts > self.options.max_attempts {
+            Err(AttemptError::Permanent(format!(
+                "generation gave up after {} attempts",
+                self.options.max_attempts
+            )))
+        } else {
+            let heartbeat = async {
+                loop {
+                    tokio::time::sleep(self.options.heartbeat_interval).await;
+                    match self
+                        .store
+                        .heartbeat(job.id, self.id, self.options.lease_timeout)
+                        .await
+                    {
+                        Ok(true) => {}
+                        Ok(false) => return,
+                        Err(error) => {
+                            tracing::warn!(job_id = %job.id, %error, "heartbeat failed")
+                        }
+                    }
+                }
+            };
+            tokio::select! {
+                outcome = self.attempt(&job, &token) => outcome,
+                () = heartbeat => Err(AttemptError::LeaseLost),
+                () = shutdown.cancelled() => {
+                    match self.store.release(job.id, self.id).await {
+                        Ok(_) => tracing::info!(job_id = %job.id, "report job released at shutdown"),
+                        Err(error) => tracing::warn!(job_id = %job.id, %error, "cannot release report job; its lease will lapse"),
+                    }
+                    return;
+                }
+            }
+        };
+        let result = match outcome {
+            Ok(()) => Ok(()),
+            Err(AttemptError::LeaseLost) => {
+                tracing::warn!(job_id = %job.id, "report job lease lost; another worker has it");
+                Ok(())
+            }
+            Err(AttemptError::Retry(reason)) if job.attempts < self.options.max_attempts => {
+                self.retry(&job, &reason).await
+            }
+            Err(AttemptError::Retry(reason) | AttemptError::Permanent(reason)) => {
+                self.fail(&job, &token, &reason).await
+            }
+        };
+        if let Err(error) = result {
+            tracing::warn!(job_id = %job.id, error = ?error, "report job bookkeeping failed; the lease will lapse and the job be retried");
+        }
+    }
+
+    async fn retry(&self, job: &JobClaim, reason: &str) -> Result<(), AttemptError> {
+        let delay = self.options.backoff(job.attempts);
+        tracing::warn!(job_id = %job.id, report_id = %job.report_id, attempt = job.attempts, delay_ms = delay.as_millis() as u64, reason, "report generation attempt failed, retrying");
+        let mut tx = self.store.begin(job.org_id, &job.requested_by).await?;
+        if tx.holds_lease(job.id, self.id).await? {
+            tx.retry_job(job.id, delay, reason).await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    async fn fail(&self, job: &JobClaim, token: &str, reason: &str) -> Result<(), AttemptError> {
+        tracing::warn!(job_id = %job.id, report_id = %job.report_id, attempt = job.attempts, reason, "report generation failed");
+        let mut tx = self.store.begin(job.org_id, &job.requested_by).await?;
+        if !tx.holds_lease(job.id, self.id).await? {
+            return Ok(());
+        }
+        let reason: String = reason.chars().take(500).collect();
+        tx.set_status(job.report_id, Status::Failed, None, &reason)
+            .await?;
+        tx.finish_job(job.id, false, &reason).await?;
+        self.clients
+            .audit(
+                token,
+                &AuditEntry::report(
+                    "report.generate.fail",
+                    job.report_id,
+                    json!({"attempts": job.attempts, "reason": reason}),
+                ),
+            )
+            .await?;
+        tx.commit().await?;
+        self.clients
+            .publish(
+                job.org_id,
+                job.report_id,
+                json!({"report_id": job.report_id, "status": "failed", "failure_reason": reason}),
+            )
+            .await;
+        Ok(())
+    }
+
+    async fn attempt(&self, job: &JobClaim, token: &str) -> Result<(), AttemptError> {
+        let (report, documents, saved) = {
+            let mut tx = self.store.begin(job.org_id, &job.requested_by).await?;
+            let report = tx
+                .report(job.report_id, false)
+                .await?
+                .ok_or_else(|| AttemptError::Permanent("the report no longer exists".into()))?;
+            let documents = tx.document_ids(job.report_id).await?;
+            let saved: HashSet<Section> = tx
+                .job_sections(job.id)
+                .await?
+                .into_iter()
+                .map(|(s, _, _)| s)
+                .collect();
+            (report, documents, saved)
+        };
+        if report.status != Status::Generating {
+            // Finished by an earlier holder that lost its lease after
+            // committing: nothing left to do.
+            let mut tx = self.store.begin(job.org_id, &job.requested_by).await?;
+            if tx.holds_lease(job.id, self.id).await? {
+                tx.finish_job(job.id, true, "").await?;
+                tx.commit().await?;
+            }
+            return Ok(());
+        }
+        let wanted = Section::generated();
+        let missing: Vec<Section> = wanted
+            .iter()
+            .copied()
+            .filter(|s| !saved.contains(s))
+            .collect();
+        if !missing.is_empty() {
+            self.stream(
+                job,
+                token,
+                &report,
+                &documents,
+                &missing,
+                saved.len(),
+                wanted.len(),
+            )
+            .await?;
+        }
+        self.complete(job, token).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn stream(
+        &self,
+        job: &JobClaim,
+        token: &str,
+        report: &Report,
+        documents: &[Uuid],
+        missing: &[Section],
+        mut done: usize,
+        total: usize,
+    ) -> Result<(), AttemptError> {
+        let sections = if done == 0 {
+            Vec::new()
+        } else {
+            missing.iter().map(|s| s.as_str().to_owned()).collect()
+        };
+        let request = agents::GenerateReportRequest {
+            report_id: report.id.to_string(),
+            scope: Some(scope_to_pb(&report.scope)),
+            document_ids: documents.iter().map(Uuid::to_string).collect(),
+            sections,
+            current: None,
+            instructions: String::new(),
+        };
+        let deadline = self.options.generation_timeout;
+        let run = async {
+            let mut stream = self.clients.generate(token, request, deadline).await?;
+            while let Some(message) = stream.next().await {
+                let message = message.map_err(|s| crate::clients::remote_error("agents", s))?;
+                match message.event {
+                    Some(agents::generate_report_response::Event::Section(generated)) => {
+                        let Ok(section) = generated.section.parse::<Section>() else {
+                            tracing::warn!(section = %generated.section, "generator sent an unknown section");
+                            continue;
+                        };
+                        if section == Section::Disclaimer || !missing.contains(&section) {
+                            continue;
+                        }
+                        let full = content_from_pb(generated.content.unwrap_or_default());
+                        let mut part = Content::default();
+                        part.replace_section(section, &full);
+                        let redacted = redact_all(&mut part, section)?;
+                        let mut tx = self.store.begin(job.org_id, &job.requested_by).await?;
+                        if !tx.holds_lease(job.id, self.id).await? {
+                            return Err(AttemptError::LeaseLost);
+                        }
+                        tx.save_job_section(job.id, section, &part, redacted.len())
+                            .await?;
+                        for d in &redacted {
+                            self.clients
+                                .audit(
+                                    token,
+                                    &AuditEntry::report(
+                                        "report.pii_decision",
+                                        report.id,
+                                        json!({
+                                            "finding_id": d.finding.id,
+                                            "type": d.finding.kind.as_str(),
+                                            "section": d.finding.section,
+                                            "field_path": d.finding.field_path,
+                                            "action": "redact",
+                                            "automatic": true,
+                                            "during": "generated",
+                                        }),
+                                    ),
+                                )
+                                .await?;
+                        }
+                        tx.commit().await?;
+                        done += 1;
+                        tracing::info!(job_id = %job.id, report_id = %report.id, section = %section, done, total, "report section saved");
+                        self.clients
+                            .publish(
+                                job.org_id,
+                                report.id,
+                                json!({
+                                    "report_id": report.id,
+                                    "status": "generating",
+                                    "section": section.as_str(),
+                                    "sections_done": done,
+                                    "sections_total": total,
+                                }),
+                            )
+                            .await;
+                    }
+                    Some(agents::generate_report_response::Event::Done(_)) => return Ok(()),
+                    Some(agents::generate_report_response::Event::Error(error)) => {
+                        let message = format!("generator error {}: {}", error.code, error.message);
+                        return Err(match ErrorCode::from_reason(&error.code) {
+                            Some(ErrorCode::ValidationError | ErrorCode::Forbidden) => {
+                                AttemptError::Permanent(message)
+                            }
+                            _ => AttemptError::Retry(message),
+                        });
+                    }
+                    Some(_) | None => {}
+                }
+            }
+            Err(AttemptError::Retry(
+                "the generation stream ended without done".into(),
+            ))
+        };
+        match tokio::time::timeout(deadline, run).await {
+            Ok(result) => result,
+            Err(_) => Err(AttemptError::Retry(format!(
+                "generation took longer than {} s",
+                deadline.as_secs()
+            ))),
+        }
+    }
+
+    async fn complete(&self, job: &JobClaim, token: &str) -> Result<(), AttemptError> {
+        let mut tx = self.store.begin(job.org_id, &job.requested_by).await?;
+        if !tx.holds_lease(job.id, self.id).await? {
+            return Err(AttemptError::LeaseLost);
+        }
+        let report = tx
+            .report(job.report_id, true)
+            .await?
+            .ok_or_else(|| AttemptError::Permanent("the report no longer exists".into()))?;
+        if report.status != Status::Generating || report.latest_version > 0 {
+            tx.finish_job(job.id, true, "").await?;
+            tx.commit().await?;
+            return Ok(());
+        }
+        let saved = tx.job_sections(job.id).await?;
+        let mut content = Content::default();
+        let mut redactions = 0;
+        let mut have = HashSet::new();
+        for (section, part, redacted) in &saved {
+            content.replace_section(*section, part);
+            redactions += redacted;
+            have.insert(*section);
+        }
+        let absent: Vec<&str> = Section::generated()
+            .into_iter()
+            .filter(|s| !have.contains(s))
+            .map(Section::as_str)
+            .collect();
+        if !absent.is_empty() {
+            // Start over for the rest on the next attempt.
+            return Err(AttemptError::Retry(format!(
+                "the generator did not write {}",
+                absent.join(", ")
+            )));
+        }
+        content.disclaimer = DISCLAIMER.to_owned();
+        let checks = quality::checks(&content);
+        let words = quality::word_count(&content);
+        let summary = format!(
+            "generated {} sections, {} words{}",
+            saved.len(),
+            quality::thousands(words),
+            if redactions > 0 {
+                format!(", {redactions} personal data findings redacted")
+            } else {
+                String::new()
+            }
+        );
+        let (version, _) = tx
+            .insert_version(
+                &NewVersion {
+                    report_id: report.id,
+                    number: 1,
+                    content: &content,
+                    cause: VersionCause::Generated,
+                    section: None,
+                    author_id: &job.requested_by,
+                    reason: "generated",
+                    change_summary: &summary,
+                    rejected_sections: &[],
+                    quality_checks: &checks,
+                    pii_decisions: &[],
+                },
+                Status::Draft,
+            )
+            .await?;
+        tx.finish_job(job.id, true, "").await?;
+        self.clients
+            .audit(
+                token,
+                &AuditEntry::report(
+                    "report.generate",
+                    report.id,
+                    json!({"version": 1, "content_hash": version.content_hash, "attempts": job.attempts, "words": words}),
+                ),
+            )
+            .await?;
+        tx.commit().await?;
+        tracing::info!(job_id = %job.id, report_id = %report.id, attempts = job.attempts, words, "report generated");
+        self.clients
+            .publish(
+                job.org_id,
+                report.id,
+                json!({"report_id": report.id, "status": "draft", "version": 1}),
+            )
+            .await;
+        Ok(())
+    }
+}
+
+/// Asks the generator to rewrite one `section` of `current` and returns the
+/// content holding it (for RegenerateSection).
+#[allow(clippy::too_many_arguments)]
+pub async fn generate_one(
+    clients: &Clients,
+    token: &str,
+    report: &Report,
+    documents: &[Uuid],
+    section: Section,
+    current: &Content,
+    instructions: &str,
+    deadline: Duration,
+) -> Result<Content, ServiceError> {
+    let request = agents::GenerateReportRequest {
+        report_id: report.id.to_string(),
+        scope: Some(scope_to_pb(&report.scope)),
+        document_ids: documents.iter().map(Uuid::to_string).collect(),
+        sections: vec![section.as_str().to_owned()],
+        current: Some(content_to_pb(current)),
+        instructions: instructions.to_owned(),
+    };
+    let run = async {
+        let mut stream = clients.generate(token, request, deadline).await?;
+        let mut found: Option<Content> = None;
+        while let Some(message) = stream.next().await {
+            let message = message.map_err(|s| crate::clients::remote_error("agents", s))?;
+            match message.event {
+                Some(agents::generate_report_response::Event::Section(generated))
+                    if generated.section == section.as_str() =>
+                {
+                    let full = content_from_pb(generated.content.unwrap_or_default());
+                    let mut part = Content::default();
+                    part.replace_section(section, &full);
+                    found = Some(part);
+                }
+                Some(agents::generate_report_response::Event::Done(_)) => break,
+                Some(agents::generate_report_response::Event::Error(error)) => {
+                    return Err(ServiceError::unavailable(anyhow::anyhow!(
+                        "generator error {}: {}",
+                        error.code,
+                        error.message
+                    )));
+                }
+                _ => {}
+            }
+        }
+        found.ok_or_else(|| {
+            ServiceError::unavailable(anyhow::anyhow!("the generator did not write {section}"))
+        })
+    };
+    tokio::time::timeout(deadline, run)
+        .await
+        .map_err(|_| ServiceError::unavailable(anyhow::anyhow!("regeneration took too long")))?
+}
