@@ -594,7 +594,7 @@ impl Reports {
         } else {
             format!("{reason}\n\n{instructions}")
         };
-        let generated = crate::worker::generate_one(
+        let mut generated = crate::worker::generate_one(
             &self.clients,
             context.token(),
             &report,
@@ -605,6 +605,30 @@ impl Reports {
             deadline,
         )
         .await?;
+        // Personal data in the model's text is redacted automatically, as
+        // during generation: a second call would word it differently, so the
+        // finding ids an analyst could decide on would never match again.
+        let redacted = crate::pii::redact_all(&mut generated, section)?;
+        for decided in &redacted {
+            self.clients
+                .audit(
+                    context.token(),
+                    &AuditEntry::report(
+                        "report.pii_decision",
+                        id,
+                        json!({
+                            "finding_id": decided.finding.id,
+                            "type": decided.finding.kind.as_str(),
+                            "section": decided.finding.section,
+                            "field_path": decided.finding.field_path,
+                            "action": "redact",
+                            "automatic": true,
+                            "during": "regenerated",
+                        }),
+                    ),
+                )
+                .await?;
+        }
         let mut tx = self.begin(context).await?;
         let (report, previous, old) = self
             .editable(&mut tx, id, base_version, "base_version")

@@ -874,7 +874,7 @@ async fn other_organisations_cannot_see_or_touch_a_report_and_bad_input_changes_
                 section: "money".into(),
                 reason: "needs the money section back".into(),
                 base_version: 2,
-                instructions: String::new(),
+                instructions: "name the contact payments went through".into(),
                 pii_decisions: vec![],
             },
         ))
@@ -887,7 +887,12 @@ async fn other_organisations_cannot_see_or_touch_a_report_and_bad_input_changes_
         (3, pb::VersionCause::Regenerated as i32)
     );
     assert!(v3.rejected_sections.is_empty());
-    assert!(!regenerated.content.unwrap().money.is_empty());
+    // The model's personal data was redacted automatically, never stored.
+    let money = regenerated.content.unwrap().money;
+    assert!(
+        money.contains("[EMAIL]") && !money.contains("payroll@"),
+        "{money}"
+    );
     stack.stop().await;
 }
 

@@ -264,7 +264,11 @@ pub fn report_content(country: &str, instructions: &str) -> pb::ReportContent {
     let introduction = body("introduction", 6, &mut citations);
     let recruitment = body("recruitment", 6, &mut citations);
     let demand = body("demand", 6, &mut citations);
-    let money = body("money", 6, &mut citations);
+    let mut money = body("money", 6, &mut citations);
+    if instructions.contains("contact") {
+        // Model output with personal data in it (regeneration redacts it).
+        money.push_str(" Payments were routed through payroll@agency-example.com [mon1].");
+    }
     let letters = ["A", "B", "C", "D", "E", "F"];
     let key_judgements = letters
         .iter()
