@@ -1,1 +1,251 @@
-//! The agents service (being built; see issue #4).
+//! The agents service: model providers (Bedrock first, Gemini second, an
+//! offline provider for development) behind a circuit breaker, the agent
+//! kinds and their tools, analysts' conversations, agent runs, KJ report
+//! generation, PII detection and token metering per organisation.
+//!
+//! Layers: [`grpc`] and [`runtime`] (wire) → [`service`] (rules) →
+//! [`agent`] (the tool loop), [`generator`] (KJ sections), [`provider`]
+//! (models) and [`store`] (DynamoDB); [`model`] holds domain types.
+
+pub mod agent;
+pub mod config;
+pub mod generator;
+pub mod grpc;
+pub mod guardrail;
+pub mod model;
+pub mod provider;
+pub mod provision;
+pub mod runtime;
+pub mod service;
+pub mod store;
+pub mod tools;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+use tonic::transport::Channel;
+use treven_mesh::client::{ChannelOptions, channel};
+use treven_mesh::context::{RequireContext, attach_context};
+use treven_mesh::events::EventPublisher;
+use treven_mesh::keys::MeshKeys;
+use treven_mesh::pagination::CursorCodec;
+use treven_mesh::server::GrpcService;
+use treven_mesh::{CancellationToken, ErrorCode, ServiceError};
+use treven_proto::treven::agents::v1::agents_service_server::AgentsServiceServer;
+use treven_proto::treven::reports::v1 as reports;
+use treven_proto::treven::reports::v1::reports_service_client::ReportsServiceClient;
+use uuid::Uuid;
+
+pub use config::AgentsConfig;
+
+use crate::config::ProviderKind;
+use crate::provider::Provider;
+use crate::provider::bedrock::BedrockProvider;
+use crate::provider::gemini::GeminiProvider;
+use crate::provider::offline::OfflineProvider;
+use crate::provider::router::Router;
+use crate::service::{Agents, ReportsLookup};
+use crate::store::Store;
+use crate::tools::Documents;
+
+/// The full gRPC service name, as health reports it.
+pub const SERVICE_NAME: &str = "treven.agents.v1.AgentsService";
+/// Largest request message (DetectPii takes up to 1 MiB of text).
+pub const MAX_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
+
+/// The reports service over gRPC.
+#[derive(Debug, Clone)]
+pub struct ReportsClient {
+    client: ReportsServiceClient<Channel>,
+}
+
+impl ReportsClient {
+    /// Calls the reports service on `channel`.
+    pub fn new(channel: Channel) -> Self {
+        Self {
+            client: ReportsServiceClient::new(channel),
+        }
+    }
+}
+
+impl ReportsLookup for ReportsClient {
+    fn approved_judgements(
+        &self,
+        token: &str,
+        id: Uuid,
+    ) -> BoxFuture<'static, Result<(bool, Vec<String>), ServiceError>> {
+        let mut client = self.client.clone();
+        let mut request = tonic::Request::new(reports::GetReportRequest {
+            id: id.to_string(),
+            version: 0,
+        });
+        let attached = attach_context(&mut request, token);
+        async move {
+            attached?;
+            let response = client.get_report(request).await.map_err(|status| {
+                match ErrorCode::of_status(&status) {
+                    ErrorCode::NotFound => ServiceError::not_found("report"),
+                    code => ServiceError::new(code, "the reports service refused the lookup")
+                        .with_source(anyhow::anyhow!("reports: {}", status.message())),
+                }
+            })?;
+            let response = response.into_inner();
+            let status = response.report.map(|r| r.status).unwrap_or_default();
+            let approved = status == i32::from(reports::ReportStatus::Approved)
+                || status == i32::from(reports::ReportStatus::Exported);
+            let judgements = response
+                .content
+                .map(|c| c.key_judgements.into_iter().map(|k| k.text).collect())
+                .unwrap_or_default();
+            Ok((approved, judgements))
+        }
+        .boxed()
+    }
+}
+
+fn provider(
+    kind: ProviderKind,
+    config: &AgentsConfig,
+    sdk: &aws_config::SdkConfig,
+) -> anyhow::Result<Arc<dyn Provider>> {
+    Ok(match kind {
+        ProviderKind::Offline => Arc::new(OfflineProvider),
+        ProviderKind::Bedrock => Arc::new(BedrockProvider::new(&config.bedrock, sdk)),
+        ProviderKind::Gemini => {
+            let gemini = config
+                .gemini
+                .clone()
+                .context("gemini selected without configuration")?;
+            Arc::new(GeminiProvider::new(gemini).context("gemini http client")?)
+        }
+    })
+}
+
+/// The model router of `config`.
+pub fn model_router(config: &AgentsConfig, sdk: &aws_config::SdkConfig) -> anyhow::Result<Router> {
+    let primary = provider(config.primary, config, sdk)?;
+    let secondary = config
+        .secondary
+        .map(|kind| provider(kind, config, sdk))
+        .transpose()?;
+    Ok(Router::new(primary, secondary, config.breaker))
+}
+
+/// The service over explicit parts (tests swap the router, the reports
+/// lookup or the event publisher).
+pub fn build_with(
+    config: &AgentsConfig,
+    dynamodb: aws_sdk_dynamodb::Client,
+    router: Router,
+    reports: Box<dyn ReportsLookup>,
+    events: Option<EventPublisher>,
+    guardrail: Option<guardrail::Guardrail>,
+    keys: &MeshKeys,
+) -> anyhow::Result<Agents> {
+    let options = ChannelOptions {
+        connect_timeout: std::time::Duration::from_secs(3),
+        call_timeout: std::time::Duration::from_secs(30),
+    };
+    let documents =
+        Documents::new(channel(&config.documents_url, options).context("documents url")?);
+    Ok(Agents::new(
+        Store::new(dynamodb, config.table.clone()),
+        router,
+        documents,
+        reports,
+        events,
+        guardrail,
+        CursorCodec::new(&keys.current, "agents"),
+        config.limits,
+    ))
+}
+
+/// The service wired from `config` and `sdk`.
+pub fn build(
+    config: &AgentsConfig,
+    sdk: &aws_config::SdkConfig,
+    keys: &MeshKeys,
+) -> anyhow::Result<Agents> {
+    let reports = ReportsClient::new(
+        channel(&config.reports_url, ChannelOptions::default()).context("reports url")?,
+    );
+    let events = EventPublisher::connect_lazy(&config.redis_url).context("redis url")?;
+    let guardrail = config.bedrock.guardrail_id.clone().map(|id| {
+        guardrail::Guardrail::new(
+            provider::bedrock::client(&config.bedrock, sdk),
+            id,
+            config.bedrock.guardrail_version.clone(),
+        )
+    });
+    build_with(
+        config,
+        aws_sdk_dynamodb::Client::new(sdk),
+        model_router(config, sdk)?,
+        Box::new(reports),
+        Some(events),
+        guardrail,
+        keys,
+    )
+}
+
+/// The agents gRPC routes with the mesh-context interceptor.
+pub fn routes(agents: Agents, keys: &MeshKeys) -> Routes {
+    let server = AgentsServiceServer::new(grpc::AgentsGrpc::new(agents))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    Routes::new(tonic::service::interceptor::InterceptedService::new(
+        server,
+        RequireContext::new(keys.verifier.clone()),
+    ))
+}
+
+/// Serves agents (gRPC) on `listener` until `shutdown`.
+pub async fn serve(
+    config: AgentsConfig,
+    sdk: &aws_config::SdkConfig,
+    keys: &MeshKeys,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let policy = config.shutdown;
+    let agents = build(&config, sdk, keys)?;
+    tracing::info!(primary = ?config.primary, secondary = ?config.secondary, "agents models");
+    let service = GrpcService {
+        name: "agents",
+        routes: routes(agents, keys),
+        health_names: vec![SERVICE_NAME],
+    };
+    treven_mesh::server::serve(service, listener, shutdown, policy).await
+}
+
+/// Serves the AgentCore Runtime contract (`GET /ping`, `POST /invocations`)
+/// on `listener` until `shutdown`; in-flight streams get the grace period.
+pub async fn serve_agent_runtime(
+    config: AgentsConfig,
+    sdk: &aws_config::SdkConfig,
+    keys: &MeshKeys,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let grace = config.shutdown.grace;
+    let agents = build(&config, sdk, keys)?;
+    let app = runtime::router(agents, keys.verifier.clone());
+    tracing::info!(address = ?listener.local_addr().ok(), "agent runtime listening");
+    let stopped = shutdown.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        stopped.cancelled().await;
+    });
+    tokio::select! {
+        result = server => result.context("agent runtime server"),
+        () = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!("agent runtime grace period over; dropping streams");
+            Ok(())
+        }
+    }
+}

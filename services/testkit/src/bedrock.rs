@@ -1,7 +1,9 @@
 //! A wire-compatible Amazon Bedrock Runtime fake: a small HTTP server on
 //! `127.0.0.1:0` that serves `POST /model/{modelId}/converse-stream` (AWS
-//! event-stream framing) and `POST /model/{modelId}/converse` (plain JSON) so
-//! the real `aws-sdk-bedrockruntime` client parses its answers.
+//! event-stream framing), `POST /model/{modelId}/converse` (plain JSON) and
+//! `POST /guardrail/{id}/version/{version}/apply` (ApplyGuardrail, PII
+//! assessments only) so the real `aws-sdk-bedrockruntime` client parses its
+//! answers.
 //!
 //! Each test queues [`Script`]s; every request consumes the next one, and
 //! every request is recorded ([`RecordedRequest`]) so the test can assert
@@ -37,6 +39,9 @@ pub enum Operation {
     Converse,
     /// `POST /model/{modelId}/converse-stream`.
     ConverseStream,
+    /// `POST /guardrail/{guardrailIdentifier}/version/{guardrailVersion}/apply`
+    /// (`model_id` holds `{identifier}:{version}`).
+    ApplyGuardrail,
 }
 
 /// One request the fake received.
@@ -221,6 +226,7 @@ pub struct Script {
     usage: Usage,
     http_error: Option<HttpError>,
     mid_stream: Option<MidStream>,
+    guardrail_pii: Vec<(String, String)>,
 }
 
 impl Default for Script {
@@ -239,7 +245,40 @@ impl Script {
             usage: Usage::default(),
             http_error: None,
             mid_stream: None,
+            guardrail_pii: Vec::new(),
         }
+    }
+
+    /// An `ApplyGuardrail` answer whose sensitive-information assessment
+    /// found these `(type, match)` PII entities (e.g. `("EMAIL", "a@b.com")`);
+    /// none means the guardrail did not intervene.
+    pub fn guardrail_pii(entities: &[(&str, &str)]) -> Self {
+        let mut script = Self::new();
+        script.guardrail_pii = entities
+            .iter()
+            .map(|(kind, text)| ((*kind).to_owned(), (*text).to_owned()))
+            .collect();
+        script
+    }
+
+    /// The body of an `ApplyGuardrail` answer.
+    fn guardrail_body(&self) -> Value {
+        let entities: Vec<Value> = self
+            .guardrail_pii
+            .iter()
+            .map(|(kind, text)| json!({"match": text, "type": kind, "action": "ANONYMIZED", "detected": true}))
+            .collect();
+        let intervened = !entities.is_empty();
+        json!({
+            "usage": {
+                "topicPolicyUnits": 0, "contentPolicyUnits": 0, "wordPolicyUnits": 0,
+                "sensitiveInformationPolicyUnits": 1, "sensitiveInformationPolicyFreeUnits": 0,
+                "contextualGroundingPolicyUnits": 0,
+            },
+            "action": if intervened { "GUARDRAIL_INTERVENED" } else { "NONE" },
+            "outputs": [],
+            "assessments": [{"sensitiveInformationPolicy": {"piiEntities": entities, "regexes": []}}],
+        })
     }
 
     /// An answer with one text block streamed as these deltas.
@@ -560,6 +599,10 @@ impl BedrockFake {
         let app = Router::new()
             .route("/model/{model_id}/converse-stream", post(converse_stream))
             .route("/model/{model_id}/converse", post(converse))
+            .route(
+                "/guardrail/{guardrail_id}/version/{version}/apply",
+                post(apply_guardrail),
+            )
             .with_state(handle.clone());
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -680,6 +723,23 @@ async fn converse(
     (
         [(header::CONTENT_TYPE, "application/json")],
         script.converse_body().to_string(),
+    )
+        .into_response()
+}
+
+async fn apply_guardrail(
+    State(handle): State<BedrockHandle>,
+    Path((guardrail_id, version)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let target = format!("{guardrail_id}:{version}");
+    let script = match receive(&handle, Operation::ApplyGuardrail, target, &body) {
+        Ok(script) => script,
+        Err(e) => return error_response(e.status, &e.error_type, &e.message),
+    };
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        script.guardrail_body().to_string(),
     )
         .into_response()
 }

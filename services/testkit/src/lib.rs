@@ -5,6 +5,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 pub mod bedrock;
+pub mod gemini;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

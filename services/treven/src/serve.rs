@@ -6,11 +6,13 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use tokio::net::TcpListener;
+use treven_agents::AgentsConfig;
 use treven_documents::DocumentsConfig;
 use treven_gateway::GatewayConfig;
 use treven_mesh::config::Env;
 use treven_mesh::keys::MeshKeySource;
 use treven_mesh::telemetry::{self, TelemetryConfig};
+use treven_reports::ReportsConfig;
 use treven_tenants::TenantsConfig;
 
 /// A role this binary can serve.
@@ -22,13 +24,26 @@ pub enum Target {
     Tenants,
     /// Uploads, documents, sources, evidence, artifacts on S3 + DynamoDB (gRPC :50052).
     Documents,
-    /// The edge: REST/JSON on :8080, Cognito JWT verification.
+    /// KJ reports, versions, the PII gate, approval, export, and the
+    /// generation workers on Postgres (gRPC :50053).
+    Reports,
+    /// Models, agent kinds and tools, conversations, runs and usage on
+    /// DynamoDB + Bedrock (gRPC :50054).
+    Agents,
+    /// The edge: REST/JSON and gRPC-web on :8080, WebSocket on :8081.
     Gateway,
+    /// The agent loop behind the Bedrock AgentCore Runtime contract
+    /// (`GET /ping`, `POST /invocations` on :8080). Not part of `all`: it
+    /// would take the gateway's port; it runs alone in its own container.
+    #[value(alias = "agentcore")]
+    AgentRuntime,
 }
 
 impl Target {
     fn includes(targets: &[Target], role: Target) -> bool {
-        targets.iter().any(|t| *t == role || *t == Target::All)
+        targets
+            .iter()
+            .any(|t| *t == role || (*t == Target::All && role != Target::AgentRuntime))
     }
 }
 
@@ -77,6 +92,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None
     };
 
+    let reports_config = if Target::includes(&args.target, Target::Reports) {
+        Some(ReportsConfig::from_env(&env)?)
+    } else {
+        None
+    };
+    let agents_config = if Target::includes(&args.target, Target::Agents)
+        || Target::includes(&args.target, Target::AgentRuntime)
+    {
+        Some(AgentsConfig::from_env(&env)?)
+    } else {
+        None
+    };
     let gateway_config = if Target::includes(&args.target, Target::Gateway) {
         Some(GatewayConfig::from_env(&env)?)
     } else {
@@ -95,23 +122,62 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let (keys, shutdown) = (keys.clone(), shutdown.clone());
         roles.spawn(async move { treven_tenants::serve(config, &keys, listener, shutdown).await });
     }
-    if let Some(config) = documents_config {
+    // Region, credentials and endpoint come from the standard AWS environment
+    // (task role in ECS; AWS_ENDPOINT_URL for the emulator).
+    let sdk = if documents_config.is_some() || agents_config.is_some() {
+        Some(
+            aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .region(
+                    aws_config::meta::region::RegionProviderChain::default_provider()
+                        .or_else("eu-west-2"),
+                )
+                .load()
+                .await,
+        )
+    } else {
+        None
+    };
+    if let (Some(config), Some(sdk)) = (documents_config, sdk.clone()) {
         let listener = TcpListener::bind(config.listen).await.with_context(|| {
             format!("TREVEN_DOCUMENTS_ADDR: cannot listen on {}", config.listen)
         })?;
-        // Region, credentials and endpoint come from the standard AWS
-        // environment (task role in ECS; AWS_ENDPOINT_URL for the emulator).
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(
-                aws_config::meta::region::RegionProviderChain::default_provider()
-                    .or_else("eu-west-2"),
-            )
-            .load()
-            .await;
         let (keys, shutdown) = (keys.clone(), shutdown.clone());
         roles.spawn(async move {
             treven_documents::serve(config, &sdk, &keys, listener, shutdown).await
         });
+    }
+    if let Some(config) = reports_config {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("TREVEN_REPORTS_ADDR: cannot listen on {}", config.listen))?;
+        let (keys, shutdown) = (keys.clone(), shutdown.clone());
+        roles.spawn(async move { treven_reports::serve(config, &keys, listener, shutdown).await });
+    }
+    if let (Some(config), Some(sdk)) = (agents_config, sdk) {
+        if Target::includes(&args.target, Target::Agents) {
+            let listener = TcpListener::bind(config.listen).await.with_context(|| {
+                format!("TREVEN_AGENTS_ADDR: cannot listen on {}", config.listen)
+            })?;
+            let (config, sdk, keys, shutdown) =
+                (config.clone(), sdk.clone(), keys.clone(), shutdown.clone());
+            roles.spawn(async move {
+                treven_agents::serve(config, &sdk, &keys, listener, shutdown).await
+            });
+        }
+        if Target::includes(&args.target, Target::AgentRuntime) {
+            let listener = TcpListener::bind(config.runtime_listen)
+                .await
+                .with_context(|| {
+                    format!(
+                        "TREVEN_AGENT_RUNTIME_ADDR: cannot listen on {}",
+                        config.runtime_listen
+                    )
+                })?;
+            let (keys, shutdown) = (keys.clone(), shutdown.clone());
+            roles.spawn(async move {
+                treven_agents::serve_agent_runtime(config, &sdk, &keys, listener, shutdown).await
+            });
+        }
     }
 
     if let Some(config) = gateway_config {
@@ -163,6 +229,13 @@ pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         let store = treven_tenants::store::PgStore::connect_lazy(config.database, &config.pool);
         store.migrate().await.context("tenants migrations")?;
         println!("tenants: migrations applied");
+    }
+    if Target::includes(&args.target, Target::Reports) {
+        let config = ReportsConfig::from_env(&env)?;
+        treven_reports::migrate(&config)
+            .await
+            .context("reports migrations")?;
+        println!("reports: migrations applied");
     }
     Ok(())
 }

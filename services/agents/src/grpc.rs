@@ -1,0 +1,628 @@
+//! The gRPC adapter: protobuf ↔ domain, streams with sequence numbers.
+
+use std::pin::Pin;
+
+use futures::Stream;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status};
+use treven_mesh::ServiceError;
+use treven_mesh::context::context_of;
+use treven_mesh::wire::{from_timestamp, json_to_struct, struct_to_json, timestamp};
+use treven_proto::treven::agents::v1 as pb;
+use treven_proto::treven::common::v1::{Money, TimeRange, TokenUsage};
+use treven_proto::treven::reports::v1 as reports;
+
+use crate::agent::AgentEvent;
+use crate::generator::{
+    Card, CitationDraft, Confidence, Flag, GeneratedSection, Pillar, ScopeBrief, SectionBody,
+    SectionKey, SourceRef,
+};
+use crate::model::{
+    AgentKind, Conversation, ConversationContext, Message, MessageRole, Run, RunStatus, Tool,
+    ToolCallRecord, ToolStatus,
+};
+use crate::provider::{Usage, cost_nanos};
+use crate::service::{Agents, ChatEvent, GenerateInput, GenerationEvent};
+
+/// `treven.agents.v1.AgentsService` over [`Agents`].
+#[derive(Debug, Clone)]
+pub struct AgentsGrpc {
+    agents: Agents,
+}
+
+impl AgentsGrpc {
+    /// Serves `agents`.
+    pub fn new(agents: Agents) -> Self {
+        Self { agents }
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+fn reply<T>(result: Result<T, ServiceError>) -> Reply<T> {
+    result.map(Response::new).map_err(Status::from)
+}
+
+/// Nano-dollars as USD money.
+pub fn money(nanos: i64) -> Money {
+    Money {
+        currency_code: "USD".to_owned(),
+        units: nanos / 1_000_000_000,
+        nanos: i32::try_from(nanos % 1_000_000_000).unwrap_or_default(),
+    }
+}
+
+/// Tokens and cost as protobuf.
+pub fn usage_to_pb(usage: Usage, cost: i64) -> TokenUsage {
+    TokenUsage {
+        input_tokens: usage.input_tokens,
+        output_tokens: usage.output_tokens,
+        cache_read_tokens: usage.cache_read_tokens,
+        cache_write_tokens: usage.cache_write_tokens,
+        cost: Some(money(cost)),
+    }
+}
+
+fn tool_to_pb(tool: Option<Tool>) -> pb::AgentTool {
+    match tool {
+        None => pb::AgentTool::Unspecified,
+        Some(Tool::SearchSources) => pb::AgentTool::SearchSources,
+        Some(Tool::QueryDataset) => pb::AgentTool::QueryDataset,
+        Some(Tool::DetectPii) => pb::AgentTool::DetectPii,
+        Some(Tool::MakeCitation) => pb::AgentTool::MakeCitation,
+        Some(Tool::RateConfidence) => pb::AgentTool::RateConfidence,
+        Some(Tool::StoreEvidence) => pb::AgentTool::StoreEvidence,
+    }
+}
+
+fn tool_call_to_pb(call: ToolCallRecord) -> pb::ToolCall {
+    pb::ToolCall {
+        id: call.id,
+        tool: tool_to_pb(call.tool).into(),
+        arguments: Some(json_to_struct(&call.arguments)),
+        status: match call.status {
+            ToolStatus::Running => pb::ToolCallStatus::Running,
+            ToolStatus::Succeeded => pb::ToolCallStatus::Succeeded,
+            ToolStatus::Failed => pb::ToolCallStatus::Failed,
+        }
+        .into(),
+        summary: call.summary,
+    }
+}
+
+fn source_to_pb(source: SourceRef) -> reports::SourceReference {
+    reports::SourceReference {
+        source_id: source.source_id,
+        label: source.label,
+        url: source.url,
+    }
+}
+
+fn conversation_to_pb(c: Conversation) -> pb::Conversation {
+    pb::Conversation {
+        id: c.id.to_string(),
+        org_id: c.org_id.to_string(),
+        title: c.title,
+        context: Some(pb::ConversationContext {
+            country: c.context.country,
+            sector: c.context.sector,
+            time_range: (c.context.from.is_some() || c.context.to.is_some()).then(|| TimeRange {
+                start: c.context.from.map(timestamp),
+                end: c.context.to.map(timestamp),
+            }),
+        }),
+        created_by: c.created_by,
+        created_at: Some(timestamp(c.created_at)),
+        updated_at: Some(timestamp(c.updated_at)),
+    }
+}
+
+fn message_to_pb(m: Message) -> pb::Message {
+    pb::Message {
+        id: m.id.to_string(),
+        conversation_id: m.conversation_id.to_string(),
+        role: match m.role {
+            MessageRole::User => pb::MessageRole::User,
+            MessageRole::Assistant => pb::MessageRole::Assistant,
+            MessageRole::System => pb::MessageRole::System,
+        }
+        .into(),
+        content: m.content,
+        tool_calls: m.tool_calls.into_iter().map(tool_call_to_pb).collect(),
+        citations: m.citations.into_iter().map(source_to_pb).collect(),
+        usage: m.usage.map(|u| usage_to_pb(u, m.cost_nanos)),
+        model_id: m.model_id,
+        created_at: Some(timestamp(m.created_at)),
+    }
+}
+
+fn kind_to_pb(kind: AgentKind) -> pb::AgentKind {
+    match kind {
+        AgentKind::Osint => pb::AgentKind::Osint,
+        AgentKind::Generator => pb::AgentKind::Generator,
+        AgentKind::Summarise => pb::AgentKind::Summarise,
+        AgentKind::Social => pb::AgentKind::Social,
+        AgentKind::Pii => pb::AgentKind::Pii,
+    }
+}
+
+/// The agent kind of a request field.
+pub fn kind_from_pb(raw: i32) -> Result<AgentKind, ServiceError> {
+    match pb::AgentKind::try_from(raw) {
+        Ok(pb::AgentKind::Osint) => Ok(AgentKind::Osint),
+        Ok(pb::AgentKind::Generator) => Ok(AgentKind::Generator),
+        Ok(pb::AgentKind::Summarise) => Ok(AgentKind::Summarise),
+        Ok(pb::AgentKind::Social) => Ok(AgentKind::Social),
+        Ok(pb::AgentKind::Pii) => Ok(AgentKind::Pii),
+        Ok(pb::AgentKind::Unspecified) => Err(ServiceError::invalid_field("kind", "is required")),
+        Err(_) => Err(ServiceError::invalid_field(
+            "kind",
+            format!("unknown agent kind {raw}"),
+        )),
+    }
+}
+
+fn run_to_pb(run: Run) -> pb::AgentRun {
+    pb::AgentRun {
+        id: run.id.to_string(),
+        org_id: run.org_id.to_string(),
+        kind: kind_to_pb(run.kind).into(),
+        model_id: run.model_id,
+        status: match run.status {
+            RunStatus::Running => pb::RunStatus::Running,
+            RunStatus::Completed => pb::RunStatus::Completed,
+            RunStatus::Failed => pb::RunStatus::Failed,
+        }
+        .into(),
+        input: Some(json_to_struct(&run.input)),
+        output: run.output.as_ref().map(json_to_struct),
+        error: run.error,
+        tools_used: run
+            .tools_used
+            .into_iter()
+            .map(|t| i32::from(tool_to_pb(Some(t))))
+            .collect(),
+        usage: Some(usage_to_pb(run.usage, run.cost_nanos)),
+        requested_by: run.requested_by,
+        started_at: Some(timestamp(run.started_at)),
+        duration: run.duration_ms.map(|ms| prost_types::Duration {
+            seconds: ms / 1000,
+            nanos: i32::try_from((ms % 1000) * 1_000_000).unwrap_or_default(),
+        }),
+    }
+}
+
+fn confidence_to_pb(c: Confidence) -> i32 {
+    match c {
+        Confidence::Unspecified => reports::Confidence::Unspecified,
+        Confidence::Low => reports::Confidence::Low,
+        Confidence::Medium => reports::Confidence::Medium,
+        Confidence::High => reports::Confidence::High,
+    }
+    .into()
+}
+
+fn citation_to_pb(c: CitationDraft) -> reports::Citation {
+    reports::Citation {
+        id: c.id,
+        section: c.section.as_str().to_owned(),
+        claim: c.claim,
+        source: Some(source_to_pb(c.source)),
+    }
+}
+
+fn flag_to_pb(f: Flag) -> reports::UncertaintyFlag {
+    reports::UncertaintyFlag {
+        section: f.section.as_str().to_owned(),
+        field_path: f.field_path,
+        confidence: confidence_to_pb(f.confidence),
+        reason: f.reason,
+    }
+}
+
+fn card_to_pb(card: Card) -> reports::HeadlineCard {
+    reports::HeadlineCard {
+        pillar: match card.pillar {
+            Pillar::Recruitment => reports::Pillar::Recruitment,
+            Pillar::Demand => reports::Pillar::Demand,
+            Pillar::Money => reports::Pillar::Money,
+        }
+        .into(),
+        headline: card.headline,
+        detail: card.detail,
+    }
+}
+
+/// A generated section as the contract's `GeneratedSection`.
+pub fn section_to_pb(section: GeneratedSection) -> pb::GeneratedSection {
+    let mut content = reports::ReportContent {
+        citations: section.citations.into_iter().map(citation_to_pb).collect(),
+        uncertainty_flags: section.flags.into_iter().map(flag_to_pb).collect(),
+        ..Default::default()
+    };
+    match section.body {
+        SectionBody::TitleBlock(t) => {
+            content.title_block = Some(reports::TitleBlock {
+                title: t.title,
+                country_region: t.country_region,
+                sector_theme: t.sector_theme,
+                issued_at: Some(timestamp(t.issued_at)),
+                issue_number: t.issue_number,
+                overview: t.overview,
+            });
+        }
+        SectionBody::KeyJudgements(items) => {
+            content.key_judgements = items
+                .into_iter()
+                .map(|j| reports::KeyJudgement {
+                    letter: j.letter,
+                    text: j.text,
+                    confidence: confidence_to_pb(j.confidence),
+                })
+                .collect();
+        }
+        SectionBody::Text(text) => match section.section {
+            SectionKey::Introduction => content.introduction = text,
+            SectionKey::Recruitment => content.recruitment = text,
+            SectionKey::Demand => content.demand = text,
+            _ => content.money = text,
+        },
+        SectionBody::List(items) => match section.section {
+            SectionKey::RedFlagIndicators => content.red_flag_indicators = items,
+            _ => content.information_requirements = items,
+        },
+        SectionBody::Cards(cards) => {
+            content.headline_cards = cards.into_iter().map(card_to_pb).collect();
+        }
+    }
+    pb::GeneratedSection {
+        section: section.section.as_str().to_owned(),
+        content: Some(content),
+    }
+}
+
+fn scope_from_pb(scope: Option<reports::ReportScope>) -> Result<ScopeBrief, ServiceError> {
+    let scope = scope.ok_or_else(|| ServiceError::invalid_field("scope", "is required"))?;
+    let range = scope.time_range.unwrap_or_default();
+    let exploitation = match reports::ExploitationType::try_from(scope.exploitation_type) {
+        Ok(reports::ExploitationType::Labour) => "labour",
+        Ok(reports::ExploitationType::Sexual) => "sexual",
+        Ok(reports::ExploitationType::Online) => "online",
+        Ok(reports::ExploitationType::Criminal) => "criminal",
+        Ok(reports::ExploitationType::Mixed) => "mixed",
+        Ok(reports::ExploitationType::Other | reports::ExploitationType::Unspecified) => "",
+        Err(_) => {
+            return Err(ServiceError::invalid_field(
+                "scope.exploitation_type",
+                "unknown type",
+            ));
+        }
+    };
+    let client_type =
+        match treven_proto::treven::tenants::v1::OrganisationKind::try_from(scope.client_type) {
+            Ok(treven_proto::treven::tenants::v1::OrganisationKind::Fi) => "fi",
+            Ok(treven_proto::treven::tenants::v1::OrganisationKind::Ngo) => "ngo",
+            Ok(treven_proto::treven::tenants::v1::OrganisationKind::Le) => "le",
+            _ => "",
+        };
+    if scope.country.is_empty() && scope.region.is_empty() {
+        return Err(ServiceError::invalid_field(
+            "scope.country",
+            "a country or region is required",
+        ));
+    }
+    Ok(ScopeBrief {
+        country: scope.country,
+        region: scope.region,
+        sector: scope.sector,
+        exploitation: exploitation.to_owned(),
+        from: range
+            .start
+            .as_ref()
+            .map(|t| from_timestamp("scope.time_range.start", t))
+            .transpose()?,
+        to: range
+            .end
+            .as_ref()
+            .map(|t| from_timestamp("scope.time_range.end", t))
+            .transpose()?,
+        client_type: client_type.to_owned(),
+    })
+}
+
+fn generate_input(request: pb::GenerateReportRequest) -> Result<GenerateInput, ServiceError> {
+    let report_id = uuid::Uuid::parse_str(&request.report_id)
+        .map_err(|_| ServiceError::invalid_field("report_id", "must be a UUID"))?;
+    let sections = request
+        .sections
+        .iter()
+        .map(|raw| {
+            SectionKey::parse(raw).ok_or_else(|| {
+                ServiceError::invalid_field("sections", format!("unknown section {raw:?}"))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let (existing, issue) = match &request.current {
+        Some(current) => (
+            current.citations.iter().map(|c| c.id.clone()).collect(),
+            current
+                .title_block
+                .as_ref()
+                .map(|t| t.issue_number)
+                .unwrap_or(0),
+        ),
+        None => (Vec::new(), 0),
+    };
+    Ok(GenerateInput {
+        report_id,
+        scope: scope_from_pb(request.scope)?,
+        sections,
+        existing_citation_ids: existing,
+        // A rewrite keeps the issue number of the draft.
+        issue_number: (issue - 1).max(0),
+        instructions: request.instructions,
+        document_ids: request.document_ids,
+    })
+}
+
+fn chat_stream(mut events: mpsc::Receiver<ChatEvent>) -> BoxStream<pb::SendMessageResponse> {
+    use pb::send_message_response::Event;
+    Box::pin(async_stream::stream! {
+        let mut sequence = 0i64;
+        while let Some(event) = events.recv().await {
+            let (event, last) = match event {
+                ChatEvent::Agent(AgentEvent::Text(text)) => (Event::TextDelta(pb::TextDelta { text }), false),
+                ChatEvent::Agent(AgentEvent::Tool(call)) => (Event::ToolCall(tool_call_to_pb(call)), false),
+                ChatEvent::Agent(AgentEvent::Citation(source)) => (Event::Citation(source_to_pb(source)), false),
+                ChatEvent::Agent(AgentEvent::Usage { model_id, usage }) => {
+                    (Event::Usage(usage_to_pb(usage, cost_nanos(&model_id, usage))), false)
+                }
+                ChatEvent::Done { user, assistant } => (
+                    Event::Done(pb::ReplyDone {
+                        user_message: Some(message_to_pb(*user)),
+                        assistant_message: Some(message_to_pb(*assistant)),
+                    }),
+                    true,
+                ),
+                ChatEvent::Error { code, message } => (
+                    Event::Error(pb::StreamError { code: code.as_str().to_owned(), message }),
+                    true,
+                ),
+            };
+            sequence += 1;
+            yield Ok(pb::SendMessageResponse { sequence, event: Some(event) });
+            if last {
+                return;
+            }
+        }
+        sequence += 1;
+        yield Ok(pb::SendMessageResponse {
+            sequence,
+            event: Some(Event::Error(pb::StreamError { code: "INTERNAL_ERROR".to_owned(), message: "the reply ended unexpectedly".to_owned() })),
+        });
+    })
+}
+
+fn generation_stream(
+    mut events: mpsc::Receiver<GenerationEvent>,
+) -> BoxStream<pb::GenerateReportResponse> {
+    use pb::generate_report_response::Event;
+    Box::pin(async_stream::stream! {
+        let mut sequence = 0i64;
+        while let Some(event) = events.recv().await {
+            let (event, last) = match event {
+                GenerationEvent::Section(section) => (Event::Section(section_to_pb(*section)), false),
+                GenerationEvent::Tool(call) => (Event::ToolCall(tool_call_to_pb(call)), false),
+                GenerationEvent::Usage(usage, cost) => (Event::Usage(usage_to_pb(usage, cost)), false),
+                GenerationEvent::Done { run_id, usage, cost_nanos } => (
+                    Event::Done(pb::GenerationDone { run_id: run_id.to_string(), usage: Some(usage_to_pb(usage, cost_nanos)) }),
+                    true,
+                ),
+                GenerationEvent::Error { code, message } => (
+                    Event::Error(pb::StreamError { code: code.as_str().to_owned(), message }),
+                    true,
+                ),
+            };
+            sequence += 1;
+            yield Ok(pb::GenerateReportResponse { sequence, event: Some(event) });
+            if last {
+                return;
+            }
+        }
+        sequence += 1;
+        yield Ok(pb::GenerateReportResponse {
+            sequence,
+            event: Some(Event::Error(pb::StreamError { code: "INTERNAL_ERROR".to_owned(), message: "the generation ended unexpectedly".to_owned() })),
+        });
+    })
+}
+
+#[tonic::async_trait]
+impl pb::agents_service_server::AgentsService for AgentsGrpc {
+    async fn create_conversation(
+        &self,
+        request: Request<pb::CreateConversationRequest>,
+    ) -> Reply<pb::CreateConversationResponse> {
+        let ctx = context_of(&request)?;
+        let message = request.into_inner();
+        let result = async {
+            let context = message.context.unwrap_or_default();
+            let range = context.time_range.unwrap_or_default();
+            let context = ConversationContext {
+                country: context.country.trim().to_owned(),
+                sector: context.sector.trim().to_owned(),
+                from: range
+                    .start
+                    .as_ref()
+                    .map(|t| from_timestamp("context.time_range.start", t))
+                    .transpose()?,
+                to: range
+                    .end
+                    .as_ref()
+                    .map(|t| from_timestamp("context.time_range.end", t))
+                    .transpose()?,
+            };
+            let conversation = self
+                .agents
+                .create_conversation(&ctx, context, message.title)
+                .await?;
+            Ok(pb::CreateConversationResponse {
+                conversation: Some(conversation_to_pb(conversation)),
+            })
+        }
+        .await;
+        reply(result)
+    }
+
+    async fn list_conversations(
+        &self,
+        request: Request<pb::ListConversationsRequest>,
+    ) -> Reply<pb::ListConversationsResponse> {
+        let ctx = context_of(&request)?;
+        let message = request.into_inner();
+        reply(
+            self.agents
+                .list_conversations(&ctx, message.limit, &message.cursor)
+                .await
+                .map(|(items, next_cursor)| pb::ListConversationsResponse {
+                    items: items.into_iter().map(conversation_to_pb).collect(),
+                    next_cursor,
+                }),
+        )
+    }
+
+    async fn list_messages(
+        &self,
+        request: Request<pb::ListMessagesRequest>,
+    ) -> Reply<pb::ListMessagesResponse> {
+        let ctx = context_of(&request)?;
+        let message = request.into_inner();
+        reply(
+            self.agents
+                .list_messages(
+                    &ctx,
+                    &message.conversation_id,
+                    message.limit,
+                    &message.cursor,
+                )
+                .await
+                .map(|(items, next_cursor)| pb::ListMessagesResponse {
+                    items: items.into_iter().map(message_to_pb).collect(),
+                    next_cursor,
+                }),
+        )
+    }
+
+    type SendMessageStream = BoxStream<pb::SendMessageResponse>;
+
+    async fn send_message(
+        &self,
+        request: Request<pb::SendMessageRequest>,
+    ) -> Reply<Self::SendMessageStream> {
+        let ctx = context_of(&request)?;
+        let message = request.into_inner();
+        let events = self
+            .agents
+            .send_message(&ctx, &message.conversation_id, message.content)
+            .await?;
+        Ok(Response::new(chat_stream(events)))
+    }
+
+    async fn get_usage(
+        &self,
+        request: Request<pb::GetUsageRequest>,
+    ) -> Reply<pb::GetUsageResponse> {
+        let ctx = context_of(&request)?;
+        let message = request.into_inner();
+        reply(self.agents.usage(&ctx, &message.month).await.map(|usage| {
+            pb::GetUsageResponse {
+                month: usage.month,
+                total: Some(usage_to_pb(usage.total, usage.total_cost_nanos)),
+                models: usage
+                    .models
+                    .into_iter()
+                    .map(|m| pb::ModelUsage {
+                        model_id: m.model_id,
+                        usage: Some(usage_to_pb(m.usage, m.cost_nanos)),
+                        calls: m.calls,
+                    })
+                    .collect(),
+            }
+        }))
+    }
+
+    type GenerateReportStream = BoxStream<pb::GenerateReportResponse>;
+
+    async fn generate_report(
+        &self,
+        request: Request<pb::GenerateReportRequest>,
+    ) -> Reply<Self::GenerateReportStream> {
+        let ctx = context_of(&request)?;
+        let input = generate_input(request.into_inner())?;
+        let events = self.agents.generate_report(&ctx, input).await?;
+        Ok(Response::new(generation_stream(events)))
+    }
+
+    async fn detect_pii(
+        &self,
+        request: Request<pb::DetectPiiRequest>,
+    ) -> Reply<pb::DetectPiiResponse> {
+        context_of(&request)?;
+        let text = request.into_inner().text;
+        reply(self.agents.detect_pii(&text).await.map(|findings| {
+            pb::DetectPiiResponse {
+                findings: findings
+                    .iter()
+                    .map(|f| reports::PiiFinding {
+                        id: f.stable_id(""),
+                        r#type: f.kind.proto_value(),
+                        section: String::new(),
+                        field_path: String::new(),
+                        start: i64::try_from(f.start).unwrap_or_default(),
+                        end: i64::try_from(f.end).unwrap_or_default(),
+                        placeholder: f.placeholder.to_owned(),
+                    })
+                    .collect(),
+            }
+        }))
+    }
+
+    async fn run_agent(
+        &self,
+        request: Request<pb::RunAgentRequest>,
+    ) -> Reply<pb::RunAgentResponse> {
+        let ctx = context_of(&request)?;
+        let message = request.into_inner();
+        let result = async {
+            let kind = kind_from_pb(message.kind)?;
+            let input = message
+                .input
+                .as_ref()
+                .map(struct_to_json)
+                .unwrap_or_else(|| serde_json::json!({}));
+            let run = self
+                .agents
+                .run_agent(&ctx, kind, input, message.model_id.trim())
+                .await?;
+            Ok(pb::RunAgentResponse {
+                run: Some(run_to_pb(run)),
+            })
+        }
+        .await;
+        reply(result)
+    }
+
+    async fn get_run(&self, request: Request<pb::GetRunRequest>) -> Reply<pb::GetRunResponse> {
+        let ctx = context_of(&request)?;
+        let id = request.into_inner().id;
+        reply(
+            self.agents
+                .get_run(&ctx, &id)
+                .await
+                .map(|run| pb::GetRunResponse {
+                    run: Some(run_to_pb(run)),
+                }),
+        )
+    }
+}

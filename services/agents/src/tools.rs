@@ -1,0 +1,366 @@
+//! The tools agents may call. Calls to the documents service forward the
+//! caller's mesh context, so a tool can only reach the caller's
+//! organisation.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+use treven_mesh::context::attach_context;
+use treven_proto::treven::documents::v1 as docs;
+use treven_proto::treven::documents::v1::documents_service_client::DocumentsServiceClient;
+
+use crate::generator::{SourceBrief, SourceRef, dataset_label, url_label};
+use crate::model::Tool;
+use crate::provider::ToolSpec;
+
+/// The model-facing spec of `tool`.
+pub fn spec(tool: Tool) -> ToolSpec {
+    let (description, schema) = match tool {
+        Tool::SearchSources => (
+            "Search the organisation's trusted sources by words, country and sector; returns sources with their ids, labels and trust scores.",
+            json!({"type": "object", "properties": {"text": {"type": "string"}, "country": {"type": "string"}, "sector": {"type": "string"}}, "required": ["text"]}),
+        ),
+        Tool::QueryDataset => (
+            "Find the organisation's internal datasets matching words; returns dataset sources and their citation labels.",
+            json!({"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}),
+        ),
+        Tool::DetectPii => (
+            "Find personal data in a text; returns each finding's type, byte range and placeholder.",
+            json!({"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}),
+        ),
+        Tool::MakeCitation => (
+            "Cite a source found with search_sources or query_dataset for a claim; returns the citation label.",
+            json!({"type": "object", "properties": {"source_id": {"type": "string"}, "claim": {"type": "string"}}, "required": ["source_id", "claim"]}),
+        ),
+        Tool::RateConfidence => (
+            "Rate the confidence of a judgement from the sources behind it: high, medium or low.",
+            json!({"type": "object", "properties": {"claim": {"type": "string"}, "source_ids": {"type": "array", "items": {"type": "string"}}}, "required": ["claim", "source_ids"]}),
+        ),
+        Tool::StoreEvidence => (
+            "Record the sources behind a report version as its evidence.",
+            json!({"type": "object", "properties": {"report_id": {"type": "string"}, "version": {"type": "integer"}, "source_ids": {"type": "array", "items": {"type": "string"}}}, "required": ["report_id", "version", "source_ids"]}),
+        ),
+    };
+    ToolSpec {
+        name: tool.name(),
+        description,
+        schema,
+    }
+}
+
+/// The result of a tool call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolOutput {
+    /// Sent back to the model.
+    pub result: Value,
+    /// A short line for the analyst.
+    pub summary: String,
+    /// A citation the call made.
+    pub citation: Option<SourceRef>,
+}
+
+/// The documents service, as the tools and the generator use it.
+#[derive(Debug, Clone)]
+pub struct Documents {
+    client: DocumentsServiceClient<Channel>,
+}
+
+impl Documents {
+    /// Calls the documents service on `channel`.
+    pub fn new(channel: Channel) -> Self {
+        Self {
+            client: DocumentsServiceClient::new(channel),
+        }
+    }
+
+    /// Sources matching the filters, highest trust first.
+    pub async fn search(
+        &self,
+        token: &str,
+        request: docs::SearchSourcesRequest,
+    ) -> Result<Vec<SourceBrief>, String> {
+        let mut call = tonic::Request::new(request);
+        attach_context(&mut call, token).map_err(|e| e.to_string())?;
+        let response = self
+            .client
+            .clone()
+            .search_sources(call)
+            .await
+            .map_err(|status| format!("documents: {}", status.message()))?;
+        Ok(response.into_inner().items.into_iter().map(brief).collect())
+    }
+
+    /// Records the sources behind a report version.
+    pub async fn store_evidence(
+        &self,
+        token: &str,
+        request: docs::StoreEvidenceRequest,
+    ) -> Result<i32, String> {
+        let mut call = tonic::Request::new(request);
+        attach_context(&mut call, token).map_err(|e| e.to_string())?;
+        let response = self
+            .client
+            .clone()
+            .store_evidence(call)
+            .await
+            .map_err(|status| format!("documents: {}", status.message()))?;
+        Ok(response.into_inner().source_count)
+    }
+}
+
+fn time(ts: Option<&prost_types::Timestamp>) -> Option<chrono::DateTime<chrono::Utc>> {
+    ts.and_then(|t| {
+        chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
+    })
+}
+
+/// A documents source as the generator and tools see it.
+pub fn brief(source: docs::Source) -> SourceBrief {
+    use chrono::Datelike as _;
+    let (label, url) = match &source.locator {
+        Some(docs::source::Locator::Dataset(d)) => {
+            let range = d.date_range.as_ref();
+            (
+                dataset_label(
+                    &d.dataset,
+                    time(range.and_then(|r| r.start.as_ref())),
+                    time(range.and_then(|r| r.end.as_ref())),
+                ),
+                String::new(),
+            )
+        }
+        Some(docs::source::Locator::Url(url)) => (
+            url_label(
+                &source.publisher,
+                &source.title,
+                time(source.published_at.as_ref()).map(|t| t.year()),
+            ),
+            url.clone(),
+        ),
+        None => (
+            url_label(&source.publisher, &source.title, None),
+            String::new(),
+        ),
+    };
+    SourceBrief {
+        id: source.id,
+        label,
+        url,
+        title: source.title,
+        publisher: source.publisher,
+        summary: source.summary.chars().take(400).collect(),
+        trust: source.trust.map(|t| t.total).unwrap_or_default(),
+    }
+}
+
+/// What one agent loop's tools share: the caller, the research context and
+/// the sources seen so far (citations may only name those).
+#[derive(Debug, Clone)]
+pub struct ToolContext {
+    /// The caller's mesh token, forwarded to the documents service.
+    pub token: String,
+    /// Country filter, or empty.
+    pub country: String,
+    /// Sector filter, or empty.
+    pub sector: String,
+    seen: Arc<Mutex<HashMap<String, SourceBrief>>>,
+}
+
+impl ToolContext {
+    /// A context for `token`.
+    pub fn new(token: String, country: String, sector: String) -> Self {
+        Self {
+            token,
+            country,
+            sector,
+            seen: Arc::default(),
+        }
+    }
+
+    fn remember(&self, sources: &[SourceBrief]) {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        for source in sources {
+            seen.insert(source.id.clone(), source.clone());
+        }
+    }
+
+    fn seen(&self, id: &str) -> Option<SourceBrief> {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()
+    }
+}
+
+fn text_arg<'a>(input: &'a Value, name: &str) -> Result<&'a str, String> {
+    input
+        .get(name)
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| format!("`{name}` is required"))
+}
+
+fn listing(sources: &[SourceBrief]) -> Value {
+    json!({ "sources": sources.iter().map(|s| json!({
+        "source_id": s.id, "label": s.label, "url": s.url, "trust": s.trust, "summary": s.summary,
+    })).collect::<Vec<_>>() })
+}
+
+/// Runs the tools.
+#[derive(Debug, Clone)]
+pub struct ToolBox {
+    documents: Documents,
+}
+
+impl ToolBox {
+    /// Tools over the documents service.
+    pub fn new(documents: Documents) -> Self {
+        Self { documents }
+    }
+
+    /// Calls `tool` with `input`; an `Err` is a message for the model.
+    pub async fn call(
+        &self,
+        ctx: &ToolContext,
+        tool: Tool,
+        input: &Value,
+    ) -> Result<ToolOutput, String> {
+        match tool {
+            Tool::SearchSources | Tool::QueryDataset => {
+                let text = text_arg(input, "text")?
+                    .chars()
+                    .take(200)
+                    .collect::<String>();
+                let pick = |name: &str, fallback: &str| {
+                    input
+                        .get(name)
+                        .and_then(Value::as_str)
+                        .unwrap_or(fallback)
+                        .to_owned()
+                };
+                let mut sources = self
+                    .documents
+                    .search(
+                        &ctx.token,
+                        docs::SearchSourcesRequest {
+                            limit: 8,
+                            text,
+                            country: pick("country", &ctx.country),
+                            sector: pick("sector", &ctx.sector),
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                if tool == Tool::QueryDataset {
+                    sources.retain(|s| s.url.is_empty());
+                }
+                ctx.remember(&sources);
+                Ok(ToolOutput {
+                    summary: format!("found {} source(s)", sources.len()),
+                    result: listing(&sources),
+                    citation: None,
+                })
+            }
+            Tool::DetectPii => {
+                let text = text_arg(input, "text")?;
+                let findings = treven_pii::detect(text).map_err(|e| e.to_string())?;
+                Ok(ToolOutput {
+                    summary: format!("{} finding(s)", findings.len()),
+                    result: json!({ "findings": findings.iter().map(|f| json!({
+                        "type": f.kind.as_str(), "start": f.start, "end": f.end, "placeholder": f.placeholder,
+                    })).collect::<Vec<_>>() }),
+                    citation: None,
+                })
+            }
+            Tool::MakeCitation => {
+                let id = text_arg(input, "source_id")?;
+                let claim = text_arg(input, "claim")?;
+                let source = ctx
+                    .seen(id)
+                    .ok_or_else(|| "unknown source_id: search for sources first".to_owned())?;
+                let citation = SourceRef {
+                    source_id: source.id.clone(),
+                    label: source.label.clone(),
+                    url: source.url.clone(),
+                };
+                Ok(ToolOutput {
+                    summary: format!("cited {}", source.label),
+                    result: json!({ "label": source.label, "url": source.url, "claim": claim }),
+                    citation: Some(citation),
+                })
+            }
+            Tool::RateConfidence => {
+                text_arg(input, "claim")?;
+                let trusts: Vec<i32> = input
+                    .get("source_ids")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .filter_map(|id| ctx.seen(id))
+                    .map(|s| s.trust)
+                    .collect();
+                let (confidence, reason) = rate(&trusts);
+                Ok(ToolOutput {
+                    summary: format!("{confidence} confidence"),
+                    result: json!({ "confidence": confidence, "reason": reason }),
+                    citation: None,
+                })
+            }
+            Tool::StoreEvidence => {
+                let report_id = text_arg(input, "report_id")?.to_owned();
+                let version = input
+                    .get("version")
+                    .and_then(Value::as_i64)
+                    .and_then(|v| i32::try_from(v).ok())
+                    .ok_or_else(|| "`version` is required".to_owned())?;
+                let source_ids: Vec<String> = input
+                    .get("source_ids")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect();
+                let count = self
+                    .documents
+                    .store_evidence(
+                        &ctx.token,
+                        docs::StoreEvidenceRequest {
+                            report_id,
+                            version,
+                            source_ids,
+                        },
+                    )
+                    .await?;
+                Ok(ToolOutput {
+                    summary: format!("stored {count} source(s) as evidence"),
+                    result: json!({ "source_count": count }),
+                    citation: None,
+                })
+            }
+        }
+    }
+}
+
+/// Confidence from the trust scores of the sources behind a claim: high
+/// with two or more sources averaging 70+, medium with one source of 50+
+/// or several weaker ones, otherwise low.
+pub fn rate(trusts: &[i32]) -> (&'static str, &'static str) {
+    let n = i32::try_from(trusts.len()).unwrap_or(i32::MAX);
+    let average = if n == 0 {
+        0
+    } else {
+        trusts.iter().sum::<i32>() / n
+    };
+    if n >= 2 && average >= 70 {
+        ("high", "corroborated by several high-trust sources")
+    } else if (n >= 1 && average >= 50) || n >= 3 {
+        ("medium", "supported by credible but limited sourcing")
+    } else {
+        ("low", "rests on weak or no known sources")
+    }
+}

@@ -1,0 +1,99 @@
+//! The AgentCore Runtime contract: `/ping` and `/invocations` (SSE).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use support::{Models, TestApp, org};
+
+#[tokio::test]
+async fn ping_and_invocations_follow_the_runtime_contract() {
+    let app = TestApp::spawn(Models::Offline).await;
+    let a = org();
+    let conversation = app.conversation(a).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let router = treven_agents::runtime::router(app.agents.clone(), app.keys.verifier.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let http = reqwest::Client::new();
+
+    let ping: serde_json::Value = http
+        .get(format!("http://{address}/ping"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ping, serde_json::json!({"status": "Healthy"}));
+
+    let body =
+        serde_json::json!({"conversation_id": conversation, "message": "labour exploitation"});
+    let refused = http
+        .post(format!("http://{address}/invocations"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let forged = http
+        .post(format!("http://{address}/invocations"))
+        .header(
+            "x-treven-context",
+            treven_mesh::MeshKey::generate().mint(
+                a,
+                "u",
+                &[treven_mesh::Role::Analyst],
+                "r",
+                std::time::Duration::from_secs(60),
+            ),
+        )
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+
+    let bad = http
+        .post(format!("http://{address}/invocations"))
+        .header("x-treven-context", app.token(a))
+        .json(&serde_json::json!({"conversation_id": conversation, "message": ""}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let other_org = http
+        .post(format!("http://{address}/invocations"))
+        .header("x-treven-context", app.token(org()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other_org.status(), 404);
+
+    let response = http
+        .post(format!("http://{address}/invocations"))
+        .header("x-treven-context", app.token(a))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let text = response.text().await.unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert!(events.iter().any(|e| e["type"] == "tool"));
+    assert!(events.iter().any(|e| e["type"] == "usage"));
+    assert!(events.iter().any(|e| e["type"] == "text"));
+    assert_eq!(events.last().unwrap()["type"], "done");
+    assert_eq!(events.last().unwrap()["model_id"], "offline-kj-1");
+}
