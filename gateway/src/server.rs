@@ -9,6 +9,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
+use tracing::Instrument as _;
 use treven_mesh::CancellationToken;
 use treven_mesh::server::ShutdownPolicy;
 
@@ -119,7 +120,10 @@ pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 async fn api(State(gateway): State<Gateway>, request: Request) -> Response {
     let id = request_id(request.headers());
     let span = tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id = %id, org_id = tracing::field::Empty);
-    let _entered = span.enter();
+    // The span is attached to the future, never entered across an await: a
+    // guard held over an await point leaves the span entered on whichever
+    // task the worker thread polls next, and the registry panics when one
+    // of them closes it.
     let result = async {
         if !request.uri().path().starts_with("/api/") {
             return Err(ApiError::new(
@@ -147,6 +151,7 @@ async fn api(State(gateway): State<Gateway>, request: Request) -> Response {
         let caller = gateway.caller(request.headers(), id.clone()).await?;
         crate::rest::handle(&gateway, &caller, request).await
     }
+    .instrument(span)
     .await;
     let mut response = result.unwrap_or_else(IntoResponse::into_response);
     if let Ok(value) = HeaderValue::from_str(&id) {
