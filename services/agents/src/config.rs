@@ -151,6 +151,9 @@ pub struct AgentsConfig {
     /// `TREVEN_MODEL_SECONDARY`: bedrock, gemini, offline or none (default
     /// none locally, gemini in AWS).
     pub secondary: Option<ProviderKind>,
+    /// `TREVEN_OFFLINE_LATENCY_MS`: how long the offline model waits before
+    /// answering each call (default 0, at most 60,000).
+    pub offline_latency: Duration,
     /// Bedrock settings.
     pub bedrock: BedrockConfig,
     /// Gemini settings; `None` when no credential is configured.
@@ -260,6 +263,10 @@ impl AgentsConfig {
         if !(256..=64_000).contains(&limits.max_output_tokens) {
             return Err(env.error("TREVEN_MAX_OUTPUT_TOKENS", "must be between 256 and 64000"));
         }
+        let offline_latency: u64 = env.parse_or("TREVEN_OFFLINE_LATENCY_MS", 0)?;
+        if offline_latency > 60_000 {
+            return Err(env.error("TREVEN_OFFLINE_LATENCY_MS", "must be at most 60000"));
+        }
         let env_name = environment.as_str();
         Ok(Self {
             listen: env.socket_addr_or(
@@ -275,6 +282,7 @@ impl AgentsConfig {
                 .unwrap_or_else(|| format!("treven-agents-{env_name}")),
             primary,
             secondary,
+            offline_latency: Duration::from_millis(offline_latency),
             bedrock,
             gemini,
             breaker,

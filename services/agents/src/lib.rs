@@ -113,7 +113,7 @@ fn provider(
     sdk: &aws_config::SdkConfig,
 ) -> anyhow::Result<Arc<dyn Provider>> {
     Ok(match kind {
-        ProviderKind::Offline => Arc::new(OfflineProvider),
+        ProviderKind::Offline => Arc::new(OfflineProvider::with_latency(config.offline_latency)),
         ProviderKind::Bedrock => Arc::new(BedrockProvider::new(&config.bedrock, sdk)),
         ProviderKind::Gemini => {
             let gemini = config

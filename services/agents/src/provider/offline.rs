@@ -14,7 +14,19 @@ pub const OFFLINE_MODEL: &str = "offline-kj-1";
 
 /// The offline provider.
 #[derive(Debug, Clone, Default)]
-pub struct OfflineProvider;
+pub struct OfflineProvider {
+    latency: std::time::Duration,
+}
+
+impl OfflineProvider {
+    /// An offline provider that waits `latency` before the first event of
+    /// every call, like a real model's time to first token (zero: answers at
+    /// once). Lets the dev stack show generation progress and lets drills
+    /// stop a worker while a generation is under way.
+    pub fn with_latency(latency: std::time::Duration) -> Self {
+        Self { latency }
+    }
+}
 
 fn tokens(chars: usize) -> i64 {
     i64::try_from(chars.div_ceil(4)).unwrap_or(i64::MAX)
@@ -79,7 +91,17 @@ impl Provider for OfflineProvider {
             ..Usage::default()
         }));
         events.push(ModelEvent::Stop(stop));
-        Box::pin(futures::stream::iter(events.into_iter().map(Ok)))
+        let events = futures::stream::iter(events.into_iter().map(Ok));
+        if self.latency.is_zero() {
+            return Box::pin(events);
+        }
+        let latency = self.latency;
+        Box::pin(futures::StreamExt::flatten(futures::stream::once(
+            async move {
+                tokio::time::sleep(latency).await;
+                events
+            },
+        )))
     }
 }
 
@@ -659,5 +681,24 @@ mod tests {
         };
         assert_eq!(name, "search_sources");
         assert_eq!(input["text"], "What drives labour exploitation in farming?");
+    }
+
+    #[tokio::test]
+    async fn the_configured_latency_comes_before_the_first_event_only() {
+        use futures::StreamExt as _;
+        let latency = std::time::Duration::from_millis(300);
+        let request = || ModelRequest {
+            turns: vec![crate::provider::Turn::user("Hello")],
+            ..ModelRequest::default()
+        };
+        let started = std::time::Instant::now();
+        let mut slow = OfflineProvider::with_latency(latency).stream(request());
+        slow.next().await.unwrap().unwrap();
+        let first = started.elapsed();
+        assert!(first >= latency, "first event after {first:?}");
+        let rest: Vec<_> = slow.collect().await;
+        assert!(!rest.is_empty(), "the rest follows");
+        let events: Vec<_> = OfflineProvider::default().stream(request()).collect().await;
+        assert_eq!(events.len(), rest.len() + 1, "the same answer, only later");
     }
 }

@@ -227,7 +227,7 @@ impl TestApp {
             .unwrap();
         let (router, bedrock, gemini) = match models {
             Models::Offline => (
-                Router::new(Arc::new(OfflineProvider), None, breaker(2)),
+                Router::new(Arc::new(OfflineProvider::default()), None, breaker(2)),
                 None,
                 None,
             ),
