@@ -2,6 +2,9 @@
 
 #![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod drill;
+pub mod mesh;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -62,7 +65,30 @@ impl Server {
         addr_variable: &'static str,
         envs: Vec<(&'static str, String)>,
     ) -> Self {
-        let port = free_port();
+        Self::start_on(role, envs, addr_variable, free_port())
+    }
+
+    /// Starts a role whose server has no gRPC health (the gateway) and
+    /// waits until `port` accepts connections.
+    pub fn start_http(role: &str, envs: Vec<(&'static str, String)>, port: u16) -> Self {
+        let child = treven(&envs)
+            .args(["serve", "--target", role])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn treven serve");
+        treven_testkit::wait_for_port(port, role);
+        Self { child, port, envs }
+    }
+
+    /// Starts `treven serve --target <role>` with `addr_variable` set to
+    /// `127.0.0.1:<port>`, and waits until it is SERVING.
+    pub fn start_on(
+        role: &str,
+        envs: Vec<(&'static str, String)>,
+        addr_variable: &'static str,
+        port: u16,
+    ) -> Self {
         let mut all = envs;
         all.push((addr_variable, format!("127.0.0.1:{port}")));
         let child = treven(&all)
