@@ -57,6 +57,10 @@ fn deadline(headers: &axum::http::HeaderMap, default: std::time::Duration) -> st
         .unwrap_or(default)
 }
 
+/// How long a call waits for the discovery loop to drop a dead endpoint
+/// before its one retry.
+const REFRESH_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Transcodes and answers one `/api` request of an authenticated caller.
 pub async fn handle(
     gateway: &Gateway,
@@ -121,14 +125,30 @@ pub async fn handle(
             timeout,
         )
         .await;
-        // Idempotent reads get one more try when the upstream was
-        // unavailable, within the retry budget (so retries never multiply a
-        // real outage).
-        if parts.method == axum::http::Method::GET
-            && matches!(&result, Err(status) if status.code() == tonic::Code::Unavailable)
-            && gateway.retries.try_withdraw()
-        {
-            tracing::info!(rpc = route.rpc().full_name(), "retrying an idempotent read");
+        // One more try, after the discovery loop has probed the endpoints
+        // again (so a task that just died is out of the balancer):
+        // - whatever the method, when the call never reached a server (the
+        //   endpoint refused the connection: nothing was sent);
+        // - for idempotent reads, when the upstream was unavailable (also a
+        //   connection broken mid-call), within the retry budget so retries
+        //   never multiply a real outage.
+        let retry = match &result {
+            Err(status) if treven_mesh::discovery::is_unreachable(status) => true,
+            Err(status) => {
+                parts.method == axum::http::Method::GET
+                    && ErrorCode::of_status(status) == ErrorCode::Unavailable
+                    && gateway.retries.try_withdraw()
+            }
+            Ok(_) => false,
+        };
+        if retry {
+            tracing::info!(
+                rpc = route.rpc().full_name(),
+                "retrying an unreachable or unavailable upstream"
+            );
+            if let Some(refresher) = gateway.refreshers.get(route.service_name()) {
+                refresher.refresh_now(REFRESH_WAIT).await;
+            }
             result = call_unary(channel, route.rpc(), message, metadata, timeout).await;
         }
         return Ok(match result {

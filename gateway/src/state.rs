@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tonic::transport::Channel;
 use treven_mesh::client::ChannelOptions;
-use treven_mesh::discovery::{SystemResolver, discovered_channel};
+use treven_mesh::discovery::{Refresher, SystemResolver, Upstream, discovered_upstream};
 use treven_mesh::keys::MeshKeys;
 
 use treven_transcode::{OpenApiInfo, Transcoder};
@@ -29,6 +29,9 @@ pub struct Gateway {
     pub limiter: RateLimiter,
     /// A channel per upstream gRPC service, by full service name.
     pub upstreams: Arc<HashMap<String, Channel>>,
+    /// The discovery loops of those channels (for services whose address is
+    /// a DNS name or a list), to drop a dead endpoint at once.
+    pub refreshers: Arc<HashMap<String, Refresher>>,
     /// Routes and messages from the protos' `google.api.http` rules.
     pub transcoder: Arc<Transcoder>,
     /// The OpenAPI document of those routes (built once).
@@ -76,7 +79,7 @@ impl Gateway {
             call_timeout: config.upstream_timeout,
             ..ChannelOptions::default()
         };
-        let upstreams: HashMap<String, Channel> = [
+        let discovered: HashMap<String, Upstream> = [
             ("treven.tenants.v1.TenantsService", &config.tenants_url),
             (
                 "treven.documents.v1.DocumentsService",
@@ -89,7 +92,7 @@ impl Gateway {
         .map(|(service, url)| {
             Ok((
                 service.to_owned(),
-                discovered_channel(
+                discovered_upstream(
                     url,
                     options,
                     Duration::from_secs(5),
@@ -98,6 +101,14 @@ impl Gateway {
             ))
         })
         .collect::<Result<_, tonic::transport::Error>>()?;
+        let refreshers: HashMap<String, Refresher> = discovered
+            .iter()
+            .filter_map(|(service, up)| Some((service.clone(), up.refresher.clone()?)))
+            .collect();
+        let upstreams: HashMap<String, Channel> = discovered
+            .into_iter()
+            .map(|(service, up)| (service, up.channel))
+            .collect();
         let tenants = upstreams
             .get("treven.tenants.v1.TenantsService")
             .cloned()
@@ -132,6 +143,7 @@ impl Gateway {
             minter: Arc::new(minter),
             limiter,
             upstreams: Arc::new(upstreams),
+            refreshers: Arc::new(refreshers),
         })
     }
 }

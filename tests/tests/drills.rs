@@ -321,6 +321,89 @@ async fn a_reports_worker_killed_mid_generation_leaves_a_report_that_completes_o
     mesh.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_of_two_tenants_instances_dies_and_calls_keep_succeeding() {
+    let mut mesh = Mesh::start_with(
+        "drill_tenants",
+        MeshOptions {
+            second_tenants: true,
+            env: vec![
+                ("TREVEN_RATE_LIMIT_PER_MINUTE", "1000000".to_owned()),
+                ("TREVEN_ORG_RATE_LIMIT_PER_MINUTE", "1000000".to_owned()),
+            ],
+            ..MeshOptions::default()
+        },
+    )
+    .await;
+    let analyst = mesh.sign_in("tenants-drill", "ngo", "analyst@tenants.test", "analyst");
+    let admin = mesh.sign_in("tenants-drill", "ngo", "admin@tenants.test", "admin");
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..8 {
+        let (gateway, stop) = (mesh.gateway.clone(), stop.clone());
+        // Six readers of /api/me (tenants GetMe) and two writers of partners.
+        let (user, writes) = if worker < 6 {
+            (analyst.clone(), false)
+        } else {
+            (admin.clone(), true)
+        };
+        workers.spawn(async move {
+            let client = reqwest::Client::new();
+            let (mut ok, mut failed, mut n) = (0u32, Vec::new(), 0);
+            while !stop.load(Ordering::SeqCst) {
+                n += 1;
+                let request = if writes {
+                    client.post(format!("{gateway}/api/partners")).json(&json!({
+                        "name": format!("partner {worker}-{n}"),
+                        "kind": "ORGANISATION_KIND_FI",
+                        "contactEmail": "fiu@bank.test",
+                    }))
+                } else {
+                    client.get(format!("{gateway}/api/me"))
+                };
+                match request.bearer_auth(&user.token).send().await {
+                    Ok(response) if response.status().is_success() => ok += 1,
+                    Ok(response) => {
+                        let status = response.status();
+                        let body = response.text().await.unwrap_or_default();
+                        failed.push((writes, status.as_u16(), body));
+                    }
+                    Err(err) => failed.push((writes, 0, err.to_string())),
+                }
+            }
+            (ok, failed)
+        });
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // kill -9 the first instance; the second one carries on alone.
+    let first = mesh.tenants_server();
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::SeqCst);
+    let (mut ok, mut failed) = (0, Vec::new());
+    while let Some(joined) = workers.join_next().await {
+        let (worker_ok, worker_failed) = joined.unwrap();
+        ok += worker_ok;
+        failed.extend(worker_failed);
+    }
+    assert!(ok > 50, "the load ran: {ok} calls");
+    // Reads never fail: a read in flight on the dead instance is retried on
+    // the live one. A write in flight there may or may not have happened, so
+    // it is not retried: it gets a clear 503 (at most one per writer, at the
+    // moment of the kill); every later write succeeds.
+    let (writes, reads): (Vec<_>, Vec<_>) = failed.iter().partition(|(writes, _, _)| *writes);
+    assert!(reads.is_empty(), "reads failed: {reads:?}");
+    assert!(
+        writes.len() <= 2,
+        "writes failed beyond the ones in flight: {writes:?}"
+    );
+    for (_, status, body) in &writes {
+        assert_eq!(*status, 503, "an interrupted write is UNAVAILABLE: {body}");
+    }
+    mesh.stop().await;
+}
+
 fn report_request() -> Value {
     json!({
         "scope": {

@@ -30,8 +30,17 @@ impl Default for ChannelOptions {
 }
 
 /// A lazily connecting channel to `url` (connections open on first use and
-/// reopen after failures).
+/// reopen after failures). A comma-separated list of URLs gives a channel
+/// balanced across them (the gateway's upstreams also probe such a list:
+/// see [`crate::discovery`]).
 pub fn channel(url: &str, options: ChannelOptions) -> Result<Channel, tonic::transport::Error> {
+    if url.contains(',') {
+        let endpoints = url
+            .split(',')
+            .map(|part| endpoint(part.trim(), options))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(Channel::balance_list(endpoints.into_iter()));
+    }
     Ok(endpoint(url, options)?.connect_lazy())
 }
 
@@ -46,11 +55,14 @@ pub fn endpoint(url: &str, options: ChannelOptions) -> Result<Endpoint, tonic::t
         .keep_alive_timeout(Duration::from_secs(10)))
 }
 
-/// Reads a service URL such as `TREVEN_TENANTS_URL`, checking it parses.
+/// Reads a service URL such as `TREVEN_TENANTS_URL` (or a comma-separated
+/// list of them, one per instance), checking each parses.
 pub fn service_url(env: &Env, variable: &str, default: &str) -> Result<String, ConfigError> {
     let url = env.get(variable).unwrap_or_else(|| default.to_owned());
-    Endpoint::from_shared(url.clone())
-        .map_err(|e| env.error(variable, format!("not a URL: {e}")))?;
+    for part in url.split(',') {
+        Endpoint::from_shared(part.trim().to_owned())
+            .map_err(|e| env.error(variable, format!("not a URL: {e}")))?;
+    }
     Ok(url)
 }
 

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::{Notify, watch};
 use tonic::transport::Channel;
 use tonic::transport::channel::Change;
 
@@ -38,33 +39,129 @@ impl Resolve for SystemResolver {
     }
 }
 
-/// A channel to `url` (`http://host:port`) that re-resolves `host` every
-/// `refresh` with `resolver` and balances across the addresses found. A
-/// resolution failure keeps the last known addresses.
+/// A balanced channel to one service and the handle of its discovery loop.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// Calls go here.
+    pub channel: Channel,
+    /// Present when the channel follows DNS or a list of addresses (absent
+    /// for a single IP-literal URL, which has nothing to re-resolve).
+    pub refresher: Option<Refresher>,
+}
+
+/// Asks an [`Upstream`]'s discovery loop for a round now (resolve, probe,
+/// update the balancer) instead of at its next tick.
+#[derive(Debug, Clone)]
+pub struct Refresher {
+    wake: Arc<Notify>,
+    rounds: watch::Receiver<Rounds>,
+}
+
+/// Numbers of the discovery rounds started and finished so far.
+#[derive(Debug, Clone, Copy, Default)]
+struct Rounds {
+    started: u64,
+    finished: u64,
+}
+
+impl Refresher {
+    /// Wakes the loop and waits (at most `limit`) for a round that started
+    /// after this call to finish: a caller that just failed to reach an
+    /// endpoint can then retry knowing the balancer no longer holds it.
+    pub async fn refresh_now(&self, limit: Duration) {
+        let mut rounds = self.rounds.clone();
+        let started_before = rounds.borrow().started;
+        self.wake.notify_one();
+        let _ = tokio::time::timeout(limit, rounds.wait_for(|r| r.finished > started_before)).await;
+    }
+}
+
+/// Whether `status` says the call never reached a server: the connection was
+/// refused, so nothing was sent and any call, write or not, may be retried
+/// on another endpoint.
+pub fn is_unreachable(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if error
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            return true;
+        }
+        source = error.source();
+    }
+    false
+}
+
+/// [`discovered_upstream`]'s channel alone.
 pub fn discovered_channel(
     url: &str,
     options: ChannelOptions,
     refresh: Duration,
     resolver: Arc<dyn Resolve>,
 ) -> Result<Channel, tonic::transport::Error> {
-    // An unparsable URL falls through to the plain channel, which reports it.
-    let parsed: http::Uri = url.parse().unwrap_or_default();
-    let scheme = parsed.scheme_str().unwrap_or("http").to_owned();
-    let Some(authority) = parsed.authority().map(|a| a.as_str().to_owned()) else {
-        return crate::client::channel(url, options);
+    discovered_upstream(url, options, refresh, resolver).map(|upstream| upstream.channel)
+}
+
+/// A channel to `url` that balances across the addresses of its host and
+/// keeps them current.
+///
+/// - `http://host:port` (a DNS name): `host` is re-resolved with `resolver`
+///   every `refresh` (a resolution failure keeps the last known addresses);
+/// - `http://10.0.0.1:50051,http://10.0.0.2:50051`: a fixed list of
+///   addresses, balanced the same way;
+/// - a single IP-literal URL (local runs): a plain channel.
+///
+/// Each round also probes every address with a TCP connect and leaves out
+/// those that refuse, so a dead task stops receiving calls before DNS
+/// forgets it; when none answers, all are kept (calls then fail fast with
+/// UNAVAILABLE instead of waiting for an endpoint).
+pub fn discovered_upstream(
+    url: &str,
+    options: ChannelOptions,
+    refresh: Duration,
+    resolver: Arc<dyn Resolve>,
+) -> Result<Upstream, tonic::transport::Error> {
+    let (scheme, target, resolver) = match static_addresses(url) {
+        Some((scheme, addresses)) => {
+            let listed = addresses
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            let resolver: Arc<dyn Resolve> = Arc::new(Fixed(addresses));
+            (scheme, listed, resolver)
+        }
+        None => {
+            // An unparsable URL falls through to the plain channel, which
+            // reports it.
+            let parsed: http::Uri = url.parse().unwrap_or_default();
+            let scheme = parsed.scheme_str().unwrap_or("http").to_owned();
+            let Some(authority) = parsed.authority().map(|a| a.as_str().to_owned()) else {
+                return plain(url, options);
+            };
+            if authority.parse::<SocketAddr>().is_ok() {
+                return plain(url, options);
+            }
+            (scheme, authority, resolver)
+        }
     };
-    if authority.parse::<SocketAddr>().is_ok() {
-        return crate::client::channel(url, options);
-    }
     let (channel, changes) = Channel::balance_channel::<SocketAddr>(64);
+    let wake = Arc::new(Notify::new());
+    let (rounds_tx, rounds) = watch::channel(Rounds::default());
+    let probe_timeout = options.connect_timeout.min(Duration::from_millis(500));
+    let woken = wake.clone();
     tokio::spawn(async move {
         let mut known: HashSet<SocketAddr> = HashSet::new();
+        let mut round = 0;
         loop {
-            match resolver.resolve(&authority).await {
+            round += 1;
+            rounds_tx.send_modify(|r| r.started = round);
+            match resolver.resolve(&target).await {
                 Ok(addresses) => {
-                    let current: HashSet<SocketAddr> = addresses.into_iter().collect();
+                    let current = reachable(addresses, probe_timeout).await;
                     for gone in known.difference(&current) {
-                        tracing::info!(service = %authority, address = %gone, "endpoint removed");
+                        tracing::info!(service = %target, address = %gone, "endpoint removed");
                         if changes.send(Change::Remove(*gone)).await.is_err() {
                             return;
                         }
@@ -75,7 +172,7 @@ pub fn discovered_channel(
                         else {
                             continue;
                         };
-                        tracing::info!(service = %authority, address = %new, "endpoint added");
+                        tracing::info!(service = %target, address = %new, "endpoint added");
                         if changes.send(Change::Insert(*new, endpoint)).await.is_err() {
                             return;
                         }
@@ -83,13 +180,76 @@ pub fn discovered_channel(
                     known = current;
                 }
                 Err(error) => {
-                    tracing::warn!(service = %authority, %error, "resolution failed, keeping the last addresses")
+                    tracing::warn!(service = %target, %error, "resolution failed, keeping the last addresses")
                 }
             }
-            tokio::time::sleep(refresh).await;
+            rounds_tx.send_modify(|r| r.finished = round);
+            tokio::select! {
+                () = tokio::time::sleep(refresh) => {}
+                () = woken.notified() => {}
+            }
         }
     });
-    Ok(channel)
+    Ok(Upstream {
+        channel,
+        refresher: Some(Refresher { wake, rounds }),
+    })
+}
+
+fn plain(url: &str, options: ChannelOptions) -> Result<Upstream, tonic::transport::Error> {
+    Ok(Upstream {
+        channel: crate::client::channel(url, options)?,
+        refresher: None,
+    })
+}
+
+/// The scheme and addresses of a comma-separated list of IP-literal URLs,
+/// `None` unless `url` is such a list of at least two.
+fn static_addresses(url: &str) -> Option<(String, Vec<SocketAddr>)> {
+    if !url.contains(',') {
+        return None;
+    }
+    let mut scheme = None;
+    let mut addresses = Vec::new();
+    for part in url.split(',') {
+        let parsed: http::Uri = part.trim().parse().ok()?;
+        let this = parsed.scheme_str().unwrap_or("http").to_owned();
+        if scheme.get_or_insert_with(|| this.clone()) != &this {
+            return None;
+        }
+        addresses.push(parsed.authority()?.as_str().parse().ok()?);
+    }
+    Some((scheme?, addresses))
+}
+
+/// A resolver of a fixed list of addresses.
+struct Fixed(Vec<SocketAddr>);
+
+impl Resolve for Fixed {
+    fn resolve(&self, _: &str) -> futures::future::BoxFuture<'_, std::io::Result<Vec<SocketAddr>>> {
+        let addresses = self.0.clone();
+        Box::pin(async move { Ok(addresses) })
+    }
+}
+
+/// The addresses that accept a TCP connection within `timeout`; all of them
+/// when none does.
+async fn reachable(addresses: Vec<SocketAddr>, timeout: Duration) -> HashSet<SocketAddr> {
+    let probes = addresses.iter().map(|address| async move {
+        let open = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address)).await;
+        (*address, matches!(open, Ok(Ok(_))))
+    });
+    let results = futures::future::join_all(probes).await;
+    let alive: HashSet<SocketAddr> = results
+        .iter()
+        .filter(|(_, open)| *open)
+        .map(|(address, _)| *address)
+        .collect();
+    if alive.is_empty() {
+        addresses.into_iter().collect()
+    } else {
+        alive
+    }
 }
 
 #[cfg(test)]
@@ -175,6 +335,73 @@ mod tests {
         for _ in 0..5 {
             assert!(healthy(&channel).await, "calls go to the new task");
         }
+    }
+
+    #[tokio::test]
+    async fn a_dead_endpoint_of_a_list_costs_at_most_one_retry_per_call() {
+        let (first, stop_first) = health_server().await;
+        let (second, _stop_second) = health_server().await;
+        let options = ChannelOptions {
+            connect_timeout: Duration::from_millis(300),
+            call_timeout: Duration::from_secs(2),
+        };
+        // A refresh interval far beyond the test: only refresh_now probes.
+        let upstream = discovered_upstream(
+            &format!("http://{first},http://{second}"),
+            options,
+            Duration::from_secs(3600),
+            Arc::new(SystemResolver),
+        )
+        .expect("upstream");
+        let refresher = upstream.refresher.clone().expect("a list is discovered");
+        refresher.refresh_now(Duration::from_secs(2)).await;
+        for _ in 0..10 {
+            assert!(healthy(&upstream.channel).await, "both tasks answer");
+        }
+
+        stop_first.cancel();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut retried = 0;
+        for _ in 0..20 {
+            let mut client =
+                tonic_health::pb::health_client::HealthClient::new(upstream.channel.clone());
+            let request = || tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            };
+            if let Err(status) = client.check(request()).await {
+                assert!(
+                    is_unreachable(&status),
+                    "only refused connections fail: {status:?}"
+                );
+                retried += 1;
+                refresher.refresh_now(Duration::from_secs(2)).await;
+                client
+                    .check(request())
+                    .await
+                    .expect("the retry goes to the live task");
+            }
+        }
+        assert!(
+            retried <= 2,
+            "the dead task leaves the balancer at the first refused call ({retried} retries)"
+        );
+    }
+
+    #[test]
+    fn only_refused_connections_count_as_unreachable() {
+        assert!(!is_unreachable(&tonic::Status::unavailable("draining")));
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let mut status = tonic::Status::unavailable("tcp connect error");
+        status.set_source(Arc::new(refused));
+        assert!(is_unreachable(&status));
+    }
+
+    #[test]
+    fn lists_need_ip_literals_of_one_scheme() {
+        assert!(static_addresses("http://127.0.0.1:1,http://127.0.0.1:2").is_some());
+        assert!(static_addresses("http://127.0.0.1:1").is_none());
+        assert!(static_addresses("http://a.internal:1,http://127.0.0.1:2").is_none());
+        assert!(static_addresses("http://127.0.0.1:1,https://127.0.0.1:2").is_none());
     }
 
     #[test]

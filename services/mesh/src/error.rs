@@ -125,6 +125,15 @@ impl ErrorCode {
         {
             return code;
         }
+        // A status made in this process from a transport failure carries the
+        // failure as its source (one received from a server never does):
+        // the connection to the upstream broke mid-call, an outage rather
+        // than a bug.
+        if std::error::Error::source(status).is_some()
+            && matches!(status.code(), Code::Unknown | Code::Internal)
+        {
+            return ErrorCode::Unavailable;
+        }
         match status.code() {
             Code::Unauthenticated => ErrorCode::Unauthorized,
             Code::PermissionDenied => ErrorCode::Forbidden,
@@ -338,6 +347,20 @@ mod tests {
         let violations = &details.bad_request().expect("bad request").field_violations;
         assert_eq!(violations[0].field, "email");
         assert_eq!(status.code(), Code::InvalidArgument);
+    }
+
+    #[test]
+    fn a_broken_connection_is_unavailable_not_internal() {
+        let mut broken = tonic::Status::unknown("transport error");
+        broken.set_source(std::sync::Arc::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        assert_eq!(ErrorCode::of_status(&broken), ErrorCode::Unavailable);
+        // The same code received from a server is a server's bug.
+        assert_eq!(
+            ErrorCode::of_status(&tonic::Status::unknown("transport error")),
+            ErrorCode::Internal
+        );
     }
 
     #[test]

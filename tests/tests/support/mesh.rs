@@ -62,6 +62,8 @@ pub struct MeshOptions {
     pub redis_url: Option<String>,
     /// Leave the reports service out (the drill starts its own instances).
     pub without_reports: bool,
+    /// A second tenants instance; the gateway balances across both.
+    pub second_tenants: bool,
     /// Environment added to every process.
     pub env: Vec<(&'static str, String)>,
 }
@@ -169,8 +171,24 @@ impl Mesh {
             all.extend(extra.iter().cloned());
             all
         };
-        let mut servers = vec![
-            Server::start_on("tenants", with(&[]), "TREVEN_TENANTS_ADDR", tenants),
+        let mut tenants_urls = url(tenants);
+        let mut servers = vec![Server::start_on(
+            "tenants",
+            with(&[]),
+            "TREVEN_TENANTS_ADDR",
+            tenants,
+        )];
+        if options.second_tenants {
+            let port = free_port();
+            servers.push(Server::start_on(
+                "tenants",
+                with(&[]),
+                "TREVEN_TENANTS_ADDR",
+                port,
+            ));
+            tenants_urls = format!("{tenants_urls},{}", url(port));
+        }
+        servers.extend([
             Server::start_on("documents", with(&[]), "TREVEN_DOCUMENTS_ADDR", documents),
             Server::start_on("agents", with(&[]), "TREVEN_AGENTS_ADDR", agents),
             Server::start_on(
@@ -182,7 +200,7 @@ impl Mesh {
                 "TREVEN_AGENTS_ADDR",
                 agents_chat,
             ),
-        ];
+        ]);
         if !options.without_reports {
             servers.push(Server::start_on(
                 "reports",
@@ -195,6 +213,7 @@ impl Mesh {
             "gateway",
             with(&[
                 ("TREVEN_AGENTS_URL", url(agents_chat)),
+                ("TREVEN_TENANTS_URL", tenants_urls),
                 ("TREVEN_GATEWAY_ADDR", format!("127.0.0.1:{gateway}")),
                 ("TREVEN_GATEWAY_WS_ADDR", format!("127.0.0.1:{ws}")),
             ]),
@@ -283,6 +302,12 @@ impl Mesh {
         let mut env = self.env.clone();
         env.extend(extra.iter().cloned());
         Server::start_on("reports", env, "TREVEN_REPORTS_ADDR", self.reports_port)
+    }
+
+    /// The first tenants instance (the second, when asked for, is the next
+    /// process).
+    pub fn tenants_server(&mut self) -> &mut Server {
+        &mut self.servers[0]
     }
 
     /// The gateway process (the last one started).
