@@ -140,6 +140,38 @@ impl JwtVerifier {
         }
     }
 
+    /// A verifier whose keys are the RSA keys of the JWKS document `jwks`
+    /// (the JSON of a `.well-known/jwks.json`), fixed for its lifetime: an
+    /// unknown `kid` is [`AuthError::UnknownKey`] and nothing is ever fetched.
+    /// For tests and the fuzz targets, which must not need a network.
+    ///
+    /// Fails with [`AuthError::JwksUnavailable`] when `jwks` is not a JWKS.
+    pub fn from_jwks(
+        issuer: String,
+        client_id: String,
+        jwks: &[u8],
+        cache_entries: usize,
+    ) -> Result<Self, AuthError> {
+        let set: JwkSet = serde_json::from_slice(jwks)
+            .map_err(|e| AuthError::JwksUnavailable(format!("not a JWKS: {e}")))?;
+        let verifier = Self::new(
+            issuer,
+            client_id,
+            String::new(),
+            Duration::MAX,
+            cache_entries,
+        );
+        let cache = KeyCache {
+            keys: decoding_keys(set),
+            // Fetched "now" with an endless refresh interval: never refetched.
+            fetched_at: Some(Instant::now()),
+        };
+        Ok(Self {
+            keys: RwLock::new(cache),
+            ..verifier
+        })
+    }
+
     /// Verifies `token` and returns the caller's identity.
     pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         if token.is_empty() {
@@ -249,17 +281,99 @@ impl JwtVerifier {
             .json()
             .await
             .map_err(|e| AuthError::JwksUnavailable(e.to_string()))?;
-        cache.keys = set
-            .keys
-            .into_iter()
-            .filter(|k| k.kty == "RSA")
-            .filter_map(|k| {
-                let key =
-                    DecodingKey::from_rsa_components(k.n.as_deref()?, k.e.as_deref()?).ok()?;
-                Some((k.kid, key))
-            })
-            .collect();
+        cache.keys = decoding_keys(set);
         tracing::info!(keys = cache.keys.len(), "jwks refreshed");
         cache.keys.get(kid).cloned().ok_or(AuthError::UnknownKey)
+    }
+}
+
+/// The RSA keys of `set` by `kid`; other key types and keys whose `n`/`e`
+/// do not decode are left out.
+fn decoding_keys(set: JwkSet) -> HashMap<String, DecodingKey> {
+    set.keys
+        .into_iter()
+        .filter(|k| k.kty == "RSA")
+        .filter_map(|k| {
+            let key = DecodingKey::from_rsa_components(k.n.as_deref()?, k.e.as_deref()?).ok()?;
+            Some((k.kid, key))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use base64::Engine as _;
+    use jsonwebtoken::{EncodingKey, Header};
+
+    use super::*;
+
+    // The throwaway key pair of the fuzz targets (it signs nothing real).
+    const JWKS: &str = include_str!("../fuzz/keys/jwks.json");
+    const PRIVATE_PEM: &str = include_str!("../fuzz/keys/fuzz-only-rsa.pem");
+    const ISSUER: &str = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_fuzz";
+    const CLIENT: &str = "fuzz-client";
+
+    fn sign(kid: &str, claims: &serde_json::Value) -> String {
+        let body: String = PRIVATE_PEM
+            .lines()
+            .filter(|line| !line.starts_with("-----"))
+            .collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap();
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(kid.to_owned());
+        jsonwebtoken::encode(&header, claims, &EncodingKey::from_rsa_der(&der)).unwrap()
+    }
+
+    fn claims(org: &str) -> serde_json::Value {
+        serde_json::json!({
+            "sub": "user-1",
+            "iss": ISSUER,
+            "aud": CLIENT,
+            "token_use": "id",
+            "exp": chrono::Utc::now().timestamp() + 600,
+            "custom:orgId": org,
+            "email": "ann@example.org",
+            "email_verified": "true",
+        })
+    }
+
+    #[tokio::test]
+    async fn a_static_jwks_verifies_without_fetching() {
+        let verifier =
+            JwtVerifier::from_jwks(ISSUER.into(), CLIENT.into(), JWKS.as_bytes(), 8).unwrap();
+        let org = uuid::Uuid::now_v7().to_string();
+        let identity = verifier
+            .verify(&sign("fuzz-key-1", &claims(&org)))
+            .await
+            .unwrap();
+        assert_eq!(identity.sub, "user-1");
+        assert_eq!(identity.org_id.to_string(), org);
+        assert_eq!(identity.email.as_deref(), Some("ann@example.org"));
+
+        // An unknown kid is refused from the fixed set: a fetch of the empty
+        // JWKS URL would have been JwksUnavailable instead.
+        assert_eq!(
+            verifier.verify(&sign("other-key", &claims(&org))).await,
+            Err(AuthError::UnknownKey)
+        );
+        // The EC key of the set is left out: only RSA keys verify RS256.
+        assert_eq!(
+            verifier.verify(&sign("fuzz-ec-key", &claims(&org))).await,
+            Err(AuthError::UnknownKey)
+        );
+    }
+
+    #[test]
+    fn a_static_jwks_must_be_a_jwks() {
+        for bad in [&b"not json"[..], b"{}", b"{\"keys\": [{\"kid\": 1}]}"] {
+            assert!(matches!(
+                JwtVerifier::from_jwks(ISSUER.into(), CLIENT.into(), bad, 8),
+                Err(AuthError::JwksUnavailable(_))
+            ));
+        }
     }
 }

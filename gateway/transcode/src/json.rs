@@ -13,6 +13,7 @@ use serde_json::Map;
 use treven_mesh::ServiceError;
 
 use crate::fields::{field_by_any_name, well_known};
+use crate::request::BODY;
 use crate::scalar::{Input, scalar};
 use crate::wkt::well_known_message;
 
@@ -37,6 +38,14 @@ pub(crate) fn merge_object(
     let mut present: Vec<FieldDescriptor> = Vec::with_capacity(object.len());
     for (key, json) in object {
         let Some(field) = field_by_any_name(&descriptor, key) else {
+            if key.is_empty() {
+                // `{"": …}`: name the object that holds it, never "".
+                let holder = if prefix.is_empty() { BODY } else { prefix };
+                return Err(ServiceError::invalid_field(
+                    holder,
+                    "has a member with an empty name",
+                ));
+            }
             return Err(ServiceError::invalid_field(
                 child_path(prefix, key),
                 "unknown field",
@@ -155,4 +164,40 @@ fn takes_null(field: &FieldDescriptor) -> bool {
     !field.is_list()
         && !field.is_map()
         && matches!(field.kind(), Kind::Message(m) if m.full_name() == "google.protobuf.Value")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn violated_field(error: ServiceError) -> serde_json::Value {
+        crate::errors::http_error_of(error, None).body["error"]["details"]["fields"][0]["field"]
+            .clone()
+    }
+
+    #[test]
+    fn a_member_with_an_empty_name_names_its_object() {
+        // Found by the transcode_request fuzz target: `{"": 1}` used to be
+        // refused as the unknown field "", an error naming no field.
+        let pool = crate::rules::builtin_pool().unwrap_or_else(|e| panic!("{e}"));
+        let descriptor = pool
+            .get_message_by_name("treven.reports.v1.CreateReportRequest")
+            .unwrap_or_else(|| panic!("CreateReportRequest is in the pool"));
+        for (body, field) in [
+            (serde_json::json!({"": 1}), "body"),
+            (
+                serde_json::json!({"scope": {"country": "GB", "": 1}}),
+                "scope",
+            ),
+            (serde_json::json!({"nope": 1}), "nope"),
+            (serde_json::json!({"scope": {"nope": 1}}), "scope.nope"),
+        ] {
+            let mut message = DynamicMessage::new(descriptor.clone());
+            let serde_json::Value::Object(object) = &body else {
+                panic!("{body} is an object");
+            };
+            let error = merge_object(&mut message, object, "").expect_err("refused");
+            assert_eq!(violated_field(error), field, "{body}");
+        }
+    }
 }

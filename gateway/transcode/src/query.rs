@@ -142,6 +142,14 @@ fn parse_pairs(query: &str, limits: &RequestLimits) -> Result<Vec<(String, Strin
         let (key, value) = piece.split_once('=').unwrap_or((piece, ""));
         let key = form_decode(key)
             .ok_or_else(|| ServiceError::invalid_field(QUERY, "a parameter name is not UTF-8"))?;
+        if key.is_empty() {
+            // `?=x`: there is no field to name, so the error is about the
+            // query string as a whole.
+            return Err(ServiceError::invalid_field(
+                QUERY,
+                "a parameter has no name",
+            ));
+        }
         let value = form_decode(value)
             .ok_or_else(|| ServiceError::invalid_field(&key, "is not UTF-8 once decoded"))?;
         pairs.push((key, value));
@@ -156,4 +164,31 @@ fn form_decode(text: &str) -> Option<String> {
         .decode_utf8()
         .ok()
         .map(|decoded| decoded.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn violated_field(error: ServiceError) -> serde_json::Value {
+        crate::errors::http_error_of(error, None).body["error"]["details"]["fields"][0]["field"]
+            .clone()
+    }
+
+    #[test]
+    fn a_parameter_without_a_name_is_refused_naming_the_query() {
+        // Found by the transcode_request fuzz target: `?=x` used to be
+        // refused as the unknown parameter "", an error naming no field.
+        for query in ["=2024-12-31", "limit=1&=x", "=%FF", "="] {
+            let error = parse_pairs(query, &RequestLimits::default())
+                .expect_err("a nameless parameter is refused");
+            assert_eq!(violated_field(error), "query", "{query}");
+        }
+        let pairs = parse_pairs("limit=1&&tag=a+b", &RequestLimits::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            pairs,
+            [("limit".into(), "1".into()), ("tag".into(), "a b".into())]
+        );
+    }
 }
