@@ -95,11 +95,7 @@ pub fn run(args: &DevArgs) -> Result<()> {
         .context("cannot start the tokio runtime")?;
     runtime.block_on(async {
         let mut signals = StopSignals::install()?;
-        let mut stack = Stack {
-            children: Vec::new(),
-            pids: PidFile::default(),
-            pid_path,
-        };
+        let mut stack = Stack::new(pid_path);
         let result = start_and_supervise(args, &tools, &moto_addr, &mut stack, &mut signals).await;
         say!("==> stopping the dev stack");
         stack.stop(&mut signals).await;
@@ -110,14 +106,24 @@ pub fn run(args: &DevArgs) -> Result<()> {
 
 /// The long-lived children, stopped in reverse order of start, each with
 /// the time it gets between SIGTERM and SIGKILL.
-struct Stack {
+pub struct Stack {
     children: Vec<(GroupChild, Duration)>,
     pids: PidFile,
     pid_path: std::path::PathBuf,
 }
 
 impl Stack {
-    fn push(
+    /// An empty stack whose pids are recorded in `pid_path`.
+    pub fn new(pid_path: std::path::PathBuf) -> Self {
+        Self {
+            children: Vec::new(),
+            pids: PidFile::default(),
+            pid_path,
+        }
+    }
+
+    /// Adds a started child; it is stopped with `grace` by [`Stack::stop`].
+    pub fn push(
         &mut self,
         child: GroupChild,
         marker: &str,
@@ -132,7 +138,16 @@ impl Stack {
             .context("the stack is empty")
     }
 
-    async fn stop(&mut self, signals: &mut StopSignals) {
+    /// The pid of the child called `name`.
+    pub fn pid_of(&self, name: &str) -> Option<i32> {
+        self.children
+            .iter()
+            .find(|(child, _)| child.name() == name)
+            .and_then(|(child, _)| child.pid())
+    }
+
+    /// Stops every child, newest first.
+    pub async fn stop(&mut self, signals: &mut StopSignals) {
         while let Some((mut child, grace)) = self.children.pop() {
             if let Err(err) = child.stop(grace, signals).await {
                 say!("    could not stop {}: {err:#}", child.name());
@@ -154,6 +169,51 @@ struct Provisioned {
     secret_name: String,
 }
 
+/// One `treven serve` process of a stack.
+#[derive(Debug, Clone)]
+pub struct ServeProcess {
+    /// Name in logs and the pid file.
+    pub name: &'static str,
+    /// `--target` of `treven serve`.
+    pub targets: &'static str,
+    /// Environment on top of [`treven::env`] (later entries win).
+    pub env: Vec<(&'static str, String)>,
+    /// An address it listens on once it is up.
+    pub wait_addr: String,
+}
+
+/// How to bring a stack up: what to build, where moto listens, which
+/// `treven serve` processes to run.
+#[derive(Debug, Clone)]
+pub struct StackPlan {
+    /// Arguments of `cargo build` (none: use what is built).
+    pub build: Option<Vec<&'static str>>,
+    /// Port of moto.
+    pub moto_port: u16,
+    /// `--env` of the AWS resources (names end in it).
+    pub env_name: &'static str,
+    /// Postgres database of tenants and reports.
+    pub database_url: String,
+    /// The serve processes, started in order.
+    pub processes: Vec<ServeProcess>,
+}
+
+/// The dev stack's plan: one `treven serve --target all` on the default ports.
+fn dev_plan(args: &DevArgs) -> StackPlan {
+    StackPlan {
+        build: (!args.no_build).then(|| vec!["build", "-p", "treven"]),
+        moto_port: args.moto_port,
+        env_name: "local",
+        database_url: services::DEV_DATABASE_URL.into(),
+        processes: vec![ServeProcess {
+            name: "treven",
+            targets: "all",
+            env: Vec::new(),
+            wait_addr: TENANTS_ADDR.into(),
+        }],
+    }
+}
+
 async fn start_and_supervise(
     args: &DevArgs,
     tools: &Tools,
@@ -161,26 +221,64 @@ async fn start_and_supervise(
     stack: &mut Stack,
     signals: &mut StopSignals,
 ) -> Result<&'static str> {
+    let plan = dev_plan(args);
+    debug_assert_eq!(moto_addr, format!("127.0.0.1:{}", plan.moto_port));
+    let state = bring_up(&plan, tools, stack, signals).await?;
+    let example = demo_context_command(tools, &state);
+    print_banner(tools, &state, &example);
+
+    // Supervise: a stop signal ends the stack; so does any child exiting.
+    let ended = {
+        let mut waits = Vec::new();
+        for (child, _) in &mut stack.children {
+            waits.push(Box::pin(async move {
+                let status = child.wait().await;
+                (child.name().to_owned(), status)
+            }));
+        }
+        let any_exit = futures_select_all(waits);
+        tokio::select! {
+            signal = signals.recv() => Ok(signal),
+            (name, status) = any_exit => Err(anyhow::anyhow!("{name} exited unexpectedly ({})", describe(status))),
+        }
+    };
+    if let Ok(signal) = &ended {
+        say!("    {signal} received");
+    }
+    ended
+}
+
+/// Builds (when asked), starts moto, provisions the AWS resources, migrates
+/// and starts every serve process of `plan`; returns the stack's state
+/// (also saved to `state.json` in [`paths::dev_dir`]).
+pub async fn bring_up(
+    plan: &StackPlan,
+    tools: &Tools,
+    stack: &mut Stack,
+    signals: &mut StopSignals,
+) -> Result<DevState> {
     let root = paths::workspace_root();
-    if !args.no_build {
-        timed("cargo build -p treven", async {
+    if let Some(build) = &plan.build {
+        let shown = format!("cargo {}", build.join(" "));
+        timed(&shown, async {
             let mut cargo = Command::new("cargo");
             cargo
-                .args(["build", "-p", "treven"])
+                .args(build)
                 .current_dir(&root)
                 .stdin(std::process::Stdio::null());
-            process::run_to_end("cargo build -p treven", &mut cargo, signals).await
+            process::run_to_end(&shown, &mut cargo, signals).await
         })
         .await?;
     }
 
+    let moto_addr = format!("127.0.0.1:{}", plan.moto_port);
     let endpoint = format!("http://{moto_addr}");
     timed("moto", async {
         let log_path = paths::dev_dir().join("moto.log");
         let log = File::create(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
         let log_err = log.try_clone().context("cannot share the moto log")?;
-        let port = args.moto_port.to_string();
+        let port = plan.moto_port.to_string();
         let mut moto = Command::new(tools.venv_bin().join("moto_server"));
         moto.args(["-H", "127.0.0.1", "-p", &port])
             .stdin(std::process::Stdio::null())
@@ -188,7 +286,7 @@ async fn start_and_supervise(
             .stderr(log_err);
         let moto = GroupChild::spawn("moto_server", &mut moto)?;
         let moto = stack.push(moto, "moto_server", MOTO_GRACE)?;
-        process::wait_for_port(moto_addr, Duration::from_secs(30), moto, signals).await?;
+        process::wait_for_port(&moto_addr, Duration::from_secs(30), moto, signals).await?;
         say!("    moto on {endpoint}, log {}", log_path.display());
         Ok(())
     })
@@ -207,12 +305,13 @@ async fn start_and_supervise(
             .arg("provision")
             .arg("--tables")
             .arg(root.join("deploy/resources/dynamodb-tables.json"))
-            .args(["--env", "local", "--bucket", "treven-data-local"])
+            .args(["--env", plan.env_name])
+            .args(["--bucket", &format!("treven-data-{}", plan.env_name)])
             .args([
                 "--pool-name",
-                "treven-local",
+                &format!("treven-{}", plan.env_name),
                 "--secret-name",
-                "treven/local/mesh-key",
+                &format!("treven/{}/mesh-key", plan.env_name),
             ])
             .envs(treven::aws_env(&endpoint, REGION))
             .env("TREVEN_MESH_KEY", &mesh_key)
@@ -236,7 +335,7 @@ async fn start_and_supervise(
         },
         mesh_key_secret: provisioned.secret_name,
         mesh_key,
-        tenants_database_url: services::DEV_DATABASE_URL.into(),
+        tenants_database_url: plan.database_url.clone(),
         redis_url: services::REDIS_URL.into(),
         endpoints: MESH_ENDPOINTS
             .iter()
@@ -254,39 +353,20 @@ async fn start_and_supervise(
     })
     .await?;
 
-    timed("treven serve --target all", async {
-        let mut serve: Command = treven::command(&state)?.into();
-        serve
-            .args(["serve", "--target", "all"])
-            .stdin(std::process::Stdio::null());
-        let treven = GroupChild::spawn("treven", &mut serve)?;
-        let treven = stack.push(treven, "treven", TREVEN_GRACE)?;
-        process::wait_for_port(TENANTS_ADDR, Duration::from_secs(60), treven, signals).await
-    })
-    .await?;
-
-    let example = demo_context_command(tools, &state);
-    print_banner(tools, &state, &example);
-
-    // Supervise: a stop signal ends the stack; so does any child exiting.
-    let ended = {
-        let mut waits = Vec::new();
-        for (child, _) in &mut stack.children {
-            waits.push(Box::pin(async move {
-                let status = child.wait().await;
-                (child.name().to_owned(), status)
-            }));
-        }
-        let any_exit = futures_select_all(waits);
-        tokio::select! {
-            signal = signals.recv() => Ok(signal),
-            (name, status) = any_exit => Err(anyhow::anyhow!("{name} exited unexpectedly ({})", describe(status))),
-        }
-    };
-    if let Ok(signal) = &ended {
-        say!("    {signal} received");
+    for serve in &plan.processes {
+        timed(&format!("treven serve --target {}", serve.targets), async {
+            let mut command: Command = treven::command(&state)?.into();
+            command
+                .args(["serve", "--target", serve.targets])
+                .envs(serve.env.iter().map(|(k, v)| (k, v)))
+                .stdin(std::process::Stdio::null());
+            let child = GroupChild::spawn(serve.name, &mut command)?;
+            let child = stack.push(child, serve.name, TREVEN_GRACE)?;
+            process::wait_for_port(&serve.wait_addr, Duration::from_secs(60), child, signals).await
+        })
+        .await?;
     }
-    ended
+    Ok(state)
 }
 
 fn describe(status: Result<std::process::ExitStatus>) -> String {
@@ -314,7 +394,7 @@ where
 }
 
 /// Runs one async step, printing its start and duration like [`cmd::step`].
-async fn timed<T>(name: &str, body: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+pub async fn timed<T>(name: &str, body: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     say!("==> {name}");
     let started = std::time::Instant::now();
     let result = body.await;

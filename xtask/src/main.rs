@@ -1,5 +1,5 @@
 //! `cargo xtask …`: the single entry point for the dev stack, the test suite
-//! CI runs, and Cognito tokens for local use.
+//! CI runs, the fuzz targets, and Cognito tokens for local use.
 //!
 //! Every task starts with the same tool bootstrap ([`tools`]): a Python venv
 //! (moto, grpcurl, cfn-lint) and buf from npm in a tools directory outside
@@ -15,8 +15,10 @@ macro_rules! say {
     }};
 }
 
+mod bench;
 mod cmd;
 mod dev;
+mod fuzz;
 mod paths;
 mod process;
 mod services;
@@ -46,8 +48,12 @@ enum Task {
     Dev(dev::DevArgs),
     /// Print a Cognito ID token from the running dev stack (creates org and user).
     Token(token::TokenArgs),
+    /// Build the gateway's fuzz targets and run each for a bounded time.
+    Fuzz(fuzz::FuzzArgs),
     /// Install the shared tools (venv, buf, nextest) and print their PATH line.
     Tools(tools::ToolsArgs),
+    /// Measure the platform against its baselines and print the ratios table.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +63,8 @@ fn main() -> ExitCode {
         Task::Dev(args) => dev::run(&args),
         Task::Token(args) => token::run(&args),
         Task::Tools(args) => tools::run(&args),
+        Task::Fuzz(args) => fuzz::run(&args),
+        Task::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

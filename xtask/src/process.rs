@@ -76,6 +76,24 @@ impl GroupChild {
         })
     }
 
+    /// Reads the first line the child prints on its (piped) stdout, waiting
+    /// at most `limit`; the rest of its output is left unread.
+    pub async fn read_stdout_line(&mut self, limit: Duration) -> Result<String> {
+        use tokio::io::AsyncBufReadExt as _;
+        let stdout = self
+            .child
+            .stdout
+            .take()
+            .with_context(|| format!("{}'s stdout is not piped", self.name))?;
+        let mut line = String::new();
+        let mut reader = tokio::io::BufReader::new(stdout);
+        tokio::time::timeout(limit, reader.read_line(&mut line))
+            .await
+            .with_context(|| format!("{} printed nothing within {}s", self.name, limit.as_secs()))?
+            .with_context(|| format!("cannot read {}'s output", self.name))?;
+        Ok(line.trim().to_owned())
+    }
+
     /// What the child is called in messages.
     pub fn name(&self) -> &str {
         &self.name

@@ -10,8 +10,10 @@
 //! 5. `cargo build -p treven`: the end-to-end tests in `tests/` start the
 //!    binary from the target dir;
 //! 6. `cargo nextest run --workspace --no-fail-fast` with the test database,
-//!    Redis and tools on the environment;
-//! 7. `bash deploy/ci.sh` when it exists (CDK synth, cfn-lint, …).
+//!    Redis and tools on the environment (the end-to-end journey, drills and
+//!    schemathesis run here);
+//! 7. `cargo xtask fuzz`: every gateway fuzz target for 20 s;
+//! 8. `bash deploy/ci.sh` when it exists (CDK synth, cfn-lint, …).
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
@@ -34,6 +36,9 @@ pub struct TestArgs {
     /// Skip `deploy/ci.sh`.
     #[arg(long)]
     pub skip_deploy: bool,
+    /// Skip the bounded fuzz runs.
+    #[arg(long)]
+    pub skip_fuzz: bool,
     /// Passed on to `cargo nextest run` after `--`, e.g. `-- -E 'test(rls)'`
     /// or a name filter.
     #[arg(last = true)]
@@ -97,6 +102,12 @@ pub fn run(args: &TestArgs) -> Result<()> {
             Ok(())
         }),
     ));
+    if !args.skip_fuzz {
+        steps.push((
+            "cargo xtask fuzz (every gateway fuzz target, 20 s each)",
+            Box::new(|| crate::fuzz::run(&crate::fuzz::FuzzArgs::default())),
+        ));
+    }
     let deploy_ci = root.join("deploy/ci.sh");
     if !args.skip_deploy && deploy_ci.is_file() {
         steps.push((

