@@ -279,6 +279,20 @@ async fn journey(mesh: &Mesh, org: &str) -> Made {
         .as_array()
         .map_or(0, Vec::len);
     assert!((5..=10).contains(&key_judgements), "{got}");
+    // Generated from the organisation's own source, and citing it.
+    let cited: Vec<&str> = got["content"]["citations"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .filter_map(|c| c["source"]["sourceId"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        cited.contains(&source["id"].as_str().unwrap()),
+        "cites {cited:?}; {}",
+        got["version"]
+    );
 
     // An edit with personal data is blocked, then saved once redacted.
     let edit = |decisions: Value| {
@@ -333,6 +347,31 @@ async fn journey(mesh: &Mesh, org: &str) -> Made {
         )
         .await;
     assert_eq!(approved["status"], "REPORT_STATUS_APPROVED", "{approved}");
+
+    // The approved version's evidence pack holds the source it cites.
+    let pack = api
+        .ok(
+            reqwest::Method::GET,
+            &format!("/api/reports/{report_id}/evidence"),
+            None,
+        )
+        .await;
+    assert_eq!(pack["version"], version, "{pack}");
+    assert!(int(&pack["sourceCount"]) >= 1, "{pack}");
+    let zip = reqwest::get(pack["url"].as_str().unwrap()).await.unwrap();
+    assert!(
+        zip.status().is_success(),
+        "evidence download {}",
+        zip.status()
+    );
+    let zip = zip.bytes().await.unwrap();
+    assert!(zip.starts_with(b"PK"), "a zip");
+    let source_id = source["id"].as_str().unwrap();
+    assert!(
+        zip.windows(source_id.len())
+            .any(|w| w == source_id.as_bytes()),
+        "the pack names the cited source"
+    );
     let export = api
         .ok(
             reqwest::Method::POST,

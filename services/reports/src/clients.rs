@@ -203,6 +203,36 @@ impl Clients {
         Ok(())
     }
 
+    /// Records `source_ids` as the evidence behind `report` version
+    /// `version` (documents keeps them for the evidence pack). A source that
+    /// does not exist is FAILED_PRECONDITION: the version cites it.
+    pub async fn store_evidence(
+        &self,
+        token: &str,
+        report: Uuid,
+        version: i32,
+        source_ids: Vec<String>,
+    ) -> Result<(), ServiceError> {
+        let request = self.request(
+            token,
+            documents::StoreEvidenceRequest {
+                report_id: report.to_string(),
+                version,
+                source_ids,
+            },
+        )?;
+        match self.documents.clone().store_evidence(request).await {
+            Ok(_) => Ok(()),
+            Err(status) => Err(match remote_error("documents", status) {
+                error if error.code() == ErrorCode::NotFound => ServiceError::new(
+                    ErrorCode::FailedPrecondition,
+                    "the version cites a source that does not exist; edit the citation first",
+                ),
+                error => error,
+            }),
+        }
+    }
+
     /// A presigned download URL of a stored artifact and its expiry.
     pub async fn presign_artifact(
         &self,

@@ -777,12 +777,28 @@ impl Reports {
             .await?;
         let trends = derive_trends(&updated, version, &content, approval.approved_at);
         tx.replace_trends(id, &trends).await?;
+        // The sources behind the approved version become its evidence pack
+        // (`GET /api/reports/{id}/evidence`, served by documents).
+        let mut sources: Vec<String> = content
+            .citations
+            .iter()
+            .map(|c| c.source.source_id.clone())
+            .filter(|id| Uuid::parse_str(id).is_ok())
+            .collect();
+        sources.sort();
+        sources.dedup();
+        let evidence = sources.len();
+        if !sources.is_empty() {
+            self.clients
+                .store_evidence(context.token(), id, version, sources)
+                .await?;
+        }
         self.audit(
             context,
             AuditEntry::report(
                 "report.approve",
                 id,
-                json!({"version": version, "trends": trends.len()}),
+                json!({"version": version, "trends": trends.len(), "evidence_sources": evidence}),
             ),
         )
         .await?;
