@@ -224,10 +224,17 @@ impl Clients {
         match self.documents.clone().store_evidence(request).await {
             Ok(_) => Ok(()),
             Err(status) => Err(match remote_error("documents", status) {
-                error if error.code() == ErrorCode::NotFound => ServiceError::new(
-                    ErrorCode::FailedPrecondition,
-                    "the version cites a source that does not exist; edit the citation first",
-                ),
+                error
+                    if matches!(
+                        error.code(),
+                        ErrorCode::NotFound | ErrorCode::ValidationError
+                    ) =>
+                {
+                    ServiceError::new(
+                        ErrorCode::FailedPrecondition,
+                        "the version cites a source that does not exist; edit the citation first",
+                    )
+                }
                 error => error,
             }),
         }

@@ -783,7 +783,9 @@ impl Reports {
             .citations
             .iter()
             .map(|c| c.source.source_id.clone())
-            .filter(|id| Uuid::parse_str(id).is_ok())
+            // Documents' source ids (32 hex characters); a citation of
+            // anything else (an internal dataset label) has no evidence file.
+            .filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
             .collect();
         sources.sort();
         sources.dedup();
