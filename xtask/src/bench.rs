@@ -278,330 +278,427 @@ async fn measure(
     let secs = args.seconds.to_string();
     let ctx = [("TREVEN_LOAD_CONTEXT", context.clone())];
 
-    let mut rows = Vec::new();
-    let r = args.repetitions.max(1);
-
-    say!("==> 1, 2: gateway REST vs direct gRPC GetReport");
-    let (rest1, grpc1) = pairs(
-        r,
-        || {
-            load(
-                argv(&[
-                    "rest",
-                    "--url",
-                    &report_url,
-                    "--seconds",
-                    &secs,
-                    "--concurrency",
-                    "1",
-                ]),
-                bearer.to_vec(),
-            )
-        },
-        || {
-            load(
-                argv(&[
-                    "grpc",
-                    "--addr",
-                    reports_addr,
-                    "--call",
-                    "get-report",
-                    "--id",
-                    &report_id,
-                    "--seconds",
-                    &secs,
-                    "--concurrency",
-                    "1",
-                ]),
-                ctx.to_vec(),
-            )
-        },
-    )
-    .await?;
-    rows.push(row(
-        1,
-        "gateway REST p50 / direct gRPC p50, GetReport, c=1",
-        field(&rest1, "p50_us"),
-        field(&grpc1, "p50_us"),
-        "µs",
-        "≤ 1.2",
-        |x| x <= 1.2,
-    ));
-    let (rest32, grpc32) = pairs(
-        r,
-        || {
-            load(
-                argv(&[
-                    "rest",
-                    "--url",
-                    &report_url,
-                    "--seconds",
-                    &secs,
-                    "--concurrency",
-                    "32",
-                ]),
-                bearer.to_vec(),
-            )
-        },
-        || {
-            load(
-                argv(&[
-                    "grpc",
-                    "--addr",
-                    reports_addr,
-                    "--call",
-                    "get-report",
-                    "--id",
-                    &report_id,
-                    "--seconds",
-                    &secs,
-                    "--concurrency",
-                    "32",
-                ]),
-                ctx.to_vec(),
-            )
-        },
-    )
-    .await?;
-    rows.push(row(
-        2,
-        "gateway REST req/s / direct gRPC req/s, GetReport, c=32",
-        field(&rest32, "rps"),
-        field(&grpc32, "rps"),
-        "req/s",
-        "≥ 0.6",
-        |x| x >= 0.6,
-    ));
-
-    say!("==> 3: authenticated vs unauthenticated REST");
-    let auth = repeat(r, || {
-        load(
-            argv(&[
-                "rest-auth-cost",
-                "--report-id",
-                &report_id,
-                "--seconds",
-                &secs,
-            ]),
-            bearer_and_context(&user.id_token, &context),
-        )
-    })
-    .await?;
-    rows.push(row(
-        3,
-        "authenticated / unauthenticated REST p50, GetReport, c=1",
-        field(&auth, "authenticated_p50_us"),
-        field(&auth, "unauthenticated_p50_us"),
-        "µs",
-        "≤ 1.1",
-        |x| x <= 1.1,
-    ));
-
-    say!("==> 4: idle WebSocket connections");
-    let connections = args.connections.to_string();
-    let ws = load(
-        argv(&[
-            "ws-idle",
-            "--url",
-            &format!("ws://{GATEWAY_WS_ADDR}/ws"),
-            "--connections",
-            &connections,
-            "--pid",
-            &gateway_pid.to_string(),
-        ]),
-        bearer.to_vec(),
-    )
-    .await?;
-    let per_gib = ws["connections_per_gib_rss"].as_f64().unwrap_or(0.0);
-    rows.push(Row {
-        number: 4,
-        what: "idle WebSocket connections per GiB of gateway RSS",
-        a: ws["open_after_hold"].as_f64().unwrap_or(0.0),
-        b: ws["rss_after_bytes"].as_f64().unwrap_or(0.0) / f64::from(1u32 << 20),
-        unit: "conns / MiB",
-        ratio: per_gib,
-        goal: "≥ 100,000",
-        met: per_gib >= 100_000.0,
-        samples_a: vec![],
-        samples_b: vec![],
-    });
-
-    say!("==> 5: time to first token");
-    let ttft = load(
-        argv(&[
-            "ttft",
-            "--url",
-            &format!("{gw}/api/conversations/{conversation_id}/messages"),
-            "--bedrock",
-            &bedrock,
-            "--repetitions",
-            &(2 * r + 1).to_string(),
-        ]),
-        bearer.to_vec(),
-    )
-    .await?;
-    let added = ttft["added_ratio"].as_f64().unwrap_or(f64::NAN);
-    rows.push(Row {
-        number: 5,
-        what: "TTFT added by agents + gateway / Bedrock fake's TTFT",
-        a: ttft["gateway_p50_ms"].as_f64().unwrap_or(0.0),
-        b: ttft["bedrock_p50_ms"].as_f64().unwrap_or(0.0),
-        unit: "ms",
-        ratio: added,
-        goal: "≤ 0.01",
-        met: added <= 0.01,
-        samples_a: vec![],
-        samples_b: vec![],
-    });
-
-    say!("==> 6: GetReport RPC vs pgbench -S");
-    let (rpc8, pg8) = pairs(
-        r,
-        || {
-            load(
-                argv(&[
-                    "grpc",
-                    "--addr",
-                    reports_addr,
-                    "--call",
-                    "get-report",
-                    "--id",
-                    &report_id,
-                    "--seconds",
-                    &secs,
-                    "--concurrency",
-                    "8",
-                ]),
-                ctx.to_vec(),
-            )
-        },
-        || pgbench(8, args.seconds),
-    )
-    .await?;
-    rows.push(row(
-        6,
-        "GetReport RPC req/s / pgbench -S TPS, c=8",
-        field(&rpc8, "rps"),
-        field(&pg8, "tps"),
-        "per s",
-        "≥ 0.4",
-        |x| x >= 0.4,
-    ));
-
-    say!("==> 7: real RPC vs bare health RPC");
-    let (me, health) = pairs(
-        r,
-        || {
-            load(
-                argv(&[
-                    "grpc",
-                    "--addr",
-                    tenants_addr,
-                    "--call",
-                    "get-me",
-                    "--seconds",
-                    &secs,
-                    "--concurrency",
-                    "16",
-                ]),
-                ctx.to_vec(),
-            )
-        },
-        || {
-            load(
-                argv(&[
-                    "grpc",
-                    "--addr",
-                    tenants_addr,
-                    "--call",
-                    "health",
-                    "--seconds",
-                    &secs,
-                    "--concurrency",
-                    "16",
-                ]),
-                Vec::new(),
-            )
-        },
-    )
-    .await?;
-    rows.push(row(
-        7,
-        "GetMe (auth, tracing, Postgres) req/s / health req/s, c=16",
-        field(&me, "rps"),
-        field(&health, "rps"),
-        "req/s",
-        "≥ 0.8",
-        |x| x >= 0.8,
-    ));
-
-    say!("==> 8: start-up time and idle memory");
-    let treven_env: Vec<(&'static str, String)> = treven::env(&state)
+    // Row 3 builds the gateway in the load generator's process: it needs
+    // the gateway's environment, plus the token and a context of the user.
+    let auth_env: Vec<(&'static str, String)> = treven::env(&state)
         .into_iter()
         .chain(quiet.clone())
-        .chain([("TREVEN_TENANTS_ADDR", STARTUP_ADDR.to_owned())])
+        .chain(service_urls.clone())
+        .chain(bearer_and_context(&user.id_token, &context))
+        .chain([
+            ("TREVEN_RATE_LIMIT_PER_MINUTE", "1000000".to_owned()),
+            ("TREVEN_ORG_RATE_LIMIT_PER_MINUTE", "1000000".to_owned()),
+        ])
         .collect();
-    let treven_bin = paths::treven_binary().display().to_string();
-    let load_bin = load_binary().display().to_string();
-    let (treven_start, bare_start) = pairs(
-        r,
-        || {
-            load(
-                argv(&[
-                    "startup",
-                    "--addr",
-                    STARTUP_ADDR,
-                    "--",
-                    &treven_bin,
-                    "serve",
-                    "--target",
-                    "tenants",
-                ]),
-                treven_env.clone(),
-            )
-        },
-        || {
-            load(
-                argv(&[
-                    "startup",
-                    "--addr",
-                    STARTUP_ADDR,
-                    "--",
-                    &load_bin,
-                    "bare-health",
-                    "--addr",
-                    STARTUP_ADDR,
-                ]),
-                Vec::new(),
-            )
-        },
-    )
-    .await?;
-    rows.push(row(
-        8,
-        "treven serve time to SERVING / bare tonic health server",
-        field(&treven_start, "to_serving_ms"),
-        field(&bare_start, "to_serving_ms"),
-        "ms",
-        "≤ 10",
-        |x| x <= 10.0,
-    ));
-    let mib = |v: Vec<f64>| {
-        v.into_iter()
-            .map(|b| b / f64::from(1u32 << 20))
-            .collect::<Vec<_>>()
-    };
-    rows.push(row(
-        8,
-        "treven serve idle RSS / bare tonic health server",
-        mib(field(&treven_start, "idle_rss_bytes")),
-        mib(field(&bare_start, "idle_rss_bytes")),
-        "MiB",
-        "≤ 4",
-        |x| x <= 4.0,
-    ));
+    let mut rows = Vec::new();
+    // A row that cannot be measured is reported and the others still run.
+    let mut failures: Vec<String> = Vec::new();
+    let r = args.repetitions.max(1);
 
-    report(&rows, bench_dir, tools)
+    'rows_1_2: {
+        say!("==> 1, 2: gateway REST vs direct gRPC GetReport");
+        let (rest1, grpc1) = match pairs(
+            r,
+            || {
+                load(
+                    argv(&[
+                        "rest",
+                        "--url",
+                        &report_url,
+                        "--seconds",
+                        &secs,
+                        "--concurrency",
+                        "1",
+                    ]),
+                    bearer.to_vec(),
+                )
+            },
+            || {
+                load(
+                    argv(&[
+                        "grpc",
+                        "--addr",
+                        reports_addr,
+                        "--call",
+                        "get-report",
+                        "--id",
+                        &report_id,
+                        "--seconds",
+                        &secs,
+                        "--concurrency",
+                        "1",
+                    ]),
+                    ctx.to_vec(),
+                )
+            },
+        )
+        .await
+        {
+            Ok(measured) => measured,
+            Err(err) => {
+                failures.push(format!("{}: {err:#}", "rows 1-2"));
+                say!("    rows 1-2 failed: {err:#}");
+                break 'rows_1_2;
+            }
+        };
+        rows.push(row(
+            1,
+            "gateway REST p50 / direct gRPC p50, GetReport, c=1",
+            field(&rest1, "p50_us"),
+            field(&grpc1, "p50_us"),
+            "µs",
+            "≤ 1.2",
+            |x| x <= 1.2,
+        ));
+        let (rest32, grpc32) = match pairs(
+            r,
+            || {
+                load(
+                    argv(&[
+                        "rest",
+                        "--url",
+                        &report_url,
+                        "--seconds",
+                        &secs,
+                        "--concurrency",
+                        "32",
+                    ]),
+                    bearer.to_vec(),
+                )
+            },
+            || {
+                load(
+                    argv(&[
+                        "grpc",
+                        "--addr",
+                        reports_addr,
+                        "--call",
+                        "get-report",
+                        "--id",
+                        &report_id,
+                        "--seconds",
+                        &secs,
+                        "--concurrency",
+                        "32",
+                    ]),
+                    ctx.to_vec(),
+                )
+            },
+        )
+        .await
+        {
+            Ok(measured) => measured,
+            Err(err) => {
+                failures.push(format!("{}: {err:#}", "rows 1-2"));
+                say!("    rows 1-2 failed: {err:#}");
+                break 'rows_1_2;
+            }
+        };
+        rows.push(row(
+            2,
+            "gateway REST req/s / direct gRPC req/s, GetReport, c=32",
+            field(&rest32, "rps"),
+            field(&grpc32, "rps"),
+            "req/s",
+            "≥ 0.6",
+            |x| x >= 0.6,
+        ));
+    }
+
+    'row_3: {
+        say!("==> 3: authenticated vs unauthenticated REST");
+        let auth = match repeat(r, || {
+            load(
+                argv(&[
+                    "rest-auth-cost",
+                    "--report-id",
+                    &report_id,
+                    "--seconds",
+                    &secs,
+                ]),
+                auth_env.clone(),
+            )
+        })
+        .await
+        {
+            Ok(measured) => measured,
+            Err(err) => {
+                failures.push(format!("{}: {err:#}", "row 3"));
+                say!("    row 3 failed: {err:#}");
+                break 'row_3;
+            }
+        };
+        rows.push(row(
+            3,
+            "authenticated / unauthenticated REST p50, GetReport, c=1",
+            field(&auth, "authenticated_p50_us"),
+            field(&auth, "unauthenticated_p50_us"),
+            "µs",
+            "≤ 1.1",
+            |x| x <= 1.1,
+        ));
+    }
+
+    'row_4: {
+        say!("==> 4: idle WebSocket connections");
+        let connections = args.connections.to_string();
+        let ws = match load(
+            argv(&[
+                "ws-idle",
+                "--url",
+                &format!("ws://{GATEWAY_WS_ADDR}/ws"),
+                "--connections",
+                &connections,
+                "--pid",
+                &gateway_pid.to_string(),
+            ]),
+            bearer.to_vec(),
+        )
+        .await
+        {
+            Ok(measured) => measured,
+            Err(err) => {
+                failures.push(format!("{}: {err:#}", "row 4"));
+                say!("    row 4 failed: {err:#}");
+                break 'row_4;
+            }
+        };
+        let per_gib = ws["connections_per_gib_rss"].as_f64().unwrap_or(0.0);
+        rows.push(Row {
+            number: 4,
+            what: "idle WebSocket connections per GiB of gateway RSS",
+            a: ws["open_after_hold"].as_f64().unwrap_or(0.0),
+            b: ws["rss_after_bytes"].as_f64().unwrap_or(0.0) / f64::from(1u32 << 20),
+            unit: "conns / MiB",
+            ratio: per_gib,
+            goal: "≥ 100,000",
+            met: per_gib >= 100_000.0,
+            samples_a: vec![],
+            samples_b: vec![],
+        });
+    }
+
+    'row_5: {
+        say!("==> 5: time to first token");
+        let ttft = match load(
+            argv(&[
+                "ttft",
+                "--url",
+                &format!("{gw}/api/conversations/{conversation_id}/messages"),
+                "--bedrock",
+                &bedrock,
+                "--repetitions",
+                &(2 * r + 1).to_string(),
+            ]),
+            bearer.to_vec(),
+        )
+        .await
+        {
+            Ok(measured) => measured,
+            Err(err) => {
+                failures.push(format!("{}: {err:#}", "row 5"));
+                say!("    row 5 failed: {err:#}");
+                break 'row_5;
+            }
+        };
+        let added = ttft["added_ratio"].as_f64().unwrap_or(f64::NAN);
+        rows.push(Row {
+            number: 5,
+            what: "TTFT added by agents + gateway / Bedrock fake's TTFT",
+            a: ttft["gateway_p50_ms"].as_f64().unwrap_or(0.0),
+            b: ttft["bedrock_p50_ms"].as_f64().unwrap_or(0.0),
+            unit: "ms",
+            ratio: added,
+            goal: "≤ 0.01",
+            met: added <= 0.01,
+            samples_a: vec![],
+            samples_b: vec![],
+        });
+    }
+
+    'row_6: {
+        say!("==> 6: GetReport RPC vs pgbench -S");
+        let (rpc8, pg8) = match pairs(
+            r,
+            || {
+                load(
+                    argv(&[
+                        "grpc",
+                        "--addr",
+                        reports_addr,
+                        "--call",
+                        "get-report",
+                        "--id",
+                        &report_id,
+                        "--seconds",
+                        &secs,
+                        "--concurrency",
+                        "8",
+                    ]),
+                    ctx.to_vec(),
+                )
+            },
+            || pgbench(8, args.seconds),
+        )
+        .await
+        {
+            Ok(measured) => measured,
+            Err(err) => {
+                failures.push(format!("{}: {err:#}", "row 6"));
+                say!("    row 6 failed: {err:#}");
+                break 'row_6;
+            }
+        };
+        rows.push(row(
+            6,
+            "GetReport RPC req/s / pgbench -S TPS, c=8",
+            field(&rpc8, "rps"),
+            field(&pg8, "tps"),
+            "per s",
+            "≥ 0.4",
+            |x| x >= 0.4,
+        ));
+    }
+
+    'row_7: {
+        say!("==> 7: real RPC vs bare health RPC");
+        let (me, health) = match pairs(
+            r,
+            || {
+                load(
+                    argv(&[
+                        "grpc",
+                        "--addr",
+                        tenants_addr,
+                        "--call",
+                        "get-me",
+                        "--seconds",
+                        &secs,
+                        "--concurrency",
+                        "16",
+                    ]),
+                    ctx.to_vec(),
+                )
+            },
+            || {
+                load(
+                    argv(&[
+                        "grpc",
+                        "--addr",
+                        tenants_addr,
+                        "--call",
+                        "health",
+                        "--seconds",
+                        &secs,
+                        "--concurrency",
+                        "16",
+                    ]),
+                    Vec::new(),
+                )
+            },
+        )
+        .await
+        {
+            Ok(measured) => measured,
+            Err(err) => {
+                failures.push(format!("{}: {err:#}", "row 7"));
+                say!("    row 7 failed: {err:#}");
+                break 'row_7;
+            }
+        };
+        rows.push(row(
+            7,
+            "GetMe (auth, tracing, Postgres) req/s / health req/s, c=16",
+            field(&me, "rps"),
+            field(&health, "rps"),
+            "req/s",
+            "≥ 0.8",
+            |x| x >= 0.8,
+        ));
+    }
+
+    'row_8: {
+        say!("==> 8: start-up time and idle memory");
+        let treven_env: Vec<(&'static str, String)> = treven::env(&state)
+            .into_iter()
+            .chain(quiet.clone())
+            .chain([("TREVEN_TENANTS_ADDR", STARTUP_ADDR.to_owned())])
+            .collect();
+        let treven_bin = paths::treven_binary().display().to_string();
+        let load_bin = load_binary().display().to_string();
+        let (treven_start, bare_start) = match pairs(
+            r,
+            || {
+                load(
+                    argv(&[
+                        "startup",
+                        "--addr",
+                        STARTUP_ADDR,
+                        "--",
+                        &treven_bin,
+                        "serve",
+                        "--target",
+                        "tenants",
+                    ]),
+                    treven_env.clone(),
+                )
+            },
+            || {
+                load(
+                    argv(&[
+                        "startup",
+                        "--addr",
+                        STARTUP_ADDR,
+                        "--",
+                        &load_bin,
+                        "bare-health",
+                        "--addr",
+                        STARTUP_ADDR,
+                    ]),
+                    Vec::new(),
+                )
+            },
+        )
+        .await
+        {
+            Ok(measured) => measured,
+            Err(err) => {
+                failures.push(format!("{}: {err:#}", "row 8"));
+                say!("    row 8 failed: {err:#}");
+                break 'row_8;
+            }
+        };
+        rows.push(row(
+            8,
+            "treven serve time to SERVING / bare tonic health server",
+            field(&treven_start, "to_serving_ms"),
+            field(&bare_start, "to_serving_ms"),
+            "ms",
+            "≤ 10",
+            |x| x <= 10.0,
+        ));
+        let mib = |v: Vec<f64>| {
+            v.into_iter()
+                .map(|b| b / f64::from(1u32 << 20))
+                .collect::<Vec<_>>()
+        };
+        rows.push(row(
+            8,
+            "treven serve idle RSS / bare tonic health server",
+            mib(field(&treven_start, "idle_rss_bytes")),
+            mib(field(&bare_start, "idle_rss_bytes")),
+            "MiB",
+            "≤ 4",
+            |x| x <= 4.0,
+        ));
+    }
+
+    report(&rows, bench_dir, tools)?;
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        bail!("rows not measured: {}", failures.join("; "))
+    }
 }
 
 /// Runs `a` and `b` alternately `rounds` times.

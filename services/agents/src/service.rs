@@ -395,12 +395,19 @@ impl Agents {
                 ),
             ));
         }
-        let conversation = self.conversation(org, conversation_id).await?;
-        let (history, _) = self
-            .inner
-            .store
-            .list_messages(org, conversation.id, HISTORY_MESSAGES, None)
-            .await?;
+        // The conversation and its history are read at once: both sit in
+        // front of the time to first token. The history query is keyed by
+        // the caller's organisation, so reading it before the conversation
+        // is known to exist shows nothing of anyone else's.
+        let id = parse_uuid("conversation_id", conversation_id)?;
+        let (conversation, history) =
+            tokio::try_join!(self.conversation(org, conversation_id), async {
+                self.inner
+                    .store
+                    .list_messages(org, id, HISTORY_MESSAGES, None)
+                    .await
+                    .map(|(history, _)| history)
+            },)?;
         let mut system = CHAT_SYSTEM.to_owned();
         let context = &conversation.context;
         if !context.country.is_empty() || !context.sector.is_empty() {
