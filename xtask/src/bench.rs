@@ -58,9 +58,20 @@ pub struct BenchArgs {
     /// Use the `perf` binaries as they are instead of building them.
     #[arg(long)]
     pub no_build: bool,
+    /// Measure only these rows (repeatable, e.g. `--only 4 --only 5`); all
+    /// when unset. Rows 1 and 2 are measured together.
+    #[arg(long)]
+    pub only: Vec<u8>,
     /// Port of the bench stack's moto.
     #[arg(long, default_value_t = 5100)]
     pub moto_port: u16,
+}
+
+impl BenchArgs {
+    /// Whether any of `rows` is to be measured.
+    fn wants(&self, rows: &[u8]) -> bool {
+        self.only.is_empty() || rows.iter().any(|row| self.only.contains(row))
+    }
 }
 
 /// One row of the table.
@@ -296,6 +307,9 @@ async fn measure(
     let r = args.repetitions.max(1);
 
     'rows_1_2: {
+        if !args.wants(&[1, 2]) {
+            break 'rows_1_2;
+        }
         say!("==> 1, 2: gateway REST vs direct gRPC GetReport");
         let (rest1, grpc1) = match pairs(
             r,
@@ -406,6 +420,9 @@ async fn measure(
     }
 
     'row_3: {
+        if !args.wants(&[3]) {
+            break 'row_3;
+        }
         say!("==> 3: authenticated vs unauthenticated REST");
         let auth = match repeat(r, || {
             load(
@@ -440,6 +457,9 @@ async fn measure(
     }
 
     'row_4: {
+        if !args.wants(&[4]) {
+            break 'row_4;
+        }
         say!("==> 4: idle WebSocket connections");
         let connections = args.connections.to_string();
         let ws = match load(
@@ -479,6 +499,9 @@ async fn measure(
     }
 
     'row_5: {
+        if !args.wants(&[5]) {
+            break 'row_5;
+        }
         say!("==> 5: time to first token");
         let ttft = match load(
             argv(&[
@@ -517,6 +540,9 @@ async fn measure(
     }
 
     'row_6: {
+        if !args.wants(&[6]) {
+            break 'row_6;
+        }
         say!("==> 6: GetReport RPC vs pgbench -S");
         let (rpc8, pg8) = match pairs(
             r,
@@ -561,6 +587,9 @@ async fn measure(
     }
 
     'row_7: {
+        if !args.wants(&[7]) {
+            break 'row_7;
+        }
         say!("==> 7: real RPC vs bare health RPC");
         let (me, health) = match pairs(
             r,
@@ -618,6 +647,9 @@ async fn measure(
     }
 
     'row_8: {
+        if !args.wants(&[8]) {
+            break 'row_8;
+        }
         say!("==> 8: start-up time and idle memory");
         let treven_env: Vec<(&'static str, String)> = treven::env(&state)
             .into_iter()
