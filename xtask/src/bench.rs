@@ -74,6 +74,21 @@ impl BenchArgs {
     }
 }
 
+/// The value of a measurement; on an error, records it in `failures` and
+/// leaves the row's labelled block, so the other rows are still measured.
+macro_rules! or_skip {
+    ($result:expr, $failures:ident, $name:literal, $label:lifetime) => {
+        match $result {
+            Ok(measured) => measured,
+            Err(err) => {
+                say!("    {} failed: {err:#}", $name);
+                $failures.push(format!("{}: {err:#}", $name));
+                break $label;
+            }
+        }
+    };
+}
+
 /// One row of the table.
 #[derive(Debug, Serialize)]
 struct Row {
@@ -306,55 +321,47 @@ async fn measure(
     let mut failures: Vec<String> = Vec::new();
     let r = args.repetitions.max(1);
 
+    // The same GetReport through the gateway (REST, as the browser calls it)
+    // and straight to the reports service (gRPC, as services call it).
+    let rest_get_report = |clients: &str| {
+        load(
+            argv(&[
+                "rest",
+                "--url",
+                &report_url,
+                "--seconds",
+                &secs,
+                "--concurrency",
+                clients,
+            ]),
+            bearer.to_vec(),
+        )
+    };
+    let grpc_get_report = |clients: &str| {
+        load(
+            argv(&[
+                "grpc",
+                "--addr",
+                reports_addr,
+                "--call",
+                "get-report",
+                "--id",
+                &report_id,
+                "--seconds",
+                &secs,
+                "--concurrency",
+                clients,
+            ]),
+            ctx.to_vec(),
+        )
+    };
+
     'rows_1_2: {
         if !args.wants(&[1, 2]) {
             break 'rows_1_2;
         }
         say!("==> 1, 2: gateway REST vs direct gRPC GetReport");
-        let (rest1, grpc1) = match pairs(
-            r,
-            || {
-                load(
-                    argv(&[
-                        "rest",
-                        "--url",
-                        &report_url,
-                        "--seconds",
-                        &secs,
-                        "--concurrency",
-                        "1",
-                    ]),
-                    bearer.to_vec(),
-                )
-            },
-            || {
-                load(
-                    argv(&[
-                        "grpc",
-                        "--addr",
-                        reports_addr,
-                        "--call",
-                        "get-report",
-                        "--id",
-                        &report_id,
-                        "--seconds",
-                        &secs,
-                        "--concurrency",
-                        "1",
-                    ]),
-                    ctx.to_vec(),
-                )
-            },
-        )
-        .await
-        {
-            Ok(measured) => measured,
-            Err(err) => {
-                failures.push(format!("{}: {err:#}", "rows 1-2"));
-                say!("    rows 1-2 failed: {err:#}");
-                break 'rows_1_2;
-            }
-        };
+        let (rest1, grpc1) = or_skip!(pairs(r, || rest_get_report("1"), || grpc_get_report("1")).await, failures, "rows 1-2", 'rows_1_2);
         rows.push(row(
             1,
             "gateway REST p50 / direct gRPC p50, GetReport, c=1",
@@ -364,50 +371,7 @@ async fn measure(
             "≤ 1.2",
             |x| x <= 1.2,
         ));
-        let (rest32, grpc32) = match pairs(
-            r,
-            || {
-                load(
-                    argv(&[
-                        "rest",
-                        "--url",
-                        &report_url,
-                        "--seconds",
-                        &secs,
-                        "--concurrency",
-                        "32",
-                    ]),
-                    bearer.to_vec(),
-                )
-            },
-            || {
-                load(
-                    argv(&[
-                        "grpc",
-                        "--addr",
-                        reports_addr,
-                        "--call",
-                        "get-report",
-                        "--id",
-                        &report_id,
-                        "--seconds",
-                        &secs,
-                        "--concurrency",
-                        "32",
-                    ]),
-                    ctx.to_vec(),
-                )
-            },
-        )
-        .await
-        {
-            Ok(measured) => measured,
-            Err(err) => {
-                failures.push(format!("{}: {err:#}", "rows 1-2"));
-                say!("    rows 1-2 failed: {err:#}");
-                break 'rows_1_2;
-            }
-        };
+        let (rest32, grpc32) = or_skip!(pairs(r, || rest_get_report("32"), || grpc_get_report("32")).await, failures, "rows 1-2", 'rows_1_2);
         rows.push(row(
             2,
             "gateway REST req/s / direct gRPC req/s, GetReport, c=32",
@@ -424,7 +388,7 @@ async fn measure(
             break 'row_3;
         }
         say!("==> 3: authenticated vs unauthenticated REST");
-        let auth = match repeat(r, || {
+        let auth = or_skip!(repeat(r, || {
             load(
                 argv(&[
                     "rest-auth-cost",
@@ -436,15 +400,7 @@ async fn measure(
                 auth_env.clone(),
             )
         })
-        .await
-        {
-            Ok(measured) => measured,
-            Err(err) => {
-                failures.push(format!("{}: {err:#}", "row 3"));
-                say!("    row 3 failed: {err:#}");
-                break 'row_3;
-            }
-        };
+        .await, failures, "row 3", 'row_3);
         rows.push(row(
             3,
             "authenticated / unauthenticated REST p50, GetReport, c=1",
@@ -462,7 +418,7 @@ async fn measure(
         }
         say!("==> 4: idle WebSocket connections");
         let connections = args.connections.to_string();
-        let ws = match load(
+        let ws = or_skip!(load(
             argv(&[
                 "ws-idle",
                 "--url",
@@ -474,15 +430,7 @@ async fn measure(
             ]),
             bearer.to_vec(),
         )
-        .await
-        {
-            Ok(measured) => measured,
-            Err(err) => {
-                failures.push(format!("{}: {err:#}", "row 4"));
-                say!("    row 4 failed: {err:#}");
-                break 'row_4;
-            }
-        };
+        .await, failures, "row 4", 'row_4);
         let per_gib = ws["connections_per_gib_rss"].as_f64().unwrap_or(0.0);
         rows.push(Row {
             number: 4,
@@ -503,7 +451,7 @@ async fn measure(
             break 'row_5;
         }
         say!("==> 5: time to first token");
-        let ttft = match load(
+        let ttft = or_skip!(load(
             argv(&[
                 "ttft",
                 "--url",
@@ -515,15 +463,7 @@ async fn measure(
             ]),
             bearer.to_vec(),
         )
-        .await
-        {
-            Ok(measured) => measured,
-            Err(err) => {
-                failures.push(format!("{}: {err:#}", "row 5"));
-                say!("    row 5 failed: {err:#}");
-                break 'row_5;
-            }
-        };
+        .await, failures, "row 5", 'row_5);
         let added = ttft["added_ratio"].as_f64().unwrap_or(f64::NAN);
         rows.push(Row {
             number: 5,
@@ -544,37 +484,12 @@ async fn measure(
             break 'row_6;
         }
         say!("==> 6: GetReport RPC vs pgbench -S");
-        let (rpc8, pg8) = match pairs(
+        let (rpc8, pg8) = or_skip!(pairs(
             r,
-            || {
-                load(
-                    argv(&[
-                        "grpc",
-                        "--addr",
-                        reports_addr,
-                        "--call",
-                        "get-report",
-                        "--id",
-                        &report_id,
-                        "--seconds",
-                        &secs,
-                        "--concurrency",
-                        "8",
-                    ]),
-                    ctx.to_vec(),
-                )
-            },
+            || grpc_get_report("8"),
             || pgbench(8, args.seconds),
         )
-        .await
-        {
-            Ok(measured) => measured,
-            Err(err) => {
-                failures.push(format!("{}: {err:#}", "row 6"));
-                say!("    row 6 failed: {err:#}");
-                break 'row_6;
-            }
-        };
+        .await, failures, "row 6", 'row_6);
         rows.push(row(
             6,
             "GetReport RPC req/s / pgbench -S TPS, c=8",
@@ -591,7 +506,7 @@ async fn measure(
             break 'row_7;
         }
         say!("==> 7: real RPC vs bare health RPC");
-        let (me, health) = match pairs(
+        let (me, health) = or_skip!(pairs(
             r,
             || {
                 load(
@@ -626,15 +541,7 @@ async fn measure(
                 )
             },
         )
-        .await
-        {
-            Ok(measured) => measured,
-            Err(err) => {
-                failures.push(format!("{}: {err:#}", "row 7"));
-                say!("    row 7 failed: {err:#}");
-                break 'row_7;
-            }
-        };
+        .await, failures, "row 7", 'row_7);
         rows.push(row(
             7,
             "GetMe (auth, tracing, Postgres) req/s / health req/s, c=16",
@@ -658,7 +565,7 @@ async fn measure(
             .collect();
         let treven_bin = paths::treven_binary().display().to_string();
         let load_bin = load_binary().display().to_string();
-        let (treven_start, bare_start) = match pairs(
+        let (treven_start, bare_start) = or_skip!(pairs(
             r,
             || {
                 load(
@@ -691,15 +598,7 @@ async fn measure(
                 )
             },
         )
-        .await
-        {
-            Ok(measured) => measured,
-            Err(err) => {
-                failures.push(format!("{}: {err:#}", "row 8"));
-                say!("    row 8 failed: {err:#}");
-                break 'row_8;
-            }
-        };
+        .await, failures, "row 8", 'row_8);
         rows.push(row(
             8,
             "treven serve time to SERVING / bare tonic health server",
