@@ -21,6 +21,8 @@ pub mod error;
 pub mod events;
 pub mod keys;
 pub mod pagination;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

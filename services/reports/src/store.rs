@@ -23,23 +23,10 @@ use crate::model::{
     Section, SourceRef, Status, Trend, Version, VersionCause,
 };
 
+use treven_mesh::postgres::{PgFailure, classify, org_transaction_start};
+
 /// Migrations compiled into the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
-/// Longest a statement may run before Postgres cancels it.
-const STATEMENT_TIMEOUT_MS: &str = "5000";
-
-/// `BEGIN` and the settings that confine a transaction to `org` (the
-/// `treven_app` role, `app.org_id` for row-level security, the statement
-/// timeout), sent as one simple query: one round trip instead of two on
-/// every call. The organisation is a UUID formatted here, never client text.
-fn org_transaction_start(org: OrgId) -> String {
-    format!(
-        "BEGIN; SELECT set_config('role', 'treven_app', true), \
-         set_config('app.org_id', '{org}', true), \
-         set_config('statement_timeout', '{STATEMENT_TIMEOUT_MS}', true)"
-    )
-}
 
 /// A storage failure, classified for the client.
 #[derive(Debug, thiserror::Error)]
@@ -57,31 +44,10 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
-        use sqlx::Error as E;
-        match &error {
-            E::Io(_)
-            | E::Tls(_)
-            | E::PoolTimedOut
-            | E::PoolClosed
-            | E::WorkerCrashed
-            | E::Protocol(_) => StoreError::Unavailable(error),
-            E::Database(db) => {
-                let code = db.code().unwrap_or_default();
-                if code == "23505" || code == "40001" || code == "40P01" {
-                    StoreError::Conflict(error)
-                } else if code.starts_with("08")
-                    || code.starts_with("57P")
-                    || code.starts_with("53")
-                    || code == "57014"
-                    || code == "55000"
-                    || code == "3D000"
-                {
-                    StoreError::Unavailable(error)
-                } else {
-                    StoreError::Internal(error)
-                }
-            }
-            _ => StoreError::Internal(error),
+        match classify(&error) {
+            PgFailure::Unavailable => StoreError::Unavailable(error),
+            PgFailure::UniqueViolation | PgFailure::Serialization => StoreError::Conflict(error),
+            PgFailure::Other => StoreError::Internal(error),
         }
     }
 }

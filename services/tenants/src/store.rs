@@ -20,23 +20,10 @@ use crate::model::{
     OrganisationChanges, Partner, Permission, ReportAccess, User, UserChanges,
 };
 
+use treven_mesh::postgres::{PgFailure, classify, org_transaction_start};
+
 /// Migrations compiled into the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
-/// Longest a statement may run before Postgres cancels it.
-const STATEMENT_TIMEOUT_MS: &str = "5000";
-
-/// `BEGIN` and the settings that confine a transaction to `org` (the
-/// `treven_app` role, `app.org_id` for row-level security, the statement
-/// timeout), sent as one simple query: one round trip instead of two on
-/// every call. The organisation is a UUID formatted here, never client text.
-fn org_transaction_start(org: treven_mesh::OrgId) -> String {
-    format!(
-        "BEGIN; SELECT set_config('role', 'treven_app', true), \
-         set_config('app.org_id', '{org}', true), \
-         set_config('statement_timeout', '{STATEMENT_TIMEOUT_MS}', true)"
-    )
-}
 
 /// A storage failure, classified for the client.
 #[derive(Debug, thiserror::Error)]
@@ -57,38 +44,22 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
-        use sqlx::Error as E;
-        match &error {
-            E::Io(_)
-            | E::Tls(_)
-            | E::PoolTimedOut
-            | E::PoolClosed
-            | E::WorkerCrashed
-            | E::Protocol(_) => StoreError::Unavailable(error),
-            E::Database(db) => {
-                let code = db.code().unwrap_or_default();
-                if code == "23505" {
-                    let field = match db.constraint() {
-                        Some("users_org_email_key") => "email",
-                        Some("users_org_sub_key") => "cognito_sub",
-                        Some("partners_org_name_key") | Some("organisations_name_key") => "name",
-                        _ => "id",
-                    };
-                    StoreError::Conflict { field }
-                } else if code.starts_with("08")      // connection exception
-                    || code.starts_with("57P")        // admin shutdown, crash shutdown, cannot connect now
-                    || code.starts_with("53")         // insufficient resources
-                    || code == "57014"                // statement timeout
-                    || code == "55000"                // database does not allow connections
-                    || code == "3D000"
-                // database does not exist (yet)
-                {
-                    StoreError::Unavailable(error)
-                } else {
-                    StoreError::Internal(error)
-                }
+        match classify(&error) {
+            PgFailure::Unavailable => StoreError::Unavailable(error),
+            PgFailure::UniqueViolation => {
+                let constraint = match &error {
+                    sqlx::Error::Database(db) => db.constraint().map(str::to_owned),
+                    _ => None,
+                };
+                let field = match constraint.as_deref() {
+                    Some("users_org_email_key") => "email",
+                    Some("users_org_sub_key") => "cognito_sub",
+                    Some("partners_org_name_key") | Some("organisations_name_key") => "name",
+                    _ => "id",
+                };
+                StoreError::Conflict { field }
             }
-            _ => StoreError::Internal(error),
+            PgFailure::Serialization | PgFailure::Other => StoreError::Internal(error),
         }
     }
 }
