@@ -1,6 +1,6 @@
 //! Channels that follow DNS: in AWS a service name such as
 //! `tenants.treven.internal` (Cloud Map) resolves to the addresses of its
-//! running tasks. [`discovered_channel`] re-resolves it periodically and
+//! running tasks. [`discovered_upstream`] re-resolves it periodically and
 //! adds and removes endpoints of a balanced channel, so a new task takes
 //! traffic and a dead one stops receiving it without a restart. IP-literal
 //! URLs (local runs) get a plain channel.
@@ -91,16 +91,6 @@ pub fn is_unreachable(status: &tonic::Status) -> bool {
         source = error.source();
     }
     false
-}
-
-/// [`discovered_upstream`]'s channel alone.
-pub fn discovered_channel(
-    url: &str,
-    options: ChannelOptions,
-    refresh: Duration,
-    resolver: Arc<dyn Resolve>,
-) -> Result<Channel, tonic::transport::Error> {
-    discovered_upstream(url, options, refresh, resolver).map(|upstream| upstream.channel)
 }
 
 /// A channel to `url` that balances across the addresses of its host and
@@ -310,13 +300,14 @@ mod tests {
             connect_timeout: Duration::from_millis(300),
             call_timeout: Duration::from_secs(2),
         };
-        let channel = discovered_channel(
+        let channel = discovered_upstream(
             "http://tenants.treven.internal:50051",
             options,
             Duration::from_millis(50),
             resolver.clone(),
         )
-        .expect("channel");
+        .expect("channel")
+        .channel;
         let mut ok = false;
         for _ in 0..40 {
             if healthy(&channel).await {
@@ -411,13 +402,14 @@ mod tests {
             .build()
             .expect("runtime");
         runtime.block_on(async {
-            let channel = discovered_channel(
+            let upstream = discovered_upstream(
                 "http://127.0.0.1:1",
                 ChannelOptions::default(),
                 Duration::from_secs(1),
                 Arc::new(SystemResolver),
-            );
-            assert!(channel.is_ok());
+            )
+            .expect("a plain channel");
+            assert!(upstream.refresher.is_none(), "nothing to re-resolve");
         });
     }
 }
