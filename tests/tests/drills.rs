@@ -12,36 +12,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
+use support::client::{Api, Socket};
 use support::drill::{PrivatePostgres, PrivateRedis};
 use support::mesh::{Mesh, MeshOptions, User};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 async fn get(mesh: &Mesh, user: &User, path: &str) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .get(format!("{}{path}", mesh.gateway))
-        .bearer_auth(&user.token)
-        .timeout(Duration::from_secs(15))
-        .send()
-        .await
-        .expect("the gateway answers within 15 s");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    Api::new(mesh, user).get(path).await
 }
 
 async fn post(mesh: &Mesh, user: &User, path: &str, body: Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{}{path}", mesh.gateway))
-        .bearer_auth(&user.token)
-        .json(&body)
-        .timeout(Duration::from_secs(15))
-        .send()
-        .await
-        .expect("the gateway answers within 15 s");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    Api::new(mesh, user).post(path, body).await
 }
 
 /// Polls `path` until it answers 200, for at most `limit`.
@@ -101,15 +82,16 @@ async fn redis_stops_rest_keeps_working_and_websocket_clients_are_told_then_reco
     )
     .await;
     let analyst = mesh.sign_in("redis-drill", "ngo", "analyst@redis.test", "analyst");
-    let mut socket = connect(&mesh, &analyst).await;
+    let mut socket = Socket::connect(&mesh, &analyst).await;
     assert_eq!(get(&mesh, &analyst, "/api/me").await.0, 200);
 
     redis.stop();
     // Clients are told that live events stopped.
-    let told = next_matching(&mut socket, Duration::from_secs(20), |m| {
-        m["type"] == "error" && m["code"] == "UNAVAILABLE"
-    })
-    .await;
+    let told = socket
+        .next_matching(Duration::from_secs(20), |m| {
+            m["type"] == "error" && m["code"] == "UNAVAILABLE"
+        })
+        .await;
     assert!(
         told["message"].as_str().unwrap().contains("interrupted"),
         "{told}"
@@ -129,11 +111,10 @@ async fn redis_stops_rest_keeps_working_and_websocket_clients_are_told_then_reco
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    send(&mut socket, json!({"type": "subscribe", "channel": format!("report:{report_id}"), "lastEventId": "0-0"})).await;
-    next_matching(&mut socket, Duration::from_secs(60), |m| {
-        m["type"] == "report:update"
-    })
-    .await;
+    socket.send(json!({"type": "subscribe", "channel": format!("report:{report_id}"), "lastEventId": "0-0"})).await;
+    socket
+        .next_matching(Duration::from_secs(60), |m| m["type"] == "report:update")
+        .await;
     mesh.stop().await;
 }
 
@@ -263,19 +244,18 @@ async fn a_reports_worker_killed_mid_generation_leaves_a_report_that_completes_o
     let (status, report) = post(&mesh, &analyst, "/api/reports", report_request()).await;
     assert_eq!(status, 200, "{report}");
     let report_id = report["id"].as_str().unwrap().to_owned();
-    let mut socket = connect(&mesh, &analyst).await;
+    let mut socket = Socket::connect(&mesh, &analyst).await;
     let channel = format!("report:{report_id}");
-    send(
-        &mut socket,
-        json!({"type": "subscribe", "channel": channel, "lastEventId": "0-0"}),
-    )
-    .await;
-    let midway = next_matching(&mut socket, Duration::from_secs(30), |m| {
-        m["data"]["sections_done"]
-            .as_u64()
-            .is_some_and(|done| done >= 2)
-    })
-    .await;
+    socket
+        .send(json!({"type": "subscribe", "channel": channel, "lastEventId": "0-0"}))
+        .await;
+    let midway = socket
+        .next_matching(Duration::from_secs(30), |m| {
+            m["data"]["sections_done"]
+                .as_u64()
+                .is_some_and(|done| done >= 2)
+        })
+        .await;
 
     // kill -9: no chance to hand the job back.
     first.child.kill().unwrap();
@@ -284,10 +264,9 @@ async fn a_reports_worker_killed_mid_generation_leaves_a_report_that_completes_o
     assert_eq!(status, 503, "no reports instance is up: {during}");
 
     let _second = mesh.start_reports(&[]);
-    next_matching(&mut socket, Duration::from_secs(60), |m| {
-        m["data"]["status"] == "draft"
-    })
-    .await;
+    socket
+        .next_matching(Duration::from_secs(60), |m| m["data"]["status"] == "draft")
+        .await;
     let (_, got) = get(&mesh, &analyst, &format!("/api/reports/{report_id}")).await;
     assert_eq!(got["report"]["status"], "REPORT_STATUS_DRAFT", "{got}");
     let (_, versions) = get(
@@ -413,52 +392,4 @@ fn report_request() -> Value {
             "clientType": "ORGANISATION_KIND_NGO",
         }
     })
-}
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn connect(mesh: &Mesh, user: &User) -> Socket {
-    let mut request = mesh.ws.as_str().into_client_request().unwrap();
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        format!("treven.v1, bearer.{}", user.token).parse().unwrap(),
-    );
-    tokio_tungstenite::connect_async(request)
-        .await
-        .expect("the WebSocket opens")
-        .0
-}
-
-async fn send(socket: &mut Socket, value: Value) {
-    socket
-        .send(Message::Text(value.to_string().into()))
-        .await
-        .expect("send");
-}
-
-async fn next_matching(
-    socket: &mut Socket,
-    limit: Duration,
-    wanted: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + limit;
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(
-            !left.is_zero(),
-            "nothing matched within {limit:?}; saw {seen:?}"
-        );
-        let Ok(Some(message)) = tokio::time::timeout(left, socket.next()).await else {
-            panic!("the socket ended or timed out; saw {seen:?}");
-        };
-        if let Message::Text(text) = message.expect("a frame") {
-            let value: Value = serde_json::from_str(&text).expect("JSON");
-            if wanted(&value) {
-                return value;
-            }
-            seen.push(value);
-        }
-    }
 }

@@ -11,14 +11,12 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
+use support::client::{Api, Socket};
 use support::mesh::{Mesh, User};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use treven_testkit::bedrock::{Script, Usage};
 
 /// What one organisation's journey made, for the cross-organisation checks.
@@ -28,111 +26,6 @@ struct Made {
     report_id: String,
     document_id: String,
     conversation_id: String,
-}
-
-/// A REST client acting as one user.
-struct Api {
-    base: String,
-    token: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    fn new(mesh: &Mesh, user: &User) -> Api {
-        Api {
-            base: mesh.gateway.clone(),
-            token: user.token.clone(),
-            http: reqwest::Client::new(),
-        }
-    }
-
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("the gateway answers");
-        let status = response.status().as_u16();
-        let text = response.text().await.expect("a body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        self.send(reqwest::Method::GET, path, None).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.send(reqwest::Method::POST, path, Some(body)).await
-    }
-
-    async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
-        self.send(reqwest::Method::PATCH, path, Some(body)).await
-    }
-
-    /// A call that must succeed; returns its JSON.
-    async fn ok(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let (status, json) = self.send(method.clone(), path, body).await;
-        assert!(
-            (200..300).contains(&status),
-            "{method} {path} -> {status}: {json}"
-        );
-        json
-    }
-}
-
-/// A WebSocket connection of one user.
-struct Socket {
-    stream: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-}
-
-impl Socket {
-    async fn connect(mesh: &Mesh, user: &User) -> Socket {
-        let mut request = mesh.ws.as_str().into_client_request().unwrap();
-        request.headers_mut().insert(
-            "sec-websocket-protocol",
-            format!("treven.v1, bearer.{}", user.token).parse().unwrap(),
-        );
-        let (stream, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .expect("the WebSocket opens");
-        Socket { stream }
-    }
-
-    async fn send(&mut self, value: Value) {
-        self.stream
-            .send(Message::Text(value.to_string().into()))
-            .await
-            .expect("send");
-    }
-
-    /// Reads messages until `done` says so (or `limit` passes); returns all.
-    async fn until(&mut self, limit: Duration, done: impl Fn(&Value) -> bool) -> Vec<Value> {
-        let deadline = Instant::now() + limit;
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "timed out; saw {seen:#?}");
-            let Ok(Some(message)) = tokio::time::timeout(left, self.stream.next()).await else {
-                panic!("the socket ended or timed out; saw {seen:#?}");
-            };
-            if let Message::Text(text) = message.expect("a frame") {
-                let value: Value = serde_json::from_str(&text).expect("JSON");
-                let finished = done(&value);
-                seen.push(value);
-                if finished {
-                    return seen;
-                }
-            }
-        }
-    }
 }
 
 const CHAT_REPLY: [&str; 3] = ["Recruitment ", "moved to closed ", "messaging groups."];
