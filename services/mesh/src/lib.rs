@@ -10,6 +10,7 @@
 //! - [`discovery`]: channels that re-resolve DNS (Cloud Map) and balance;
 //! - [`events`]: events for WebSocket clients, published through Redis;
 //! - [`telemetry`]: JSON or pretty logs, optional OTLP export;
+//! - [`tls`]: trust roots for Postgres/Redis, the mesh CA, TLS servers and clients;
 //! - [`shutdown`]: SIGTERM/SIGINT handling;
 //! - [`wire`]: protobuf well-known types to and from domain types.
 
@@ -26,6 +27,7 @@ pub mod postgres;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 pub mod wire;
 
 pub use context::{MeshContext, MeshKey, OrgId, Role};
