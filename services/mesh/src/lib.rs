@@ -2,6 +2,7 @@
 //!
 //! - [`server`]: bootstrap with health, reflection, request spans and drain;
 //! - [`context`]: the signed mesh context and the interceptor requiring it;
+//! - [`deadline`]: the caller's deadline carried to the calls a handler makes;
 //! - [`error`]: the one error-code table (gRPC code, HTTP status, string);
 //! - [`config`]: typed `TREVEN_*` configuration that names bad variables;
 //! - [`keys`]: the mesh key from config or AWS Secrets Manager;
@@ -17,6 +18,7 @@
 pub mod client;
 pub mod config;
 pub mod context;
+pub mod deadline;
 pub mod discovery;
 pub mod error;
 pub mod events;
