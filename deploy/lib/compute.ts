@@ -5,8 +5,15 @@
  * - an internal ALB (HTTP 80 → gateway-api :8080) reached only by the
  *   API Gateway VPC link;
  * - an internet-facing ALB for WebSockets (→ gateway-ws :8081, idle timeout
- *   one hour) that admits only CloudFront's origin-facing addresses and
- *   forwards only requests carrying CloudFront's secret origin header.
+ *   one hour) and streamed chat (`/api/conversations/*\/messages` →
+ *   gateway-api :8080, which API Gateway would buffer) that admits only
+ *   CloudFront's origin-facing addresses and forwards only requests carrying
+ *   CloudFront's secret origin header.
+ *
+ * Every task gets exactly the variables its role of the binary reads, with
+ * TLS on every hop: https Cloud Map URLs and the mesh CA seed (ECS secret),
+ * Postgres URLs with `sslmode=verify-full` and the RDS CA bundle, Redis as
+ * a `rediss://` secret (README "TLS and secrets per task").
  *
  * Least privilege: each task role gets exactly the statements listed in
  * {@link Compute.grant} and README "Least-privilege matrix".
