@@ -161,3 +161,45 @@ impl RateLimiter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    /// Rate limits are not silently off for the life of a process: a
+    /// gateway started before Redis enforces them once Redis comes up.
+    #[tokio::test]
+    async fn a_limiter_started_before_redis_enforces_limits_once_redis_is_up() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let limiter = RateLimiter::connect(&format!("redis://127.0.0.1:{port}"), 1, 60).await;
+        assert!(!limiter.is_on(), "nothing listens yet");
+        let org: OrgId = uuid::Uuid::new_v4().to_string().parse().expect("org id");
+        assert_eq!(limiter.check(org, "u").await, Verdict::Allowed, "fail open");
+
+        let mut redis = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        let started = std::time::Instant::now();
+        while !limiter.is_on() && started.elapsed() < Duration::from_secs(20) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let on = limiter.is_on();
+        let first = limiter.check(org, "u").await;
+        let second = limiter.check(org, "u").await;
+        let _ = redis.kill();
+        let _ = redis.wait();
+        assert!(on, "the background task reached redis");
+        assert_eq!(first, Verdict::Allowed);
+        assert!(
+            matches!(second, Verdict::Limited(_)),
+            "one call per minute per user is enforced: {second:?}"
+        );
+    }
+}

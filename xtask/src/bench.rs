@@ -624,6 +624,63 @@ async fn measure(
         ));
     }
 
+    if args.wants(&[10]) {
+        'row_10: {
+            say!("==> row 10: the release binary's size (the image cannot be built here)");
+            // The perf profile is release code with line tables; stripped,
+            // it is the binary the Dockerfile's release build ships.
+            let binary = paths::target_dir().join(PROFILE).join("treven");
+            let stripped = bench_dir.join("treven.stripped");
+            or_skip!(
+                cmd::run(
+                    std::process::Command::new("objcopy")
+                        .arg("--strip-all")
+                        .arg(&binary)
+                        .arg(&stripped)
+                ),
+                failures,
+                "row 10",
+                'row_10
+            );
+            let bytes = or_skip!(
+                fs::metadata(&stripped).map(|m| m.len() as f64),
+                failures,
+                "row 10",
+                'row_10
+            );
+            let gzipped = or_skip!(
+                cmd::output(std::process::Command::new("sh").arg("-c").arg(format!(
+                    "gzip -9 -c '{}' | wc -c",
+                    stripped.display()
+                )))
+                .and_then(|out| Ok(out.trim().parse::<f64>()?)),
+                failures,
+                "row 10",
+                'row_10
+            );
+            let mb = |b: f64| b / 1e6;
+            // B is what deploy/README.md's image size reasoning assumes.
+            rows.push(row(
+                10,
+                "stripped release treven / the 40 MB deploy/README.md assumes",
+                vec![mb(bytes)],
+                vec![40.0],
+                "MB",
+                "≤ 1",
+                |x| x <= 1.0,
+            ));
+            rows.push(row(
+                10,
+                "gzip -9 of it / the 14 MB deploy/README.md assumes",
+                vec![mb(gzipped)],
+                vec![14.0],
+                "MB",
+                "≤ 1",
+                |x| x <= 1.0,
+            ));
+        }
+    }
+
     report(&rows, bench_dir, tools)?;
     if failures.is_empty() {
         Ok(())

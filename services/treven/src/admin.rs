@@ -43,6 +43,9 @@ pub enum AdminCommand {
         #[arg(long)]
         cognito_sub: Option<String>,
     },
+    /// Print the mesh CA certificate (PEM) derived from TREVEN_MESH_CA_SEED
+    /// (or TREVEN_MESH_CA_SEED_SECRET_ID), for `grpcurl -cacert`.
+    MeshCaCert,
     /// Print a mesh context token (for grpcurl and scripts).
     MintContext {
         /// The organisation the call acts in.
@@ -73,6 +76,13 @@ fn invalid(error: treven_mesh::ServiceError) -> anyhow::Error {
 pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
     let env = Env::from_process();
     match command {
+        AdminCommand::MeshCaCert => {
+            let tls = treven_mesh::tls::MeshTlsSource::from_env(&env, false)?
+                .load()
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("TREVEN_MESH_CA_SEED: is not set"))?;
+            print!("{}", tls.ca_pem());
+        }
         AdminCommand::EnsureOrg { name, kind } => {
             let name = Name::parse("name", &name).map_err(invalid)?;
             let org = store(&env)?
