@@ -4,7 +4,7 @@
  * definition's Environment + Secrets must pass: nothing required missing,
  * no TREVEN_* variable the role does not read). READS mirrors the Rust
  * configuration (services/<crate>/src/config.rs, gateway/src/config.rs,
- * services/mesh/src/{config,keys,telemetry,server}.rs) plus the TLS
+ * crates/mesh/src/{config,keys,telemetry,server}.rs) plus the TLS
  * variables of the issue; change it together with the Rust side.
  *
  * Also: the Gemini secondary with and without `-c geminiProject`, the mesh
