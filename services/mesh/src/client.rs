@@ -1,15 +1,23 @@
 //! Channels to other services.
 //!
-//! Addresses are static `http://host:port` URLs from configuration for now
-//! (DNS re-resolution across Cloud Map records comes with the gateway). Every
-//! channel has a connect timeout and a per-call deadline, which tonic sends
-//! as `grpc-timeout` so the callee can stop work nobody waits for.
+//! [`upstream`] is how every role reaches another: the service's URL
+//! (`https://tenants.treven.internal:50051` in AWS) is re-resolved and
+//! balanced across its tasks ([`crate::discovery`]), `https` URLs speak TLS
+//! with the mesh CA and verify the service's name ([`crate::tls`]), and a
+//! background probe reports a peer that refuses TLS by the variable that
+//! named it. Every channel has a connect timeout and a per-call deadline,
+//! which tonic sends as `grpc-timeout` so the callee can stop work nobody
+//! waits for (bounded further by the served call's deadline, see
+//! [`crate::deadline`]).
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 
-use crate::config::{ConfigError, Env};
+use crate::config::{ConfigError, Env, Environment};
+use crate::discovery::{Resolve as _, SystemResolver, discovered_upstream};
 
 /// Connect and call limits of a channel.
 #[derive(Debug, Clone, Copy)]
@@ -45,8 +53,26 @@ pub fn channel(url: &str, options: ChannelOptions) -> Result<Channel, tonic::tra
 }
 
 /// The endpoint every mesh connection uses: connect timeout, per-call
-/// deadline, no Nagle, and HTTP/2 keep-alives so dead peers are noticed.
+/// deadline, no Nagle, and HTTP/2 keep-alives so dead peers are noticed; an
+/// `https` URL speaks TLS with the mesh CA, verifying the URL's host.
 pub fn endpoint(url: &str, options: ChannelOptions) -> Result<Endpoint, tonic::transport::Error> {
+    let endpoint = base_endpoint(url, options)?;
+    let host = endpoint.uri().host().unwrap_or_default().to_owned();
+    with_mesh_tls(endpoint, &host)
+}
+
+/// The endpoint of one task of a service: `address` is dialled, `host` (the
+/// service's DNS name) is what its certificate must carry.
+pub fn endpoint_at(
+    scheme: &str,
+    host: &str,
+    address: SocketAddr,
+    options: ChannelOptions,
+) -> Result<Endpoint, tonic::transport::Error> {
+    with_mesh_tls(base_endpoint(&format!("{scheme}://{address}"), options)?, host)
+}
+
+fn base_endpoint(url: &str, options: ChannelOptions) -> Result<Endpoint, tonic::transport::Error> {
     Ok(Endpoint::from_shared(url.to_owned())?
         .connect_timeout(options.connect_timeout)
         .timeout(options.call_timeout)
@@ -55,13 +81,116 @@ pub fn endpoint(url: &str, options: ChannelOptions) -> Result<Endpoint, tonic::t
         .keep_alive_timeout(Duration::from_secs(10)))
 }
 
+fn with_mesh_tls(endpoint: Endpoint, host: &str) -> Result<Endpoint, tonic::transport::Error> {
+    if endpoint.uri().scheme_str() != Some("https") {
+        return Ok(endpoint);
+    }
+    // `service_url` refuses an https URL without a mesh CA, so this is set
+    // in every process that reaches here with one.
+    match crate::tls::installed() {
+        Some(tls) => endpoint.tls_config(tls.client_config(host)),
+        None => Ok(endpoint),
+    }
+}
+
+/// A channel to the service named by `variable` at `url`: re-resolved every
+/// few seconds and balanced across its tasks, with a background TLS probe
+/// (see [`probe_in_background`]).
+pub fn upstream(
+    variable: &'static str,
+    url: &str,
+    options: ChannelOptions,
+) -> Result<Channel, tonic::transport::Error> {
+    let upstream =
+        discovered_upstream(url, options, Duration::from_secs(5), Arc::new(SystemResolver))?;
+    probe_in_background(variable, url);
+    Ok(upstream.channel)
+}
+
+/// Checks, once, that the first task of an `https` upstream completes a TLS
+/// handshake with the mesh CA, and logs an error naming `variable` and the
+/// peer when it does not (a plaintext server, a certificate from another CA
+/// or for another name) — the calls themselves would only say UNAVAILABLE.
+/// A service that is not up yet is retried for a minute.
+pub fn probe_in_background(variable: &'static str, url: &str) {
+    let Some(tls) = crate::tls::installed() else {
+        return;
+    };
+    let Some(first) = url.split(',').next() else {
+        return;
+    };
+    let Ok(uri) = first.trim().parse::<http::Uri>() else {
+        return;
+    };
+    if uri.scheme_str() != Some("https") {
+        return;
+    }
+    let (Some(host), Some(authority)) = (uri.host().map(str::to_owned), uri.authority()) else {
+        return;
+    };
+    let target = match authority.port_u16() {
+        Some(_) => authority.as_str().to_owned(),
+        None => format!("{host}:443"),
+    };
+    tokio::spawn(async move {
+        let limit = Duration::from_secs(5);
+        for _ in 0..30 {
+            let address = SystemResolver
+                .resolve(&target)
+                .await
+                .ok()
+                .and_then(|a| a.into_iter().next());
+            if let Some(address) = address {
+                match tls.probe(variable, &host, address, limit).await {
+                    Ok(()) => {
+                        tracing::info!(variable, peer = %target, "upstream speaks mesh tls");
+                        return;
+                    }
+                    Err(problem) if !is_refused(&problem) => {
+                        tracing::error!(variable, peer = %target, problem, "upstream refused by mesh tls");
+                        return;
+                    }
+                    Err(_) => {}
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
+}
+
+fn is_refused(problem: &str) -> bool {
+    problem.contains("Connection refused") || problem.contains("did not complete")
+}
+
 /// Reads a service URL such as `TREVEN_TENANTS_URL` (or a comma-separated
-/// list of them, one per instance), checking each parses.
+/// list of them, one per instance), checking each parses. Outside local
+/// runs the URL is required and must be `https` (the mesh is TLS-only in
+/// AWS); an `https` URL needs the mesh CA (`TREVEN_MESH_CA_SEED`).
 pub fn service_url(env: &Env, variable: &str, default: &str) -> Result<String, ConfigError> {
-    let url = env.get(variable).unwrap_or_else(|| default.to_owned());
+    let environment = Environment::from_env(env)?;
+    let url = match env.get(variable) {
+        Some(url) => url,
+        None if environment == Environment::Local => default.to_owned(),
+        None => return env.required(variable),
+    };
+    let has_ca = env.get("TREVEN_MESH_CA_SEED").is_some()
+        || env.get("TREVEN_MESH_CA_SEED_SECRET_ID").is_some();
     for part in url.split(',') {
-        Endpoint::from_shared(part.trim().to_owned())
+        let endpoint = Endpoint::from_shared(part.trim().to_owned())
             .map_err(|e| env.error(variable, format!("not a URL: {e}")))?;
+        let https = endpoint.uri().scheme_str() == Some("https");
+        if !https && environment != Environment::Local {
+            return Err(env.error(
+                variable,
+                "must be an https:// URL outside local runs: the mesh is TLS-only in AWS",
+            ));
+        }
+        if https && !has_ca {
+            return Err(env.error(
+                variable,
+                "is https:// but no mesh CA is configured (TREVEN_MESH_CA_SEED)",
+            ));
+        }
     }
     Ok(url)
 }

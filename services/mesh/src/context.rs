@@ -410,12 +410,15 @@ pub fn context_of<T>(request: &Request<T>) -> Result<MeshContext, ServiceError> 
         })
 }
 
-/// Adds `token` to an outgoing request.
+/// Adds `token` to an outgoing request, and bounds its timeout by what is
+/// left of the deadline of the call being served (every outbound call goes
+/// through here; see [`crate::deadline`]).
 pub fn attach_context<T>(request: &mut Request<T>, token: &str) -> Result<(), ServiceError> {
     let value = token
         .parse()
         .map_err(|_| ServiceError::internal(anyhow::anyhow!("context token is not ASCII")))?;
     request.metadata_mut().insert(CONTEXT_HEADER, value);
+    crate::deadline::bound_outgoing(request.metadata_mut());
     Ok(())
 }
 

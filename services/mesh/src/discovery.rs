@@ -25,7 +25,8 @@ pub trait Resolve: Send + Sync + 'static {
     ) -> futures::future::BoxFuture<'_, std::io::Result<Vec<SocketAddr>>>;
 }
 
-/// The system resolver (`getaddrinfo` through tokio).
+/// The system resolver (`getaddrinfo` through tokio), after the overrides
+/// of `TREVEN_RESOLVE` (see [`ResolveOverrides`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemResolver;
 
@@ -34,8 +35,54 @@ impl Resolve for SystemResolver {
         &self,
         host_port: &str,
     ) -> futures::future::BoxFuture<'_, std::io::Result<Vec<SocketAddr>>> {
+        let overridden = OVERRIDES
+            .read()
+            .ok()
+            .and_then(|o| o.0.get(host_port).copied());
         let host_port = host_port.to_owned();
-        Box::pin(async move { Ok(tokio::net::lookup_host(host_port).await?.collect()) })
+        Box::pin(async move {
+            match overridden {
+                Some(address) => Ok(vec![address]),
+                None => Ok(tokio::net::lookup_host(host_port).await?.collect()),
+            }
+        })
+    }
+}
+
+/// Fixed answers for some `host:port` names, like curl's `--resolve`:
+/// `TREVEN_RESOLVE=tenants.treven.internal:50051=127.0.0.1:41234,…`. The
+/// production-shape test uses it to run the synthesized tasks, with their
+/// Cloud Map URLs and TLS names unchanged, on loopback ports.
+#[derive(Debug, Clone, Default)]
+pub struct ResolveOverrides(std::collections::BTreeMap<String, SocketAddr>);
+
+static OVERRIDES: std::sync::RwLock<ResolveOverrides> =
+    std::sync::RwLock::new(ResolveOverrides(std::collections::BTreeMap::new()));
+
+impl ResolveOverrides {
+    /// Reads `TREVEN_RESOLVE` (unset: no overrides).
+    pub fn from_env(env: &crate::config::Env) -> Result<Self, crate::config::ConfigError> {
+        let Some(raw) = env.get("TREVEN_RESOLVE") else {
+            return Ok(Self::default());
+        };
+        let mut map = std::collections::BTreeMap::new();
+        for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let (name, address) = entry.split_once('=').ok_or_else(|| {
+                env.error("TREVEN_RESOLVE", format!("{entry:?} is not host:port=ip:port"))
+            })?;
+            let address: SocketAddr = address.parse().map_err(|e| {
+                env.error("TREVEN_RESOLVE", format!("{address:?} is not ip:port: {e}"))
+            })?;
+            map.insert(name.to_owned(), address);
+        }
+        Ok(Self(map))
+    }
+
+    /// Makes these the overrides of this process.
+    pub fn install(self) {
+        if let Ok(mut installed) = OVERRIDES.write() {
+            *installed = self;
+        }
     }
 }
 
@@ -112,7 +159,7 @@ pub fn discovered_upstream(
     refresh: Duration,
     resolver: Arc<dyn Resolve>,
 ) -> Result<Upstream, tonic::transport::Error> {
-    let (scheme, target, resolver) = match static_addresses(url) {
+    let (scheme, host, target, resolver) = match static_addresses(url) {
         Some((scheme, addresses)) => {
             let listed = addresses
                 .iter()
@@ -120,7 +167,9 @@ pub fn discovered_upstream(
                 .collect::<Vec<_>>()
                 .join(",");
             let resolver: Arc<dyn Resolve> = Arc::new(Fixed(addresses));
-            (scheme, listed, resolver)
+            // IP literals: the certificate must carry the address itself.
+            let host = static_host(url).unwrap_or_default();
+            (scheme, host, listed, resolver)
         }
         None => {
             // An unparsable URL falls through to the plain channel, which
@@ -133,7 +182,8 @@ pub fn discovered_upstream(
             if authority.parse::<SocketAddr>().is_ok() {
                 return plain(url, options);
             }
-            (scheme, authority, resolver)
+            let host = parsed.host().unwrap_or_default().to_owned();
+            (scheme, host, authority, resolver)
         }
     };
     let (channel, changes) = Channel::balance_channel::<SocketAddr>(64);
@@ -157,8 +207,7 @@ pub fn discovered_upstream(
                         }
                     }
                     for new in current.difference(&known) {
-                        let Ok(endpoint) =
-                            crate::client::endpoint(&format!("{scheme}://{new}"), options)
+                        let Ok(endpoint) = crate::client::endpoint_at(&scheme, &host, *new, options)
                         else {
                             continue;
                         };
@@ -210,6 +259,12 @@ fn static_addresses(url: &str) -> Option<(String, Vec<SocketAddr>)> {
         addresses.push(parsed.authority()?.as_str().parse().ok()?);
     }
     Some((scheme?, addresses))
+}
+
+/// The host of the first URL of a list.
+fn static_host(url: &str) -> Option<String> {
+    let first: http::Uri = url.split(',').next()?.trim().parse().ok()?;
+    Some(first.host()?.trim_matches(['[', ']']).to_owned())
 }
 
 /// A resolver of a fixed list of addresses.

@@ -73,6 +73,24 @@ impl MeshKeySource {
 }
 
 async fn load_from_secrets_manager(secret_id: &str) -> anyhow::Result<MeshKeys> {
+    let (current, previous) = secret_strings(secret_id)
+        .await
+        .with_context(|| format!("TREVEN_MESH_KEY_SECRET_ID: cannot read secret {secret_id}"))?;
+    let current = MeshKey::from_base64(&current)
+        .map_err(|e| anyhow::anyhow!("TREVEN_MESH_KEY_SECRET_ID: secret {secret_id} {e}"))?;
+    let mut verifier = current.verifier();
+    if let Some(previous) = previous
+        && let Ok(previous) = MeshKey::from_base64(&previous)
+    {
+        verifier = verifier.also_accept(&previous);
+    }
+    tracing::info!(secret_id, "mesh key loaded from secrets manager");
+    Ok(MeshKeys { current, verifier })
+}
+
+/// The `AWSCURRENT` value of a Secrets Manager secret and, when a rotation
+/// left one, its `AWSPREVIOUS` value.
+pub(crate) async fn secret_strings(secret_id: &str) -> anyhow::Result<(String, Option<String>)> {
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let client = aws_sdk_secretsmanager::Client::new(&config);
     let fetch = |stage: &'static str| {
@@ -86,18 +104,12 @@ async fn load_from_secrets_manager(secret_id: &str) -> anyhow::Result<MeshKeys> 
                 .await
         }
     };
-    let current = fetch("AWSCURRENT")
-        .await
-        .with_context(|| format!("TREVEN_MESH_KEY_SECRET_ID: cannot read secret {secret_id}"))?;
-    let current = MeshKey::from_base64(current.secret_string().unwrap_or_default())
-        .map_err(|e| anyhow::anyhow!("TREVEN_MESH_KEY_SECRET_ID: secret {secret_id} {e}"))?;
-    let mut verifier = current.verifier();
+    let current = fetch("AWSCURRENT").await?;
+    let current = current.secret_string().unwrap_or_default().to_owned();
     // A rotation leaves the old value under AWSPREVIOUS; absent otherwise.
-    if let Ok(previous) = fetch("AWSPREVIOUS").await
-        && let Ok(previous) = MeshKey::from_base64(previous.secret_string().unwrap_or_default())
-    {
-        verifier = verifier.also_accept(&previous);
-    }
-    tracing::info!(secret_id, "mesh key loaded from secrets manager");
-    Ok(MeshKeys { current, verifier })
+    let previous = fetch("AWSPREVIOUS")
+        .await
+        .ok()
+        .and_then(|p| p.secret_string().map(str::to_owned));
+    Ok((current, previous))
 }

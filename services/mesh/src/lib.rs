@@ -2,6 +2,7 @@
 //!
 //! - [`server`]: bootstrap with health, reflection, request spans and drain;
 //! - [`context`]: the signed mesh context and the interceptor requiring it;
+//! - [`deadline`]: the caller's deadline carried to the calls a handler makes;
 //! - [`error`]: the one error-code table (gRPC code, HTTP status, string);
 //! - [`config`]: typed `TREVEN_*` configuration that names bad variables;
 //! - [`keys`]: the mesh key from config or AWS Secrets Manager;
@@ -10,12 +11,14 @@
 //! - [`discovery`]: channels that re-resolve DNS (Cloud Map) and balance;
 //! - [`events`]: events for WebSocket clients, published through Redis;
 //! - [`telemetry`]: JSON or pretty logs, optional OTLP export;
+//! - [`tls`]: trust roots for Postgres/Redis, the mesh CA, TLS servers and clients;
 //! - [`shutdown`]: SIGTERM/SIGINT handling;
 //! - [`wire`]: protobuf well-known types to and from domain types.
 
 pub mod client;
 pub mod config;
 pub mod context;
+pub mod deadline;
 pub mod discovery;
 pub mod error;
 pub mod events;
@@ -26,6 +29,7 @@ pub mod postgres;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 pub mod wire;
 
 pub use context::{MeshContext, MeshKey, OrgId, Role};

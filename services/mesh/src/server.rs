@@ -108,12 +108,18 @@ pub async fn serve(
         // Dead peers are noticed and their streams freed.
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .add_routes(service.routes)
+        // Each handler knows its caller's deadline, so the calls it makes
+        // carry what is left of it (see `crate::deadline`).
+        .add_routes(Routes::from(
+            service
+                .routes
+                .into_axum_router()
+                .layer(crate::deadline::DeadlineLayer),
+        ))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
 
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let draining = {
         let shutdown = shutdown.clone();
         async move {
@@ -123,9 +129,48 @@ pub async fn serve(
             tokio::time::sleep(policy.drain_delay).await;
         }
     };
+    // In AWS every mesh server speaks TLS only (the leaf certificate comes
+    // from the mesh CA, see `crate::tls`); locally it may be plaintext.
+    let tls = crate::tls::installed();
     set_all(ServingStatus::Serving).await;
-    tracing::info!(service = name, %address, "serving");
+    tracing::info!(service = name, %address, tls = tls.is_some(), "serving");
+    match tls {
+        Some(tls) => {
+            let acceptor = tls
+                .server_acceptor(shutdown.clone())
+                .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            let incoming = tls_incoming(listener, acceptor);
+            run_until_drained(name, router, incoming, draining, &shutdown, policy).await?;
+        }
+        None => {
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            run_until_drained(name, router, incoming, draining, &shutdown, policy).await?;
+        }
+    }
+    tracing::info!(service = name, "stopped");
+    Ok(())
+}
 
+/// Serves `incoming` until `draining` completes, then gives in-flight calls
+/// the grace period.
+async fn run_until_drained<I, IO, IE>(
+    name: &'static str,
+    router: tonic::transport::server::Router,
+    incoming: I,
+    draining: impl Future<Output = ()>,
+    shutdown: &CancellationToken,
+    policy: ShutdownPolicy,
+) -> anyhow::Result<()>
+where
+    I: tokio_stream::Stream<Item = Result<IO, IE>>,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let server = router.serve_with_incoming_shutdown(incoming, draining);
     tokio::pin!(server);
     tokio::select! {
@@ -137,6 +182,48 @@ pub async fn serve(
             tracing::warn!(service = name, grace_secs = policy.grace.as_secs(), "grace period over, dropping calls still running");
         }
     }
-    tracing::info!(service = name, "stopped");
     Ok(())
+}
+
+/// Accepted connections after their TLS handshake. Handshakes run in their
+/// own tasks (bounded by a timeout), so a slow or hostile client cannot hold
+/// up the accept loop; a failed handshake is logged and dropped.
+fn tls_incoming(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> tokio_stream::wrappers::ReceiverStream<
+    Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, std::io::Error>,
+> {
+    const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+    let (accepted, incoming) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let (socket, peer) = tokio::select! {
+                () = accepted.closed() => return,
+                result = listener.accept() => match result {
+                    Ok(pair) => pair,
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off briefly.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = socket.set_nodelay(true);
+            let (acceptor, accepted) = (acceptor.clone(), accepted.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = accepted.send(Ok(stream)).await;
+                    }
+                    Ok(Err(error)) => {
+                        tracing::info!(%peer, error = %crate::tls::describe_tls_error(&error), "tls handshake refused");
+                    }
+                    Err(_) => tracing::info!(%peer, "tls handshake timed out"),
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(incoming)
 }
