@@ -5,8 +5,10 @@
  * `POST /invocations` and `GET /ping` on :8080). aws-cdk-lib has only the
  * L1 `CfnRuntime` for it (the L2 lives in the alpha package
  * `@aws-cdk/aws-bedrock-agentcore-alpha`, which this app does not take on).
- * It runs in the VPC's app subnets with the agents table, the mesh key and
- * the same Bedrock model permissions as the agents service.
+ * It runs in the VPC's app subnets with the agents table, the mesh key, the
+ * mesh CA seed (read by secret id), the same Bedrock model permissions as
+ * the agents service, and may reach documents and reports on their gRPC
+ * ports (mesh TLS, https Cloud Map URLs).
  */
 import { Stack } from 'aws-cdk-lib';
 import * as bedrockagentcore from 'aws-cdk-lib/aws-bedrockagentcore';
@@ -14,8 +16,8 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecr from 'aws-cdk-lib/aws-ecr';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
-import { BEDROCK_INFERENCE_PROFILE_ID, REGION, Settings } from './config';
-import { bedrockStatements, DYNAMODB_ITEM_ACTIONS } from './compute';
+import { CALLS, GRPC_PORTS, REGION, Settings } from './config';
+import { bedrockStatements, DYNAMODB_ITEM_ACTIONS, modelEnvironment, serviceUrl, urlVar } from './compute';
 import { Data } from './data';
 import { Network, SUBNET_APP } from './network';
 
@@ -41,10 +43,19 @@ export class AgentCore extends Construct {
 
     this.securityGroup = new ec2.SecurityGroup(this, 'Sg', {
       vpc: network.vpc,
-      description: 'Bedrock AgentCore runtime: outbound to AWS APIs only',
+      description: 'Bedrock AgentCore runtime: outbound to AWS APIs and the services the agents role calls',
       allowAllOutbound: false,
     });
     this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'AWS APIs (HTTPS) through NAT');
+    // The agent loop calls what the agents role calls (documents, reports)
+    // over mesh TLS: an egress rule here and an ingress rule on each callee.
+    for (const callee of CALLS.agents) {
+      network.serviceSg[callee].connections.allowFrom(
+        this.securityGroup,
+        ec2.Port.tcp(GRPC_PORTS[callee]),
+        `AgentCore runtime calls ${callee} (gRPC)`,
+      );
+    }
 
     this.role = new iam.Role(this, 'Role', {
       description: 'Execution role of the Treven AgentCore runtime',
@@ -71,6 +82,9 @@ export class AgentCore extends Construct {
       new iam.PolicyStatement({ actions: DYNAMODB_ITEM_ACTIONS, resources: [table.tableArn, `${table.tableArn}/index/*`] }),
     );
     data.meshKey.grantRead(this.role);
+    // The runtime has no ECS secrets: the binary reads the CA seed itself
+    // (TREVEN_MESH_CA_SEED_SECRET_ID, AWSCURRENT and AWSPREVIOUS).
+    data.meshCaSeed.grantRead(this.role);
 
     this.runtime = new bedrockagentcore.CfnRuntime(this, 'Runtime', {
       agentRuntimeName: `treven_agents_${envName}`,
@@ -87,15 +101,26 @@ export class AgentCore extends Construct {
       },
       protocolConfiguration: 'HTTP',
       roleArn: this.role.roleArn,
-      environmentVariables: {
-        TREVEN_ENV: envName,
-        TREVEN_LOG_FORMAT: 'json',
-        AWS_REGION: REGION,
-        TREVEN_MESH_KEY_SECRET_ID: data.meshKey.secretArn,
-        TREVEN_AGENTS_TABLE: table.tableName,
-        TREVEN_BEDROCK_MODEL_ID: BEDROCK_INFERENCE_PROFILE_ID,
-      },
+      // Plain text (AgentCore has no secret injection): only ARNs, names and
+      // URLs. No Gemini secondary here, since its API key would be plain text.
+      environmentVariables: agentCoreEnvironment(settings, data),
     });
     this.runtime.node.addDependency(this.role);
   }
+}
+
+/** The runtime's environment: what the agents role reads, secrets by id only. */
+export function agentCoreEnvironment(settings: Settings, data: Data): Record<string, string> {
+  const vars: Record<string, string> = {
+    TREVEN_ENV: settings.env.envName,
+    TREVEN_LOG_FORMAT: 'json',
+    AWS_REGION: REGION,
+    TREVEN_MESH_KEY_SECRET_ID: data.meshKey.secretArn,
+    TREVEN_MESH_CA_SEED_SECRET_ID: data.meshCaSeed.secretArn,
+    TREVEN_AGENTS_TABLE: data.tables.agents.tableName,
+    ...modelEnvironment(settings, { gemini: false }),
+  };
+  if (settings.otlpEndpoint) vars.OTEL_EXPORTER_OTLP_ENDPOINT = settings.otlpEndpoint;
+  for (const callee of CALLS.agents) vars[urlVar(callee)] = serviceUrl(callee);
+  return vars;
 }

@@ -5,8 +5,15 @@
  * - an internal ALB (HTTP 80 → gateway-api :8080) reached only by the
  *   API Gateway VPC link;
  * - an internet-facing ALB for WebSockets (→ gateway-ws :8081, idle timeout
- *   one hour) that admits only CloudFront's origin-facing addresses and
- *   forwards only requests carrying CloudFront's secret origin header.
+ *   one hour) and streamed chat (`/api/conversations/*\/messages` →
+ *   gateway-api :8080, which API Gateway would buffer) that admits only
+ *   CloudFront's origin-facing addresses and forwards only requests carrying
+ *   CloudFront's secret origin header.
+ *
+ * Every task gets exactly the variables its role of the binary reads, with
+ * TLS on every hop: https Cloud Map URLs and the mesh CA seed (ECS secret),
+ * Postgres URLs with `sslmode=verify-full` and the RDS CA bundle, Redis as
+ * a `rediss://` secret (README "TLS and secrets per task").
  *
  * Least privilege: each task role gets exactly the statements listed in
  * {@link Compute.grant} and README "Least-privilege matrix".
@@ -29,8 +36,11 @@ import {
   GRPC_PORTS,
   GRPC_SERVICES,
   GrpcServiceName,
+  GEMINI_LOCATION,
+  meshTlsNames,
   NAMESPACE,
   POSTGRES_USERS,
+  RDS_CA_BUNDLE_PATH,
   REDIS_USERS,
   REGION,
   SERVICE_SPECS,
@@ -70,14 +80,42 @@ export interface ComputeProps {
   readonly repository: ecr.IRepository;
 }
 
-/** `http://tenants.treven.internal:50051`. */
+/** `https://tenants.treven.internal:50051` (mesh TLS; the name is the server certificate's). */
 export function serviceUrl(name: GrpcServiceName): string {
-  return `http://${name}.${NAMESPACE}:${GRPC_PORTS[name]}`;
+  return `https://${name}.${NAMESPACE}:${GRPC_PORTS[name]}`;
 }
+
+/**
+ * The streamed chat routes (`GET` history / `POST` send with SSE or NDJSON):
+ * API Gateway HTTP APIs buffer responses, so CloudFront sends this path to
+ * the public ALB, which forwards it to gateway-api :8080.
+ */
+export const STREAMING_PATH = '/api/conversations/*/messages';
 
 /** `TREVEN_TENANTS_URL` and so on. */
 export function urlVar(name: GrpcServiceName): string {
   return `TREVEN_${name.toUpperCase()}_URL`;
+}
+
+/**
+ * The model choice of the agents role (ECS service and AgentCore runtime):
+ * Bedrock first, always named; the Gemini secondary only with
+ * `-c geminiProject` and where its API key can be injected as a secret
+ * (`gemini: false` for AgentCore, whose variables are plain text).
+ */
+export function modelEnvironment(settings: Settings, where: { gemini: boolean }): Record<string, string> {
+  const vars: Record<string, string> = {
+    TREVEN_MODEL_PRIMARY: 'bedrock',
+    TREVEN_BEDROCK_MODEL_ID: BEDROCK_INFERENCE_PROFILE_ID,
+  };
+  if (settings.geminiProject && where.gemini) {
+    vars.TREVEN_MODEL_SECONDARY = 'gemini';
+    vars.TREVEN_GEMINI_PROJECT = settings.geminiProject;
+    vars.TREVEN_GEMINI_LOCATION = GEMINI_LOCATION;
+  } else {
+    vars.TREVEN_MODEL_SECONDARY = 'none';
+  }
+  return vars;
 }
 
 /** The Bedrock resources the agents role may invoke (the EU profile and the models it routes to). */
@@ -110,6 +148,8 @@ export class Compute extends Construct {
   readonly apiAlb: elbv2.ApplicationLoadBalancer;
   readonly apiListener: elbv2.ApplicationListener;
   readonly wsAlb: elbv2.ApplicationLoadBalancer;
+  /** The public ALB's listener (CloudFront's WebSocket and streaming origin). */
+  readonly wsListener: elbv2.ApplicationListener;
   /** Secret value CloudFront sends in {@link ORIGIN_VERIFY_HEADER}. */
   readonly originVerify: secretsmanager.Secret;
 
@@ -143,7 +183,7 @@ export class Compute extends Construct {
         imageTag: settings.imageTag,
         securityGroup: network.serviceSg[name],
         environment: this.environmentFor(name, props),
-        secrets: this.secretsFor(name, data),
+        secrets: this.secretsFor(name, settings, data),
         namespace: isGrpc ? this.namespace : undefined,
         grpcHealthCheck: isGrpc,
         behindLoadBalancer: !isGrpc,
@@ -189,7 +229,7 @@ export class Compute extends Construct {
       deletionProtection: env.deletionProtection,
     });
     this.wsAlb.logAccessLogs(data.edgeLogsBucket, 'alb/ws');
-    const wsListener = settings.wsCertificateArn
+    const wsListener = (this.wsListener = settings.wsCertificateArn
       ? this.wsAlb.addListener('Https', {
           port: 443,
           protocol: elbv2.ApplicationProtocol.HTTPS,
@@ -203,12 +243,28 @@ export class Compute extends Construct {
           protocol: elbv2.ApplicationProtocol.HTTP,
           open: false,
           defaultAction: elbv2.ListenerAction.fixedResponse(403, { contentType: 'text/plain', messageBody: 'forbidden' }),
-        });
+        }));
+    const fromCloudFront = elbv2.ListenerCondition.httpHeader(ORIGIN_VERIFY_HEADER, [
+      this.originVerify.secretValue.unsafeUnwrap(),
+    ]);
+    // Streamed chat (SSE / NDJSON): CloudFront → this ALB → gateway-api :8080,
+    // because API Gateway would buffer the whole response. Same admission as
+    // the WebSocket: CloudFront's prefix list and the secret origin header.
+    // The gateway itself verifies the Cognito JWT and rate-limits, as on every
+    // route. The idle timeout (3600 s) lets long streams run.
+    wsListener.addTargets('GatewayApiStream', {
+      priority: 5,
+      conditions: [elbv2.ListenerCondition.pathPatterns([STREAMING_PATH]), fromCloudFront],
+      port: GATEWAY_API_PORT,
+      protocol: elbv2.ApplicationProtocol.HTTP,
+      targets: [this.services['gateway-api'].service.loadBalancerTarget({ containerName: 'treven', containerPort: GATEWAY_API_PORT })],
+      healthCheck: { path: GATEWAY_HEALTH_PATH, healthyHttpCodes: '200', interval: Duration.seconds(15) },
+      // Let running streams finish during deploys.
+      deregistrationDelay: Duration.seconds(120),
+    });
     wsListener.addTargets('GatewayWs', {
       priority: 10,
-      conditions: [
-        elbv2.ListenerCondition.httpHeader(ORIGIN_VERIFY_HEADER, [this.originVerify.secretValue.unsafeUnwrap()]),
-      ],
+      conditions: [fromCloudFront],
       port: GATEWAY_WS_PORT,
       protocol: elbv2.ApplicationProtocol.HTTP,
       targets: [this.services['gateway-ws'].service.loadBalancerTarget({ containerName: 'treven', containerPort: GATEWAY_WS_PORT })],
@@ -218,7 +274,11 @@ export class Compute extends Construct {
     });
   }
 
-  /** The environment of one service: only what that service reads. */
+  /**
+   * The environment of one service: exactly what that role of the binary
+   * reads (`treven serve --target <role> --check-config` refuses a missing
+   * required variable and any TREVEN_* variable the role does not read).
+   */
   private environmentFor(name: ServiceName, props: ComputeProps): Record<string, string> {
     const { settings, data, identity } = props;
     const spec = SERVICE_SPECS[name];
@@ -237,28 +297,45 @@ export class Compute extends Construct {
       vars.TREVEN_COGNITO_CLIENT_ID = identity.webClient.userPoolClientId;
     } else {
       vars[`TREVEN_${spec.target.toUpperCase()}_ADDR`] = `0.0.0.0:${spec.port}`;
+      // The DNS names this server's mesh leaf certificate is issued for.
+      vars.TREVEN_MESH_TLS_NAMES = meshTlsNames(name as GrpcServiceName).join(',');
     }
     for (const callee of CALLS[name]) vars[urlVar(callee)] = serviceUrl(callee);
-    if (POSTGRES_USERS.includes(name)) vars[`TREVEN_${name.toUpperCase()}_DATABASE_URL`] = data.databaseUrl;
+    if (POSTGRES_USERS.includes(name)) {
+      vars[`TREVEN_${name.toUpperCase()}_DATABASE_URL`] = data.databaseUrl;
+      vars.TREVEN_TLS_CA_FILE = RDS_CA_BUNDLE_PATH;
+    }
     if (name === 'documents') {
       vars.TREVEN_DATA_BUCKET = data.dataBucket.bucketName;
       vars.TREVEN_DOCUMENTS_TABLE = data.tables.documents.tableName;
     }
     if (name === 'agents') {
       vars.TREVEN_AGENTS_TABLE = data.tables.agents.tableName;
-      vars.TREVEN_BEDROCK_MODEL_ID = BEDROCK_INFERENCE_PROFILE_ID;
+      Object.assign(vars, modelEnvironment(settings, { gemini: true }));
     }
     return vars;
   }
 
   /** Secrets injected by ECS (read by the execution role, never in the task definition). */
-  private secretsFor(name: ServiceName, data: Data): Record<string, ecs.Secret> | undefined {
-    const secrets: Record<string, ecs.Secret> = {};
+  private secretsFor(name: ServiceName, settings: Settings, data: Data): Record<string, ecs.Secret> {
+    const secrets: Record<string, ecs.Secret> = {
+      // Every task: servers derive the CA that issues their leaf certificate,
+      // clients the only CA they trust.
+      TREVEN_MESH_CA_SEED: ecs.Secret.fromSecretsManager(data.meshCaSeed),
+    };
+    if (settings.meshCaAlsoTrust) {
+      secrets.TREVEN_MESH_CA_SEED_PREVIOUS = ecs.Secret.fromSecretsManagerVersion(data.meshCaSeed, {
+        versionStage: settings.meshCaAlsoTrust,
+      });
+    }
     if (POSTGRES_USERS.includes(name)) {
       secrets.TREVEN_DATABASE_PASSWORD = ecs.Secret.fromSecretsManager(data.dbSecret, 'password');
     }
     if (REDIS_USERS.includes(name)) secrets.TREVEN_REDIS_URL = ecs.Secret.fromSecretsManager(data.redisUrl);
-    return Object.keys(secrets).length > 0 ? secrets : undefined;
+    if (name === 'agents' && data.geminiApiKey) {
+      secrets.TREVEN_GEMINI_API_KEY = ecs.Secret.fromSecretsManager(data.geminiApiKey);
+    }
+    return secrets;
   }
 
   /** The task role of one service: only its actions on only its resources. */

@@ -123,18 +123,21 @@ export const SERVICE_SPECS: Record<ServiceName, ServiceSpec> = {
 /**
  * Who may open a connection to whom (client → the gRPC services it calls).
  * Security groups and the TREVEN_<SERVICE>_URL variables are derived from
- * this one table. DESIGN.md: the gateway calls every service; a service that
- * needs another's data calls the owner's RPC (reports → tenants for access,
- * → documents for evidence, → agents for generation; agents → tenants,
- * documents (sources) and reports; documents → tenants for access checks).
+ * this one table, and it lists exactly the upstream URLs each role of the
+ * binary reads (the config.rs of each service crate and of the gateway): the
+ * gateway calls every service; reports calls tenants (access), documents
+ * (evidence) and agents (generation); agents calls documents (sources) and
+ * reports (its tools). tenants and documents call nobody. A URL variable the
+ * role does not read would fail `treven serve --check-config`, so an edge
+ * is added here only together with the Rust side reading it.
  */
 export const CALLS: Record<ServiceName, readonly GrpcServiceName[]> = {
   'gateway-api': ['tenants', 'documents', 'reports', 'agents'],
   'gateway-ws': ['tenants', 'documents', 'reports', 'agents'],
   tenants: [],
-  documents: ['tenants'],
+  documents: [],
   reports: ['tenants', 'documents', 'agents'],
-  agents: ['tenants', 'documents', 'reports'],
+  agents: ['documents', 'reports'],
 };
 
 /** Services that hold a Postgres connection (each owns its tables, RLS per org). */
@@ -144,6 +147,36 @@ export const POSTGRES_USERS: readonly ServiceName[] = ['tenants', 'reports'];
  * reports (job progress events), agents (chat token events).
  */
 export const REDIS_USERS: readonly ServiceName[] = ['gateway-api', 'gateway-ws', 'reports', 'agents'];
+
+/**
+ * Where the image keeps the RDS certificate bundle (deploy/Dockerfile stage
+ * `rds-ca`, from https://truststore.pki.rds.amazonaws.com/eu-west-2/eu-west-2-bundle.pem).
+ * The binary adds the PEM file named by TREVEN_TLS_CA_FILE to the system
+ * roots; only the Postgres clients need it (ElastiCache presents a
+ * certificate from Amazon's public CAs, which the system roots cover).
+ */
+export const RDS_CA_BUNDLE_PATH = '/etc/treven/rds-ca-bundle.pem';
+/** libpq `sslmode` of every Postgres URL: TLS, the CA chain and the host name checked. */
+export const DB_SSLMODE = 'verify-full';
+
+/** The mesh TLS names of a gRPC service: its Cloud Map name (the leaf certificate's DNS SAN). */
+export function meshTlsNames(name: GrpcServiceName): string[] {
+  return [`${name}.${NAMESPACE}`];
+}
+
+/**
+ * The optional secondary model (DESIGN.md "Models"): Gemini on Vertex AI in
+ * London. Off unless `-c geminiProject=<gcp project>` is given.
+ */
+export const GEMINI_LOCATION = 'europe-west2';
+
+/**
+ * During a mesh CA rotation (README "TLS and secrets per task"), the
+ * Secrets Manager version stage of the mesh CA seed that every task also
+ * trusts, injected as TREVEN_MESH_CA_SEED_PREVIOUS.
+ */
+export type MeshCaAlsoTrust = 'AWSPENDING' | 'AWSPREVIOUS';
+export const MESH_CA_ALSO_TRUST_STAGES: readonly MeshCaAlsoTrust[] = ['AWSPENDING', 'AWSPREVIOUS'];
 
 /** Postgres database and master user created by RDS. */
 export const DB_NAME = 'treven';
@@ -206,6 +239,10 @@ export interface Settings {
   readonly authDomainPrefix: string;
   /** Optional OpenTelemetry collector endpoint given to every task. */
   readonly otlpEndpoint?: string;
+  /** Google Cloud project of the optional Gemini secondary model; absent: no secondary. */
+  readonly geminiProject?: string;
+  /** Mesh CA rotation in progress: the seed version stage every task also trusts. */
+  readonly meshCaAlsoTrust?: MeshCaAlsoTrust;
 }
 
 function str(node: Node, key: string): string | undefined {
@@ -246,6 +283,16 @@ export function readSettings(node: Node): Settings {
     throw new Error('-c wsOriginDomainName and -c wsCertificateArn (eu-west-2) go together');
   }
 
+  const geminiProject = str(node, 'geminiProject');
+  // Google Cloud project ids: 6-30 lowercase letters, digits and hyphens.
+  if (geminiProject !== undefined && !/^[a-z][a-z0-9-]{4,28}[a-z0-9]$/.test(geminiProject)) {
+    throw new Error(`-c geminiProject must be a Google Cloud project id (got ${geminiProject})`);
+  }
+  const meshCaAlsoTrust = str(node, 'meshCaAlsoTrust');
+  if (meshCaAlsoTrust !== undefined && !(MESH_CA_ALSO_TRUST_STAGES as readonly string[]).includes(meshCaAlsoTrust)) {
+    throw new Error(`-c meshCaAlsoTrust must be AWSPENDING or AWSPREVIOUS (got ${meshCaAlsoTrust})`);
+  }
+
   return {
     env,
     account,
@@ -261,5 +308,7 @@ export function readSettings(node: Node): Settings {
     webAclArn: str(node, 'webAclArn'),
     authDomainPrefix: str(node, 'authDomainPrefix') ?? `treven-${env.envName}-${account}`,
     otlpEndpoint: str(node, 'otlpEndpoint'),
+    geminiProject,
+    meshCaAlsoTrust: meshCaAlsoTrust as MeshCaAlsoTrust | undefined,
   };
 }

@@ -2,7 +2,8 @@
  * The stores: the `treven-data-{env}` bucket (documents), the DynamoDB
  * tables listed in resources/dynamodb-tables.json (documents, agents), RDS
  * PostgreSQL (tenants, reports), ElastiCache Redis (shared, never the only
- * copy of anything), the mesh signing key, and the access-log bucket that
+ * copy of anything), the mesh signing key and mesh CA seed, the optional
+ * Gemini API key, and the access-log bucket that
  * S3, the load balancers and CloudFront write to.
  *
  * Everything is encrypted at rest; every client connection uses TLS
@@ -20,7 +21,7 @@ import * as rds from 'aws-cdk-lib/aws-rds';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import { DB_NAME, DB_PORT, DB_USER, REDIS_PORT, Settings } from './config';
+import { DB_NAME, DB_PORT, DB_SSLMODE, DB_USER, REDIS_PORT, Settings } from './config';
 import { Network, SUBNET_DATA } from './network';
 
 /** One entry of resources/dynamodb-tables.json (the file shared with `cargo xtask dev`). */
@@ -64,8 +65,14 @@ export class Data extends Construct {
   readonly redisAuthToken: secretsmanager.Secret;
   /** `rediss://:<token>@host:6379` (TLS + AUTH), injected as TREVEN_REDIS_URL. */
   readonly redisUrl: secretsmanager.Secret;
-  /** Signing key of the mesh context token; every service reads it. */
+  /** Signing key of the mesh context token (base64 Ed25519 seed); every service reads it. */
   readonly meshKey: secretsmanager.Secret;
+  /** Generated material the first {@link meshKey} value is made from. */
+  readonly meshKeyMaterial: secretsmanager.Secret;
+  /** Seed of the mesh TLS CA; every task gets it as TREVEN_MESH_CA_SEED. */
+  readonly meshCaSeed: secretsmanager.Secret;
+  /** Vertex AI API key, only with `-c geminiProject`. */
+  readonly geminiApiKey?: secretsmanager.Secret;
 
   constructor(scope: Construct, id: string, props: DataProps) {
     super(scope, id);
@@ -249,16 +256,56 @@ export class Data extends Construct {
     });
 
     // --- Mesh signing key ------------------------------------------------------
+    // The binary reads the Ed25519 seed of the mesh context token as standard
+    // base64 of exactly 32 bytes (`treven keygen` prints one). Secrets Manager
+    // can only generate characters, so CloudFormation generates 42 random
+    // alphanumerics (about 250 bits) into a material secret, and the key
+    // secret is that value followed by `A=`: 42 × 6 + 6 = 258 bits, the last
+    // two zero, is canonical base64 of 32 bytes. The tasks read only the key
+    // secret; a rotation writes it directly (README "Rotating secrets").
+    this.meshKeyMaterial = new secretsmanager.Secret(this, 'MeshSigningKeyMaterial', {
+      secretName: `treven/${env.envName}/mesh-signing-key-material`,
+      description: 'Random material the first mesh signing key is made from (read by CloudFormation only)',
+      generateSecretString: { passwordLength: 42, excludePunctuation: true },
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
     this.meshKey = new secretsmanager.Secret(this, 'MeshSigningKey', {
       secretName: `treven/${env.envName}/mesh-signing-key`,
-      description: 'Signing key of the Treven mesh context token (rotate: see deploy/README.md)',
+      description: 'Ed25519 seed (base64, 32 bytes) of the Treven mesh context token (rotate: see deploy/README.md)',
+      secretStringValue: SecretValue.unsafePlainText(`${this.meshKeyMaterial.secretValue.unsafeUnwrap()}A=`),
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+
+    // --- Mesh CA seed ------------------------------------------------------------
+    // Every task derives the private mesh CA (Ed25519) from this seed; each
+    // gRPC server issues itself short-lived leaf certificates for its Cloud
+    // Map name, every client trusts only the derived CA. CloudFormation
+    // generates it: no bootstrap step, no ACM Private CA.
+    this.meshCaSeed = new secretsmanager.Secret(this, 'MeshCaSeed', {
+      secretName: `treven/${env.envName}/mesh-ca-seed`,
+      description: 'Seed of the Treven mesh TLS CA, injected as TREVEN_MESH_CA_SEED (rotate: see deploy/README.md)',
       generateSecretString: { passwordLength: 64, excludePunctuation: true },
       removalPolicy: RemovalPolicy.DESTROY,
     });
+
+    // --- Gemini API key (only with -c geminiProject) ----------------------------
+    // Defined here so the task definition can reference it; the value is a
+    // random placeholder until the operator puts the real Vertex AI key in
+    // (README "TLS and secrets per task").
+    if (props.settings.geminiProject) {
+      this.geminiApiKey = new secretsmanager.Secret(this, 'GeminiApiKey', {
+        secretName: `treven/${env.envName}/gemini-api-key`,
+        description: 'Vertex AI API key of the Gemini secondary model (set by the operator), injected as TREVEN_GEMINI_API_KEY',
+        removalPolicy: RemovalPolicy.DESTROY,
+      });
+    }
   }
 
-  /** `postgres://treven@host:5432/treven` (the password comes as an ECS secret). */
+  /**
+   * `postgres://treven@host:5432/treven?sslmode=verify-full` (the password
+   * comes as an ECS secret; the RDS CA from TREVEN_TLS_CA_FILE).
+   */
   get databaseUrl(): string {
-    return `postgres://${DB_USER}@${this.db.dbInstanceEndpointAddress}:${this.db.dbInstanceEndpointPort}/${DB_NAME}`;
+    return `postgres://${DB_USER}@${this.db.dbInstanceEndpointAddress}:${this.db.dbInstanceEndpointPort}/${DB_NAME}?sslmode=${DB_SSLMODE}`;
   }
 }

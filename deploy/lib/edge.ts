@@ -1,12 +1,14 @@
 /**
- * The public edge: one CloudFront URL (HTTPS) with three kinds of behaviour
+ * The public edge: one CloudFront URL (HTTPS) with four kinds of behaviour
  * - default: the Next.js static site from a private S3 bucket through
  *   origin access control;
  * - `/api/*`, `/openapi.json`, `/treven.*` (gRPC-web): the API Gateway HTTP
  *   API, which checks the Cognito JWT, throttles, and reaches the internal
  *   ALB through a VPC link;
  * - `/ws`: the WebSocket ALB (CloudFront forwards the upgrade headers), with
- *   a secret origin header the ALB requires.
+ *   a secret origin header the ALB requires;
+ * - `/api/conversations/*\/messages` (streamed chat, SSE/NDJSON): the same
+ *   ALB → gateway-api :8080, because API Gateway buffers responses.
  *
  * Also the browser's Cognito app client (its callback URLs are this
  * distribution's) and the data bucket's CORS rule for presigned uploads.
@@ -22,7 +24,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { REGION, Settings } from './config';
-import { Compute, ORIGIN_VERIFY_HEADER } from './compute';
+import { Compute, ORIGIN_VERIFY_HEADER, STREAMING_PATH } from './compute';
 import { Data } from './data';
 import { Identity } from './identity';
 import { Network, SUBNET_APP } from './network';
@@ -191,6 +193,21 @@ export class Edge extends Construct {
       compress: false,
     };
 
+    // Streamed chat (SSE / NDJSON) must not pass API Gateway, which buffers
+    // responses: the same ALB origin (prefix list + secret header), nothing
+    // cached, every method, every viewer header but Host (Authorization,
+    // Accept: text/event-stream, Idempotency-Key) forwarded; the gateway
+    // verifies the JWT itself. No compression, which would hold bytes back.
+    const streamBehavior: cloudfront.BehaviorOptions = {
+      origin: wsOrigin,
+      viewerProtocolPolicy: cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
+      allowedMethods: cloudfront.AllowedMethods.ALLOW_ALL,
+      cachePolicy: cloudfront.CachePolicy.CACHING_DISABLED,
+      originRequestPolicy: cloudfront.OriginRequestPolicy.ALL_VIEWER_EXCEPT_HOST_HEADER,
+      responseHeadersPolicy: cloudfront.ResponseHeadersPolicy.SECURITY_HEADERS,
+      compress: false,
+    };
+
     // With a custom domain the viewer policy is TLSv1.2_2021; the default
     // *.cloudfront.net certificate has a fixed policy CloudFront chooses.
     const customDomain = settings.domainName && settings.certificateArn
@@ -218,7 +235,9 @@ export class Edge extends Construct {
         compress: true,
         functionAssociations: [{ function: rewrite, eventType: cloudfront.FunctionEventType.VIEWER_REQUEST }],
       },
+      // Evaluated in this order: the streaming path before `/api/*`.
       additionalBehaviors: {
+        [STREAMING_PATH]: streamBehavior,
         '/api/*': apiBehavior,
         '/openapi.json': apiBehavior,
         '/treven.*': apiBehavior,

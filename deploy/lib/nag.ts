@@ -26,7 +26,17 @@ export function acknowledgeFindings(_registry: RegistryStack, platform: TrevenSt
   const rotationReason =
     'Rotated by the documented procedure in deploy/README.md ("Rotating secrets"): the value is read by ECS at task ' +
     'start, so a rotation is paired with a forced redeployment; a Lambda rotation alone would break running tasks.';
-  for (const secret of [data.db.node.findChild('Secret'), data.meshKey, data.redisAuthToken, data.redisUrl, compute.originVerify]) {
+  const secrets: IConstruct[] = [
+    data.db.node.findChild('Secret'),
+    data.meshKey,
+    data.meshKeyMaterial,
+    data.meshCaSeed,
+    data.redisAuthToken,
+    data.redisUrl,
+    compute.originVerify,
+  ];
+  if (data.geminiApiKey) secrets.push(data.geminiApiKey);
+  for (const secret of secrets) {
     ack(secret, [{ id: 'AwsSolutions-SMG4', reason: rotationReason }]);
   }
 
@@ -77,8 +87,9 @@ export function acknowledgeFindings(_registry: RegistryStack, platform: TrevenSt
         id: 'AwsSolutions-ECS2',
         reason:
           'The plain environment holds only non-secret configuration (environment name, region, listen addresses, ' +
-          'Cloud Map URLs, table/bucket names, secret ARNs, the DB URL without password). The DB password and the Redis ' +
-          'URL with its AUTH token are injected from Secrets Manager.',
+          'Cloud Map URLs, table/bucket names, secret ARNs, the DB URL without password, the CA bundle path, the mesh ' +
+          'TLS names, the model choice). The DB password, the Redis URL with its AUTH token, the mesh CA seed and the ' +
+          'Gemini API key are injected from Secrets Manager.',
       },
     ]);
     ack(svc.taskDefinition.obtainExecutionRole(), [

@@ -7,7 +7,7 @@
 import { Annotations, Match } from 'aws-cdk-lib/assertions';
 import { REGION } from '../lib/config';
 import { readTableSpecs } from '../lib/data';
-import { CHECKS, ecr, resources } from './checks';
+import { CHECKS, ecr, resources, taskEnvironments } from './checks';
 import { synth } from './synth';
 
 describe.each(['dev', 'prod'] as const)('%s', (env) => {
@@ -88,36 +88,48 @@ describe.each(['dev', 'prod'] as const)('%s', (env) => {
   test('service environment: the variables the binary reads', () => {
     const t = s().platformJson;
     const envOf = (name: string) => {
-      const td = resources(t, 'AWS::ECS::TaskDefinition').find(([, p]) => String(p.Family).endsWith(`-${name}`))!;
-      const c = td[1].ContainerDefinitions[0];
-      return {
-        vars: Object.fromEntries((c.Environment as { Name: string; Value: unknown }[]).map((e) => [e.Name, e.Value])),
-        secrets: (c.Secrets ?? []).map((x: { Name: string }) => x.Name).sort(),
-      };
+      const task = taskEnvironments(t).find((x) => x.family === name)!;
+      return { vars: task.vars, secrets: Object.keys(task.secrets).sort() };
     };
     for (const name of ['gateway-api', 'gateway-ws', 'tenants', 'documents', 'reports', 'agents']) {
-      const { vars } = envOf(name);
+      const { vars, secrets } = envOf(name);
       expect(vars).toMatchObject({ TREVEN_ENV: env, TREVEN_LOG_FORMAT: 'json', AWS_REGION: 'eu-west-2' });
       expect(vars.TREVEN_MESH_KEY_SECRET_ID).toBeDefined();
+      expect(secrets).toContain('TREVEN_MESH_CA_SEED');
+      expect(vars.TREVEN_MESH_CA_SEED).toBeUndefined();
     }
     expect(envOf('gateway-api').vars).toMatchObject({
       TREVEN_GATEWAY_ADDR: '0.0.0.0:8080',
-      TREVEN_TENANTS_URL: 'http://tenants.treven.internal:50051',
-      TREVEN_DOCUMENTS_URL: 'http://documents.treven.internal:50052',
-      TREVEN_REPORTS_URL: 'http://reports.treven.internal:50053',
-      TREVEN_AGENTS_URL: 'http://agents.treven.internal:50054',
+      TREVEN_TENANTS_URL: 'https://tenants.treven.internal:50051',
+      TREVEN_DOCUMENTS_URL: 'https://documents.treven.internal:50052',
+      TREVEN_REPORTS_URL: 'https://reports.treven.internal:50053',
+      TREVEN_AGENTS_URL: 'https://agents.treven.internal:50054',
     });
     expect(envOf('gateway-api').vars.TREVEN_COGNITO_ISSUER).toBeDefined();
     expect(envOf('gateway-api').vars.TREVEN_COGNITO_CLIENT_ID).toBeDefined();
-    expect(envOf('gateway-api').secrets).toEqual(['TREVEN_REDIS_URL']);
-    expect(envOf('tenants').vars.TREVEN_TENANTS_ADDR).toBe('0.0.0.0:50051');
+    expect(envOf('gateway-api').secrets).toEqual(['TREVEN_MESH_CA_SEED', 'TREVEN_REDIS_URL']);
+    expect(envOf('gateway-api').vars.TREVEN_MESH_TLS_NAMES).toBeUndefined();
+    expect(envOf('tenants').vars).toMatchObject({
+      TREVEN_TENANTS_ADDR: '0.0.0.0:50051',
+      TREVEN_MESH_TLS_NAMES: 'tenants.treven.internal',
+      TREVEN_TLS_CA_FILE: '/etc/treven/rds-ca-bundle.pem',
+    });
     expect(JSON.stringify(envOf('tenants').vars.TREVEN_TENANTS_DATABASE_URL)).toContain('postgres://treven@');
-    expect(envOf('tenants').secrets).toEqual(['TREVEN_DATABASE_PASSWORD']);
-    expect(envOf('reports').secrets).toEqual(['TREVEN_DATABASE_PASSWORD', 'TREVEN_REDIS_URL']);
+    expect(JSON.stringify(envOf('tenants').vars.TREVEN_TENANTS_DATABASE_URL)).toMatch(/\/treven\?sslmode=verify-full"\]\]\}$/);
+    expect(envOf('tenants').secrets).toEqual(['TREVEN_DATABASE_PASSWORD', 'TREVEN_MESH_CA_SEED']);
+    expect(envOf('reports').secrets).toEqual(['TREVEN_DATABASE_PASSWORD', 'TREVEN_MESH_CA_SEED', 'TREVEN_REDIS_URL']);
+    expect(envOf('reports').vars.TREVEN_TLS_CA_FILE).toBe('/etc/treven/rds-ca-bundle.pem');
     expect(envOf('documents').vars.TREVEN_DATA_BUCKET).toBeDefined();
     expect(envOf('documents').vars.TREVEN_DOCUMENTS_TABLE).toBeDefined();
-    expect(envOf('documents').secrets).toEqual([]);
-    expect(envOf('agents').vars).toMatchObject({ TREVEN_BEDROCK_MODEL_ID: 'eu.anthropic.claude-opus-4-5-20251101-v1:0' });
+    expect(envOf('documents').vars.TREVEN_TLS_CA_FILE).toBeUndefined();
+    expect(envOf('documents').secrets).toEqual(['TREVEN_MESH_CA_SEED']);
+    expect(envOf('agents').vars).toMatchObject({
+      TREVEN_BEDROCK_MODEL_ID: 'eu.anthropic.claude-opus-4-5-20251101-v1:0',
+      TREVEN_MODEL_PRIMARY: 'bedrock',
+      TREVEN_MODEL_SECONDARY: 'none',
+      TREVEN_MESH_TLS_NAMES: 'agents.treven.internal',
+    });
     expect(envOf('agents').vars.TREVEN_AGENTS_TABLE).toBeDefined();
+    expect(envOf('agents').secrets).toEqual(['TREVEN_MESH_CA_SEED', 'TREVEN_REDIS_URL']);
   });
 });

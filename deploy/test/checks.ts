@@ -436,6 +436,167 @@ export const secrets: Check = (t) => {
   expect_(secretNames.some((n) => n.endsWith('/mesh-signing-key')), 'the mesh signing key must be in Secrets Manager');
 };
 
+// --- Security: TLS on every hop and what each task is given -------------------------------
+
+/** One container's plain variables and its ECS secrets, by task family suffix (`tenants`, ...). */
+export interface TaskEnv {
+  readonly family: string;
+  readonly port: number;
+  readonly vars: Record<string, any>;
+  readonly secrets: Record<string, any>;
+}
+
+export function taskEnvironments(t: TemplateJson): TaskEnv[] {
+  return resources(t, 'AWS::ECS::TaskDefinition').map(([, td]) => {
+    const c = td.ContainerDefinitions[0];
+    return {
+      family: String(td.Family).replace(/^treven-(dev|prod)-/, ''),
+      port: Number(c.PortMappings?.[0]?.ContainerPort),
+      vars: Object.fromEntries((c.Environment ?? []).map((e: any) => [e.Name, e.Value])),
+      secrets: Object.fromEntries((c.Secrets ?? []).map((e: any) => [e.Name, e.ValueFrom])),
+    };
+  });
+}
+
+/** The AgentCore runtime's variables (plain text), when it is deployed. */
+function runtimeEnvironments(t: TemplateJson): Record<string, any>[] {
+  return resources(t, 'AWS::BedrockAgentCore::Runtime').map(([, p]) => p.EnvironmentVariables ?? {});
+}
+
+const GRPC_PORT_RANGE = [50051, 50054];
+
+/** A plain string or an Fn::Join of strings and references, references shown as `<ref>`. */
+function joined(v: any): string {
+  if (typeof v === 'string') return v;
+  if (v && Array.isArray(v['Fn::Join'])) return (v['Fn::Join'][1] as any[]).map(joined).join(v['Fn::Join'][0]);
+  return '<ref>';
+}
+
+/**
+ * Mesh TLS: every upstream URL is https to a Cloud Map name; every task gets
+ * the mesh CA seed as an ECS secret (never plain); every gRPC server names
+ * the Cloud Map name its leaf certificate is issued for.
+ */
+export const meshTls: Check = (t) => {
+  const tasks = taskEnvironments(t);
+  expect_(tasks.length === 6, 'expected six task definitions');
+  const secretIds = new Set(resources(t, 'AWS::SecretsManager::Secret')
+    .filter(([, p]) => String(p.Name).endsWith('/mesh-ca-seed')).map(([id]) => id));
+  expect_(secretIds.size === 1, 'the mesh CA seed must be one Secrets Manager secret');
+  for (const task of tasks) {
+    for (const [name, value] of Object.entries(task.vars)) {
+      if (/^TREVEN_[A-Z]+_URL$/.test(name) && name !== 'TREVEN_REDIS_URL') {
+        expect_(/^https:\/\/[a-z]+\.treven\.internal:\d+$/.test(String(value)), `${task.family}: ${name}=${value} is not an https Cloud Map URL`);
+      }
+    }
+    expect_(task.vars.TREVEN_MESH_CA_SEED === undefined, `${task.family} has the mesh CA seed in plain environment`);
+    const seed = task.secrets.TREVEN_MESH_CA_SEED;
+    expect_(seed !== undefined, `${task.family} is not given TREVEN_MESH_CA_SEED as a secret`);
+    expect_(secretIds.has(refOf(seed) ?? ''), `${task.family}: TREVEN_MESH_CA_SEED is not the mesh CA seed secret`);
+    const isGrpc = task.port >= GRPC_PORT_RANGE[0] && task.port <= GRPC_PORT_RANGE[1];
+    if (isGrpc) {
+      const names = String(task.vars.TREVEN_MESH_TLS_NAMES ?? '').split(',');
+      expect_(names[0] === `${task.family}.treven.internal`, `${task.family} must serve mesh TLS as ${task.family}.treven.internal`);
+    } else {
+      expect_(task.vars.TREVEN_MESH_TLS_NAMES === undefined, `${task.family} serves no gRPC and needs no TREVEN_MESH_TLS_NAMES`);
+    }
+  }
+  for (const vars of runtimeEnvironments(t)) {
+    for (const [name, value] of Object.entries(vars)) {
+      if (/^TREVEN_[A-Z]+_URL$/.test(name)) expect_(String(value).startsWith('https://'), `AgentCore: ${name} is not https`);
+    }
+    expect_(vars.TREVEN_MESH_CA_SEED === undefined, 'AgentCore has the mesh CA seed in plain text');
+    expect_(secretIds.has(refOf(vars.TREVEN_MESH_CA_SEED_SECRET_ID) ?? ''), 'AgentCore must read the mesh CA seed by TREVEN_MESH_CA_SEED_SECRET_ID');
+  }
+};
+
+/** Postgres: every URL `sslmode=verify-full`, the RDS CA bundle named, the password a secret. */
+export const postgresTls: Check = (t) => {
+  let users = 0;
+  for (const task of taskEnvironments(t)) {
+    const urls = Object.entries(task.vars).filter(([name]) => name.endsWith('_DATABASE_URL'));
+    for (const [name, value] of urls) {
+      users += 1;
+      const url = joined(value);
+      expect_(/^postgres:\/\/[^/?]+\/treven\?sslmode=verify-full$/.test(url),
+        `${task.family}: ${name}=${url} is not postgres://...?sslmode=verify-full`);
+      expect_(task.vars.TREVEN_TLS_CA_FILE === '/etc/treven/rds-ca-bundle.pem', `${task.family} must trust the RDS CA bundle (TREVEN_TLS_CA_FILE)`);
+      expect_(task.secrets.TREVEN_DATABASE_PASSWORD !== undefined, `${task.family} must get TREVEN_DATABASE_PASSWORD as a secret`);
+    }
+    if (urls.length === 0) expect_(task.vars.TREVEN_TLS_CA_FILE === undefined, `${task.family} uses no Postgres and needs no TREVEN_TLS_CA_FILE`);
+  }
+  expect_(users === 2, `expected two Postgres users (tenants, reports), found ${users}`);
+};
+
+/**
+ * Models: Bedrock primary, named; the Gemini secondary complete (project,
+ * europe-west2, API key as a secret) or absent with no TREVEN_GEMINI_* at all.
+ */
+export const models: Check = (t) => {
+  const agents = taskEnvironments(t).find((x) => x.family === 'agents') ?? fail('no agents task');
+  expect_(agents.vars.TREVEN_MODEL_PRIMARY === 'bedrock', 'agents must name bedrock as TREVEN_MODEL_PRIMARY');
+  const secondary = agents.vars.TREVEN_MODEL_SECONDARY;
+  expect_(secondary === 'none' || secondary === 'gemini', `TREVEN_MODEL_SECONDARY must be none or gemini, is ${secondary}`);
+  const gemini = (vars: Record<string, any>) => Object.keys(vars).filter((n) => n.startsWith('TREVEN_GEMINI_'));
+  if (secondary === 'none') {
+    for (const task of taskEnvironments(t)) {
+      expect_([...gemini(task.vars), ...gemini(task.secrets)].length === 0, `${task.family} has TREVEN_GEMINI_* without a Gemini secondary`);
+    }
+  } else {
+    expect_(typeof agents.vars.TREVEN_GEMINI_PROJECT === 'string', 'gemini needs TREVEN_GEMINI_PROJECT');
+    expect_(agents.vars.TREVEN_GEMINI_LOCATION === 'europe-west2', 'Gemini must run in europe-west2 (London)');
+    expect_(agents.secrets.TREVEN_GEMINI_API_KEY !== undefined && agents.vars.TREVEN_GEMINI_API_KEY === undefined,
+      'the Gemini API key must be an ECS secret');
+    for (const task of taskEnvironments(t).filter((x) => x.family !== 'agents')) {
+      expect_([...gemini(task.vars), ...gemini(task.secrets)].length === 0, `${task.family} has TREVEN_GEMINI_*`);
+    }
+  }
+  for (const vars of runtimeEnvironments(t)) {
+    expect_(vars.TREVEN_MODEL_PRIMARY === 'bedrock' && vars.TREVEN_MODEL_SECONDARY === 'none', 'AgentCore: bedrock, no secondary');
+    expect_(gemini(vars).length === 0, 'AgentCore has TREVEN_GEMINI_* in plain text');
+  }
+};
+
+/**
+ * Streamed chat: CloudFront sends `/api/conversations/*\/messages` (before
+ * `/api/*`) to the public ALB, uncached, all methods, all viewer headers but
+ * Host; the ALB forwards that path to gateway-api :8080 only with the origin header.
+ */
+export const streaming: Check = (t) => {
+  const path = '/api/conversations/*/messages';
+  const cfg = resources(t, 'AWS::CloudFront::Distribution')[0][1].DistributionConfig;
+  const behaviours: any[] = cfg.CacheBehaviors ?? [];
+  const i = behaviours.findIndex((b) => b.PathPattern === path);
+  expect_(i >= 0, `no CloudFront behaviour for ${path}`);
+  expect_(i < behaviours.findIndex((b) => b.PathPattern === '/api/*'), `${path} must come before /api/* (first match wins)`);
+  const b = behaviours[i];
+  const origin = (cfg.Origins as any[]).find((o) => o.Id === b.TargetOriginId);
+  const ws = behaviours.find((x) => x.PathPattern === '/ws');
+  expect_(origin && ws && b.TargetOriginId === ws.TargetOriginId, `${path} must go to the public ALB origin (as /ws)`);
+  expect_(!flatten(origin.DomainName).includes('execute-api'), `${path} must not pass API Gateway (it buffers)`);
+  expect_(b.CachePolicyId === '4135ea2d-6df8-44a3-9df3-4b5a84be39ad', `${path} must not be cached (CachingDisabled)`);
+  expect_(b.OriginRequestPolicyId === 'b689b0a8-53d0-40ab-baf2-68738e2966ac', `${path} must forward all viewer headers except Host`);
+  expect_(['GET', 'HEAD', 'OPTIONS', 'PUT', 'PATCH', 'POST', 'DELETE'].every((m) => asList(b.AllowedMethods).includes(m)), `${path} must allow every method`);
+  expect_(b.ViewerProtocolPolicy === 'https-only' || b.ViewerProtocolPolicy === 'redirect-to-https', `${path} must be HTTPS`);
+
+  // The ALB rule: that path, the origin header, forwarded to a gateway-api :8080 target group.
+  const wsAlb = resources(t, 'AWS::ElasticLoadBalancingV2::LoadBalancer').find(([, p]) => p.Scheme === 'internet-facing') ?? fail('no public ALB');
+  const listeners = new Set(resources(t, 'AWS::ElasticLoadBalancingV2::Listener').filter(([, p]) => refOf(p.LoadBalancerArn) === wsAlb[0]).map(([id]) => id));
+  const rules = resources(t, 'AWS::ElasticLoadBalancingV2::ListenerRule').filter(([, p]) => listeners.has(refOf(p.ListenerArn) ?? ''));
+  const rule = rules.find(([, p]) => (p.Conditions ?? []).some((c: any) => c.Field === 'path-pattern' && asList(c.PathPatternConfig?.Values ?? c.Values).includes(path)));
+  expect_(rule, `the public ALB has no rule for ${path}`);
+  const conds: any[] = rule![1].Conditions;
+  expect_(conds.some((c) => c.Field === 'http-header' && c.HttpHeaderConfig?.HttpHeaderName === 'X-Origin-Verify'),
+    `the ALB rule for ${path} must require the X-Origin-Verify header`);
+  const forward = (rule![1].Actions as any[]).find((a) => a.Type === 'forward') ?? fail(`the ALB rule for ${path} does not forward`);
+  const tg = t.Resources[refOf(forward.TargetGroupArn) ?? ''];
+  expect_(tg?.Type === 'AWS::ElasticLoadBalancingV2::TargetGroup' && tg.Properties.Port === 8080, `${path} must reach a target group on :8080`);
+  const gatewayApi = resources(t, 'AWS::ECS::Service').find(([, p]) =>
+    (p.LoadBalancers ?? []).some((lb: any) => refOf(lb.TargetGroupArn) === refOf(forward.TargetGroupArn)));
+  expect_(gatewayApi && gatewayApi[1].LoadBalancers.every((lb: any) => lb.ContainerPort === 8080),
+    `the ${path} target group must be gateway-api's (:8080)`);
+};
+
 /** All checks by name, in the order of AWS-ARCHITECTURE.md. */
 export const CHECKS: Record<string, Check> = {
   region,
@@ -452,4 +613,8 @@ export const CHECKS: Record<string, Check> = {
   privateSubnets,
   iamLeastPrivilege,
   secrets,
+  meshTls,
+  postgresTls,
+  models,
+  streaming,
 };

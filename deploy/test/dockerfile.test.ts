@@ -2,12 +2,14 @@
  * The image without a Docker engine: deploy/Dockerfile parses and validates
  * (dockerfile-utils, the linter behind the VS Code Docker extension; ci.sh
  * also runs hadolint when it is on PATH) and has the shape the ECS tasks and
- * AgentCore rely on. .dockerignore keeps build outputs out of the context.
+ * AgentCore rely on (including the RDS CA bundle that TREVEN_TLS_CA_FILE
+ * names). .dockerignore keeps build outputs out of the context.
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import { DockerfileParser } from 'dockerfile-ast';
 import { validate, ValidationSeverity } from 'dockerfile-utils';
+import { RDS_CA_BUNDLE_PATH } from '../lib/config';
 
 const DEPLOY = path.join(__dirname, '..');
 const text = fs.readFileSync(path.join(DEPLOY, 'Dockerfile'), 'utf8');
@@ -32,7 +34,7 @@ test('parses with no errors or warnings', () => {
 
 test('multi-stage: rust builder, distroless runtime, agentcore stage; runtime is the default (last) target', () => {
   const stages = dockerfile.getFROMs().map((f) => f.getBuildStage());
-  expect(stages).toEqual(['builder', 'base', 'agentcore', 'runtime']);
+  expect(stages).toEqual(['builder', 'rds-ca', 'base', 'agentcore', 'runtime']);
   expect(text).toMatch(/^ARG RUST_IMAGE=rust:1\.95(\.\d+)?-bookworm$/m);
   expect(text).toMatch(/^ARG RUNTIME_IMAGE=gcr\.io\/distroless\/cc-debian12:nonroot$/m);
   // The builder runs natively and cross-compiles for TARGETARCH (no QEMU for arm64).
@@ -58,6 +60,17 @@ test('runtime: non-root, entrypoint, default command, health check through the b
       if (['CMD', 'ENTRYPOINT'].includes(ins.getKeyword())) expect(args(ins).startsWith('[')).toBe(true);
     }
   }
+});
+
+test('the RDS CA bundle for eu-west-2 is downloaded over HTTPS and lands where TREVEN_TLS_CA_FILE points', () => {
+  const arg = find('rds-ca', 'ARG').map(args).join('\n');
+  expect(arg).toContain('RDS_CA_BUNDLE_URL=https://truststore.pki.rds.amazonaws.com/eu-west-2/eu-west-2-bundle.pem');
+  const run = find('rds-ca', 'RUN').map(args).join('\n');
+  expect(run).toMatch(/curl --fail .*--proto '=https' --tlsv1\.2 .*--output \/rds-ca-bundle\.pem "\$\{RDS_CA_BUNDLE_URL\}"/);
+  expect(run).toContain('BEGIN CERTIFICATE');
+  // In the common runtime stage, so both the ECS and the AgentCore image carry it.
+  expect(find('base', 'COPY').map(args)).toContain(`/rds-ca-bundle.pem ${RDS_CA_BUNDLE_PATH}`);
+  expect(text).toContain(`\nCOPY --from=rds-ca --chown=0:0 --chmod=0444 /rds-ca-bundle.pem ${RDS_CA_BUNDLE_PATH}\n`);
 });
 
 test('agentcore stage: the AgentCore contract on :8080', () => {

@@ -149,6 +149,57 @@ const MUTATIONS: Record<string, Mutation> = {
         p.PolicyDocument.Statement = p.PolicyDocument.Statement.filter((s: any) => !JSON.stringify(s.Action).includes('bedrock:'));
       }),
   },
+  'a gRPC upstream URL goes back to plain http': {
+    check: 'meshTls', env: 'prod',
+    mutate: (t) => {
+      const c = only(t, 'AWS::ECS::TaskDefinition', (p) => String(p.Family).endsWith('-reports')).ContainerDefinitions[0];
+      c.Environment.find((e: any) => e.Name === 'TREVEN_TENANTS_URL').Value = 'http://tenants.treven.internal:50051';
+    },
+  },
+  'the mesh CA seed moves into plain environment': {
+    check: 'meshTls', env: 'dev',
+    mutate: (t) => {
+      const c = only(t, 'AWS::ECS::TaskDefinition', (p) => String(p.Family).endsWith('-documents')).ContainerDefinitions[0];
+      c.Secrets = c.Secrets.filter((x: any) => x.Name !== 'TREVEN_MESH_CA_SEED');
+      c.Environment.push({ Name: 'TREVEN_MESH_CA_SEED', Value: 'seed' });
+    },
+  },
+  'a task loses the mesh CA seed': {
+    check: 'meshTls', env: 'prod',
+    mutate: (t) => {
+      const c = only(t, 'AWS::ECS::TaskDefinition', (p) => String(p.Family).endsWith('-gateway-ws')).ContainerDefinitions[0];
+      c.Secrets = c.Secrets.filter((x: any) => x.Name !== 'TREVEN_MESH_CA_SEED');
+    },
+  },
+  'a Postgres URL loses sslmode=verify-full': {
+    check: 'postgresTls', env: 'prod',
+    mutate: (t) => {
+      const c = only(t, 'AWS::ECS::TaskDefinition', (p) => String(p.Family).endsWith('-tenants')).ContainerDefinitions[0];
+      const url = c.Environment.find((e: any) => e.Name === 'TREVEN_TENANTS_DATABASE_URL').Value['Fn::Join'][1];
+      url[url.length - 1] = String(url[url.length - 1]).replace('?sslmode=verify-full', '?sslmode=require');
+    },
+  },
+  'a Gemini variable without a Gemini secondary': {
+    check: 'models', env: 'prod',
+    mutate: (t) =>
+      only(t, 'AWS::ECS::TaskDefinition', (p) => String(p.Family).endsWith('-agents'))
+        .ContainerDefinitions[0].Environment.push({ Name: 'TREVEN_GEMINI_PROJECT', Value: 'p' }),
+  },
+  'the streamed chat path goes back through API Gateway': {
+    check: 'streaming', env: 'dev',
+    mutate: (t) => {
+      const cfg = only(t, 'AWS::CloudFront::Distribution').DistributionConfig;
+      cfg.CacheBehaviors = cfg.CacheBehaviors.filter((b: any) => b.PathPattern !== '/api/conversations/*/messages');
+    },
+  },
+  'the ALB streaming rule stops requiring the origin header': {
+    check: 'streaming', env: 'prod',
+    mutate: (t) => {
+      const rule = only(t, 'AWS::ElasticLoadBalancingV2::ListenerRule', (p) =>
+        p.Conditions.some((c: any) => c.Field === 'path-pattern'));
+      rule.Conditions = rule.Conditions.filter((c: any) => c.Field !== 'http-header');
+    },
+  },
 };
 
 describe('every check catches its mutation', () => {

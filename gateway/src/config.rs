@@ -157,9 +157,7 @@ impl GatewayConfig {
             documents_url: service_url(env, "TREVEN_DOCUMENTS_URL", &local(50052))?,
             reports_url: service_url(env, "TREVEN_REPORTS_URL", &local(50053))?,
             agents_url: service_url(env, "TREVEN_AGENTS_URL", &local(50054))?,
-            redis_url: env
-                .get("TREVEN_REDIS_URL")
-                .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()),
+            redis_url: treven_mesh::events::redis_url(env)?,
             rate_limit_per_minute: env.parse_or("TREVEN_RATE_LIMIT_PER_MINUTE", 600u64)?,
             org_rate_limit_per_minute: env.parse_or(
                 "TREVEN_ORG_RATE_LIMIT_PER_MINUTE",

@@ -5,8 +5,12 @@
 //! refills continuously.
 //!
 //! When Redis is down the gateway lets calls through and logs it: Redis
-//! protects capacity, it must not take the API down with it.
+//! protects capacity, it must not take the API down with it. A limiter that
+//! cannot reach Redis at start keeps trying in the background (logging
+//! each failure, and its recovery), and `/readyz` says whether limits are
+//! on, so fail-open is never silent for the life of a process.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -50,7 +54,9 @@ return {1, 0}
 /// A Redis-backed limiter.
 #[derive(Clone)]
 pub struct RateLimiter {
-    redis: Option<ConnectionManager>,
+    /// Set once Redis has been reached (the manager then reconnects by
+    /// itself); `None` while the first connection is still being retried.
+    redis: Arc<RwLock<Option<ConnectionManager>>>,
     script: redis::Script,
     per_user_per_minute: u64,
     per_org_per_minute: u64,
@@ -67,37 +73,72 @@ impl std::fmt::Debug for RateLimiter {
 
 impl RateLimiter {
     /// Connects to `url` (the connection manager reconnects by itself). A
-    /// limiter that cannot reach Redis at start allows everything.
+    /// limiter that cannot reach Redis at start allows everything while a
+    /// background task retries (every 2 s, backing off to 30 s) until it
+    /// connects.
     pub async fn connect(url: &str, per_user_per_minute: u64, per_org_per_minute: u64) -> Self {
-        let redis = match redis::Client::open(url) {
-            Ok(client) => {
-                let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(1)))
-                    .set_response_timeout(Some(Duration::from_millis(500)));
-                match ConnectionManager::new_with_config(client, config).await {
-                    Ok(manager) => Some(manager),
-                    Err(error) => {
-                        tracing::warn!(%error, "redis unavailable at start, rate limits off");
-                        None
-                    }
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "invalid redis url, rate limits off");
-                None
-            }
-        };
-        Self {
-            redis,
+        let limiter = Self {
+            redis: Arc::new(RwLock::new(None)),
             script: redis::Script::new(TOKEN_BUCKETS),
             per_user_per_minute: per_user_per_minute.max(1),
             per_org_per_minute: per_org_per_minute.max(1),
+        };
+        let client = match treven_mesh::events::redis_client(url) {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::error!(%error, "TREVEN_REDIS_URL is not usable, rate limits off");
+                return limiter;
+            }
+        };
+        if limiter.try_connect(&client).await.is_err() {
+            let (limiter, peer) = (limiter.clone(), treven_mesh::events::redis_peer(url));
+            tokio::spawn(async move {
+                let mut wait = Duration::from_secs(2);
+                loop {
+                    tokio::time::sleep(wait).await;
+                    match limiter.try_connect(&client).await {
+                        Ok(()) => {
+                            tracing::info!(%peer, "redis reached, rate limits on");
+                            return;
+                        }
+                        Err(error) => {
+                            tracing::warn!(%peer, %error, retry_secs = wait.as_secs(), "redis still unreachable, rate limits off");
+                            wait = (wait * 2).min(Duration::from_secs(30));
+                        }
+                    }
+                }
+            });
         }
+        limiter
+    }
+
+    async fn try_connect(&self, client: &redis::Client) -> redis::RedisResult<()> {
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_millis(500)));
+        match ConnectionManager::new_with_config(client.clone(), config).await {
+            Ok(manager) => {
+                if let Ok(mut redis) = self.redis.write() {
+                    *redis = Some(manager);
+                }
+                Ok(())
+            }
+            Err(error) => {
+                tracing::warn!(%error, "redis unavailable, rate limits off until it is reached");
+                Err(error)
+            }
+        }
+    }
+
+    /// Whether limits are enforced (Redis has been reached).
+    pub fn is_on(&self) -> bool {
+        self.redis.read().map(|r| r.is_some()).unwrap_or(false)
     }
 
     /// Takes one call of `user` in `org` from both buckets.
     pub async fn check(&self, org: OrgId, user: &str) -> Verdict {
-        let Some(redis) = &self.redis else {
+        let redis = self.redis.read().ok().and_then(|r| r.clone());
+        let Some(mut redis) = redis else {
             return Verdict::Allowed;
         };
         let result: redis::RedisResult<(i64, i64)> = self
@@ -108,7 +149,7 @@ impl RateLimiter {
             .arg(self.per_org_per_minute)
             .arg(self.per_user_per_minute as f64 / 60.0)
             .arg(self.per_user_per_minute)
-            .invoke_async(&mut redis.clone())
+            .invoke_async(&mut redis)
             .await;
         match result {
             Ok((1, _)) => Verdict::Allowed,

@@ -77,8 +77,28 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
 
 /// Ready when tenants (needed to resolve every caller's role) answers its
 /// health check.
-async fn readyz(State(gateway): State<Gateway>) -> Response {
+/// Set on the router while the server drains: `/readyz` then answers 503 at
+/// once, so load balancers stop sending before connections close.
+#[derive(Debug, Clone)]
+pub struct Draining(pub CancellationToken);
+
+async fn readyz(
+    State(gateway): State<Gateway>,
+    draining: Option<axum::Extension<Draining>>,
+) -> Response {
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let rate_limits = if gateway.limiter.is_on() {
+        "on"
+    } else {
+        "off: redis unreachable, reconnecting"
+    };
+    if draining.is_some_and(|d| d.0.0.is_cancelled()) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "draining", "rate_limits": rate_limits})),
+        )
+            .into_response();
+    }
     let Some(tenants) = gateway
         .upstreams
         .get("treven.tenants.v1.TenantsService")
@@ -92,11 +112,16 @@ async fn readyz(State(gateway): State<Gateway>) -> Response {
     });
     match tokio::time::timeout(Duration::from_secs(2), check).await {
         Ok(Ok(response)) if response.get_ref().status == 1 => {
-            axum::Json(serde_json::json!({"status": "ready"})).into_response()
+            axum::Json(serde_json::json!({"status": "ready", "rate_limits": rate_limits}))
+                .into_response()
         }
         _ => (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({"status": "not ready", "waiting_for": "tenants"})),
+            axum::Json(serde_json::json!({
+                "status": "not ready",
+                "waiting_for": "tenants",
+                "rate_limits": rate_limits,
+            })),
         )
             .into_response(),
     }
@@ -174,7 +199,7 @@ pub async fn serve(
     // streams): a client multiplexing hundreds of streams on one connection
     // waits instead of taking every upstream slot.
     let per_connection = gateway.config.max_streams_per_connection;
-    let app = router(gateway);
+    let app = router(gateway).layer(axum::Extension(Draining(shutdown.clone())));
     let app = tower::service_fn(move |_: axum::serve::IncomingStream<'_, TcpListener>| {
         let connection = tower::ServiceBuilder::new()
             .concurrency_limit(per_connection)

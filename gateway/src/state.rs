@@ -80,16 +80,30 @@ impl Gateway {
             ..ChannelOptions::default()
         };
         let discovered: HashMap<String, Upstream> = [
-            ("treven.tenants.v1.TenantsService", &config.tenants_url),
+            (
+                "treven.tenants.v1.TenantsService",
+                "TREVEN_TENANTS_URL",
+                &config.tenants_url,
+            ),
             (
                 "treven.documents.v1.DocumentsService",
+                "TREVEN_DOCUMENTS_URL",
                 &config.documents_url,
             ),
-            ("treven.reports.v1.ReportsService", &config.reports_url),
-            ("treven.agents.v1.AgentsService", &config.agents_url),
+            (
+                "treven.reports.v1.ReportsService",
+                "TREVEN_REPORTS_URL",
+                &config.reports_url,
+            ),
+            (
+                "treven.agents.v1.AgentsService",
+                "TREVEN_AGENTS_URL",
+                &config.agents_url,
+            ),
         ]
         .into_iter()
-        .map(|(service, url)| {
+        .map(|(service, variable, url)| {
+            treven_mesh::client::probe_in_background(variable, url);
             Ok((
                 service.to_owned(),
                 discovered_upstream(

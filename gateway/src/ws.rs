@@ -110,7 +110,7 @@ impl WsServer {
         let authorizer = Arc::new(GrpcChannelAuthorizer::from_gateway(&gateway)?);
         Ok(Self {
             events: EventPublisher::connect_lazy(&url)?,
-            redis: redis::Client::open(url)?,
+            redis: treven_mesh::events::redis_client(&url)?,
             hub: Arc::new(Hub::default()),
             authorizer,
             gateway,

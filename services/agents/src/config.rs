@@ -166,8 +166,10 @@ pub struct AgentsConfig {
     pub documents_url: String,
     /// `TREVEN_REPORTS_URL` (default `http://127.0.0.1:50053`).
     pub reports_url: String,
-    /// `TREVEN_REDIS_URL` (default `redis://127.0.0.1:6379`).
-    pub redis_url: String,
+    /// `TREVEN_REDIS_URL` (default `redis://127.0.0.1:6379` locally): where
+    /// chat events are published for WebSocket clients. Optional in AWS: the
+    /// AgentCore runtime streams over SSE and publishes none.
+    pub redis_url: Option<String>,
     /// Drain and grace periods.
     pub shutdown: ShutdownPolicy,
 }
@@ -182,10 +184,13 @@ impl AgentsConfig {
             None if local => ProviderKind::Offline,
             None => ProviderKind::Bedrock,
         };
+        let gemini = Self::gemini(env)?;
+        // The secondary is optional: in AWS it is Gemini when Gemini's
+        // credentials are configured, and none (Bedrock alone) otherwise.
         let secondary = match env.get("TREVEN_MODEL_SECONDARY") {
             Some(raw) if raw.trim().eq_ignore_ascii_case("none") => None,
             Some(raw) => Some(ProviderKind::parse(env, "TREVEN_MODEL_SECONDARY", &raw)?),
-            None if local => None,
+            None if local || gemini.is_none() => None,
             None => Some(ProviderKind::Gemini),
         };
         if secondary == Some(primary) {
@@ -211,7 +216,6 @@ impl AgentsConfig {
         if !(1..=5).contains(&bedrock.sdk_max_attempts) {
             return Err(env.error("TREVEN_BEDROCK_MAX_ATTEMPTS", "must be between 1 and 5"));
         }
-        let gemini = Self::gemini(env)?;
         if gemini.is_none()
             && (primary == ProviderKind::Gemini || secondary == Some(ProviderKind::Gemini))
         {
@@ -289,9 +293,10 @@ impl AgentsConfig {
             limits,
             documents_url: service_url(env, "TREVEN_DOCUMENTS_URL", "http://127.0.0.1:50052")?,
             reports_url: service_url(env, "TREVEN_REPORTS_URL", "http://127.0.0.1:50053")?,
-            redis_url: env
-                .get("TREVEN_REDIS_URL")
-                .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()),
+            redis_url: match (local, env.get("TREVEN_REDIS_URL")) {
+                (false, None) => None,
+                _ => Some(treven_mesh::events::redis_url(env)?),
+            },
             shutdown: ShutdownPolicy::from_env(env)?,
         })
     }
@@ -350,14 +355,53 @@ mod tests {
     }
 
     #[test]
-    fn aws_defaults_need_gemini_credentials() {
-        let error = AgentsConfig::from_env(&Env::from_pairs([("TREVEN_ENV", "dev")])).unwrap_err();
-        assert_eq!(error.variable, "TREVEN_GEMINI_PROJECT");
-        let config = AgentsConfig::from_env(&Env::from_pairs([
+    fn aws_runs_on_bedrock_alone_unless_gemini_is_configured() {
+        let aws = [
             ("TREVEN_ENV", "dev"),
+            (
+                "TREVEN_MESH_CA_SEED",
+                "0123456789abcdefghijklmnopqrstuvwxyz",
+            ),
+            (
+                "TREVEN_DOCUMENTS_URL",
+                "https://documents.treven.internal:50052",
+            ),
+            (
+                "TREVEN_REPORTS_URL",
+                "https://reports.treven.internal:50053",
+            ),
+        ];
+        let error = AgentsConfig::from_env(&Env::from_pairs(
+            aws.into_iter()
+                .chain([("TREVEN_REDIS_URL", "redis://redis.example:6379")]),
+        ))
+        .unwrap_err();
+        assert_eq!(error.variable, "TREVEN_REDIS_URL", "plaintext Redis in AWS");
+        let alone = AgentsConfig::from_env(&Env::from_pairs(aws)).unwrap();
+        assert_eq!(alone.primary, ProviderKind::Bedrock);
+        assert_eq!(alone.secondary, None, "no Gemini configured: Bedrock alone");
+        let error = AgentsConfig::from_env(&Env::from_pairs(
+            aws.into_iter()
+                .chain([("TREVEN_MODEL_SECONDARY", "gemini")]),
+        ))
+        .unwrap_err();
+        assert_eq!(
+            error.variable, "TREVEN_GEMINI_PROJECT",
+            "gemini chosen, not configured"
+        );
+        let error = AgentsConfig::from_env(&Env::from_pairs(
+            aws.into_iter()
+                .filter(|(name, _)| *name != "TREVEN_REPORTS_URL"),
+        ))
+        .unwrap_err();
+        assert_eq!(
+            error.variable, "TREVEN_REPORTS_URL",
+            "no loopback default in AWS"
+        );
+        let config = AgentsConfig::from_env(&Env::from_pairs(aws.into_iter().chain([
             ("TREVEN_GEMINI_PROJECT", "p"),
             ("TREVEN_GEMINI_API_KEY", "k"),
-        ]))
+        ])))
         .unwrap();
         assert_eq!(config.primary, ProviderKind::Bedrock);
         assert_eq!(config.secondary, Some(ProviderKind::Gemini));

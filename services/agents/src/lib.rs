@@ -28,7 +28,7 @@ use futures::future::BoxFuture;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic::transport::Channel;
-use treven_mesh::client::{ChannelOptions, channel};
+use treven_mesh::client::{ChannelOptions, upstream};
 use treven_mesh::context::{RequireContext, attach_context};
 use treven_mesh::events::EventPublisher;
 use treven_mesh::keys::MeshKeys;
@@ -150,8 +150,10 @@ pub fn build_with(
         connect_timeout: std::time::Duration::from_secs(3),
         call_timeout: std::time::Duration::from_secs(30),
     };
-    let documents =
-        Documents::new(channel(&config.documents_url, options).context("documents url")?);
+    let documents = Documents::new(
+        upstream("TREVEN_DOCUMENTS_URL", &config.documents_url, options)
+            .context("documents url")?,
+    );
     Ok(Agents::new(
         Store::new(dynamodb, config.table.clone()),
         router,
@@ -171,9 +173,22 @@ pub fn build(
     keys: &MeshKeys,
 ) -> anyhow::Result<Agents> {
     let reports = ReportsClient::new(
-        channel(&config.reports_url, ChannelOptions::default()).context("reports url")?,
+        upstream(
+            "TREVEN_REPORTS_URL",
+            &config.reports_url,
+            ChannelOptions::default(),
+        )
+        .context("reports url")?,
     );
-    let events = EventPublisher::connect_lazy(&config.redis_url).context("redis url")?;
+    let events = match &config.redis_url {
+        Some(url) => Some(EventPublisher::connect_lazy(url).context("redis url")?),
+        None => {
+            tracing::info!(
+                "TREVEN_REDIS_URL unset: chat events are not published to WebSocket clients"
+            );
+            None
+        }
+    };
     let guardrail = config.bedrock.guardrail_id.clone().map(|id| {
         guardrail::Guardrail::new(
             provider::bedrock::client(&config.bedrock, sdk),
@@ -186,7 +201,7 @@ pub fn build(
         aws_sdk_dynamodb::Client::new(sdk),
         model_router(config, sdk)?,
         Box::new(reports),
-        Some(events),
+        events,
         guardrail,
         keys,
     )
@@ -213,6 +228,9 @@ pub async fn serve(
     let policy = config.shutdown;
     let agents = build(&config, sdk, keys)?;
     tracing::info!(primary = ?config.primary, secondary = ?config.secondary, "agents models");
+    if config.secondary.is_none() {
+        tracing::info!(primary = ?config.primary, "no secondary model configured: running on the primary alone, no failover");
+    }
     let service = GrpcService {
         name: "agents",
         routes: routes(agents, keys),

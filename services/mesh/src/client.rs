@@ -69,7 +69,10 @@ pub fn endpoint_at(
     address: SocketAddr,
     options: ChannelOptions,
 ) -> Result<Endpoint, tonic::transport::Error> {
-    with_mesh_tls(base_endpoint(&format!("{scheme}://{address}"), options)?, host)
+    with_mesh_tls(
+        base_endpoint(&format!("{scheme}://{address}"), options)?,
+        host,
+    )
 }
 
 fn base_endpoint(url: &str, options: ChannelOptions) -> Result<Endpoint, tonic::transport::Error> {
@@ -101,8 +104,12 @@ pub fn upstream(
     url: &str,
     options: ChannelOptions,
 ) -> Result<Channel, tonic::transport::Error> {
-    let upstream =
-        discovered_upstream(url, options, Duration::from_secs(5), Arc::new(SystemResolver))?;
+    let upstream = discovered_upstream(
+        url,
+        options,
+        Duration::from_secs(5),
+        Arc::new(SystemResolver),
+    )?;
     probe_in_background(variable, url);
     Ok(upstream.channel)
 }

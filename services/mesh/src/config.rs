@@ -26,15 +26,43 @@ pub struct ConfigError {
 }
 
 /// A source of variables: the process environment, or a map in tests.
+///
+/// Every name asked for is remembered ([`Env::read_names`]), so
+/// `treven serve --check-config` can tell which `TREVEN_*` variables that
+/// are set no role reads (a renamed or stale setting in the CDK app).
 #[derive(Debug, Clone, Default)]
 pub struct Env {
     overrides: Option<HashMap<String, String>>,
+    read: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
 }
 
 impl Env {
     /// Reads the process environment.
     pub fn from_process() -> Self {
-        Self { overrides: None }
+        Self {
+            overrides: None,
+            read: Default::default(),
+        }
+    }
+
+    /// Every variable name asked for so far (set or not).
+    pub fn read_names(&self) -> std::collections::BTreeSet<String> {
+        self.read.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// The `TREVEN_*` variables that are set but were never asked for.
+    pub fn unread_treven_variables(&self) -> Vec<String> {
+        let read = self.read_names();
+        let set: Vec<String> = match &self.overrides {
+            Some(map) => map.keys().cloned().collect(),
+            None => std::env::vars().map(|(name, _)| name).collect(),
+        };
+        let mut unread: Vec<String> = set
+            .into_iter()
+            .filter(|name| name.starts_with("TREVEN_") && !read.contains(name))
+            .collect();
+        unread.sort();
+        unread
     }
 
     /// Reads only the given pairs (for tests and embedded use).
@@ -48,11 +76,15 @@ impl Env {
                     .map(|(k, v)| (k.into(), v.into()))
                     .collect(),
             ),
+            read: Default::default(),
         }
     }
 
     /// The raw value, `None` when unset or blank.
     pub fn get(&self, name: &str) -> Option<String> {
+        if let Ok(mut read) = self.read.lock() {
+            read.insert(name.to_owned());
+        }
         let value = match &self.overrides {
             Some(map) => map.get(name).cloned(),
             None => std::env::var(name).ok(),

@@ -116,7 +116,10 @@ mod tests {
     #[test]
     fn grpc_timeouts_parse_in_every_unit_and_refuse_nonsense() {
         assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
-        assert_eq!(parse_grpc_timeout("1500m"), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            parse_grpc_timeout("1500m"),
+            Some(Duration::from_millis(1500))
+        );
         assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
         assert_eq!(parse_grpc_timeout("7u"), Some(Duration::from_micros(7)));
         assert_eq!(parse_grpc_timeout("5"), None);
@@ -153,6 +156,9 @@ mod tests {
                 bound_outgoing(&mut unset);
             })
             .await;
-        assert!(unset.get("grpc-timeout").is_some(), "a deadline is always sent");
+        assert!(
+            unset.get("grpc-timeout").is_some(),
+            "a deadline is always sent"
+        );
     }
 }

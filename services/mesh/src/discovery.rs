@@ -68,7 +68,10 @@ impl ResolveOverrides {
         let mut map = std::collections::BTreeMap::new();
         for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             let (name, address) = entry.split_once('=').ok_or_else(|| {
-                env.error("TREVEN_RESOLVE", format!("{entry:?} is not host:port=ip:port"))
+                env.error(
+                    "TREVEN_RESOLVE",
+                    format!("{entry:?} is not host:port=ip:port"),
+                )
             })?;
             let address: SocketAddr = address.parse().map_err(|e| {
                 env.error("TREVEN_RESOLVE", format!("{address:?} is not ip:port: {e}"))
@@ -207,7 +210,8 @@ pub fn discovered_upstream(
                         }
                     }
                     for new in current.difference(&known) {
-                        let Ok(endpoint) = crate::client::endpoint_at(&scheme, &host, *new, options)
+                        let Ok(endpoint) =
+                            crate::client::endpoint_at(&scheme, &host, *new, options)
                         else {
                             continue;
                         };

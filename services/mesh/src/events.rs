@@ -293,6 +293,131 @@ struct EventBody {
     data: serde_json::Value,
 }
 
+/// Reads `TREVEN_REDIS_URL`: `redis://127.0.0.1:6379` by default locally;
+/// outside local runs it is required and must be `rediss://` (ElastiCache
+/// with in-transit encryption and an AUTH token).
+pub fn redis_url(env: &crate::config::Env) -> Result<String, crate::config::ConfigError> {
+    use crate::config::Environment;
+    let local = Environment::from_env(env)? == Environment::Local;
+    let url = match env.get("TREVEN_REDIS_URL") {
+        Some(url) => url,
+        None if local => return Ok("redis://127.0.0.1:6379".to_owned()),
+        None => return env.required("TREVEN_REDIS_URL"),
+    };
+    let parsed = redis::parse_redis_url(&url)
+        .ok_or_else(|| env.error("TREVEN_REDIS_URL", "not a redis:// or rediss:// URL"))?;
+    if !local && parsed.scheme() != "rediss" {
+        return Err(env.error(
+            "TREVEN_REDIS_URL",
+            "must be a rediss:// URL outside local runs (TLS to Redis)",
+        ));
+    }
+    Ok(url)
+}
+
+/// A Redis client for `url`; `rediss://` verifies the server against the
+/// system roots plus `SSL_CERT_FILE` and `TREVEN_TLS_CA_FILE` (the roots
+/// installed with [`crate::tls::install_trust_roots`]).
+pub fn redis_client(url: &str) -> redis::RedisResult<redis::Client> {
+    if url.starts_with("rediss://") {
+        crate::tls::install_crypto_provider();
+        let roots = crate::tls::trust_roots().system_and_extra_pem();
+        return redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(roots),
+            },
+        );
+    }
+    redis::Client::open(url)
+}
+
+/// `host:port` of a Redis URL, without its credentials (for messages).
+pub fn redis_peer(url: &str) -> String {
+    redis::parse_redis_url(url)
+        .map(|u| {
+            format!(
+                "{}:{}",
+                u.host_str().unwrap_or_default(),
+                u.port().unwrap_or(6379)
+            )
+        })
+        .unwrap_or_else(|| "an unparsable URL".to_owned())
+}
+
+/// Connects once to the Redis at `url` (the value of `variable`): `Ok` when
+/// it answers PING; an error naming the variable and the peer when TLS
+/// fails (a plaintext server under `rediss://`, an untrusted certificate) or
+/// AUTH is refused, which a reconnect cannot fix; `Ok` with a warning when
+/// it is merely unreachable (callers reconnect in the background).
+pub async fn check_redis(url: &str, variable: &str) -> anyhow::Result<()> {
+    let peer = redis_peer(url);
+    let client = redis_client(url)
+        .map_err(|e| anyhow::anyhow!("{variable}: cannot use Redis at {peer}: {e}"))?;
+    let attempt = async {
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await
+    };
+    match tokio::time::timeout(Duration::from_secs(3), attempt).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) if is_permanent(&error) => Err(anyhow::anyhow!(
+            "{variable}: Redis at {peer} refused: {}",
+            describe_redis_error(&error)
+        )),
+        Ok(Err(error)) => {
+            tracing::warn!(variable, %peer, %error, "redis unreachable at start, reconnecting in the background");
+            Ok(())
+        }
+        Err(_) => {
+            tracing::warn!(variable, %peer, "redis did not answer at start, reconnecting in the background");
+            Ok(())
+        }
+    }
+}
+
+/// Whether a Redis error is a TLS or AUTH failure (not an outage).
+fn is_permanent(error: &redis::RedisError) -> bool {
+    if error.kind() == redis::ErrorKind::AuthenticationFailed
+        || error.kind() == redis::ErrorKind::InvalidClientConfig
+    {
+        return true;
+    }
+    let text = error.to_string();
+    text.contains("WRONGPASS") || text.contains("NOAUTH") || is_tls_failure(error)
+}
+
+fn is_tls_failure(error: &redis::RedisError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if current.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        if let Some(io) = current.downcast_ref::<std::io::Error>()
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+        {
+            return true;
+        }
+        source = current.source();
+    }
+    false
+}
+
+fn describe_redis_error(error: &redis::RedisError) -> String {
+    if is_tls_failure(error) {
+        let text = error.to_string();
+        if text.contains("InvalidContentType") || text.contains("corrupt message") {
+            return format!("TLS failed (a plaintext server?): {text}");
+        }
+        return format!("TLS failed: {text}");
+    }
+    error.to_string()
+}
+
 /// Publishes events and reads their recent history.
 #[derive(Clone)]
 pub struct EventPublisher {
@@ -319,7 +444,7 @@ impl EventPublisher {
     /// process can start while Redis is down. Calls fail fast (1 s to
     /// connect, 2 s per command) instead of queueing behind an outage.
     pub fn connect_lazy(url: &str) -> Result<Self, EventError> {
-        let client = redis::Client::open(url)?;
+        let client = redis_client(url)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(Duration::from_secs(2)))

@@ -1,8 +1,71 @@
-//! What every Postgres-backed service needs the same way: which failures are
-//! an outage, a lost race or a bug, and the statement that opens a
-//! transaction confined to one organisation by row-level security.
+//! What every Postgres-backed service needs the same way: connection options
+//! with TLS (up to `sslmode=verify-full` against the system roots plus the
+//! RDS CA bundle), a first connection that names the variable and the peer
+//! when it fails, which failures are an outage, a lost race or a bug, and the
+//! statement that opens a transaction confined to one organisation by
+//! row-level security.
+
+use std::str::FromStr as _;
+
+use anyhow::Context as _;
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
 use crate::OrgId;
+use crate::config::{ConfigError, Env};
+use crate::tls::TrustRoots;
+
+/// Postgres connection options from the URL in `variable`:
+/// - the password from `TREVEN_DATABASE_PASSWORD` when set (ECS injects it
+///   from Secrets Manager so it never sits in a URL);
+/// - `sslmode` from the URL (`verify-full` in AWS), the server verified
+///   against the public roots plus `SSL_CERT_FILE` and `TREVEN_TLS_CA_FILE`
+///   (the RDS CA bundle in the image) unless the URL names `sslrootcert`.
+pub fn database_options(env: &Env, variable: &str) -> Result<PgConnectOptions, ConfigError> {
+    let url = env.required(variable)?;
+    let options = PgConnectOptions::from_str(&url)
+        .map_err(|e| env.error(variable, format!("not a Postgres URL: {e}")))?;
+    let options = match env.get("TREVEN_DATABASE_PASSWORD") {
+        Some(password) => options.password(&password),
+        None => options,
+    };
+    let roots = TrustRoots::from_env(env)?;
+    let names_root = url.contains("sslrootcert=") || url.contains("ssl-root-cert=");
+    Ok(match roots.extra_pem() {
+        Some(pem) if !names_root => options.ssl_root_cert_from_pem(pem.to_vec()),
+        _ => options,
+    })
+}
+
+/// Opens one connection with `options`, so a service refuses to start with
+/// a message naming `variable` and the server when Postgres cannot be
+/// reached or its TLS is not what the URL demands (a plaintext server under
+/// `sslmode=verify-full`, a certificate from another CA or for another name).
+pub async fn check_connection(options: &PgConnectOptions, variable: &str) -> anyhow::Result<()> {
+    use sqlx::{ConnectOptions as _, Connection as _};
+    let peer = format!("{}:{}", options.get_host(), options.get_port());
+    let mode = match options.get_ssl_mode() {
+        PgSslMode::Disable => "disable",
+        PgSslMode::Allow => "allow",
+        PgSslMode::Prefer => "prefer",
+        PgSslMode::Require => "require",
+        PgSslMode::VerifyCa => "verify-ca",
+        PgSslMode::VerifyFull => "verify-full",
+    };
+    let connection = options.connect().await.map_err(|error| {
+        let reason = match &error {
+            sqlx::Error::Tls(tls) => format!("TLS failed: {tls}"),
+            other => other.to_string(),
+        };
+        anyhow::anyhow!(
+            "{variable}: cannot connect to Postgres at {peer} (sslmode={mode}): {reason}"
+        )
+    })?;
+    connection
+        .close()
+        .await
+        .with_context(|| format!("{variable}: closing the first connection to {peer}"))?;
+    Ok(())
+}
 
 /// The statement timeout of every organisation transaction.
 pub const STATEMENT_TIMEOUT_MS: u32 = 5_000;

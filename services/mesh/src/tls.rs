@@ -244,13 +244,11 @@ impl MeshTls {
                 .add(ca.certificate.clone())
                 .map_err(|e| format!("mesh CA: {e}"))?;
         }
-        Ok(
-            rustls::ClientConfig::builder_with_provider(provider())
-                .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
-                .with_root_certificates(roots)
-                .with_no_client_auth(),
-        )
+        Ok(rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth())
     }
 
     /// Issues a leaf certificate for this process's names, signed by the
@@ -319,7 +317,9 @@ impl MeshTls {
                         }
                         tracing::info!("mesh leaf certificate re-issued");
                     }
-                    Err(error) => tracing::error!(%error, "cannot re-issue the mesh leaf certificate"),
+                    Err(error) => {
+                        tracing::error!(%error, "cannot re-issue the mesh leaf certificate")
+                    }
                 }
             }
         });
@@ -369,7 +369,7 @@ pub fn describe_tls_error(error: &std::io::Error) -> String {
             format!("the server's certificate is not trusted ({reason:?})")
         }
         Some(rustls::Error::InvalidMessage(_)) => {
-            "the server did not answer in TLS (a plaintext server?)".into()
+            "the peer did not speak TLS (a plaintext server or client?)".into()
         }
         Some(other) => other.to_string(),
         None => error.to_string(),
@@ -505,6 +505,24 @@ impl MeshTlsSource {
 }
 
 static INSTALLED: RwLock<Option<Arc<MeshTls>>> = RwLock::new(None);
+static TRUST_ROOTS: RwLock<Option<TrustRoots>> = RwLock::new(None);
+
+/// Makes `roots` the trust roots of this process's Redis clients (read once
+/// at start with the rest of the configuration).
+pub fn install_trust_roots(roots: TrustRoots) {
+    if let Ok(mut installed) = TRUST_ROOTS.write() {
+        *installed = Some(roots);
+    }
+}
+
+/// The installed trust roots (the system roots alone when none were).
+pub fn trust_roots() -> TrustRoots {
+    TRUST_ROOTS
+        .read()
+        .ok()
+        .and_then(|roots| roots.clone())
+        .unwrap_or_default()
+}
 
 /// Makes `tls` the mesh TLS of this process: servers started and channels
 /// built afterwards use it (`None` turns it off, for tests).
@@ -543,7 +561,10 @@ mod tests {
         let env = Env::from_pairs([("TREVEN_ENV", "prod"), ("TREVEN_MESH_CA_SEED", SEED)]);
         let error = MeshTlsSource::from_env(&env, true).expect_err("no names");
         assert_eq!(error.variable, "TREVEN_MESH_TLS_NAMES");
-        assert!(MeshTlsSource::from_env(&env, false).is_ok(), "a client needs no names");
+        assert!(
+            MeshTlsSource::from_env(&env, false).is_ok(),
+            "a client needs no names"
+        );
         let env = Env::from_pairs([("TREVEN_MESH_CA_SEED", "short")]);
         let error = MeshTlsSource::from_env(&env, false).expect_err("weak seed");
         assert_eq!(error.variable, "TREVEN_MESH_CA_SEED");
@@ -603,19 +624,34 @@ mod tests {
         let address = tls_server(server.clone()).await;
         let limit = Duration::from_secs(5);
         server
-            .probe("TREVEN_TENANTS_URL", "tenants.treven.internal", address, limit)
+            .probe(
+                "TREVEN_TENANTS_URL",
+                "tenants.treven.internal",
+                address,
+                limit,
+            )
             .await
             .expect("same CA, right name");
 
         let wrong_name = server
-            .probe("TREVEN_TENANTS_URL", "reports.treven.internal", address, limit)
+            .probe(
+                "TREVEN_TENANTS_URL",
+                "reports.treven.internal",
+                address,
+                limit,
+            )
             .await
             .expect_err("name not on the certificate");
         assert!(wrong_name.contains("not trusted"), "{wrong_name}");
 
         let stranger = MeshTls::from_seed(&SEED.replace('a', "b"), None, vec![]).expect("derive");
         let other_ca = stranger
-            .probe("TREVEN_TENANTS_URL", "tenants.treven.internal", address, limit)
+            .probe(
+                "TREVEN_TENANTS_URL",
+                "tenants.treven.internal",
+                address,
+                limit,
+            )
             .await
             .expect_err("another CA");
         assert!(
@@ -628,7 +664,12 @@ mod tests {
         let rotating =
             MeshTls::from_seed(&SEED.replace('a', "b"), Some(SEED), vec![]).expect("derive");
         rotating
-            .probe("TREVEN_TENANTS_URL", "tenants.treven.internal", address, limit)
+            .probe(
+                "TREVEN_TENANTS_URL",
+                "tenants.treven.internal",
+                address,
+                limit,
+            )
             .await
             .expect("the previous CA is still trusted");
 
@@ -645,7 +686,12 @@ mod tests {
             }
         });
         let plaintext = server
-            .probe("TREVEN_TENANTS_URL", "tenants.treven.internal", plain_address, limit)
+            .probe(
+                "TREVEN_TENANTS_URL",
+                "tenants.treven.internal",
+                plain_address,
+                limit,
+            )
             .await
             .expect_err("plaintext");
         assert!(plaintext.contains("plaintext"), "{plaintext}");

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use tonic::Request;
 use tonic::transport::Channel;
-use treven_mesh::client::{ChannelOptions, channel};
+use treven_mesh::client::{ChannelOptions, upstream};
 use treven_mesh::context::attach_context;
 use treven_mesh::events::{EventChannel, EventKind, EventPublisher};
 use treven_mesh::wire::{from_timestamp, json_to_struct};
@@ -98,11 +98,23 @@ impl Clients {
             call_timeout: config.workers.generation_timeout,
         };
         Ok(Self {
-            tenants: TenantsServiceClient::new(channel(&config.tenants_url, unary)?),
-            documents: DocumentsServiceClient::new(channel(&config.documents_url, unary)?)
-                .max_decoding_message_size(4 * 1024 * 1024),
-            agents: AgentsServiceClient::new(channel(&config.agents_url, streaming)?)
-                .max_decoding_message_size(8 * 1024 * 1024),
+            tenants: TenantsServiceClient::new(upstream(
+                "TREVEN_TENANTS_URL",
+                &config.tenants_url,
+                unary,
+            )?),
+            documents: DocumentsServiceClient::new(upstream(
+                "TREVEN_DOCUMENTS_URL",
+                &config.documents_url,
+                unary,
+            )?)
+            .max_decoding_message_size(4 * 1024 * 1024),
+            agents: AgentsServiceClient::new(upstream(
+                "TREVEN_AGENTS_URL",
+                &config.agents_url,
+                streaming,
+            )?)
+            .max_decoding_message_size(8 * 1024 * 1024),
             events: EventPublisher::connect_lazy(&config.redis_url)?,
             call_timeout: unary.call_timeout,
         })

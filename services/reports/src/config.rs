@@ -182,9 +182,7 @@ impl ReportsConfig {
             tenants_url: service_url(env, "TREVEN_TENANTS_URL", &local(50051))?,
             documents_url: service_url(env, "TREVEN_DOCUMENTS_URL", &local(50052))?,
             agents_url: service_url(env, "TREVEN_AGENTS_URL", &local(50054))?,
-            redis_url: env
-                .get("TREVEN_REDIS_URL")
-                .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()),
+            redis_url: treven_mesh::events::redis_url(env)?,
             calls: ChannelOptions {
                 connect_timeout: Duration::from_secs(3),
                 call_timeout: env.seconds_or("TREVEN_REPORTS_CALL_TIMEOUT_SECS", 10, 1..=120)?,
@@ -218,18 +216,11 @@ impl ReportsConfig {
     }
 }
 
-/// Postgres connection options from a URL variable, with the password from
-/// `TREVEN_DATABASE_PASSWORD` when set, and `search_path` set to the
-/// `reports` schema.
+/// Postgres connection options from a URL variable (TLS, password: see
+/// [`treven_mesh::postgres::database_options`]) with `search_path` set to
+/// the `reports` schema.
 pub fn database_options(env: &Env, variable: &str) -> Result<PgConnectOptions, ConfigError> {
-    let url = env.required(variable)?;
-    let options = PgConnectOptions::from_str(&url)
-        .map_err(|e| env.error(variable, format!("not a Postgres URL: {e}")))?;
-    let options = match env.get("TREVEN_DATABASE_PASSWORD") {
-        Some(password) => options.password(&password),
-        None => options,
-    };
-    Ok(options.options([("search_path", SCHEMA)]))
+    Ok(treven_mesh::postgres::database_options(env, variable)?.options([("search_path", SCHEMA)]))
 }
 
 #[cfg(test)]

@@ -120,6 +120,8 @@ pub fn routes(
 
 /// Creates the `reports` schema and applies pending migrations.
 pub async fn migrate(config: &ReportsConfig) -> anyhow::Result<()> {
+    treven_mesh::postgres::check_connection(&config.database, "TREVEN_REPORTS_DATABASE_URL")
+        .await?;
     let store = PgStore::connect_lazy(config.database.clone(), &config.pool);
     store
         .migrate()
@@ -138,6 +140,8 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    treven_mesh::postgres::check_connection(&config.database, "TREVEN_REPORTS_DATABASE_URL")
+        .await?;
     let app = ReportsApp::build(config, keys)?;
     app.store
         .migrate()

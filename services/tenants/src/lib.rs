@@ -11,7 +11,6 @@ pub mod service;
 pub mod store;
 
 use std::net::SocketAddr;
-use std::str::FromStr;
 
 use anyhow::Context as _;
 use sqlx::postgres::PgConnectOptions;
@@ -67,17 +66,10 @@ impl TenantsConfig {
     }
 }
 
-/// Postgres connection options from a URL variable, with the password from
-/// `TREVEN_DATABASE_PASSWORD` when set (ECS injects it from Secrets Manager
-/// so it never sits in a URL).
+/// Postgres connection options from a URL variable (TLS, password): see
+/// [`treven_mesh::postgres::database_options`].
 pub fn database_options(env: &Env, variable: &str) -> Result<PgConnectOptions, ConfigError> {
-    let url = env.required(variable)?;
-    let options = PgConnectOptions::from_str(&url)
-        .map_err(|e| env.error(variable, format!("not a Postgres URL: {e}")))?;
-    Ok(match env.get("TREVEN_DATABASE_PASSWORD") {
-        Some(password) => options.password(&password),
-        None => options,
-    })
+    treven_mesh::postgres::database_options(env, variable)
 }
 
 /// Builds the tenants gRPC routes (with the mesh-context interceptor) over
@@ -99,6 +91,8 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    treven_mesh::postgres::check_connection(&config.database, "TREVEN_TENANTS_DATABASE_URL")
+        .await?;
     let store = PgStore::connect_lazy(config.database, &config.pool);
     store
         .migrate()

@@ -10,8 +10,10 @@ use treven_agents::AgentsConfig;
 use treven_documents::DocumentsConfig;
 use treven_gateway::GatewayConfig;
 use treven_mesh::config::Env;
+use treven_mesh::discovery::ResolveOverrides;
 use treven_mesh::keys::MeshKeySource;
 use treven_mesh::telemetry::{self, TelemetryConfig};
+use treven_mesh::tls::{MeshTlsSource, TrustRoots};
 use treven_reports::ReportsConfig;
 use treven_tenants::TenantsConfig;
 
@@ -53,6 +55,12 @@ pub struct ServeArgs {
     /// Roles to serve, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     target: Vec<Target>,
+    /// Validate the configuration of these roles exactly as `serve` would,
+    /// connect nowhere, and exit: non-zero naming the variable when one is
+    /// missing or invalid, or when a `TREVEN_*` variable is set that no role
+    /// reads. Prints a JSON summary on success.
+    #[arg(long)]
+    check_config: bool,
 }
 
 /// Arguments of `treven migrate`.
@@ -81,6 +89,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // process with the variable's name.
     let telemetry_config = TelemetryConfig::from_env(&env)?;
     let key_source = MeshKeySource::from_env(&env)?;
+    let serves_grpc = [
+        Target::Tenants,
+        Target::Documents,
+        Target::Reports,
+        Target::Agents,
+    ]
+    .into_iter()
+    .any(|role| Target::includes(&args.target, role));
+    let mesh_tls = MeshTlsSource::from_env(&env, serves_grpc)?;
+    let trust_roots = TrustRoots::from_env(&env)?;
+    let overrides = ResolveOverrides::from_env(&env)?;
     let tenants_config = if Target::includes(&args.target, Target::Tenants) {
         Some(TenantsConfig::from_env(&env)?)
     } else {
@@ -110,8 +129,26 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None
     };
 
+    if args.check_config {
+        return check_config(&env, &args.target);
+    }
+
     let telemetry = telemetry::init(&telemetry_config, "treven")?;
     let keys = key_source.load().await?;
+    // TLS on every hop: installed before any server or channel is built.
+    treven_mesh::tls::install(mesh_tls.load().await?);
+    treven_mesh::tls::install_trust_roots(trust_roots);
+    overrides.install();
+    for url in [
+        reports_config.as_ref().map(|c| c.redis_url.as_str()),
+        gateway_config.as_ref().map(|c| c.redis_url.as_str()),
+        agents_config.as_ref().and_then(|c| c.redis_url.as_deref()),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        treven_mesh::events::check_redis(url, "TREVEN_REDIS_URL").await?;
+    }
     let shutdown = treven_mesh::shutdown::on_signals();
 
     let mut roles = tokio::task::JoinSet::new();
@@ -221,9 +258,37 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     outcome
 }
 
+/// The end of `serve --check-config`: every `TREVEN_*` variable that is set
+/// must have been read by the roles' configuration.
+fn check_config(env: &Env, targets: &[Target]) -> anyhow::Result<()> {
+    let unread = env.unread_treven_variables();
+    let roles: Vec<String> = targets
+        .iter()
+        .filter_map(|t| t.to_possible_value().map(|v| v.get_name().to_owned()))
+        .collect();
+    if let Some(first) = unread.first() {
+        anyhow::bail!(
+            "{first}: set but not read by target {} (unread: {})",
+            roles.join(","),
+            unread.join(", ")
+        );
+    }
+    let read: Vec<String> = env
+        .read_names()
+        .into_iter()
+        .filter(|name| env.get(name).is_some())
+        .collect();
+    println!(
+        "{}",
+        serde_json::json!({"ok": true, "targets": roles, "read": read})
+    );
+    Ok(())
+}
+
 /// Applies migrations and exits.
 pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     let env = Env::from_process();
+    treven_mesh::tls::install_crypto_provider();
     if Target::includes(&args.target, Target::Tenants) {
         let config = TenantsConfig::from_env(&env)?;
         let store = treven_tenants::store::PgStore::connect_lazy(config.database, &config.pool);
@@ -244,7 +309,19 @@ pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
 pub async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", args.addr))?
+    // With a mesh CA in the environment (every ECS task in AWS) the server
+    // speaks TLS only: check it as a client would, by its first name.
+    let env = Env::from_process();
+    let endpoint = match MeshTlsSource::from_env(&env, true)?.load().await? {
+        Some(tls) => {
+            treven_mesh::tls::install_crypto_provider();
+            let name = tls.names().first().cloned().unwrap_or_default();
+            tonic::transport::Endpoint::from_shared(format!("https://{}", args.addr))?
+                .tls_config(tls.client_config(&name))?
+        }
+        None => tonic::transport::Endpoint::from_shared(format!("http://{}", args.addr))?,
+    };
+    let channel = endpoint
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(2))
         .connect()
