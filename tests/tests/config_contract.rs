@@ -20,8 +20,10 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 use support::template::{
-    Stand, TaskSpec, Template, attached_secret, json_key_of, named_reference, parse_value_from,
+    Stand, TaskSpec, Template, attached_secret, is_image_file, json_key_of, named_reference,
+    parse_value_from,
 };
+use support::tls::TestCa;
 
 /// Placeholders of the right shape for everything the templates refer to.
 struct Placeholders;
@@ -94,7 +96,14 @@ fn task_env(template: &Template, task: &TaskSpec) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = task
         .environment
         .iter()
-        .map(|(name, value)| (name.clone(), template.resolve(value, &stand)))
+        .map(|(name, value)| {
+            let value = template.resolve(value, &stand);
+            if is_image_file(&value) {
+                (name.clone(), image_file_stand_in().display().to_string())
+            } else {
+                (name.clone(), value)
+            }
+        })
         .collect();
     for (name, value_from) in &task.secrets {
         let (arn, key) = parse_value_from(&template.resolve(value_from, &stand));
@@ -104,6 +113,13 @@ fn task_env(template: &Template, task: &TaskSpec) -> Vec<(String, String)> {
         env.push((name.clone(), json_key_of(value, &key)));
     }
     env
+}
+
+/// A CA certificate standing in for the image's CA bundle (made once per
+/// test process, kept for its life).
+fn image_file_stand_in() -> std::path::PathBuf {
+    static CA: std::sync::OnceLock<TestCa> = std::sync::OnceLock::new();
+    CA.get_or_init(|| TestCa::new("contract")).ca_cert.clone()
 }
 
 /// `treven serve --target <role> --check-config` with only `env` (and PATH,
@@ -129,9 +145,8 @@ fn shown(output: &Output) -> String {
     )
 }
 
-/// The six ECS tasks, and the AgentCore runtime.
-const TASKS: [&str; 7] = [
-    "agent-runtime",
+/// The six ECS tasks.
+const ECS_TASKS: [&str; 6] = [
     "agents",
     "documents",
     "gateway-api",
@@ -140,38 +155,91 @@ const TASKS: [&str; 7] = [
     "tenants",
 ];
 
-fn every_task_passes(env_name: &str) {
-    let template = Template::load(env_name);
-    let tasks = template.tasks();
-    let names: Vec<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
+/// Runs `--check-config` for every task of `template`; returns the failures.
+fn failures_of(template: &Template) -> Vec<String> {
     let mut failures = Vec::new();
-    for task in &tasks {
-        let env = task_env(&template, task);
+    for task in &template.tasks() {
+        let env = task_env(template, task);
         let output = check_config(task, &env);
         let json_line = String::from_utf8_lossy(&output.stdout)
             .lines()
             .any(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| v.is_object()));
         if !output.status.success() || !json_line {
             failures.push(format!(
-                "{env_name}/{} (`treven {} --check-config`):\n{}",
+                "{}/{} (`treven {} --check-config`):\n{}",
+                template.env,
                 task.name,
                 task.command.join(" "),
                 shown(&output)
             ));
         }
     }
+    failures
+}
+
+fn every_task_passes(env_name: &str) {
+    let template = Template::load(env_name);
+    let names: Vec<String> = template.tasks().into_iter().map(|t| t.name).collect();
+    let missing: Vec<&&str> = ECS_TASKS
+        .iter()
+        .filter(|t| !names.iter().any(|n| n == **t))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{}: no task {missing:?} (found {names:?})",
+        template.path.display()
+    );
+    let failures = failures_of(&template);
     assert!(
         failures.is_empty(),
         "the binary refuses the configuration the CDK app gives:\n\n{}",
         failures.join("\n\n")
     );
-    let missing: Vec<&&str> = TASKS.iter().filter(|t| !names.contains(t)).collect();
-    assert!(
-        missing.is_empty(),
-        "{}: no task {missing:?} (found {names:?}); the contract covers every task, \
-         the AgentCore runtime included",
-        template.path.display()
-    );
+}
+
+/// The AgentCore runtime is optional in the CDK app (`-c agentCore=true`), so
+/// the default synth may not have it; then a synth with the runtime must be
+/// at `deploy/cdk.out/agentcore/Treven-<env>.template.json`.
+#[test]
+fn the_agentcore_runtime_satisfies_the_binary_config() {
+    for env_name in ["dev", "prod"] {
+        let mut template = Template::load(env_name);
+        if !template
+            .tasks()
+            .iter()
+            .any(|t| t.name == "agent-runtime")
+        {
+            let variant = template
+                .path
+                .parent()
+                .unwrap()
+                .join(format!("agentcore/Treven-{env_name}.template.json"));
+            let text = std::fs::read_to_string(&variant).unwrap_or_else(|e| {
+                panic!(
+                    "{} has no AWS::BedrockAgentCore::Runtime (the CDK app creates it only with \
+                     `-c agentCore=true`) and {} cannot be read ({e}): `bash deploy/ci.sh` must \
+                     also synthesize `-c env={env_name} -c agentCore=true` there, so the \
+                     runtime's environment is checked too",
+                    template.path.display(),
+                    variant.display()
+                )
+            });
+            template.json = serde_json::from_str(&text).expect("JSON");
+            template.path = variant;
+        }
+        let runtime: Vec<TaskSpec> = template
+            .tasks()
+            .into_iter()
+            .filter(|t| t.name == "agent-runtime")
+            .collect();
+        assert_eq!(runtime.len(), 1, "{}: one runtime", template.path.display());
+        let output = check_config(&runtime[0], &task_env(&template, &runtime[0]));
+        assert!(
+            output.status.success(),
+            "{env_name}/agent-runtime: {}",
+            shown(&output)
+        );
+    }
 }
 
 #[test]

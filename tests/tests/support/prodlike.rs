@@ -433,9 +433,7 @@ impl ProdStack {
                         own
                     };
                     set(env, &name, format!("127.0.0.1:{port}"));
-                } else if value.starts_with('/')
-                    && [".pem", ".crt"].iter().any(|ext| value.ends_with(ext))
-                {
+                } else if super::template::is_image_file(&value) {
                     set(env, &name, ca_file.clone());
                 }
             }

@@ -375,6 +375,12 @@ fn resolve_dynamic_references(
     Some(out)
 }
 
+/// A file the container image carries (the RDS CA bundle,
+/// `/etc/treven/….pem`): locally, the run's CA file stands in for it.
+pub fn is_image_file(value: &str) -> bool {
+    value.starts_with('/') && [".pem", ".crt"].iter().any(|ext| value.ends_with(ext))
+}
+
 /// `value`, or its `key` member when `key` is not empty.
 pub fn json_key_of(value: &str, key: &str) -> String {
     if key.is_empty() {
