@@ -152,18 +152,22 @@ impl PrivatePostgres {
         );
         std::fs::write(data.join("pg_hba.conf"), hba).unwrap();
         cluster.start_again();
-        let sql = format!(
-            "CREATE ROLE \"{user}\" LOGIN PASSWORD '{password}';\n\
-             CREATE DATABASE \"{db}\" OWNER \"{user}\";\n",
-            user = login.user,
-            password = login.password.replace('\'', "''"),
-            db = login.database,
+        // Like RDS's master user: not a superuser, but CREATEROLE and
+        // CREATEDB (the migrations create the services' login role).
+        let role = format!(
+            "CREATE ROLE \"{}\" LOGIN CREATEROLE CREATEDB PASSWORD '{}'",
+            login.user,
+            login.password.replace('\'', "''"),
+        );
+        let database = format!(
+            "CREATE DATABASE \"{}\" OWNER \"{}\"",
+            login.database, login.user
         );
         let out = as_postgres(cluster.bin.join("psql"))
             .args(["-v", "ON_ERROR_STOP=1", "-X", "-q", "-U", "postgres", "-d", "postgres"])
             .arg("-h")
             .arg(&cluster.dir)
-            .args(["-p", &cluster.port.to_string(), "-c", &sql])
+            .args(["-p", &cluster.port.to_string(), "-c", &role, "-c", &database])
             .output()
             .unwrap();
         assert!(

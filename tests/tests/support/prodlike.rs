@@ -70,6 +70,9 @@ pub const LOCAL_NECESSITIES: &[&str] = &[
     "SSL_CERT_FILE",
 ];
 
+/// What `Ref` of a secret not created yet resolves to.
+pub const PENDING: &str = "pending-secret:";
+
 /// `Ref` and `Fn::GetAtt` as the local stand-ins answer them.
 #[derive(Debug, Default, Clone)]
 pub struct LocalStand {
@@ -94,11 +97,13 @@ impl Stand for LocalStand {
             return self.reference(template, &secret);
         }
         match template.type_of(id) {
+            // A secret not created yet: `Template::secret_value` of a secret
+            // referring to it answers None until it is.
             "AWS::SecretsManager::Secret" => self
                 .secret_arns
                 .get(id)
-                .unwrap_or_else(|| panic!("secret {id} is not created in moto yet"))
-                .clone(),
+                .cloned()
+                .unwrap_or_else(|| format!("{PENDING}{id}")),
             "AWS::Cognito::UserPool" => self.user_pool_id.clone().expect("the pool exists"),
             "AWS::Cognito::UserPoolClient" => self.client_id.clone().expect("the client exists"),
             other => panic!("no local stand-in for Ref of {id} ({other})"),

@@ -362,6 +362,9 @@ fn resolve_dynamic_references(
             .split_once(":SecretString")
             .unwrap_or((reference, ""));
         let json_key = tail.trim_start_matches(':').split(':').next().unwrap_or("");
+        if secret.starts_with("pending-secret:") {
+            return None;
+        }
         let id = template
             .of_type("AWS::SecretsManager::Secret")
             .into_iter()
