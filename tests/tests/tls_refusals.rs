@@ -59,8 +59,16 @@ fn base_env(ca: &TestCa) -> Vec<(String, String)> {
 fn start(role: &str, env: &[(String, String)]) -> Running {
     let log = std::env::temp_dir().join(format!("treven-tls-{role}-{}.log", uuid::Uuid::new_v4()));
     let args = ["serve", "--target", role].map(str::to_owned);
+    let mut env = env.to_vec();
+    if role != "gateway" {
+        // A gRPC server with mesh TLS names its certificate's DNS names.
+        env.push((
+            "TREVEN_MESH_TLS_NAMES".into(),
+            format!("{role}.treven.internal"),
+        ));
+    }
     Running {
-        child: spawn_logged(env, &args, &log),
+        child: spawn_logged(&env, &args, &log),
         log,
     }
 }
