@@ -204,11 +204,7 @@ fn every_task_passes(env_name: &str) {
 fn the_agentcore_runtime_satisfies_the_binary_config() {
     for env_name in ["dev", "prod"] {
         let mut template = Template::load(env_name);
-        if !template
-            .tasks()
-            .iter()
-            .any(|t| t.name == "agent-runtime")
-        {
+        if !template.tasks().iter().any(|t| t.name == "agent-runtime") {
             let variant = template
                 .path
                 .parent()

@@ -58,7 +58,11 @@ async fn every_prod_task_boots_on_tls_only_stand_ins_and_serves_the_journey() {
         );
         for task in &stack.tasks {
             let env: Vec<String> = task.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            std::fs::write(stack.logs.join(format!("{}.env", task.name)), env.join("\n")).ok();
+            std::fs::write(
+                stack.logs.join(format!("{}.env", task.name)),
+                env.join("\n"),
+            )
+            .ok();
         }
         let _ = tokio::signal::ctrl_c().await;
     }

@@ -183,7 +183,10 @@ fn the_gateway_refuses_a_plaintext_redis_behind_rediss() {
         base_env(&ca),
         &[
             ("TREVEN_GATEWAY_ADDR", format!("127.0.0.1:{}", free_port())),
-            ("TREVEN_GATEWAY_WS_ADDR", format!("127.0.0.1:{}", free_port())),
+            (
+                "TREVEN_GATEWAY_WS_ADDR",
+                format!("127.0.0.1:{}", free_port()),
+            ),
             (
                 "TREVEN_COGNITO_ISSUER",
                 "https://cognito-idp.eu-west-2.amazonaws.com/eu-west-2_TlsTest".into(),
@@ -275,7 +278,10 @@ fn gateway_calling_tenants_on(ca: &TestCa, port: u16) -> Running {
         base_env(ca),
         &[
             ("TREVEN_GATEWAY_ADDR", format!("127.0.0.1:{}", free_port())),
-            ("TREVEN_GATEWAY_WS_ADDR", format!("127.0.0.1:{}", free_port())),
+            (
+                "TREVEN_GATEWAY_WS_ADDR",
+                format!("127.0.0.1:{}", free_port()),
+            ),
             (
                 "TREVEN_COGNITO_ISSUER",
                 "https://cognito-idp.eu-west-2.amazonaws.com/eu-west-2_TlsTest".into(),

@@ -114,7 +114,10 @@ impl PrivatePostgres {
         cluster.stop();
         cluster.listen = "localhost";
         let data = cluster.dir.join("data");
-        for (from, to) in [(&ca.server_cert, "server.crt"), (&ca.server_key, "server.key")] {
+        for (from, to) in [
+            (&ca.server_cert, "server.crt"),
+            (&ca.server_key, "server.key"),
+        ] {
             std::fs::copy(from, data.join(to)).unwrap();
             let status = Command::new("chmod")
                 .arg("0600")
@@ -164,10 +167,26 @@ impl PrivatePostgres {
             login.database, login.user
         );
         let out = as_postgres(cluster.bin.join("psql"))
-            .args(["-v", "ON_ERROR_STOP=1", "-X", "-q", "-U", "postgres", "-d", "postgres"])
+            .args([
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-X",
+                "-q",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+            ])
             .arg("-h")
             .arg(&cluster.dir)
-            .args(["-p", &cluster.port.to_string(), "-c", &role, "-c", &database])
+            .args([
+                "-p",
+                &cluster.port.to_string(),
+                "-c",
+                &role,
+                "-c",
+                &database,
+            ])
             .output()
             .unwrap();
         assert!(

@@ -325,10 +325,17 @@ pub fn sign_in_user(
             .expect("treven admin runs")
     };
     let created: Value = serde_json::from_str(
-        stdout_of(admin(&["admin", "ensure-org", "--name", org, "--kind", kind]))
-            .lines()
-            .last()
-            .expect("a line"),
+        stdout_of(admin(&[
+            "admin",
+            "ensure-org",
+            "--name",
+            org,
+            "--kind",
+            kind,
+        ]))
+        .lines()
+        .last()
+        .expect("a line"),
     )
     .expect("JSON");
     let org_id = created["id"].as_str().expect("org id").to_owned();

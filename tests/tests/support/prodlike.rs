@@ -233,9 +233,7 @@ fn root() -> PathBuf {
 
 /// The value of `name` in `env`.
 pub fn get<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    env.iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
+    env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
 fn set(env: &mut Vec<(String, String)>, name: &str, value: String) {
@@ -415,7 +413,10 @@ impl ProdStack {
                         .filter(|s| ["TENANTS", "DOCUMENTS", "REPORTS", "AGENTS"].contains(s))
                     {
                         cloud_map.insert(
-                            (format!("{}.treven.internal", service.to_lowercase()), listen),
+                            (
+                                format!("{}.treven.internal", service.to_lowercase()),
+                                listen,
+                            ),
                             ports[&spec.name],
                         );
                     }
@@ -465,13 +466,20 @@ impl ProdStack {
             }
             set(env, "SSL_CERT_FILE", ca_file.clone());
             if ["agents", "agent-runtime"].contains(&spec.role().as_str()) {
-                set(env, "TREVEN_BEDROCK_ENDPOINT", bedrock.endpoint().to_owned());
+                set(
+                    env,
+                    "TREVEN_BEDROCK_ENDPOINT",
+                    bedrock.endpoint().to_owned(),
+                );
             }
             if spec.role() == "gateway" {
                 set(
                     env,
                     "TREVEN_COGNITO_JWKS_URL",
-                    provisioned["jwks_url"].as_str().expect("jwks_url").to_owned(),
+                    provisioned["jwks_url"]
+                        .as_str()
+                        .expect("jwks_url")
+                        .to_owned(),
                 );
             }
         }
@@ -698,8 +706,8 @@ pub const GENERATED_SECTIONS: usize = 9;
 pub fn generated_section(source_id: &str) -> String {
     let sentence = "Recruiters moved seasonal agriculture offers to closed messaging groups, \
                     charging workers fees they repay from wages held back by the gang master [c1].";
-    let paragraph = vec![sentence; 8].join(" ");
-    let text = vec![paragraph.as_str(); 3].join("\n\n");
+    let paragraph = [sentence; 8].join(" ");
+    let text = [paragraph.as_str(); 3].join("\n\n");
     let items: Vec<String> = (1..=6)
         .map(|n| format!("We assess with medium confidence that pattern {n} of recruitment debt continues through 2027 [c1]."))
         .collect();
@@ -737,7 +745,11 @@ impl super::Stack for ProdStack {
     // service's generation on Bedrock (the fake): each step queues exactly
     // what it will consume, so the organisations run one after the other.
     fn before_chat(&self, reply: &[&str]) {
-        assert_eq!(self.bedrock.handle().pending_scripts(), 0, "no script left over");
+        assert_eq!(
+            self.bedrock.handle().pending_scripts(),
+            0,
+            "no script left over"
+        );
         self.bedrock.push(
             treven_testkit::bedrock::Script::text(reply.iter().copied())
                 .usage(treven_testkit::bedrock::Usage::new(40, 9)),

@@ -252,10 +252,9 @@ impl Template {
                     other => panic!("Fn::Select index {other}"),
                 };
                 match self.eval(&argument[1], stand) {
-                    Value::Array(items) => self.eval(
-                        &items[usize::try_from(index).expect("an index")],
-                        stand,
-                    ),
+                    Value::Array(items) => {
+                        self.eval(&items[usize::try_from(index).expect("an index")], stand)
+                    }
                     other => panic!("Fn::Select from {other}"),
                 }
             }
@@ -333,9 +332,9 @@ impl Template {
             });
         }
         let text = self.resolve(
-            properties
-                .get("SecretString")
-                .unwrap_or_else(|| panic!("secret {id}: neither GenerateSecretString nor SecretString")),
+            properties.get("SecretString").unwrap_or_else(|| {
+                panic!("secret {id}: neither GenerateSecretString nor SecretString")
+            }),
             stand,
         );
         resolve_dynamic_references(&text, self, stand, known)
