@@ -21,6 +21,7 @@ mod dev;
 mod fuzz;
 mod paths;
 mod process;
+mod prodlike;
 mod services;
 mod state;
 mod test;
@@ -54,6 +55,8 @@ enum Task {
     Tools(tools::ToolsArgs),
     /// Measure the platform against its baselines and print the ratios table.
     Bench(bench::BenchArgs),
+    /// Boot every task of the prod template on TLS-only stand-ins and run the journey.
+    Prodlike(prodlike::ProdlikeArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         Task::Tools(args) => tools::run(&args),
         Task::Fuzz(args) => fuzz::run(&args),
         Task::Bench(args) => bench::run(&args),
+        Task::Prodlike(args) => prodlike::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

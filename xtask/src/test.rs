@@ -9,11 +9,14 @@
 //! 4. `cargo clippy --workspace --all-targets -- -D warnings`;
 //! 5. `cargo build -p treven`: the end-to-end tests in `tests/` start the
 //!    binary from the target dir;
-//! 6. `cargo nextest run --workspace --no-fail-fast` with the test database,
-//!    Redis and tools on the environment (the end-to-end journey, drills and
-//!    schemathesis run here);
-//! 7. `cargo xtask fuzz`: every gateway fuzz target for 20 s;
-//! 8. `bash deploy/ci.sh` when it exists (CDK synth, cfn-lint, …).
+//! 6. `bash deploy/ci.sh` when it exists (CDK synth, cfn-lint, …): it writes
+//!    `deploy/cdk.out/Treven-{dev,prod}.template.json`, which the
+//!    configuration-contract and prod-like tests read, so it runs before them;
+//! 7. `cargo nextest run --workspace --no-fail-fast` with the test database,
+//!    Redis and tools on the environment (the end-to-end journey, drills,
+//!    schemathesis, the configuration contract and the prod-like boot run
+//!    here);
+//! 8. `cargo xtask fuzz`: every gateway fuzz target for 20 s.
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
@@ -33,7 +36,8 @@ pub struct TestArgs {
     /// Skip fmt, buf lint and clippy: run the tools bootstrap and the tests.
     #[arg(long)]
     pub skip_lint: bool,
-    /// Skip `deploy/ci.sh`.
+    /// Skip `deploy/ci.sh` (the configuration-contract and prod-like tests
+    /// then read whatever deploy/cdk.out holds, and fail if it is empty).
     #[arg(long)]
     pub skip_deploy: bool,
     /// Skip the bounded fuzz runs.
@@ -92,6 +96,15 @@ pub fn run(args: &TestArgs) -> Result<()> {
         "cargo build -p treven (the binary the end-to-end tests start)",
         Box::new(|| cmd::run(env.command("cargo").args(["build", "-p", "treven"]))),
     ));
+    // Before the tests: `deploy/ci.sh` synthesizes deploy/cdk.out, whose
+    // templates the configuration-contract and prod-like tests read.
+    let deploy_ci = root.join("deploy/ci.sh");
+    if !args.skip_deploy && deploy_ci.is_file() {
+        steps.push((
+            "bash deploy/ci.sh (CDK synth into deploy/cdk.out, which the tests read)",
+            Box::new(|| cmd::run(env.command("bash").arg("deploy/ci.sh"))),
+        ));
+    }
     steps.push((
         "cargo nextest run --workspace --no-fail-fast",
         Box::new(|| {
@@ -106,13 +119,6 @@ pub fn run(args: &TestArgs) -> Result<()> {
         steps.push((
             "cargo xtask fuzz (every gateway fuzz target, 20 s each)",
             Box::new(|| crate::fuzz::run(&crate::fuzz::FuzzArgs::default())),
-        ));
-    }
-    let deploy_ci = root.join("deploy/ci.sh");
-    if !args.skip_deploy && deploy_ci.is_file() {
-        steps.push((
-            "bash deploy/ci.sh",
-            Box::new(|| cmd::run(env.command("bash").arg("deploy/ci.sh"))),
         ));
     }
 
@@ -157,14 +163,14 @@ pub fn run(args: &TestArgs) -> Result<()> {
 
 /// The environment of every step: the tools first on PATH, the tools dir,
 /// and the test database and Redis.
-struct TestEnv {
+pub(crate) struct TestEnv {
     path: OsString,
     tools_dir: PathBuf,
     buf: PathBuf,
 }
 
 impl TestEnv {
-    fn new(tools: &Tools) -> Result<Self> {
+    pub(crate) fn new(tools: &Tools) -> Result<Self> {
         Ok(Self {
             path: tools.path_env()?,
             tools_dir: tools.dir().to_path_buf(),
@@ -173,7 +179,7 @@ impl TestEnv {
     }
 
     /// `program`, run from the workspace root with the test environment.
-    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    pub(crate) fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut command = Command::new(program);
         command
             .current_dir(paths::workspace_root())

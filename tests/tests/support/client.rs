@@ -8,7 +8,8 @@ use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
-use super::mesh::{Mesh, User};
+use super::Stack;
+use super::mesh::User;
 
 /// A REST client acting as one user.
 pub struct Api {
@@ -18,9 +19,9 @@ pub struct Api {
 }
 
 impl Api {
-    pub fn new(mesh: &Mesh, user: &User) -> Api {
+    pub fn new(stack: &(impl Stack + ?Sized), user: &User) -> Api {
         Api {
-            base: mesh.gateway.clone(),
+            base: stack.gateway_url().to_owned(),
             token: user.token.clone(),
             http: reqwest::Client::new(),
         }
@@ -83,8 +84,8 @@ pub struct Socket {
 }
 
 impl Socket {
-    pub async fn connect(mesh: &Mesh, user: &User) -> Socket {
-        let mut request = mesh.ws.as_str().into_client_request().unwrap();
+    pub async fn connect(stack: &(impl Stack + ?Sized), user: &User) -> Socket {
+        let mut request = stack.ws_url().into_client_request().unwrap();
         request.headers_mut().insert(
             "sec-websocket-protocol",
             format!("treven.v1, bearer.{}", user.token).parse().unwrap(),

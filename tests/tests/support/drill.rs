@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::free_port;
+use super::tls::TestCa;
 
 /// A Postgres cluster of its own (initdb in a temporary directory), stopped
 /// and removed when dropped.
@@ -15,6 +16,19 @@ pub struct PrivatePostgres {
     bin: PathBuf,
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// Listen on `localhost` (127.0.0.1 and ::1) rather than 127.0.0.1 only.
+    listen: &'static str,
+}
+
+/// Who may connect to a TLS-only cluster ([`PrivatePostgres::start_tls`]).
+#[derive(Debug, Clone)]
+pub struct PostgresLogin {
+    /// Login role created (owner of `database`).
+    pub user: String,
+    /// Its password (stored as SCRAM-SHA-256).
+    pub password: String,
+    /// Database created, owned by `user`.
+    pub database: String,
 }
 
 fn is_root() -> bool {
@@ -47,6 +61,11 @@ fn postgres_bin() -> PathBuf {
 impl PrivatePostgres {
     /// initdb (trust auth, user `postgres`, fsync off) and start.
     pub fn start() -> PrivatePostgres {
+        PrivatePostgres::start_on(free_port())
+    }
+
+    /// [`PrivatePostgres::start`] on `port`.
+    pub fn start_on(port: u16) -> PrivatePostgres {
         let dir = std::env::temp_dir().join(format!("treven-drill-pg-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         if is_root() {
@@ -72,16 +91,117 @@ impl PrivatePostgres {
         let cluster = PrivatePostgres {
             dir,
             bin,
-            port: free_port(),
+            port,
+            listen: "127.0.0.1",
         };
         cluster.pg_ctl(&["start"]);
         cluster
     }
 
+    /// Like RDS with `rds.force_ssl=1`: a cluster that accepts TCP
+    /// connections only over TLS (`ssl=on` with `ca`'s `localhost`
+    /// certificate; `pg_hba.conf` has only `hostssl` lines for `login`, with
+    /// scram-sha-256, and `hostnossl … reject`). The `postgres` superuser
+    /// connects only through the Unix socket in the cluster's directory,
+    /// which is how `login` is created.
+    pub fn start_tls(ca: &TestCa, login: &PostgresLogin) -> PrivatePostgres {
+        PrivatePostgres::start_tls_on(ca, login, free_port())
+    }
+
+    /// [`PrivatePostgres::start_tls`] on `port`.
+    pub fn start_tls_on(ca: &TestCa, login: &PostgresLogin, port: u16) -> PrivatePostgres {
+        let mut cluster = PrivatePostgres::start_on(port);
+        cluster.stop();
+        cluster.listen = "localhost";
+        let data = cluster.dir.join("data");
+        for (from, to) in [
+            (&ca.server_cert, "server.crt"),
+            (&ca.server_key, "server.key"),
+        ] {
+            std::fs::copy(from, data.join(to)).unwrap();
+            let status = Command::new("chmod")
+                .arg("0600")
+                .arg(data.join(to))
+                .status()
+                .unwrap();
+            assert!(status.success());
+            if is_root() {
+                let status = Command::new("chown")
+                    .arg("postgres:postgres")
+                    .arg(data.join(to))
+                    .status()
+                    .unwrap();
+                assert!(status.success());
+            }
+        }
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
+        std::io::Write::write_all(
+            &mut conf,
+            b"\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n\
+              ssl_min_protocol_version = 'TLSv1.2'\npassword_encryption = 'scram-sha-256'\n",
+        )
+        .unwrap();
+        let hba = format!(
+            "local all postgres trust\n\
+             hostnossl all all 0.0.0.0/0 reject\n\
+             hostnossl all all ::/0 reject\n\
+             hostssl {db} {user} 127.0.0.1/32 scram-sha-256\n\
+             hostssl {db} {user} ::1/128 scram-sha-256\n",
+            db = login.database,
+            user = login.user,
+        );
+        std::fs::write(data.join("pg_hba.conf"), hba).unwrap();
+        cluster.start_again();
+        // Like RDS's master user: not a superuser, but CREATEROLE and
+        // CREATEDB (the migrations create the services' login role).
+        let role = format!(
+            "CREATE ROLE \"{}\" LOGIN CREATEROLE CREATEDB PASSWORD '{}'",
+            login.user,
+            login.password.replace('\'', "''"),
+        );
+        let database = format!(
+            "CREATE DATABASE \"{}\" OWNER \"{}\"",
+            login.database, login.user
+        );
+        let out = as_postgres(cluster.bin.join("psql"))
+            .args([
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-X",
+                "-q",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+            ])
+            .arg("-h")
+            .arg(&cluster.dir)
+            .args([
+                "-p",
+                &cluster.port.to_string(),
+                "-c",
+                &role,
+                "-c",
+                &database,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster
+    }
+
     fn pg_ctl(&self, action: &[&str]) {
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=200",
+            "-p {} -c listen_addresses={} -k {} -c fsync=off -c max_connections=200",
             self.port,
+            self.listen,
             self.dir.display()
         );
         let out = as_postgres(self.bin.join("pg_ctl"))
@@ -134,6 +254,18 @@ pub struct PrivateRedis {
     child: Option<Child>,
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// `--port 0 --tls-port …` and `--requirepass` when set.
+    tls: Option<RedisTls>,
+}
+
+/// What makes a [`PrivateRedis`] like ElastiCache with in-transit
+/// encryption and an AUTH token.
+#[derive(Debug, Clone)]
+struct RedisTls {
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
+    password: String,
 }
 
 impl PrivateRedis {
@@ -142,6 +274,31 @@ impl PrivateRedis {
         let mut redis = PrivateRedis {
             child: None,
             port: free_port(),
+            tls: None,
+        };
+        redis.start_again();
+        redis
+    }
+
+    /// Like ElastiCache with in-transit encryption: no plaintext port
+    /// (`--port 0`), TLS on a free port with `ca`'s `localhost` certificate
+    /// (clients are not asked for certificates), and `--requirepass
+    /// <auth_token>`.
+    pub fn start_tls(ca: &TestCa, auth_token: &str) -> PrivateRedis {
+        PrivateRedis::start_tls_on(ca, auth_token, free_port())
+    }
+
+    /// [`PrivateRedis::start_tls`] on `port`.
+    pub fn start_tls_on(ca: &TestCa, auth_token: &str, port: u16) -> PrivateRedis {
+        let mut redis = PrivateRedis {
+            child: None,
+            port,
+            tls: Some(RedisTls {
+                cert: ca.server_cert.clone(),
+                key: ca.server_key.clone(),
+                ca: ca.ca_cert.clone(),
+                password: auth_token.to_owned(),
+            }),
         };
         redis.start_again();
         redis
@@ -162,8 +319,25 @@ impl PrivateRedis {
 
     /// Starts it again on the same port (empty: it keeps nothing).
     pub fn start_again(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        let mut command = Command::new("redis-server");
+        match &self.tls {
+            None => {
+                command.args(["--port", &self.port.to_string()]);
+            }
+            Some(tls) => {
+                command
+                    .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                    .arg("--tls-cert-file")
+                    .arg(&tls.cert)
+                    .arg("--tls-key-file")
+                    .arg(&tls.key)
+                    .arg("--tls-ca-cert-file")
+                    .arg(&tls.ca)
+                    .args(["--tls-auth-clients", "no", "--requirepass", &tls.password]);
+            }
+        }
+        let child = command
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -237,63 +237,28 @@ impl Mesh {
     /// Ensures the organisation (by name), the Cognito user and the tenants
     /// user with `role`, then signs in for a Cognito ID token.
     pub fn sign_in(&self, org: &str, kind: &str, email: &str, role: &str) -> User {
-        let created: Value = serde_json::from_str(
-            stdout_of(run(
-                &self.env,
-                &["admin", "ensure-org", "--name", org, "--kind", kind],
-            ))
-            .lines()
-            .last()
-            .expect("a line"),
+        let mut operator: Vec<(String, String)> = self
+            .env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        operator.push(("TREVEN_LOG_FORMAT".to_owned(), "json".to_owned()));
+        let aws: Vec<(&'static str, String)> = self
+            .env
+            .iter()
+            .filter(|(k, _)| k.starts_with("AWS_"))
+            .cloned()
+            .collect();
+        sign_in_user(
+            &operator,
+            &aws,
+            &self.pool_id,
+            &self.client_id,
+            org,
+            kind,
+            email,
+            role,
         )
-        .expect("JSON");
-        let org_id = created["id"].as_str().expect("org id").to_owned();
-        let out = Command::new(tool("python"))
-            .arg(root().join("xtask/dev_aws.py"))
-            .args([
-                "user",
-                "--pool-id",
-                &self.pool_id,
-                "--client-id",
-                &self.client_id,
-            ])
-            .args([
-                "--email", email, "--name", email, "--org-id", &org_id, "--role", role,
-            ])
-            .envs(
-                self.env
-                    .iter()
-                    .filter(|(k, _)| k.starts_with("AWS_"))
-                    .cloned(),
-            )
-            .env("AWS_DEFAULT_REGION", "eu-west-2")
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("dev_aws.py user runs");
-        let signed: Value = serde_json::from_str(&stdout_of(out)).expect("JSON");
-        let sub = signed["sub"].as_str().expect("sub").to_owned();
-        stdout_of(run(
-            &self.env,
-            &[
-                "admin",
-                "ensure-user",
-                "--org-id",
-                &org_id,
-                "--email",
-                email,
-                "--name",
-                email,
-                "--role",
-                role,
-                "--cognito-sub",
-                &sub,
-            ],
-        ));
-        User {
-            org_id,
-            sub,
-            token: signed["id_token"].as_str().expect("id token").to_owned(),
-        }
     }
 
     /// Starts a reports instance on the port the rest of the mesh calls
@@ -321,6 +286,90 @@ impl Mesh {
         if let Some(database) = self.database.take() {
             database.drop().await;
         }
+    }
+}
+
+impl super::Stack for Mesh {
+    fn gateway_url(&self) -> &str {
+        &self.gateway
+    }
+
+    fn ws_url(&self) -> &str {
+        &self.ws
+    }
+
+    fn sign_in(&self, org: &str, kind: &str, email: &str, role: &str) -> User {
+        Mesh::sign_in(self, org, kind, email, role)
+    }
+}
+
+/// Ensures the organisation (by name) with `treven admin ensure-org` run with
+/// `operator` (an environment that reaches the tenants database), the Cognito
+/// user in the pool (`xtask/dev_aws.py user` with `aws`), and the tenants user
+/// with `role`; returns the signed-in user with its Cognito ID token.
+#[allow(clippy::too_many_arguments)]
+pub fn sign_in_user(
+    operator: &[(String, String)],
+    aws: &[(&'static str, String)],
+    pool_id: &str,
+    client_id: &str,
+    org: &str,
+    kind: &str,
+    email: &str,
+    role: &str,
+) -> User {
+    let admin = |args: &[&str]| {
+        super::prodlike::treven_with(operator)
+            .args(args)
+            .output()
+            .expect("treven admin runs")
+    };
+    let created: Value = serde_json::from_str(
+        stdout_of(admin(&[
+            "admin",
+            "ensure-org",
+            "--name",
+            org,
+            "--kind",
+            kind,
+        ]))
+        .lines()
+        .last()
+        .expect("a line"),
+    )
+    .expect("JSON");
+    let org_id = created["id"].as_str().expect("org id").to_owned();
+    let out = Command::new(tool("python"))
+        .arg(root().join("xtask/dev_aws.py"))
+        .args(["user", "--pool-id", pool_id, "--client-id", client_id])
+        .args([
+            "--email", email, "--name", email, "--org-id", &org_id, "--role", role,
+        ])
+        .envs(aws.iter().cloned())
+        .env("AWS_DEFAULT_REGION", "eu-west-2")
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("dev_aws.py user runs");
+    let signed: Value = serde_json::from_str(&stdout_of(out)).expect("JSON");
+    let sub = signed["sub"].as_str().expect("sub").to_owned();
+    stdout_of(admin(&[
+        "admin",
+        "ensure-user",
+        "--org-id",
+        &org_id,
+        "--email",
+        email,
+        "--name",
+        email,
+        "--role",
+        role,
+        "--cognito-sub",
+        &sub,
+    ]));
+    User {
+        org_id,
+        sub,
+        token: signed["id_token"].as_str().expect("id token").to_owned(),
     }
 }
 

@@ -4,7 +4,11 @@
 
 pub mod client;
 pub mod drill;
+pub mod journey;
 pub mod mesh;
+pub mod prodlike;
+pub mod template;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -27,6 +31,26 @@ pub fn treven_bin() -> PathBuf {
 }
 
 pub use treven_testkit::{Moto, TestDatabase, free_port, tool};
+
+/// A running platform the journey drives, as the frontend does: the
+/// gateway's REST and WebSocket addresses and a way to sign users in. The
+/// development-shape mesh (`mesh.rs`) and the production shape
+/// (`prodlike.rs`) both provide it.
+pub trait Stack: Sync {
+    /// `http://127.0.0.1:<port>` of the REST surface.
+    fn gateway_url(&self) -> &str;
+    /// `ws://127.0.0.1:<port>/ws`.
+    fn ws_url(&self) -> &str;
+    /// Ensures the organisation, the Cognito user and the tenants user with
+    /// `role`, and returns it signed in.
+    fn sign_in(&self, org: &str, kind: &str, email: &str, role: &str) -> mesh::User;
+    /// Called before a chat message is sent: queue what the model answers
+    /// (`reply`), when the stack's model is scripted.
+    fn before_chat(&self, _reply: &[&str]) {}
+    /// Called before a report is created: queue the generated sections
+    /// citing `source_id`, when the stack's model is scripted.
+    fn before_generation(&self, _source_id: &str) {}
+}
 
 /// A `treven` command with a clean, explicit environment.
 pub fn treven(envs: &[(&str, String)]) -> Command {

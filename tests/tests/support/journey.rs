@@ -1,0 +1,401 @@
+//! The analyst journey's steps, shared by the development-shape mesh
+//! (`journey.rs`) and the production shape (`prodlike.rs`): everything goes
+//! through the gateway of a [`Stack`], as the frontend drives it.
+
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+use std::time::Duration;
+
+use super::Stack;
+use super::client::{Api, Socket};
+use super::mesh::User;
+
+/// What one organisation's journey made, for the cross-organisation checks.
+#[derive(Debug)]
+pub struct Made {
+    pub analyst: User,
+    pub report_id: String,
+    pub document_id: String,
+    pub conversation_id: String,
+}
+
+pub const CHAT_REPLY: [&str; 3] = ["Recruitment ", "moved to closed ", "messaging groups."];
+
+/// One organisation's whole journey through `stack`'s gateway.
+pub async fn journey(mesh: &(impl Stack + ?Sized), org: &str) -> Made {
+    let admin = mesh.sign_in(org, "ngo", &format!("admin@{org}.test"), "admin");
+    let analyst = mesh.sign_in(org, "ngo", &format!("analyst@{org}.test"), "analyst");
+    let api = Api::new(mesh, &analyst);
+    let admin_api = Api::new(mesh, &admin);
+
+    // Signed in: the gateway knows who and in which organisation.
+    let me = api.ok(reqwest::Method::GET, "/api/me", None).await;
+    assert_eq!(me["organisation"]["id"], analyst.org_id.as_str(), "{me}");
+
+    // A source document through the presigned URL.
+    let bytes = format!("Field notes on seasonal agriculture recruitment in {org}.").into_bytes();
+    let created = api
+        .ok(
+            reqwest::Method::POST,
+            "/api/documents/uploads",
+            Some(json!({
+                "fileName": "field-notes.txt",
+                "contentType": "text/plain",
+                "sizeBytes": bytes.len(),
+                "sha256": hex(&Sha256::digest(&bytes)),
+            })),
+        )
+        .await;
+    let document_id = created["document"]["id"].as_str().unwrap().to_owned();
+    let mut put = reqwest::Client::new().put(created["uploadUrl"].as_str().unwrap());
+    for (name, value) in created["uploadHeaders"].as_object().unwrap() {
+        put = put.header(name, value.as_str().unwrap());
+    }
+    let stored = put.body(bytes).send().await.unwrap();
+    assert!(stored.status().is_success(), "PUT {}", stored.status());
+    let completed = api
+        .ok(
+            reqwest::Method::POST,
+            &format!("/api/documents/{document_id}/complete"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(
+        completed["status"], "DOCUMENT_STATUS_AVAILABLE",
+        "{completed}"
+    );
+
+    // A trusted source.
+    let source = api
+        .ok(
+            reqwest::Method::POST,
+            "/api/sources",
+            Some(json!({
+                "url": format!("https://www.unodc.org/glotip-{org}"),
+                "title": "Global Report on Trafficking in Persons",
+                "publisher": "UNODC",
+                "publisherKind": "PUBLISHER_KIND_INTERGOVERNMENTAL",
+                "publishedAt": "2026-06-01T00:00:00Z",
+                "summary": "Detected victims of trafficking for forced labour rose in Western Europe.",
+                "countries": ["GB"],
+                "sectors": ["agriculture"],
+                "primaryData": true,
+                "methodologyDocumented": true,
+            })),
+        )
+        .await;
+    assert!(int(&source["trust"]["total"]) > 50, "{source}");
+
+    // Chat, streamed over the WebSocket.
+    let conversation = api
+        .ok(
+            reqwest::Method::POST,
+            "/api/conversations",
+            Some(json!({"title": "UK agriculture", "context": {"country": "GB", "sector": "agriculture"}})),
+        )
+        .await;
+    let conversation_id = conversation["id"].as_str().unwrap().to_owned();
+    let mut socket = Socket::connect(mesh, &analyst).await;
+    mesh.before_chat(&CHAT_REPLY);
+    socket
+        .send(json!({"type": "chat", "conversationId": conversation_id, "content": "What changed in recruitment?"}))
+        .await;
+    let reply = socket
+        .until(Duration::from_secs(60), |m| {
+            m["type"] == "error"
+                || m["data"].get("done").is_some()
+                || m["data"].get("error").is_some()
+        })
+        .await;
+    let text: String = reply
+        .iter()
+        .filter_map(|m| m["data"]["textDelta"]["text"].as_str())
+        .collect();
+    assert_eq!(text, CHAT_REPLY.concat(), "{reply:#?}");
+    assert!(
+        reply.last().unwrap()["data"].get("done").is_some(),
+        "{reply:#?}"
+    );
+
+    // A report, its generation watched over the WebSocket.
+    mesh.before_generation(source["id"].as_str().unwrap());
+    let report = api
+        .ok(
+            reqwest::Method::POST,
+            "/api/reports",
+            Some(json!({
+                "scope": {
+                    "country": "GB",
+                    "sector": "agriculture",
+                    "exploitationType": "EXPLOITATION_TYPE_LABOUR",
+                    "clientType": "ORGANISATION_KIND_FI",
+                },
+                "documentIds": [document_id],
+            })),
+        )
+        .await;
+    let report_id = report["id"].as_str().unwrap().to_owned();
+    assert_eq!(report["status"], "REPORT_STATUS_GENERATING", "{report}");
+    socket
+        .send(json!({"type": "subscribe", "channel": format!("report:{report_id}"), "lastEventId": "0-0"}))
+        .await;
+    let progress = socket
+        .until(Duration::from_secs(180), |m| {
+            m["type"] == "report:update" && m["data"]["status"] == "draft"
+        })
+        .await;
+    let updates = progress
+        .iter()
+        .filter(|m| m["type"] == "report:update")
+        .count();
+    assert!(
+        updates >= 2,
+        "progress and the final status arrive as events: {progress:#?}"
+    );
+
+    let got = api
+        .ok(
+            reqwest::Method::GET,
+            &format!("/api/reports/{report_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(got["report"]["status"], "REPORT_STATUS_DRAFT", "{got}");
+    let version = got["version"]["number"].as_i64().unwrap();
+    let key_judgements = got["content"]["keyJudgements"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert!((5..=10).contains(&key_judgements), "{got}");
+    // Generated from the organisation's own source, and citing it.
+    let cited: Vec<&str> = got["content"]["citations"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .filter_map(|c| c["source"]["sourceId"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        cited.contains(&source["id"].as_str().unwrap()),
+        "cites {cited:?}; {}",
+        got["version"]
+    );
+
+    // An edit with personal data is blocked, then saved once redacted.
+    let edit = |decisions: Value| {
+        json!({
+            "content": {"introduction": "Recruiters used jane.doe@example.com to contact workers [c1]."},
+            "reason": "add the recruiter contact",
+            "baseVersion": version,
+            "piiDecisions": decisions,
+        })
+    };
+    let path = format!("/api/reports/{report_id}/sections/introduction");
+    let (status, blocked) = api.patch(&path, edit(json!([]))).await;
+    assert_eq!(status, 422, "{blocked}");
+    assert_eq!(blocked["error"]["code"], "PII_DETECTED", "{blocked}");
+    let finding = find_finding_id(&blocked).expect("the error names the finding");
+    let saved = api
+        .ok(
+            reqwest::Method::PATCH,
+            &path,
+            Some(edit(
+                json!([{"findingId": finding, "action": "PII_ACTION_REDACT"}]),
+            )),
+        )
+        .await;
+    let introduction = saved["content"]["introduction"].as_str().unwrap();
+    assert!(
+        introduction.contains("[EMAIL]") && !introduction.contains("jane.doe"),
+        "{saved}"
+    );
+    let version = saved["version"]["number"].as_i64().unwrap();
+
+    // No export before approval; then submit, approve, export, download.
+    let (status, refused) = api
+        .post(
+            &format!("/api/reports/{report_id}/export"),
+            json!({"format": "EXPORT_FORMAT_PDF"}),
+        )
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["error"]["code"], "FAILED_PRECONDITION", "{refused}");
+    api.ok(
+        reqwest::Method::POST,
+        &format!("/api/reports/{report_id}/submit"),
+        Some(json!({"version": version})),
+    )
+    .await;
+    let approved = api
+        .ok(
+            reqwest::Method::POST,
+            &format!("/api/reports/{report_id}/approve"),
+            Some(json!({"version": version})),
+        )
+        .await;
+    assert_eq!(approved["status"], "REPORT_STATUS_APPROVED", "{approved}");
+
+    // The approved version's evidence pack holds the source it cites.
+    let pack = api
+        .ok(
+            reqwest::Method::GET,
+            &format!("/api/reports/{report_id}/evidence"),
+            None,
+        )
+        .await;
+    assert_eq!(pack["version"], version, "{pack}");
+    assert!(int(&pack["sourceCount"]) >= 1, "{pack}");
+    let zip = reqwest::get(pack["url"].as_str().unwrap()).await.unwrap();
+    assert!(
+        zip.status().is_success(),
+        "evidence download {}",
+        zip.status()
+    );
+    let zip = zip.bytes().await.unwrap();
+    assert!(zip.starts_with(b"PK"), "a zip");
+    let source_id = source["id"].as_str().unwrap();
+    assert!(
+        zip.windows(source_id.len())
+            .any(|w| w == source_id.as_bytes()),
+        "the pack names the cited source"
+    );
+    let export = api
+        .ok(
+            reqwest::Method::POST,
+            &format!("/api/reports/{report_id}/export"),
+            Some(json!({"format": "EXPORT_FORMAT_PDF"})),
+        )
+        .await;
+    let pdf = reqwest::get(export["url"].as_str().unwrap()).await.unwrap();
+    assert!(pdf.status().is_success(), "download {}", pdf.status());
+    let pdf = pdf.bytes().await.unwrap();
+    assert!(pdf.starts_with(b"%PDF"), "a PDF");
+
+    // Shared with a partner (partners are managed by admins).
+    let partner = admin_api
+        .ok(
+            reqwest::Method::POST,
+            "/api/partners",
+            Some(json!({"name": format!("{org} bank"), "kind": "ORGANISATION_KIND_FI", "contactEmail": "fiu@bank.test"})),
+        )
+        .await;
+    let access = api
+        .ok(
+            reqwest::Method::POST,
+            &format!("/api/reports/{report_id}/share"),
+            Some(json!({"partnerId": partner["id"], "permission": "REPORT_PERMISSION_VIEW"})),
+        )
+        .await;
+    assert_eq!(access["partnerId"], partner["id"], "{access}");
+
+    // The audit trail has every step.
+    let audit = admin_api
+        .ok(
+            reqwest::Method::GET,
+            &format!("/api/audit?resourceType=report&resourceId={report_id}&limit=100"),
+            None,
+        )
+        .await;
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    for needed in [
+        "report.create",
+        "report.generate",
+        "report.pii_blocked",
+        "report.pii_decision",
+        "report.section.update",
+        "report.submit",
+        "report.approve",
+        "report.export",
+        "report_access.grant",
+    ] {
+        assert!(
+            actions.contains(&needed),
+            "no audit entry {needed}: {actions:?}"
+        );
+    }
+
+    Made {
+        analyst,
+        report_id,
+        document_id,
+        conversation_id,
+    }
+}
+
+/// The id of the first PII finding in an error body, wherever the details
+/// put it.
+fn find_finding_id(value: &Value) -> Option<String> {
+    match value {
+        Value::Object(map) => {
+            if let (Some(Value::String(id)), Some(_)) = (map.get("id"), map.get("placeholder")) {
+                return Some(id.clone());
+            }
+            map.values().find_map(find_finding_id)
+        }
+        Value::Array(items) => items.iter().find_map(find_finding_id),
+        Value::String(text) if text.starts_with('[') || text.starts_with('{') => {
+            serde_json::from_str(text)
+                .ok()
+                .as_ref()
+                .and_then(find_finding_id)
+        }
+        _ => None,
+    }
+}
+
+/// A proto3 JSON integer: a number, or a string for 64-bit fields.
+fn int(value: &Value) -> i64 {
+    value
+        .as_i64()
+        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What each organisation must not see of the other's, and what it sees of
+/// its own: the other's report, versions, document and conversation are 404,
+/// approving the other's report is 404, it lists only its own report, and has
+/// its own token usage.
+pub async fn never_see_each_other(mesh: &(impl Stack + ?Sized), a: &Made, b: &Made) {
+    for (me, other) in [(&a, &b), (&b, &a)] {
+        let api = Api::new(mesh, &me.analyst);
+        for path in [
+            format!("/api/reports/{}", other.report_id),
+            format!("/api/reports/{}/versions", other.report_id),
+            format!("/api/documents/{}", other.document_id),
+            format!("/api/conversations/{}/messages", other.conversation_id),
+        ] {
+            let (status, body) = api.get(&path).await;
+            assert_eq!(status, 404, "{path}: {body}");
+        }
+        let (status, body) = api
+            .post(
+                &format!("/api/reports/{}/approve", other.report_id),
+                json!({"version": 1}),
+            )
+            .await;
+        assert_eq!(status, 404, "approve another organisation's report: {body}");
+        let reports = api.ok(reqwest::Method::GET, "/api/reports", None).await;
+        let ids: Vec<&str> = reports["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["id"].as_str())
+            .collect();
+        assert_eq!(
+            ids,
+            vec![me.report_id.as_str()],
+            "only its own report is listed"
+        );
+        let usage = api.ok(reqwest::Method::GET, "/api/usage", None).await;
+        assert!(int(&usage["total"]["inputTokens"]) > 0, "{usage}");
+    }
+}
