@@ -7,7 +7,8 @@
 # 1. npm ci                      exact versions from package-lock.json
 # 2. tsc --noEmit                type check of the CDK app and the tests
 # 3. jest                        assertion + mutation tests on dev and prod
-# 4. cdk synth dev, prod         into deploy/cdk.out; cdk-nag AwsSolutions runs
+# 4. cdk synth dev, prod         into deploy/cdk.out (and with -c agentCore=true
+#                                into deploy/cdk.out/agentcore); cdk-nag AwsSolutions runs
 #                                as an Aspect and any unacknowledged error fails
 # 5. hadolint deploy/Dockerfile  when hadolint is on PATH (skipped otherwise)
 # 6. cfn-lint cdk.out/*.template.json  when cfn-lint is on PATH (skipped otherwise)
@@ -68,6 +69,12 @@ for env in dev prod; do
   for stack in "Treven-$env" "TrevenRegistry-$env"; do
     test -s "cdk.out/$stack.template.json" || { echo "missing cdk.out/$stack.template.json" >&2; exit 1; }
   done
+  passed=$((passed + 1))
+  # The AgentCore runtime exists only with -c agentCore=true: synthesize that
+  # variant too, so the configuration contract and the production-shape test
+  # (tests/) check the runtime's environment as well.
+  cdk synth -c "env=$env" -c agentCore=true --quiet --no-notices -o cdk.out/agentcore
+  test -s "cdk.out/agentcore/Treven-$env.template.json" || { echo "missing cdk.out/agentcore/Treven-$env.template.json" >&2; exit 1; }
   passed=$((passed + 1))
 done
 

@@ -153,20 +153,16 @@ pub fn probe_in_background(variable: &'static str, url: &str) {
                         tracing::info!(variable, peer = %target, "upstream speaks mesh tls");
                         return;
                     }
-                    Err(problem) if !is_refused(&problem) => {
+                    Err(crate::tls::ProbeError::Refused(problem)) => {
                         tracing::error!(variable, peer = %target, problem, "upstream refused by mesh tls");
                         return;
                     }
-                    Err(_) => {}
+                    Err(crate::tls::ProbeError::Unreachable(_)) => {}
                 }
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
     });
-}
-
-fn is_refused(problem: &str) -> bool {
-    problem.contains("Connection refused") || problem.contains("did not complete")
 }
 
 /// Reads a service URL such as `TREVEN_TENANTS_URL` (or a comma-separated

@@ -353,6 +353,35 @@ pub fn redis_peer(url: &str) -> String {
 /// it is merely unreachable (callers reconnect in the background).
 pub async fn check_redis(url: &str, variable: &str) -> anyhow::Result<()> {
     let peer = redis_peer(url);
+    // TLS first, on its own: a plaintext Redis never answers a ClientHello,
+    // which the Redis client would only report as a timeout.
+    if url.starts_with("rediss://")
+        && let Some(parsed) = redis::parse_redis_url(url)
+    {
+        let host = parsed.host_str().unwrap_or_default().to_owned();
+        let port = parsed.port().unwrap_or(6379);
+        let address = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .ok()
+            .and_then(|mut a| a.next());
+        if let Some(address) = address {
+            crate::tls::install_crypto_provider();
+            let roots = crate::tls::trust_roots().system_and_extra_pem();
+            let config = crate::tls::client_config_for(&roots)
+                .map_err(|e| anyhow::anyhow!("{variable}: {e}"))?;
+            match crate::tls::probe(config, variable, &host, address, Duration::from_secs(3)).await
+            {
+                Ok(()) => {}
+                Err(crate::tls::ProbeError::Refused(problem)) => {
+                    anyhow::bail!("{problem} (Redis at {peer})")
+                }
+                Err(crate::tls::ProbeError::Unreachable(problem)) => {
+                    tracing::warn!(variable, %peer, problem, "redis unreachable at start, reconnecting in the background");
+                    return Ok(());
+                }
+            }
+        }
+    }
     let client = redis_client(url)
         .map_err(|e| anyhow::anyhow!("{variable}: cannot use Redis at {peer}: {e}"))?;
     let attempt = async {

@@ -326,37 +326,85 @@ impl MeshTls {
         Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
     }
 
-    /// Opens a TLS connection to `address` as `domain` and reports why it
-    /// fails, naming `variable` and the peer: a plaintext server, a
-    /// certificate from another CA, or a name the certificate does not carry.
+    /// Opens a TLS connection to `address` as `domain` with the mesh CA; see
+    /// [`probe`].
     pub async fn probe(
         &self,
         variable: &str,
         domain: &str,
         address: SocketAddr,
         limit: Duration,
-    ) -> Result<(), String> {
-        let peer = format!("{domain} ({address})");
-        let config = self.rustls_client()?;
-        let name = ServerName::try_from(domain.to_owned())
-            .map_err(|e| format!("{variable}: {domain:?} is not a TLS name: {e}"))?;
-        let attempt = async {
-            let tcp = tokio::net::TcpStream::connect(address).await?;
-            tokio_rustls::TlsConnector::from(Arc::new(config))
-                .connect(name, tcp)
-                .await
-        };
-        match tokio::time::timeout(limit, attempt).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(error)) => Err(format!(
-                "{variable}: TLS to {peer} failed: {}",
-                describe_tls_error(&error)
-            )),
-            Err(_) => Err(format!(
-                "{variable}: TLS to {peer} did not complete within {limit:?}"
-            )),
-        }
+    ) -> Result<(), ProbeError> {
+        let config = self.rustls_client().map_err(ProbeError::Refused)?;
+        probe(config, variable, domain, address, limit).await
     }
+}
+
+/// Why a TLS probe failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    /// No TCP connection (nothing listens yet, or the host is down): worth
+    /// trying again later.
+    #[error("{0}")]
+    Unreachable(String),
+    /// A TCP connection, but no TLS session: a plaintext server (its
+    /// handshake fails or never completes), a certificate from another CA or
+    /// for another name. Retrying cannot fix it.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Opens a TLS connection to `address` as `domain` with `config` and says
+/// why it fails, naming `variable` and the peer.
+pub async fn probe(
+    config: rustls::ClientConfig,
+    variable: &str,
+    domain: &str,
+    address: SocketAddr,
+    limit: Duration,
+) -> Result<(), ProbeError> {
+    let peer = format!("{domain} ({address})");
+    let name = ServerName::try_from(domain.to_owned()).map_err(|e| {
+        ProbeError::Refused(format!("{variable}: {domain:?} is not a TLS name: {e}"))
+    })?;
+    let tcp = match tokio::time::timeout(limit, tokio::net::TcpStream::connect(address)).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(error)) => {
+            return Err(ProbeError::Unreachable(format!(
+                "{variable}: cannot connect to {peer}: {error}"
+            )));
+        }
+        Err(_) => {
+            return Err(ProbeError::Unreachable(format!(
+                "{variable}: no TCP connection to {peer} within {limit:?}"
+            )));
+        }
+    };
+    let handshake = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp);
+    match tokio::time::timeout(limit, handshake).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(ProbeError::Refused(format!(
+            "{variable}: TLS to {peer} failed: {}",
+            describe_tls_error(&error)
+        ))),
+        Err(_) => Err(ProbeError::Refused(format!(
+            "{variable}: TLS to {peer} failed: the handshake did not complete within {limit:?} (a plaintext server?)"
+        ))),
+    }
+}
+
+/// A rustls client config trusting `pem`'s certificates only.
+pub fn client_config_for(pem: &[u8]) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(pem).flatten() {
+        // A bundle may hold certificates webpki cannot use; skip those.
+        let _ = roots.add(certificate);
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// A readable reason for a failed handshake.
@@ -641,7 +689,8 @@ mod tests {
                 limit,
             )
             .await
-            .expect_err("name not on the certificate");
+            .expect_err("name not on the certificate")
+            .to_string();
         assert!(wrong_name.contains("not trusted"), "{wrong_name}");
 
         let stranger = MeshTls::from_seed(&SEED.replace('a', "b"), None, vec![]).expect("derive");
@@ -653,7 +702,8 @@ mod tests {
                 limit,
             )
             .await
-            .expect_err("another CA");
+            .expect_err("another CA")
+            .to_string();
         assert!(
             other_ca.starts_with("TREVEN_TENANTS_URL: TLS to tenants.treven.internal (127.0.0.1:"),
             "{other_ca}"
@@ -694,7 +744,48 @@ mod tests {
             )
             .await
             .expect_err("plaintext");
+        assert!(matches!(plaintext, ProbeError::Refused(_)), "{plaintext:?}");
+        let plaintext = plaintext.to_string();
         assert!(plaintext.contains("plaintext"), "{plaintext}");
         assert!(plaintext.contains("TREVEN_TENANTS_URL"), "{plaintext}");
+
+        // A plaintext server that waits for the client to speak first (as
+        // Redis and an HTTP/2 server do): the handshake never completes.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let silent_address = silent.local_addr().expect("address");
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = silent.accept().await {
+                held.push(socket);
+            }
+        });
+        let waited = server
+            .probe(
+                "TREVEN_TENANTS_URL",
+                "tenants.treven.internal",
+                silent_address,
+                Duration::from_millis(300),
+            )
+            .await
+            .expect_err("no handshake");
+        assert!(matches!(waited, ProbeError::Refused(_)), "{waited:?}");
+        assert!(waited.to_string().contains("plaintext"), "{waited}");
+
+        // Nothing listening: worth retrying, not a TLS refusal.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        let nobody = server
+            .probe(
+                "TREVEN_TENANTS_URL",
+                "tenants.treven.internal",
+                closed,
+                limit,
+            )
+            .await
+            .expect_err("nothing listens");
+        assert!(matches!(nobody, ProbeError::Unreachable(_)), "{nobody:?}");
     }
 }

@@ -254,7 +254,9 @@ impl ProdStack {
     /// Boots the stack; panics with every task's output tail when one does
     /// not reach SERVING within 60 s.
     pub async fn start() -> ProdStack {
-        let template = Template::load("prod");
+        // The variant with the AgentCore runtime: every task of the prod
+        // shape, the runtime included.
+        let template = Template::load_with_agent_runtime("prod");
         let specs = template.tasks();
         let logs = std::env::temp_dir().join(format!("treven-prodlike-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&logs).unwrap();

@@ -68,7 +68,21 @@ impl Template {
     /// Reads `deploy/cdk.out/Treven-<env>.template.json`; fails (never skips)
     /// naming the command that writes it.
     pub fn load(env: &str) -> Template {
-        let path = root().join(format!("deploy/cdk.out/Treven-{env}.template.json"));
+        Template::load_path(env, &format!("deploy/cdk.out/Treven-{env}.template.json"))
+    }
+
+    /// Reads the variant synthesized with `-c agentCore=true`
+    /// (`deploy/cdk.out/agentcore/Treven-<env>.template.json`): the six ECS
+    /// tasks and the AgentCore runtime.
+    pub fn load_with_agent_runtime(env: &str) -> Template {
+        Template::load_path(
+            env,
+            &format!("deploy/cdk.out/agentcore/Treven-{env}.template.json"),
+        )
+    }
+
+    fn load_path(env: &str, relative: &str) -> Template {
+        let path = root().join(relative);
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
             panic!(
                 "{} cannot be read ({e}): synthesize the CDK app first with \
