@@ -161,4 +161,38 @@ mod tests {
             "a deadline is always sent"
         );
     }
+
+    #[tokio::test]
+    async fn a_served_call_runs_inside_the_deadline_its_caller_sent() {
+        use tower::{Layer as _, Service as _, ServiceExt as _};
+        let handler = tower::service_fn(|_: http::Request<()>| async {
+            Ok::<_, std::convert::Infallible>(remaining())
+        });
+        let mut served = DeadlineLayer.layer(handler);
+        let with_deadline = http::Request::builder()
+            .header("grpc-timeout", "300m")
+            .body(())
+            .expect("request");
+        let left = served
+            .ready()
+            .await
+            .expect("ready")
+            .call(with_deadline)
+            .await
+            .expect("infallible")
+            .expect("a deadline in scope");
+        assert!(
+            left <= Duration::from_millis(300) && left > Duration::from_millis(100),
+            "{left:?}"
+        );
+        let without = http::Request::builder().body(()).expect("request");
+        let left = served
+            .ready()
+            .await
+            .expect("ready")
+            .call(without)
+            .await
+            .expect("infallible");
+        assert_eq!(left, None, "no deadline, none invented");
+    }
 }

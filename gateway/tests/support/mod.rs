@@ -211,7 +211,7 @@ pub struct Edge {
     pub pairs: Vec<(&'static str, String)>,
     pub key: treven_mesh::MeshKey,
     db: treven_testkit::TestDatabase,
-    shutdown: treven_mesh::CancellationToken,
+    pub shutdown: treven_mesh::CancellationToken,
 }
 
 impl Edge {
