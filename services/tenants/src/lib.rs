@@ -84,6 +84,19 @@ pub fn routes(store: PgStore, keys: &MeshKeys) -> Routes {
     ))
 }
 
+/// Applies pending migrations (`treven migrate`; `serve` runs them too).
+pub async fn migrate(config: &TenantsConfig) -> anyhow::Result<()> {
+    treven_mesh::postgres::check_connection(&config.database, "TREVEN_TENANTS_DATABASE_URL")
+        .await?;
+    let store = PgStore::connect_lazy(config.database.clone(), &config.pool);
+    store
+        .migrate()
+        .await
+        .context("tenants: cannot run database migrations")?;
+    store.pool().close().await;
+    Ok(())
+}
+
 /// Runs migrations, then serves tenants on `listener` until `shutdown`.
 pub async fn serve(
     config: TenantsConfig,

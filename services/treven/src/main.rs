@@ -3,6 +3,7 @@
 //! carries the operator commands.
 
 mod admin;
+mod roles;
 mod serve;
 
 use clap::{Parser, Subcommand};

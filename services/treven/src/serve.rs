@@ -4,57 +4,54 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Args, ValueEnum};
-use tokio::net::TcpListener;
-use treven_agents::AgentsConfig;
-use treven_documents::DocumentsConfig;
-use treven_gateway::GatewayConfig;
-use treven_mesh::config::Env;
+use clap::Args;
+use treven_mesh::config::{ConfigError, Env};
 use treven_mesh::discovery::ResolveOverrides;
 use treven_mesh::keys::MeshKeySource;
 use treven_mesh::telemetry::{self, TelemetryConfig};
 use treven_mesh::tls::{MeshTlsSource, TrustRoots};
-use treven_reports::ReportsConfig;
-use treven_tenants::TenantsConfig;
 
-/// A role this binary can serve.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Target {
-    /// Every role below.
-    All,
-    /// Organisations, users, partners, grants, audit (gRPC :50051).
-    Tenants,
-    /// Uploads, documents, sources, evidence, artifacts on S3 + DynamoDB (gRPC :50052).
-    Documents,
-    /// KJ reports, versions, the PII gate, approval, export, and the
-    /// generation workers on Postgres (gRPC :50053).
-    Reports,
-    /// Models, agent kinds and tools, conversations, runs and usage on
-    /// DynamoDB + Bedrock (gRPC :50054).
-    Agents,
-    /// The edge: REST/JSON and gRPC-web on :8080, WebSocket on :8081.
-    Gateway,
-    /// The agent loop behind the Bedrock AgentCore Runtime contract
-    /// (`GET /ping`, `POST /invocations` on :8080). Not part of `all`: it
-    /// would take the gateway's port; it runs alone in its own container.
-    #[value(alias = "agentcore")]
-    AgentRuntime,
+use crate::roles::{self, Role, RoleContext};
+
+/// The `--target` list: role names (see [`crate::roles::ROLES`]), `all`
+/// (every role but the AgentCore runtime) and the alias `agentcore`.
+fn parse_target(raw: &str) -> Result<String, String> {
+    let name = match raw.trim() {
+        "agentcore" => "agent-runtime",
+        other => other,
+    };
+    if name == "all" || roles::role(name).is_some() {
+        return Ok(name.to_owned());
+    }
+    let known: Vec<&str> = roles::ROLES.iter().map(|r| r.name()).collect();
+    Err(format!(
+        "unknown role {raw:?}; roles: all, {}",
+        known.join(", ")
+    ))
 }
 
-impl Target {
-    fn includes(targets: &[Target], role: Target) -> bool {
-        targets
-            .iter()
-            .any(|t| *t == role || (*t == Target::All && role != Target::AgentRuntime))
-    }
+/// The roles `targets` names, in start order.
+fn selected(targets: &[String]) -> Vec<&'static dyn Role> {
+    roles::ROLES
+        .iter()
+        .copied()
+        .filter(|role| {
+            targets
+                .iter()
+                .any(|t| t == role.name() || (t == "all" && role.in_all()))
+        })
+        .collect()
 }
 
 /// Arguments of `treven serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Roles to serve, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "all")]
-    target: Vec<Target>,
+    /// Roles to serve, comma-separated: tenants, documents, reports,
+    /// agents, gateway (REST + gRPC-web on :8080, WebSocket on :8081),
+    /// agent-runtime (alias agentcore: the AgentCore Runtime contract on
+    /// :8080, its own container), or all (every role but agent-runtime).
+    #[arg(long, value_delimiter = ',', default_value = "all", value_parser = parse_target)]
+    target: Vec<String>,
     /// Validate the configuration of these roles exactly as `serve` would,
     /// connect nowhere, and exit: non-zero naming the variable when one is
     /// missing or invalid, or when a `TREVEN_*` variable is set that no role
@@ -67,8 +64,8 @@ pub struct ServeArgs {
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     /// Roles whose databases to migrate, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "all")]
-    target: Vec<Target>,
+    #[arg(long, value_delimiter = ',', default_value = "all", value_parser = parse_target)]
+    target: Vec<String>,
 }
 
 /// Arguments of `treven healthcheck`.
@@ -85,50 +82,19 @@ pub struct HealthcheckArgs {
 /// Serves the requested roles until the first SIGTERM/SIGINT, then drains.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let env = Env::from_process();
+    let roles = selected(&args.target);
     // Validate every setting before anything starts, so a bad value stops the
     // process with the variable's name.
     let telemetry_config = TelemetryConfig::from_env(&env)?;
     let key_source = MeshKeySource::from_env(&env)?;
-    let serves_grpc = [
-        Target::Tenants,
-        Target::Documents,
-        Target::Reports,
-        Target::Agents,
-    ]
-    .into_iter()
-    .any(|role| Target::includes(&args.target, role));
+    let serves_grpc = roles.iter().any(|role| role.serves_grpc());
     let mesh_tls = MeshTlsSource::from_env(&env, serves_grpc)?;
     let trust_roots = TrustRoots::from_env(&env)?;
     let overrides = ResolveOverrides::from_env(&env)?;
-    let tenants_config = if Target::includes(&args.target, Target::Tenants) {
-        Some(TenantsConfig::from_env(&env)?)
-    } else {
-        None
-    };
-    let documents_config = if Target::includes(&args.target, Target::Documents) {
-        Some(DocumentsConfig::from_env(&env)?)
-    } else {
-        None
-    };
-
-    let reports_config = if Target::includes(&args.target, Target::Reports) {
-        Some(ReportsConfig::from_env(&env)?)
-    } else {
-        None
-    };
-    let agents_config = if Target::includes(&args.target, Target::Agents)
-        || Target::includes(&args.target, Target::AgentRuntime)
-    {
-        Some(AgentsConfig::from_env(&env)?)
-    } else {
-        None
-    };
-    let gateway_config = if Target::includes(&args.target, Target::Gateway) {
-        Some(GatewayConfig::from_env(&env)?)
-    } else {
-        None
-    };
-
+    let configured = roles
+        .iter()
+        .map(|role| Ok((role.name(), role.configure(&env)?)))
+        .collect::<Result<Vec<_>, ConfigError>>()?;
     if args.check_config {
         return check_config(&env, &args.target);
     }
@@ -139,116 +105,42 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     treven_mesh::tls::install(mesh_tls.load().await?);
     treven_mesh::tls::install_trust_roots(trust_roots);
     overrides.install();
-    for url in [
-        reports_config.as_ref().map(|c| c.redis_url.as_str()),
-        gateway_config.as_ref().map(|c| c.redis_url.as_str()),
-        agents_config.as_ref().and_then(|c| c.redis_url.as_deref()),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        treven_mesh::events::check_redis(url, "TREVEN_REDIS_URL").await?;
+    for (_, role) in &configured {
+        if let Some(url) = role.redis_url() {
+            treven_mesh::events::check_redis(url, "TREVEN_REDIS_URL").await?;
+        }
     }
-    let shutdown = treven_mesh::shutdown::on_signals();
-
-    let mut roles = tokio::task::JoinSet::new();
-    if let Some(config) = tenants_config {
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("TREVEN_TENANTS_ADDR: cannot listen on {}", config.listen))?;
-        let (keys, shutdown) = (keys.clone(), shutdown.clone());
-        roles.spawn(async move { treven_tenants::serve(config, &keys, listener, shutdown).await });
-    }
-    // Region, credentials and endpoint come from the standard AWS environment
-    // (task role in ECS; AWS_ENDPOINT_URL for the emulator).
-    let sdk = if documents_config.is_some() || agents_config.is_some() {
-        Some(
-            aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .region(
-                    aws_config::meta::region::RegionProviderChain::default_provider()
-                        .or_else("eu-west-2"),
-                )
-                .load()
-                .await,
-        )
-    } else {
-        None
+    let context = RoleContext {
+        keys,
+        sdk: if roles.iter().any(|role| role.uses_aws()) {
+            aws_sdk().await
+        } else {
+            aws_config::SdkConfig::builder().build()
+        },
+        shutdown: treven_mesh::shutdown::on_signals(),
     };
-    if let (Some(config), Some(sdk)) = (documents_config, sdk.clone()) {
-        let listener = TcpListener::bind(config.listen).await.with_context(|| {
-            format!("TREVEN_DOCUMENTS_ADDR: cannot listen on {}", config.listen)
-        })?;
-        let (keys, shutdown) = (keys.clone(), shutdown.clone());
-        roles.spawn(async move {
-            treven_documents::serve(config, &sdk, &keys, listener, shutdown).await
-        });
+    // Bind everything first: a port in use stops the process before any
+    // role serves.
+    let mut bound = Vec::new();
+    for (name, role) in configured {
+        let role = role.bind().await?;
+        tracing::info!(role = name, addresses = ?role.addresses(), "listening");
+        bound.push((name, role));
     }
-    if let Some(config) = reports_config {
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("TREVEN_REPORTS_ADDR: cannot listen on {}", config.listen))?;
-        let (keys, shutdown) = (keys.clone(), shutdown.clone());
-        roles.spawn(async move { treven_reports::serve(config, &keys, listener, shutdown).await });
-    }
-    if let (Some(config), Some(sdk)) = (agents_config, sdk) {
-        if Target::includes(&args.target, Target::Agents) {
-            let listener = TcpListener::bind(config.listen).await.with_context(|| {
-                format!("TREVEN_AGENTS_ADDR: cannot listen on {}", config.listen)
-            })?;
-            let (config, sdk, keys, shutdown) =
-                (config.clone(), sdk.clone(), keys.clone(), shutdown.clone());
-            roles.spawn(async move {
-                treven_agents::serve(config, &sdk, &keys, listener, shutdown).await
-            });
-        }
-        if Target::includes(&args.target, Target::AgentRuntime) {
-            let listener = TcpListener::bind(config.runtime_listen)
-                .await
-                .with_context(|| {
-                    format!(
-                        "TREVEN_AGENT_RUNTIME_ADDR: cannot listen on {}",
-                        config.runtime_listen
-                    )
-                })?;
-            let (keys, shutdown) = (keys.clone(), shutdown.clone());
-            roles.spawn(async move {
-                treven_agents::serve_agent_runtime(config, &sdk, &keys, listener, shutdown).await
-            });
-        }
-    }
-
-    if let Some(config) = gateway_config {
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("TREVEN_GATEWAY_ADDR: cannot listen on {}", config.listen))?;
-        let ws_listener = TcpListener::bind(config.ws_listen).await.with_context(|| {
-            format!(
-                "TREVEN_GATEWAY_WS_ADDR: cannot listen on {}",
-                config.ws_listen
-            )
-        })?;
-        let policy = config.shutdown;
-        let gateway = treven_gateway::state::Gateway::build(config, keys.clone()).await?;
-        {
-            let (gateway, shutdown) = (gateway.clone(), shutdown.clone());
-            roles.spawn(async move {
-                treven_gateway::ws::serve_ws(gateway, ws_listener, shutdown, policy).await
-            });
-        }
-        let shutdown = shutdown.clone();
-        roles.spawn(async move {
-            treven_gateway::server::serve(gateway, listener, shutdown, policy).await
-        });
+    let mut running = tokio::task::JoinSet::new();
+    for (name, role) in bound {
+        let served = role.serve(context.clone());
+        running.spawn(async move { served.await.with_context(|| format!("role {name}")) });
     }
 
     // One role failing stops the others: a half-up process is worse than a
     // restart.
     let mut outcome = Ok(());
-    while let Some(finished) = roles.join_next().await {
+    while let Some(finished) = running.join_next().await {
         let result = finished.context("a role panicked").and_then(|r| r);
         if let Err(error) = result {
             tracing::error!(error = format!("{error:#}"), "role stopped with an error");
-            shutdown.cancel();
+            context.shutdown.cancel();
             if outcome.is_ok() {
                 outcome = Err(error);
             }
@@ -258,14 +150,22 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     outcome
 }
 
+/// Region, credentials and endpoint from the standard AWS environment (task
+/// role in ECS; `AWS_ENDPOINT_URL` for the emulator).
+async fn aws_sdk() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(
+            aws_config::meta::region::RegionProviderChain::default_provider().or_else("eu-west-2"),
+        )
+        .load()
+        .await
+}
+
 /// The end of `serve --check-config`: every `TREVEN_*` variable that is set
 /// must have been read by the roles' configuration.
-fn check_config(env: &Env, targets: &[Target]) -> anyhow::Result<()> {
+fn check_config(env: &Env, targets: &[String]) -> anyhow::Result<()> {
     let unread = env.unread_treven_variables();
-    let roles: Vec<String> = targets
-        .iter()
-        .filter_map(|t| t.to_possible_value().map(|v| v.get_name().to_owned()))
-        .collect();
+    let roles = targets.to_vec();
     if let Some(first) = unread.first() {
         anyhow::bail!(
             "{first}: set but not read by target {} (unread: {})",
@@ -285,22 +185,18 @@ fn check_config(env: &Env, targets: &[Target]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Applies migrations and exits.
+/// Applies the migrations of the requested roles that own a database, and
+/// exits.
 pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     let env = Env::from_process();
     treven_mesh::tls::install_crypto_provider();
-    if Target::includes(&args.target, Target::Tenants) {
-        let config = TenantsConfig::from_env(&env)?;
-        let store = treven_tenants::store::PgStore::connect_lazy(config.database, &config.pool);
-        store.migrate().await.context("tenants migrations")?;
-        println!("tenants: migrations applied");
-    }
-    if Target::includes(&args.target, Target::Reports) {
-        let config = ReportsConfig::from_env(&env)?;
-        treven_reports::migrate(&config)
-            .await
-            .context("reports migrations")?;
-        println!("reports: migrations applied");
+    for role in selected(&args.target) {
+        if let Some(migration) = role.configure(&env)?.migrate() {
+            migration
+                .await
+                .with_context(|| format!("{} migrations", role.name()))?;
+            println!("{}: migrations applied", role.name());
+        }
     }
     Ok(())
 }
