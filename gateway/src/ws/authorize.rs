@@ -27,7 +27,10 @@ use treven_proto::treven::agents::v1::agents_service_client::AgentsServiceClient
 use treven_proto::treven::reports::v1 as reports;
 use treven_proto::treven::reports::v1::reports_service_client::ReportsServiceClient;
 
+use super::Shared;
+use crate::auth::Identity;
 use crate::caller::Caller;
+use crate::ratelimit::Verdict;
 use crate::state::Gateway;
 
 /// Decides whether a caller may subscribe to a channel.
@@ -160,4 +163,27 @@ pub fn refusal(code: ErrorCode, channel: &EventChannel) -> ServiceError {
         _ => ErrorCode::Forbidden,
     };
     ServiceError::new(code, message)
+}
+
+/// A caller for one action of a connection: the rate limit counted, the
+/// role looked up again (a removed user loses access without reconnecting),
+/// a fresh short-lived mesh context.
+pub(super) async fn act_as(shared: &Shared, identity: &Identity) -> Result<Caller, ServiceError> {
+    let gateway = &shared.gateway;
+    if let Verdict::Limited(retry) = gateway.limiter.check(identity.org_id, &identity.sub).await {
+        let seconds = retry.as_secs_f64().ceil().max(1.0);
+        return Err(ServiceError::new(
+            ErrorCode::RateLimited,
+            format!("too many requests, retry in {seconds} s"),
+        ));
+    }
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let role = gateway.minter.role(identity, &request_id).await?;
+    let context = gateway.minter.mint(identity, role, &request_id);
+    Ok(Caller {
+        identity: identity.clone(),
+        role,
+        context,
+        request_id,
+    })
 }

@@ -24,12 +24,11 @@ use treven_mesh::events::{EventChannel, EventError, EventId, STREAM_RETENTION};
 use treven_mesh::{ErrorCode, ServiceError};
 
 use super::Shared;
+use super::authorize::act_as;
 use super::chat::relay_chat;
 use super::hub::{Delivered, Delivery, Membership};
 use super::protocol::{self, ClientMessage, Scope};
 use crate::auth::Identity;
-use crate::caller::Caller;
-use crate::ratelimit::Verdict;
 
 /// Chats one connection may have streaming at once.
 const MAX_CHATS: usize = 2;
@@ -579,27 +578,4 @@ impl Session {
         }
         self.send(socket, Message::Ping(bytes::Bytes::new())).await
     }
-}
-
-/// A caller for one action of a connection: the rate limit counted, the
-/// role looked up again (a removed user loses access without reconnecting),
-/// a fresh short-lived mesh context.
-async fn act_as(shared: &Shared, identity: &Identity) -> Result<Caller, ServiceError> {
-    let gateway = &shared.gateway;
-    if let Verdict::Limited(retry) = gateway.limiter.check(identity.org_id, &identity.sub).await {
-        let seconds = retry.as_secs_f64().ceil().max(1.0);
-        return Err(ServiceError::new(
-            ErrorCode::RateLimited,
-            format!("too many requests, retry in {seconds} s"),
-        ));
-    }
-    let request_id = uuid::Uuid::new_v4().to_string();
-    let role = gateway.minter.role(identity, &request_id).await?;
-    let context = gateway.minter.mint(identity, role, &request_id);
-    Ok(Caller {
-        identity: identity.clone(),
-        role,
-        context,
-        request_id,
-    })
 }
