@@ -8,30 +8,33 @@
 //! A/B pair, alternating A and B for `--repetitions` rounds and taking the
 //! median of each. Prints one table, writes `target/bench/bench.json` and,
 //! when matplotlib can be installed into the tools venv, `bench.png`.
+//!
+//! This file is the orchestration (build, stack, sign-in, which rows run);
+//! the rows are in `rows`, the tools they run in `load`, and the table,
+//! JSON and chart in `report`.
 
-use std::collections::BTreeMap;
+mod load;
+mod report;
+mod rows;
+
 use std::fs;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use serde::Serialize;
 use serde_json::Value;
 use tokio::process::Command;
 
+use self::load::{PGBENCH_DATABASE, PROFILE, argv, load, load_binary};
+use self::report::report;
 use crate::dev::{self, ServeProcess, Stack, StackPlan};
 use crate::process::{GroupChild, StopSignals};
 use crate::state::DevState;
 use crate::tools::Tools;
 use crate::{cmd, paths, services, token, treven};
 
-/// The profile of the measured binaries (see the workspace Cargo.toml).
-const PROFILE: &str = "perf";
 /// The bench stack's database (dropped and created fresh each run).
 const DATABASE: &str = "treven_bench";
-/// pgbench's own database.
-const PGBENCH_DATABASE: &str = "treven_pgbench";
 const SERVICES: [(&str, &str); 4] = [
     ("TREVEN_TENANTS_ADDR", "127.0.0.1:50151"),
     ("TREVEN_DOCUMENTS_ADDR", "127.0.0.1:50152"),
@@ -41,7 +44,6 @@ const SERVICES: [(&str, &str); 4] = [
 const BEDROCK_AGENTS_ADDR: &str = "127.0.0.1:50164";
 const GATEWAY_ADDR: &str = "127.0.0.1:8180";
 const GATEWAY_WS_ADDR: &str = "127.0.0.1:8181";
-const STARTUP_ADDR: &str = "127.0.0.1:50191";
 
 /// Options of `cargo xtask bench`.
 #[derive(Debug, Args)]
@@ -72,36 +74,6 @@ impl BenchArgs {
     fn wants(&self, rows: &[u8]) -> bool {
         self.only.is_empty() || rows.iter().any(|row| self.only.contains(row))
     }
-}
-
-/// The value of a measurement; on an error, records it in `failures` and
-/// leaves the row's labelled block, so the other rows are still measured.
-macro_rules! or_skip {
-    ($result:expr, $failures:ident, $name:literal, $label:lifetime) => {
-        match $result {
-            Ok(measured) => measured,
-            Err(err) => {
-                say!("    {} failed: {err:#}", $name);
-                $failures.push(format!("{}: {err:#}", $name));
-                break $label;
-            }
-        }
-    };
-}
-
-/// One row of the table.
-#[derive(Debug, Serialize)]
-struct Row {
-    number: u8,
-    what: &'static str,
-    a: f64,
-    b: f64,
-    unit: &'static str,
-    ratio: f64,
-    goal: &'static str,
-    met: bool,
-    samples_a: Vec<f64>,
-    samples_b: Vec<f64>,
 }
 
 /// Runs the bench (see the module docs).
@@ -164,10 +136,6 @@ fn fresh_database(name: &str) -> Result<()> {
         ]))?;
     }
     Ok(())
-}
-
-fn load_binary() -> PathBuf {
-    paths::target_dir().join(PROFILE).join("treven-load")
 }
 
 async fn measure(
@@ -316,369 +284,53 @@ async fn measure(
             ("TREVEN_ORG_RATE_LIMIT_PER_MINUTE", "1000000".to_owned()),
         ])
         .collect();
+    let inputs = rows::RowInputs {
+        rounds: args.repetitions.max(1),
+        seconds: args.seconds,
+        secs,
+        connections: args.connections,
+        ws_url: format!("ws://{GATEWAY_WS_ADDR}/ws"),
+        gateway_pid,
+        tenants_addr,
+        reports_addr,
+        report_id,
+        report_url,
+        conversation_id,
+        bedrock,
+        bearer: bearer.to_vec(),
+        ctx: ctx.to_vec(),
+        auth_env,
+        quiet,
+        state: &state,
+        bench_dir,
+        gw,
+    };
     let mut rows = Vec::new();
     // A row that cannot be measured is reported and the others still run.
     let mut failures: Vec<String> = Vec::new();
-    let r = args.repetitions.max(1);
-
-    // The same GetReport through the gateway (REST, as the browser calls it)
-    // and straight to the reports service (gRPC, as services call it).
-    let rest_get_report = |clients: &str| {
-        load(
-            argv(&[
-                "rest",
-                "--url",
-                &report_url,
-                "--seconds",
-                &secs,
-                "--concurrency",
-                clients,
-            ]),
-            bearer.to_vec(),
-        )
-    };
-    let grpc_get_report = |clients: &str| {
-        load(
-            argv(&[
-                "grpc",
-                "--addr",
-                reports_addr,
-                "--call",
-                "get-report",
-                "--id",
-                &report_id,
-                "--seconds",
-                &secs,
-                "--concurrency",
-                clients,
-            ]),
-            ctx.to_vec(),
-        )
-    };
-
-    'rows_1_2: {
-        if !args.wants(&[1, 2]) {
-            break 'rows_1_2;
-        }
-        say!("==> 1, 2: gateway REST vs direct gRPC GetReport");
-        let (rest1, grpc1) = or_skip!(pairs(r, || rest_get_report("1"), || grpc_get_report("1")).await, failures, "rows 1-2", 'rows_1_2);
-        rows.push(row(
-            1,
-            "gateway REST p50 / direct gRPC p50, GetReport, c=1",
-            field(&rest1, "p50_us"),
-            field(&grpc1, "p50_us"),
-            "µs",
-            "≤ 1.2",
-            |x| x <= 1.2,
-        ));
-        let (rest32, grpc32) = or_skip!(pairs(r, || rest_get_report("32"), || grpc_get_report("32")).await, failures, "rows 1-2", 'rows_1_2);
-        rows.push(row(
-            2,
-            "gateway REST req/s / direct gRPC req/s, GetReport, c=32",
-            field(&rest32, "rps"),
-            field(&grpc32, "rps"),
-            "req/s",
-            "≥ 0.6",
-            |x| x >= 0.6,
-        ));
+    if args.wants(&[1, 2]) {
+        rows::gateway_vs_direct_grpc(&inputs, &mut rows, &mut failures).await;
     }
-
-    'row_3: {
-        if !args.wants(&[3]) {
-            break 'row_3;
-        }
-        say!("==> 3: authenticated vs unauthenticated REST");
-        let auth = or_skip!(repeat(r, || {
-            load(
-                argv(&[
-                    "rest-auth-cost",
-                    "--report-id",
-                    &report_id,
-                    "--seconds",
-                    &secs,
-                ]),
-                auth_env.clone(),
-            )
-        })
-        .await, failures, "row 3", 'row_3);
-        rows.push(row(
-            3,
-            "authenticated / unauthenticated REST p50, GetReport, c=1",
-            field(&auth, "authenticated_p50_us"),
-            field(&auth, "unauthenticated_p50_us"),
-            "µs",
-            "≤ 1.1",
-            |x| x <= 1.1,
-        ));
+    if args.wants(&[3]) {
+        rows::authentication_cost(&inputs, &mut rows, &mut failures).await;
     }
-
-    'row_4: {
-        if !args.wants(&[4]) {
-            break 'row_4;
-        }
-        say!("==> 4: idle WebSocket connections");
-        let connections = args.connections.to_string();
-        let ws = or_skip!(load(
-            argv(&[
-                "ws-idle",
-                "--url",
-                &format!("ws://{GATEWAY_WS_ADDR}/ws"),
-                "--connections",
-                &connections,
-                "--pid",
-                &gateway_pid.to_string(),
-            ]),
-            bearer.to_vec(),
-        )
-        .await, failures, "row 4", 'row_4);
-        let per_gib = ws["connections_per_gib_rss"].as_f64().unwrap_or(0.0);
-        rows.push(Row {
-            number: 4,
-            what: "idle WebSocket connections per GiB of gateway RSS",
-            a: ws["open_after_hold"].as_f64().unwrap_or(0.0),
-            b: ws["rss_after_bytes"].as_f64().unwrap_or(0.0) / f64::from(1u32 << 20),
-            unit: "conns / MiB",
-            ratio: per_gib,
-            goal: "≥ 100,000",
-            met: per_gib >= 100_000.0,
-            samples_a: vec![],
-            samples_b: vec![],
-        });
+    if args.wants(&[4]) {
+        rows::idle_websockets(&inputs, &mut rows, &mut failures).await;
     }
-
-    'row_5: {
-        if !args.wants(&[5]) {
-            break 'row_5;
-        }
-        say!("==> 5: time to first token");
-        let ttft = or_skip!(load(
-            argv(&[
-                "ttft",
-                "--url",
-                &format!("{gw}/api/conversations/{conversation_id}/messages"),
-                "--bedrock",
-                &bedrock,
-                "--repetitions",
-                &(2 * r + 1).to_string(),
-            ]),
-            bearer.to_vec(),
-        )
-        .await, failures, "row 5", 'row_5);
-        let added = ttft["added_ratio"].as_f64().unwrap_or(f64::NAN);
-        rows.push(Row {
-            number: 5,
-            what: "TTFT added by agents + gateway / Bedrock fake's TTFT",
-            a: ttft["gateway_p50_ms"].as_f64().unwrap_or(0.0),
-            b: ttft["bedrock_p50_ms"].as_f64().unwrap_or(0.0),
-            unit: "ms",
-            ratio: added,
-            goal: "≤ 0.01",
-            met: added <= 0.01,
-            samples_a: vec![],
-            samples_b: vec![],
-        });
+    if args.wants(&[5]) {
+        rows::time_to_first_token(&inputs, &mut rows, &mut failures).await;
     }
-
-    'row_6: {
-        if !args.wants(&[6]) {
-            break 'row_6;
-        }
-        say!("==> 6: GetReport RPC vs pgbench -S");
-        let (rpc8, pg8) = or_skip!(pairs(
-            r,
-            || grpc_get_report("8"),
-            || pgbench(8, args.seconds),
-        )
-        .await, failures, "row 6", 'row_6);
-        rows.push(row(
-            6,
-            "GetReport RPC req/s / pgbench -S TPS, c=8",
-            field(&rpc8, "rps"),
-            field(&pg8, "tps"),
-            "per s",
-            "≥ 0.4",
-            |x| x >= 0.4,
-        ));
+    if args.wants(&[6]) {
+        rows::rpc_vs_pgbench(&inputs, &mut rows, &mut failures).await;
     }
-
-    'row_7: {
-        if !args.wants(&[7]) {
-            break 'row_7;
-        }
-        say!("==> 7: real RPC vs bare health RPC");
-        let (me, health) = or_skip!(pairs(
-            r,
-            || {
-                load(
-                    argv(&[
-                        "grpc",
-                        "--addr",
-                        tenants_addr,
-                        "--call",
-                        "get-me",
-                        "--seconds",
-                        &secs,
-                        "--concurrency",
-                        "16",
-                    ]),
-                    ctx.to_vec(),
-                )
-            },
-            || {
-                load(
-                    argv(&[
-                        "grpc",
-                        "--addr",
-                        tenants_addr,
-                        "--call",
-                        "health",
-                        "--seconds",
-                        &secs,
-                        "--concurrency",
-                        "16",
-                    ]),
-                    Vec::new(),
-                )
-            },
-        )
-        .await, failures, "row 7", 'row_7);
-        rows.push(row(
-            7,
-            "GetMe (auth, tracing, Postgres) req/s / health req/s, c=16",
-            field(&me, "rps"),
-            field(&health, "rps"),
-            "req/s",
-            "≥ 0.8",
-            |x| x >= 0.8,
-        ));
+    if args.wants(&[7]) {
+        rows::real_vs_health_rpc(&inputs, &mut rows, &mut failures).await;
     }
-
-    'row_8: {
-        if !args.wants(&[8]) {
-            break 'row_8;
-        }
-        say!("==> 8: start-up time and idle memory");
-        let treven_env: Vec<(&'static str, String)> = treven::env(&state)
-            .into_iter()
-            .chain(quiet.clone())
-            .chain([("TREVEN_TENANTS_ADDR", STARTUP_ADDR.to_owned())])
-            .collect();
-        let treven_bin = paths::treven_binary().display().to_string();
-        let load_bin = load_binary().display().to_string();
-        let (treven_start, bare_start) = or_skip!(pairs(
-            r,
-            || {
-                load(
-                    argv(&[
-                        "startup",
-                        "--addr",
-                        STARTUP_ADDR,
-                        "--",
-                        &treven_bin,
-                        "serve",
-                        "--target",
-                        "tenants",
-                    ]),
-                    treven_env.clone(),
-                )
-            },
-            || {
-                load(
-                    argv(&[
-                        "startup",
-                        "--addr",
-                        STARTUP_ADDR,
-                        "--",
-                        &load_bin,
-                        "bare-health",
-                        "--addr",
-                        STARTUP_ADDR,
-                    ]),
-                    Vec::new(),
-                )
-            },
-        )
-        .await, failures, "row 8", 'row_8);
-        rows.push(row(
-            8,
-            "treven serve time to SERVING / bare tonic health server",
-            field(&treven_start, "to_serving_ms"),
-            field(&bare_start, "to_serving_ms"),
-            "ms",
-            "≤ 10",
-            |x| x <= 10.0,
-        ));
-        let mib = |v: Vec<f64>| {
-            v.into_iter()
-                .map(|b| b / f64::from(1u32 << 20))
-                .collect::<Vec<_>>()
-        };
-        rows.push(row(
-            8,
-            "treven serve idle RSS / bare tonic health server",
-            mib(field(&treven_start, "idle_rss_bytes")),
-            mib(field(&bare_start, "idle_rss_bytes")),
-            "MiB",
-            "≤ 4",
-            |x| x <= 4.0,
-        ));
+    if args.wants(&[8]) {
+        rows::startup_and_idle_memory(&inputs, &mut rows, &mut failures).await;
     }
-
     if args.wants(&[10]) {
-        'row_10: {
-            say!("==> row 10: the release binary's size (the image cannot be built here)");
-            // The perf profile is release code with line tables; stripped,
-            // it is the binary the Dockerfile's release build ships.
-            let binary = paths::target_dir().join(PROFILE).join("treven");
-            let stripped = bench_dir.join("treven.stripped");
-            or_skip!(
-                cmd::run(
-                    std::process::Command::new("objcopy")
-                        .arg("--strip-all")
-                        .arg(&binary)
-                        .arg(&stripped)
-                ),
-                failures,
-                "row 10",
-                'row_10
-            );
-            let bytes = or_skip!(
-                fs::metadata(&stripped).map(|m| m.len() as f64),
-                failures,
-                "row 10",
-                'row_10
-            );
-            let gzipped = or_skip!(
-                cmd::output(std::process::Command::new("sh").arg("-c").arg(format!(
-                    "gzip -9 -c '{}' | wc -c",
-                    stripped.display()
-                )))
-                .and_then(|out| Ok(out.trim().parse::<f64>()?)),
-                failures,
-                "row 10",
-                'row_10
-            );
-            let mb = |b: f64| b / 1e6;
-            // B is what deploy/README.md's image size reasoning assumes.
-            rows.push(row(
-                10,
-                "stripped release treven / the 40 MB deploy/README.md assumes",
-                vec![mb(bytes)],
-                vec![40.0],
-                "MB",
-                "≤ 1",
-                |x| x <= 1.0,
-            ));
-            rows.push(row(
-                10,
-                "gzip -9 of it / the 14 MB deploy/README.md assumes",
-                vec![mb(gzipped)],
-                vec![14.0],
-                "MB",
-                "≤ 1",
-                |x| x <= 1.0,
-            ));
-        }
+        rows::binary_size(&inputs, &mut rows, &mut failures).await;
     }
 
     report(&rows, bench_dir, tools)?;
@@ -689,137 +341,11 @@ async fn measure(
     }
 }
 
-/// Runs `a` and `b` alternately `rounds` times.
-async fn pairs<FA, FB, A, B>(rounds: usize, a: FA, b: FB) -> Result<(Vec<Value>, Vec<Value>)>
-where
-    FA: Fn() -> A,
-    FB: Fn() -> B,
-    A: std::future::Future<Output = Result<Value>>,
-    B: std::future::Future<Output = Result<Value>>,
-{
-    let (mut xs, mut ys) = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        xs.push(a().await?);
-        ys.push(b().await?);
-    }
-    Ok((xs, ys))
-}
-
-async fn repeat<F, A>(rounds: usize, a: F) -> Result<Vec<Value>>
-where
-    F: Fn() -> A,
-    A: std::future::Future<Output = Result<Value>>,
-{
-    let mut xs = Vec::new();
-    for _ in 0..rounds {
-        xs.push(a().await?);
-    }
-    Ok(xs)
-}
-
 fn bearer_and_context(bearer: &str, context: &str) -> Vec<(&'static str, String)> {
     vec![
         ("TREVEN_LOAD_BEARER", bearer.to_owned()),
         ("TREVEN_LOAD_CONTEXT", context.to_owned()),
     ]
-}
-
-/// Runs `treven-load <args>` and parses the JSON line it prints; a run with
-/// errors fails the bench (a broken setup must not pass for a slow one).
-async fn load(args: Vec<String>, env: Vec<(&'static str, String)>) -> Result<Value> {
-    let out = Command::new(load_binary())
-        .args(&args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .context("cannot run treven-load")?;
-    if !out.status.success() {
-        bail!(
-            "treven-load {} failed: {}",
-            args[0],
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let value: Value = serde_json::from_str(text.lines().last().unwrap_or_default())
-        .with_context(|| format!("treven-load {} printed {text:?}", args[0]))?;
-    if value["errors"].as_u64().unwrap_or(0) > 0 || value["failed"].as_u64().unwrap_or(0) > 0 {
-        bail!("treven-load {} saw errors: {value}", args[0]);
-    }
-    Ok(value)
-}
-
-fn argv(args: &[&str]) -> Vec<String> {
-    args.iter().map(|arg| (*arg).to_owned()).collect()
-}
-
-/// `pgbench -S` (select-only) at `clients`, as `{"tps": …}`.
-async fn pgbench(clients: u32, seconds: f64) -> Result<Value> {
-    let out = Command::new("pgbench")
-        .args(["-S", "-n", "-h", "127.0.0.1", "-U", "postgres", "-j", "2"])
-        .args([
-            "-c",
-            &clients.to_string(),
-            "-T",
-            &(seconds.ceil() as u64).to_string(),
-        ])
-        .arg(PGBENCH_DATABASE)
-        .output()
-        .await
-        .context("cannot run pgbench")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let tps = text
-        .lines()
-        .find_map(|line| line.strip_prefix("tps = "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse::<f64>().ok())
-        .with_context(|| {
-            format!(
-                "pgbench printed {text:?} {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })?;
-    Ok(serde_json::json!({ "tps": tps }))
-}
-
-fn field(values: &[Value], name: &str) -> Vec<f64> {
-    values.iter().filter_map(|v| v[name].as_f64()).collect()
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-    }
-}
-
-fn row(
-    number: u8,
-    what: &'static str,
-    samples_a: Vec<f64>,
-    samples_b: Vec<f64>,
-    unit: &'static str,
-    goal: &'static str,
-    met: impl Fn(f64) -> bool,
-) -> Row {
-    let (a, b) = (median(&samples_a), median(&samples_b));
-    let ratio = a / b;
-    Row {
-        number,
-        what,
-        a,
-        b,
-        unit,
-        ratio,
-        goal,
-        met: met(ratio),
-        samples_a,
-        samples_b,
-    }
 }
 
 fn mint_context(state: &DevState, user: &token::SignedInUser) -> Result<String> {
@@ -844,84 +370,4 @@ async fn spawn_printing(command: &mut Command, name: &str) -> Result<(GroupChild
     let line = child.read_stdout_line(Duration::from_secs(10)).await?;
     let value = serde_json::from_str(&line).with_context(|| format!("{name} printed {line:?}"))?;
     Ok((child, value))
-}
-
-fn report(rows: &[Row], bench_dir: &std::path::Path, tools: &Tools) -> Result<()> {
-    let mut text = format!(
-        "\n{:<3} {:<62} {:>12} {:>12} {:>10} {:>10}  {}\n",
-        "#", "measurement (A / B)", "A", "B", "ratio", "goal", "met"
-    );
-    for row in rows {
-        text.push_str(&format!(
-            "{:<3} {:<62} {:>12.1} {:>12.1} {:>10.3} {:>10}  {}   ({})\n",
-            row.number,
-            row.what,
-            row.a,
-            row.b,
-            row.ratio,
-            row.goal,
-            if row.met { "yes" } else { "NO" },
-            row.unit
-        ));
-    }
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stdout(), "{text}");
-    let machine = BTreeMap::from([
-        (
-            "cpus",
-            std::thread::available_parallelism()
-                .map_or(0, usize::from)
-                .to_string(),
-        ),
-        ("cpu", cpu_model()),
-        (
-            "kernel",
-            fs::read_to_string("/proc/sys/kernel/osrelease")
-                .unwrap_or_default()
-                .trim()
-                .to_owned(),
-        ),
-    ]);
-    let json = bench_dir.join("bench.json");
-    fs::write(
-        &json,
-        serde_json::to_vec_pretty(&serde_json::json!({ "machine": machine, "rows": rows }))?,
-    )?;
-    say!("    wrote {}", json.display());
-    let png = bench_dir.join("bench.png");
-    match chart(tools, &json, &png) {
-        Ok(()) => say!("    wrote {}", png.display()),
-        Err(err) => say!("    no chart: {err:#}"),
-    }
-    Ok(())
-}
-
-fn cpu_model() -> String {
-    fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| line.strip_prefix("model name"))
-        .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
-        .unwrap_or_default()
-}
-
-/// Draws the ratios against their goals with matplotlib (installed into the
-/// tools venv on first use; the bench is not part of CI).
-fn chart(tools: &Tools, json: &std::path::Path, png: &std::path::Path) -> Result<()> {
-    let python = tools.python();
-    if !cmd::succeeds(std::process::Command::new(&python).args(["-c", "import matplotlib"])) {
-        cmd::run_to_stderr(std::process::Command::new(&python).args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "matplotlib==3.10.7",
-        ]))?;
-    }
-    cmd::run_to_stderr(
-        std::process::Command::new(&python)
-            .arg(paths::workspace_root().join("xtask").join("bench_chart.py"))
-            .arg(json)
-            .arg(png),
-    )
 }

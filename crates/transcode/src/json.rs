@@ -13,7 +13,7 @@ use serde_json::Map;
 use treven_mesh::ServiceError;
 
 use crate::fields::{field_by_any_name, well_known};
-use crate::request::BODY;
+use crate::input::BODY;
 use crate::scalar::{Input, scalar};
 use crate::wkt::well_known_message;
 

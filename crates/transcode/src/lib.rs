@@ -18,6 +18,7 @@ pub mod client;
 pub mod codec;
 pub mod errors;
 pub mod fields;
+mod input;
 mod json;
 pub mod openapi;
 mod query;

@@ -11,13 +11,10 @@ use prost_reflect::{DynamicMessage, Kind, Value};
 use treven_mesh::ServiceError;
 
 use crate::fields::{FieldPath, well_known};
-use crate::request::{RequestLimits, set_at_path};
+use crate::input::{QUERY, RequestLimits, set_at_path};
 use crate::routes::{Route, RouteBody};
 use crate::scalar::{Input, scalar};
 use crate::wkt::well_known_message;
-
-/// The field name used in errors about the query string as a whole.
-pub(crate) const QUERY: &str = "query";
 
 /// Sets the fields named by the query string `query` on `message`.
 pub(crate) fn apply_query(

@@ -4,18 +4,19 @@
 //! sources carry a trust score; evidence packs and report artifacts are
 //! stored here for the reports service.
 //!
-//! Layers: [`grpc`] (wire) → [`service`] (rules) → [`meta`] (DynamoDB) and
-//! [`blobs`] (S3); [`model`] and [`sources`] hold validated domain types.
+//! Layers: [`api`] (wire: handlers and proto ⇄ domain conversions) →
+//! [`app`] (rules, one file per use case group) → [`store`] (`meta` on
+//! DynamoDB, `blobs` on S3); [`model`] and [`sources`] hold validated domain
+//! types. Only this file imports [`api`].
 
+pub mod api;
+pub mod app;
 pub mod aws;
-pub mod blobs;
 pub mod config;
-pub mod grpc;
-pub mod meta;
 pub mod model;
 pub mod provision;
-pub mod service;
 pub mod sources;
+pub mod store;
 
 use aws_sdk_s3::config::RequestChecksumCalculation;
 use tokio::net::TcpListener;
@@ -51,10 +52,10 @@ pub fn build_with(
     s3: aws_sdk_s3::Client,
     dynamodb: aws_sdk_dynamodb::Client,
     keys: &MeshKeys,
-) -> service::Documents {
-    let blobs = blobs::BlobStore::new(s3, config.bucket.clone());
-    let meta = meta::MetaStore::new(dynamodb, config.table.clone());
-    service::Documents::new(
+) -> app::Documents {
+    let blobs = store::blobs::BlobStore::new(s3, config.bucket.clone());
+    let meta = store::meta::MetaStore::new(dynamodb, config.table.clone());
+    app::Documents::new(
         config,
         meta,
         blobs,
@@ -67,14 +68,14 @@ pub fn build(
     config: DocumentsConfig,
     sdk: &aws_config::SdkConfig,
     keys: &MeshKeys,
-) -> service::Documents {
+) -> app::Documents {
     let s3 = s3_client(&config, sdk);
     build_with(config, s3, aws_sdk_dynamodb::Client::new(sdk), keys)
 }
 
 /// The documents gRPC routes with the mesh-context interceptor.
-pub fn routes(documents: service::Documents, keys: &MeshKeys) -> Routes {
-    let server = DocumentsServiceServer::new(grpc::DocumentsGrpc::new(documents))
+pub fn routes(documents: app::Documents, keys: &MeshKeys) -> Routes {
+    let server = DocumentsServiceServer::new(api::DocumentsGrpc::new(documents))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     Routes::new(tonic::service::interceptor::InterceptedService::new(
         server,

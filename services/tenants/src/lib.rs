@@ -2,12 +2,14 @@
 //! report-access grants and the append-only audit log, on Postgres.
 //!
 //! [`serve`] runs it on a bound listener until shutdown; tests start it on
-//! port 0 in-process. Layers: [`grpc`] (wire) → [`service`] (rules) →
-//! [`store`] (SQL), with domain types in [`model`].
+//! port 0 in-process. Layers: [`api`] (wire: handlers and proto ⇄ domain
+//! conversions) → [`app`] (rules, one file per use case group) → [`store`]
+//! (SQL, one file per table group), with domain types in [`model`]. Only
+//! this file imports [`api`].
 
-pub mod grpc;
+pub mod api;
+pub mod app;
 pub mod model;
-pub mod service;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -75,8 +77,8 @@ pub fn database_options(env: &Env, variable: &str) -> Result<PgConnectOptions, C
 /// Builds the tenants gRPC routes (with the mesh-context interceptor) over
 /// `store`. Exposed so tests and `treven serve` share one wiring.
 pub fn routes(store: PgStore, keys: &MeshKeys) -> Routes {
-    let tenants = service::Tenants::new(store, CursorCodec::new(&keys.current, "tenants"));
-    let server = TenantsServiceServer::new(grpc::TenantsGrpc::new(tenants))
+    let tenants = app::Tenants::new(store, CursorCodec::new(&keys.current, "tenants"));
+    let server = TenantsServiceServer::new(api::TenantsGrpc::new(tenants))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     Routes::new(tonic::service::interceptor::InterceptedService::new(
         server,

@@ -113,7 +113,7 @@ impl Drop for TestApp {
 
 /// Serves `documents` on a free port; returns its address and stop token.
 pub async fn serve(
-    documents: treven_documents::service::Documents,
+    documents: treven_documents::app::Documents,
     keys: &MeshKeys,
 ) -> (std::net::SocketAddr, CancellationToken) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

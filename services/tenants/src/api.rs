@@ -1,19 +1,23 @@
 //! The gRPC adapter: proto requests to domain values, domain results to
 //! proto responses. No business rule lives here.
 
-use tonic::{Request, Response, Status};
-use treven_mesh::context::context_of;
-use treven_mesh::wire::{from_timestamp, json_to_struct, struct_to_json, timestamp};
-use treven_mesh::{Role, ServiceError};
-use treven_proto::treven::tenants::v1 as pb;
-use uuid::Uuid;
+mod convert;
 
-use crate::model::{
-    AuditEvent, AuditFilter, CognitoSub, Email, Name, NewAuditEvent, OrgKind, Organisation,
-    OrganisationChanges, Partner, Permission, ReportAccess, User, UserChanges, bounded_json,
-    parse_id,
+use tonic::{Request, Response, Status};
+use treven_mesh::ServiceError;
+use treven_mesh::context::context_of;
+use treven_mesh::wire::{from_timestamp, struct_to_json};
+use treven_proto::treven::tenants::v1 as pb;
+
+use self::convert::{
+    access_to_pb, audit_to_pb, kind_from_pb, mask_paths, optional_id, org_to_pb, partner_to_pb,
+    permission_from_pb, required_role, role_from_pb, user_to_pb,
 };
-use crate::service::Tenants;
+use crate::app::Tenants;
+use crate::model::{
+    AuditFilter, CognitoSub, Email, Name, NewAuditEvent, OrganisationChanges, UserChanges,
+    bounded_json, parse_id,
+};
 
 /// `treven.tenants.v1.TenantsService` over [`Tenants`].
 #[derive(Debug, Clone)]
@@ -32,171 +36,6 @@ type Reply<T> = Result<Response<T>, Status>;
 
 fn reply<T>(result: Result<T, ServiceError>) -> Reply<T> {
     result.map(Response::new).map_err(Status::from)
-}
-
-fn optional_id(field: &str, raw: &str) -> Result<Option<Uuid>, ServiceError> {
-    if raw.is_empty() {
-        Ok(None)
-    } else {
-        parse_id(field, raw).map(Some)
-    }
-}
-
-fn role_from_pb(field: &str, raw: i32) -> Result<Option<Role>, ServiceError> {
-    match pb::Role::try_from(raw) {
-        Ok(pb::Role::Unspecified) => Ok(None),
-        Ok(pb::Role::Admin) => Ok(Some(Role::Admin)),
-        Ok(pb::Role::Analyst) => Ok(Some(Role::Analyst)),
-        Ok(pb::Role::Viewer) => Ok(Some(Role::Viewer)),
-        Err(_) => Err(ServiceError::invalid_field(field, "unknown role")),
-    }
-}
-
-fn required_role(field: &str, raw: i32) -> Result<Role, ServiceError> {
-    role_from_pb(field, raw)?
-        .ok_or_else(|| ServiceError::invalid_field(field, "is required (admin, analyst or viewer)"))
-}
-
-fn role_to_pb(role: Role) -> pb::Role {
-    match role {
-        Role::Admin => pb::Role::Admin,
-        Role::Analyst => pb::Role::Analyst,
-        Role::Viewer => pb::Role::Viewer,
-    }
-}
-
-fn kind_from_pb(field: &str, raw: i32) -> Result<OrgKind, ServiceError> {
-    match pb::OrganisationKind::try_from(raw) {
-        Ok(pb::OrganisationKind::Fi) => Ok(OrgKind::Fi),
-        Ok(pb::OrganisationKind::Ngo) => Ok(OrgKind::Ngo),
-        Ok(pb::OrganisationKind::Le) => Ok(OrgKind::Le),
-        Ok(pb::OrganisationKind::Owner) => Ok(OrgKind::Owner),
-        Ok(pb::OrganisationKind::Unspecified) => {
-            Err(ServiceError::invalid_field(field, "is required"))
-        }
-        Err(_) => Err(ServiceError::invalid_field(
-            field,
-            "unknown organisation kind",
-        )),
-    }
-}
-
-fn kind_to_pb(kind: OrgKind) -> pb::OrganisationKind {
-    match kind {
-        OrgKind::Fi => pb::OrganisationKind::Fi,
-        OrgKind::Ngo => pb::OrganisationKind::Ngo,
-        OrgKind::Le => pb::OrganisationKind::Le,
-        OrgKind::Owner => pb::OrganisationKind::Owner,
-    }
-}
-
-fn permission_from_pb(raw: i32) -> Result<Permission, ServiceError> {
-    match pb::ReportPermission::try_from(raw) {
-        Ok(pb::ReportPermission::View) => Ok(Permission::View),
-        Ok(pb::ReportPermission::Download) => Ok(Permission::Download),
-        _ => Err(ServiceError::invalid_field(
-            "permission",
-            "must be view or download",
-        )),
-    }
-}
-
-fn permission_to_pb(permission: Permission) -> pb::ReportPermission {
-    match permission {
-        Permission::View => pb::ReportPermission::View,
-        Permission::Download => pb::ReportPermission::Download,
-    }
-}
-
-/// The fields named by an update mask; with no mask, the fields the client
-/// set (non-empty). Unknown paths are refused.
-fn mask_paths(
-    mask: Option<&prost_types::FieldMask>,
-    allowed: &[&str],
-    set: &[(&str, bool)],
-) -> Result<Vec<String>, ServiceError> {
-    let paths: Vec<String> = match mask {
-        Some(mask) if !mask.paths.is_empty() => mask.paths.clone(),
-        _ => set
-            .iter()
-            .filter(|(_, is_set)| *is_set)
-            .map(|(name, _)| (*name).to_owned())
-            .collect(),
-    };
-    if let Some(unknown) = paths.iter().find(|p| !allowed.contains(&p.as_str())) {
-        return Err(ServiceError::invalid_field(
-            "update_mask",
-            format!("cannot update {unknown:?}; allowed: {}", allowed.join(", ")),
-        ));
-    }
-    if paths.is_empty() {
-        return Err(ServiceError::invalid_field(
-            "update_mask",
-            "names no field to update",
-        ));
-    }
-    Ok(paths)
-}
-
-fn org_to_pb(org: Organisation) -> pb::Organisation {
-    pb::Organisation {
-        id: org.id.to_string(),
-        name: org.name,
-        kind: kind_to_pb(org.kind).into(),
-        settings: Some(json_to_struct(&org.settings)),
-        created_at: Some(timestamp(org.created_at)),
-        updated_at: Some(timestamp(org.updated_at)),
-    }
-}
-
-fn user_to_pb(user: User) -> pb::User {
-    pb::User {
-        id: user.id.to_string(),
-        org_id: user.org_id.to_string(),
-        cognito_sub: user.cognito_sub.unwrap_or_default(),
-        email: user.email,
-        name: user.name,
-        role: role_to_pb(user.role).into(),
-        created_at: Some(timestamp(user.created_at)),
-        updated_at: Some(timestamp(user.updated_at)),
-    }
-}
-
-fn partner_to_pb(partner: Partner) -> pb::Partner {
-    pb::Partner {
-        id: partner.id.to_string(),
-        org_id: partner.org_id.to_string(),
-        name: partner.name,
-        kind: kind_to_pb(partner.kind).into(),
-        contact_email: partner.contact_email,
-        created_at: Some(timestamp(partner.created_at)),
-    }
-}
-
-fn access_to_pb(access: ReportAccess) -> pb::ReportAccess {
-    pb::ReportAccess {
-        id: access.id.to_string(),
-        org_id: access.org_id.to_string(),
-        report_id: access.report_id.to_string(),
-        partner_id: access.partner_id.to_string(),
-        permission: permission_to_pb(access.permission).into(),
-        granted_by: access.granted_by,
-        granted_at: Some(timestamp(access.granted_at)),
-    }
-}
-
-fn audit_to_pb(event: AuditEvent) -> pb::AuditEvent {
-    pb::AuditEvent {
-        id: event.id.to_string(),
-        org_id: event.org_id.to_string(),
-        actor_id: event.actor_id,
-        action: event.action,
-        resource_type: event.resource_type,
-        resource_id: event.resource_id,
-        details: Some(json_to_struct(&event.details)),
-        request_id: event.request_id,
-        occurred_at: Some(timestamp(event.occurred_at)),
-    }
 }
 
 #[tonic::async_trait]

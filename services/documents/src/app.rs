@@ -1,0 +1,126 @@
+//! What the documents service does: role checks, validation that needs
+//! configuration, the upload → verify → available flow, sources, evidence
+//! packs and artifacts. Wire types stay in `api`; AWS calls in
+//! `store::meta` and `store::blobs`.
+//!
+//! [`Documents`] is defined here with what every use case shares (limits,
+//! role sets, validation, the document lookup); its methods live one file per
+//! use case group: `uploads`, `library` (reading, listing, deleting,
+//! downloading), `sources`, `evidence` and `artifacts`.
+
+mod artifacts;
+mod evidence;
+mod library;
+mod sources;
+mod uploads;
+
+use treven_mesh::pagination::CursorCodec;
+use treven_mesh::{MeshContext, Role, ServiceError};
+use uuid::Uuid;
+
+use crate::config::DocumentsConfig;
+use crate::model::Document;
+use crate::store::blobs::{BlobStore, Presigned};
+use crate::store::meta::{DocumentRecord, MetaStore};
+
+/// Default page size.
+pub const DEFAULT_PAGE: u32 = 20;
+/// Largest page size.
+pub const MAX_PAGE: u32 = 100;
+/// Most sources behind one report version.
+pub const MAX_EVIDENCE_SOURCES: usize = 500;
+/// Largest evidence JSON read back into a pack.
+const MAX_EVIDENCE_BYTES: usize = 1024 * 1024;
+
+const MEMBERS: &[Role] = &[Role::Admin, Role::Analyst, Role::Viewer];
+const EDITORS: &[Role] = &[Role::Admin, Role::Analyst];
+
+type Result<T> = std::result::Result<T, ServiceError>;
+
+/// A new upload: its document and where to PUT the bytes.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    /// The pending document.
+    pub document: Document,
+    /// The presigned PUT.
+    pub presigned: Presigned,
+}
+
+/// An evidence pack ready to download.
+#[derive(Debug, Clone)]
+pub struct EvidencePack {
+    /// The export id.
+    pub export_id: Uuid,
+    /// The report version it covers.
+    pub version: u32,
+    /// How many sources it holds.
+    pub source_count: usize,
+    /// The presigned GET.
+    pub presigned: Presigned,
+}
+
+/// The documents service.
+#[derive(Debug, Clone)]
+pub struct Documents {
+    config: DocumentsConfig,
+    meta: MetaStore,
+    blobs: BlobStore,
+    cursors: CursorCodec,
+}
+
+impl Documents {
+    /// The service over its stores.
+    pub fn new(
+        config: DocumentsConfig,
+        meta: MetaStore,
+        blobs: BlobStore,
+        cursors: CursorCodec,
+    ) -> Self {
+        Self {
+            config,
+            meta,
+            blobs,
+            cursors,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DocumentsConfig {
+        &self.config
+    }
+
+    /// Validates an upload's content type against the allow-list.
+    pub fn content_type(&self, raw: &str) -> Result<String> {
+        let content_type = raw.trim().to_ascii_lowercase();
+        if self.config.content_types.contains(&content_type) {
+            Ok(content_type)
+        } else {
+            Err(ServiceError::invalid_field(
+                "content_type",
+                format!("must be one of {}", self.config.content_types.join(", ")),
+            ))
+        }
+    }
+
+    /// Validates a declared size against the cap.
+    pub fn size(&self, raw: i64) -> Result<i64> {
+        if (1..=self.config.max_upload_bytes).contains(&raw) {
+            Ok(raw)
+        } else {
+            Err(ServiceError::invalid_field(
+                "size_bytes",
+                format!(
+                    "must be between 1 and {} bytes",
+                    self.config.max_upload_bytes
+                ),
+            ))
+        }
+    }
+
+    async fn record(&self, context: &MeshContext, id: Uuid) -> Result<DocumentRecord> {
+        self.meta
+            .document(context.org_id(), id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("document"))
+    }
+}

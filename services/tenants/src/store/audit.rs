@@ -1,0 +1,108 @@
+//! The `audit_log` table: append-only entries, written in the transaction of
+//! the change they record.
+
+use chrono::{DateTime, Utc};
+use sqlx::{Postgres, Transaction};
+use treven_mesh::OrgId;
+use uuid::Uuid;
+
+use super::{OrgTx, Result, StoreError};
+use crate::model::{AuditEvent, AuditFilter, NewAuditEvent};
+
+const AUDIT_COLUMNS: &str =
+    "id, org_id, actor_id, action, resource_type, resource_id, details, request_id, occurred_at";
+
+impl OrgTx {
+    /// Appends an audit entry by the caller, in this transaction.
+    pub async fn audit(&mut self, event: &NewAuditEvent) -> Result<AuditEvent> {
+        insert_audit(
+            &mut self.tx,
+            self.org_id,
+            &self.actor_id,
+            &self.request_id,
+            event,
+        )
+        .await
+    }
+
+    /// Up to `limit` audit entries matching `filter` after `after`, newest first.
+    pub async fn audit_events(
+        &mut self,
+        filter: &AuditFilter,
+        after: Option<&(DateTime<Utc>, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>> {
+        let rows: Vec<AuditRow> = sqlx::query_as(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE org_id = $1 \
+               AND ($2::text IS NULL OR resource_type = $2) AND ($3::text IS NULL OR resource_id = $3) \
+               AND ($4::timestamptz IS NULL OR occurred_at >= $4) AND ($5::timestamptz IS NULL OR occurred_at < $5) \
+               AND ($6::timestamptz IS NULL OR (occurred_at, id) < ($6, $7)) \
+             ORDER BY occurred_at DESC, id DESC LIMIT $8"
+        ))
+        .bind(self.org_id.as_uuid())
+        .bind(filter.resource_type.as_deref())
+        .bind(filter.resource_id.as_deref())
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(after.map(|(at, _)| *at))
+        .bind(after.map(|(_, id)| *id))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+}
+
+pub(super) async fn insert_audit(
+    tx: &mut Transaction<'static, Postgres>,
+    org_id: OrgId,
+    actor_id: &str,
+    request_id: &str,
+    event: &NewAuditEvent,
+) -> Result<AuditEvent> {
+    let row: AuditRow = sqlx::query_as(&format!(
+        "INSERT INTO audit_log (id, org_id, actor_id, action, resource_type, resource_id, details, request_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {AUDIT_COLUMNS}"
+    ))
+    .bind(Uuid::now_v7())
+    .bind(org_id.as_uuid())
+    .bind(actor_id)
+    .bind(&event.action)
+    .bind(&event.resource_type)
+    .bind(&event.resource_id)
+    .bind(&event.details)
+    .bind(request_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    row.try_into()
+}
+
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    id: Uuid,
+    org_id: Uuid,
+    actor_id: String,
+    action: String,
+    resource_type: String,
+    resource_id: String,
+    details: serde_json::Value,
+    request_id: String,
+    occurred_at: DateTime<Utc>,
+}
+
+impl TryFrom<AuditRow> for AuditEvent {
+    type Error = StoreError;
+    fn try_from(row: AuditRow) -> Result<Self> {
+        Ok(AuditEvent {
+            id: row.id,
+            org_id: OrgId::new(row.org_id),
+            actor_id: row.actor_id,
+            action: row.action,
+            resource_type: row.resource_type,
+            resource_id: row.resource_id,
+            details: row.details,
+            request_id: row.request_id,
+            occurred_at: row.occurred_at,
+        })
+    }
+}

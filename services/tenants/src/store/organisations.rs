@@ -1,0 +1,89 @@
+//! The `organisations` table: the caller's organisation and the operator's
+//! ensure.
+
+use chrono::{DateTime, Utc};
+use treven_mesh::OrgId;
+use uuid::Uuid;
+
+use super::{OrgTx, PgStore, Result, StoreError, column};
+use crate::model::{Name, OrgKind, Organisation, OrganisationChanges};
+
+const ORG_COLUMNS: &str = "id, name, kind, settings, created_at, updated_at";
+
+impl PgStore {
+    /// Operator action: the organisation named `name`, created with `kind`
+    /// if there is none. Runs as the owner, outside row-level security.
+    pub async fn admin_ensure_org(&self, name: &Name, kind: OrgKind) -> Result<Organisation> {
+        let id = Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO organisations (id, name, kind) VALUES ($1, $2, $3) \
+             ON CONFLICT ((lower(name))) DO NOTHING",
+        )
+        .bind(id)
+        .bind(name.as_str())
+        .bind(kind.as_str())
+        .execute(&self.pool)
+        .await?;
+        let row: OrgRow = sqlx::query_as(&format!(
+            "SELECT {ORG_COLUMNS} FROM organisations WHERE lower(name) = lower($1)"
+        ))
+        .bind(name.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        row.try_into()
+    }
+}
+
+impl OrgTx {
+    /// The caller's organisation.
+    pub async fn organisation(&mut self) -> Result<Option<Organisation>> {
+        let row: Option<OrgRow> = sqlx::query_as(&format!(
+            "SELECT {ORG_COLUMNS} FROM organisations WHERE id = $1"
+        ))
+        .bind(self.org_id.as_uuid())
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    /// Changes the caller's organisation.
+    pub async fn update_organisation(
+        &mut self,
+        changes: &OrganisationChanges,
+    ) -> Result<Option<Organisation>> {
+        let row: Option<OrgRow> = sqlx::query_as(&format!(
+            "UPDATE organisations SET name = COALESCE($2, name), settings = COALESCE($3, settings), updated_at = now() \
+             WHERE id = $1 RETURNING {ORG_COLUMNS}"
+        ))
+        .bind(self.org_id.as_uuid())
+        .bind(changes.name.as_ref().map(Name::as_str))
+        .bind(changes.settings.as_ref())
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.map(TryInto::try_into).transpose()
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct OrgRow {
+    id: Uuid,
+    name: String,
+    kind: String,
+    settings: serde_json::Value,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<OrgRow> for Organisation {
+    type Error = StoreError;
+    fn try_from(row: OrgRow) -> Result<Self> {
+        Ok(Organisation {
+            id: OrgId::new(row.id),
+            name: row.name,
+            kind: column("kind", &row.kind)?,
+            settings: row.settings,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}

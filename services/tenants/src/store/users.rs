@@ -1,0 +1,223 @@
+//! The `users` table: members, invitations linked at first sign-in, and the
+//! admin count that keeps an organisation administrable.
+
+use chrono::{DateTime, Utc};
+use treven_mesh::{OrgId, Role};
+use uuid::Uuid;
+
+use super::audit::insert_audit;
+use super::{OrgTx, PgStore, Result, StoreError, column};
+use crate::model::{CognitoSub, Email, Name, NewAuditEvent, User, UserChanges};
+
+const USER_COLUMNS: &str = "id, org_id, cognito_sub, email, name, role, created_at, updated_at";
+
+impl PgStore {
+    /// Operator action: the user `email` of `org`, created (or updated) with
+    /// `name`, `role` and `cognito_sub`. Audited as done by `operator`.
+    pub async fn admin_ensure_user(
+        &self,
+        org: OrgId,
+        email: &Email,
+        name: &Name,
+        role: Role,
+        cognito_sub: Option<&CognitoSub>,
+    ) -> Result<User> {
+        let mut tx = self.pool.begin().await?;
+        let row: UserRow = sqlx::query_as(&format!(
+            "INSERT INTO users (id, org_id, email, name, role, cognito_sub) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (org_id, lower(email)) DO UPDATE \
+               SET name = EXCLUDED.name, role = EXCLUDED.role, \
+                   cognito_sub = COALESCE(EXCLUDED.cognito_sub, users.cognito_sub), updated_at = now() \
+             RETURNING {USER_COLUMNS}"
+        ))
+        .bind(Uuid::now_v7())
+        .bind(org.as_uuid())
+        .bind(email.as_str())
+        .bind(name.as_str())
+        .bind(role.as_str())
+        .bind(cognito_sub.map(CognitoSub::as_str))
+        .fetch_one(&mut *tx)
+        .await?;
+        let user: User = row.try_into()?;
+        insert_audit(
+            &mut tx,
+            org,
+            "operator",
+            "",
+            &NewAuditEvent::of(
+                "user.ensure",
+                "user",
+                user.id,
+                serde_json::json!({"role": role.as_str()}),
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+}
+
+impl OrgTx {
+    /// The user with Cognito subject `sub`.
+    pub async fn user_by_sub(&mut self, sub: &str) -> Result<Option<User>> {
+        let row: Option<UserRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 AND cognito_sub = $2"
+        ))
+        .bind(self.org_id.as_uuid())
+        .bind(sub)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    /// Links the not-yet-linked user with `email` to Cognito subject `sub`.
+    pub async fn link_invited_user(
+        &mut self,
+        email: &Email,
+        sub: &CognitoSub,
+    ) -> Result<Option<User>> {
+        let row: Option<UserRow> = sqlx::query_as(&format!(
+            "UPDATE users SET cognito_sub = $3, updated_at = now() \
+             WHERE org_id = $1 AND lower(email) = lower($2) AND cognito_sub IS NULL RETURNING {USER_COLUMNS}"
+        ))
+        .bind(self.org_id.as_uuid())
+        .bind(email.as_str())
+        .bind(sub.as_str())
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    /// One user.
+    pub async fn user(&mut self, id: Uuid) -> Result<Option<User>> {
+        let row: Option<UserRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 AND id = $2"
+        ))
+        .bind(self.org_id.as_uuid())
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    /// Up to `limit` users after `after` (name, id), by name then id.
+    pub async fn users(
+        &mut self,
+        role: Option<Role>,
+        after: Option<&(String, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<User>> {
+        let rows: Vec<UserRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 \
+               AND ($2::text IS NULL OR role = $2) \
+               AND ($3::text IS NULL OR (name, id) > ($3, $4)) \
+             ORDER BY name, id LIMIT $5"
+        ))
+        .bind(self.org_id.as_uuid())
+        .bind(role.map(Role::as_str))
+        .bind(after.map(|(name, _)| name.as_str()))
+        .bind(after.map(|(_, id)| *id))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    /// Adds a user.
+    pub async fn insert_user(
+        &mut self,
+        email: &Email,
+        name: &Name,
+        role: Role,
+        sub: Option<&CognitoSub>,
+    ) -> Result<User> {
+        let row: UserRow = sqlx::query_as(&format!(
+            "INSERT INTO users (id, org_id, email, name, role, cognito_sub) VALUES ($1, $2, $3, $4, $5, $6) \
+             RETURNING {USER_COLUMNS}"
+        ))
+        .bind(Uuid::now_v7())
+        .bind(self.org_id.as_uuid())
+        .bind(email.as_str())
+        .bind(name.as_str())
+        .bind(role.as_str())
+        .bind(sub.map(CognitoSub::as_str))
+        .fetch_one(&mut *self.tx)
+        .await?;
+        row.try_into()
+    }
+
+    /// Changes a user; `None` when there is no such user.
+    pub async fn update_user(&mut self, id: Uuid, changes: &UserChanges) -> Result<Option<User>> {
+        let row: Option<UserRow> = sqlx::query_as(&format!(
+            "UPDATE users SET name = COALESCE($3, name), email = COALESCE($4, email), role = COALESCE($5, role), \
+                              updated_at = now() \
+             WHERE org_id = $1 AND id = $2 RETURNING {USER_COLUMNS}"
+        ))
+        .bind(self.org_id.as_uuid())
+        .bind(id)
+        .bind(changes.name.as_ref().map(Name::as_str))
+        .bind(changes.email.as_ref().map(Email::as_str))
+        .bind(changes.role.map(Role::as_str))
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    /// Removes a user; whether there was one.
+    pub async fn delete_user(&mut self, id: Uuid) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM users WHERE org_id = $1 AND id = $2")
+            .bind(self.org_id.as_uuid())
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Locks the organisation's admin rows until the transaction ends, so two
+    /// concurrent demotions cannot both see "one admin left".
+    pub async fn lock_admins(&mut self) -> Result<()> {
+        sqlx::query("SELECT id FROM users WHERE org_id = $1 AND role = 'admin' FOR UPDATE")
+            .bind(self.org_id.as_uuid())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// How many admins the organisation has.
+    pub async fn admin_count(&mut self) -> Result<i64> {
+        let count: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM users WHERE org_id = $1 AND role = 'admin'")
+                .bind(self.org_id.as_uuid())
+                .fetch_one(&mut *self.tx)
+                .await?;
+        Ok(count)
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: Uuid,
+    org_id: Uuid,
+    cognito_sub: Option<String>,
+    email: String,
+    name: String,
+    role: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = StoreError;
+    fn try_from(row: UserRow) -> Result<Self> {
+        Ok(User {
+            id: row.id,
+            org_id: OrgId::new(row.org_id),
+            cognito_sub: row.cognito_sub,
+            email: row.email,
+            name: row.name,
+            role: column("role", &row.role)?,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
