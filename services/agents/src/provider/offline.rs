@@ -702,3 +702,120 @@ mod tests {
         assert_eq!(events.len(), rest.len() + 1, "the same answer, only later");
     }
 }
+
+#[cfg(test)]
+mod golden_tmp {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::provider::{ToolSpec, Turn};
+
+    #[test]
+    fn golden_tmp_dump() {
+        let mut out = String::new();
+        let src = |n: usize| -> Vec<SourceBrief> {
+            (1..=n)
+                .map(|i| SourceBrief {
+                    id: format!("id-{i}"),
+                    label: format!("Label {{p}} {i}"),
+                    url: String::new(),
+                    title: format!("Title {i}"),
+                    publisher: "Pub {s}".into(),
+                    summary: String::new(),
+                    trust: 50,
+                })
+                .collect()
+        };
+        let scopes = [
+            ScopeBrief::default(),
+            ScopeBrief {
+                country: "GB".into(),
+                sector: "agriculture {e}".into(),
+                exploitation: "labour".into(),
+                from: chrono::DateTime::from_timestamp(1_700_000_000, 0),
+                to: chrono::DateTime::from_timestamp(1_730_000_000, 0),
+                ..ScopeBrief::default()
+            },
+            ScopeBrief {
+                region: "West {t} Africa".into(),
+                exploitation: "mixed".into(),
+                ..ScopeBrief::default()
+            },
+        ];
+        for scope in &scopes {
+            for n in [0, 1, 3, 9] {
+                for section in SectionKey::generated()
+                    .into_iter()
+                    .chain([SectionKey::Disclaimer])
+                {
+                    let task = SectionTask {
+                        section,
+                        scope: scope.clone(),
+                        sources: src(n),
+                        instructions: String::new(),
+                    };
+                    out.push_str(&section_json(&task).to_string());
+                    out.push('\n');
+                }
+            }
+        }
+        let spec = ToolSpec {
+            name: "search_sources",
+            description: "",
+            schema: json!({}),
+        };
+        let requests = [
+            ModelRequest {
+                turns: vec![Turn::user(
+                    "What about {s} agriculture in the UK today and more words",
+                )],
+                tools: vec![spec.clone()],
+                ..ModelRequest::default()
+            },
+            ModelRequest {
+                turns: vec![Turn::user(
+                    "Summarise.\n---\nFirst sentence here. Second one! Third? ".repeat(20),
+                )],
+                ..ModelRequest::default()
+            },
+            ModelRequest {
+                turns: vec![
+                    Turn::user("q"),
+                    Turn {
+                        role: Role::User,
+                        blocks: vec![Block::ToolResult {
+                            id: "x".into(),
+                            name: "search_sources".into(),
+                            content: json!({"sources": [{"label": "A {p}"}, {"label": "B"}]}),
+                            is_error: false,
+                        }],
+                    },
+                ],
+                tools: vec![spec.clone()],
+                ..ModelRequest::default()
+            },
+            ModelRequest {
+                turns: vec![
+                    Turn::user("q"),
+                    Turn {
+                        role: Role::User,
+                        blocks: vec![Block::ToolResult {
+                            id: "x".into(),
+                            name: "search_sources".into(),
+                            content: json!({"sources": []}),
+                            is_error: false,
+                        }],
+                    },
+                ],
+                tools: vec![spec],
+                ..ModelRequest::default()
+            },
+        ];
+        for request in &requests {
+            match chat_step(request) {
+                ChatStep::Call { name, input } => out.push_str(&format!("CALL {name} {input}\n")),
+                ChatStep::Answer(text) => out.push_str(&format!("ANSWER {text}\n")),
+            }
+        }
+        std::fs::write(std::env::var("GOLDEN_OUT").unwrap(), out).unwrap();
+    }
+}
