@@ -10,6 +10,7 @@ pub mod conversations;
 mod events;
 pub mod generation;
 pub mod pii;
+mod run_records;
 pub mod runs;
 pub mod usage;
 

@@ -4,102 +4,22 @@
 
 use std::time::Instant;
 
-use chrono::Utc;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use treven_mesh::events::{EventChannel, EventKind};
 use treven_mesh::{ErrorCode, MeshContext, OrgId, ServiceError};
 use uuid::Uuid;
 
 use super::{Agents, GenerateInput, parse_uuid, require_member, require_writer};
 use crate::agent::{self, AgentEvent, Outcome};
 use crate::generator::ScopeBrief;
-use crate::model::{AgentKind, Run, RunStatus, Tool};
-use crate::provider::{ModelRequest, Turn, Usage, cost_nanos};
+use crate::model::{AgentKind, Run, Tool};
+use crate::provider::{ModelRequest, Turn, cost_nanos};
 use crate::tools::{ToolContext, spec};
 
 /// The model id recorded for runs that use no model (pii).
 pub const LOCAL_PII_MODEL: &str = "treven-pii";
 
 impl Agents {
-    pub(super) async fn start_run(
-        &self,
-        ctx: &MeshContext,
-        kind: AgentKind,
-        input: Value,
-        model_id: &str,
-    ) -> Result<Run, ServiceError> {
-        let run = Run {
-            id: Uuid::now_v7(),
-            org_id: ctx.org_id(),
-            kind,
-            model_id: model_id.to_owned(),
-            status: RunStatus::Running,
-            input,
-            output: None,
-            error: String::new(),
-            tools_used: Vec::new(),
-            usage: Usage::default(),
-            cost_nanos: 0,
-            requested_by: ctx.user_id().to_owned(),
-            started_at: Utc::now(),
-            duration_ms: None,
-        };
-        self.inner.store.put_run(&run).await?;
-        self.publish(
-            run.org_id,
-            EventChannel::Run(run.id),
-            EventKind::AgentStatus,
-            json!({ "id": run.id, "status": "running" }),
-        )
-        .await;
-        tracing::info!(org = %run.org_id, run = %run.id, kind = ?kind, "agent run started");
-        Ok(run)
-    }
-
-    pub(super) async fn finish_run(
-        &self,
-        mut run: Run,
-        result: Result<Value, String>,
-        outcome: &Outcome,
-        cost: i64,
-        started: Instant,
-    ) {
-        if !outcome.model_id.is_empty() {
-            run.model_id = outcome.model_id.clone();
-        }
-        run.tools_used = outcome.tools_used.clone();
-        run.usage = outcome.usage;
-        run.cost_nanos = cost;
-        run.duration_ms = Some(i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX));
-        match result {
-            Ok(output) => {
-                run.status = RunStatus::Completed;
-                run.output = Some(output);
-            }
-            Err(error) => {
-                run.status = RunStatus::Failed;
-                run.error = error;
-            }
-        }
-        if let Err(error) = self.inner.store.put_run(&run).await {
-            tracing::error!(run = %run.id, error = %error, "run result not stored");
-        }
-        let status = if run.status == RunStatus::Completed {
-            "completed"
-        } else {
-            "failed"
-        };
-        self.publish(
-            run.org_id,
-            EventChannel::Run(run.id),
-            EventKind::AgentStatus,
-            json!({ "id": run.id, "status": status, "error": run.error }),
-        )
-        .await;
-        tracing::info!(org = %run.org_id, run = %run.id, status, "agent run finished");
-    }
-
     /// One run of the caller's organisation.
     pub async fn get_run(&self, ctx: &MeshContext, id: &str) -> Result<Run, ServiceError> {
         require_member(ctx)?;
