@@ -13,7 +13,8 @@ use crate::generator::{
     SectionKey, SourceRef,
 };
 use crate::model::{
-    AgentKind, Conversation, Message, MessageRole, Run, RunStatus, Tool, ToolCallRecord, ToolStatus,
+    AgentKind, Conversation, ConversationContext, Message, MessageRole, Run, RunStatus, Tool,
+    ToolCallRecord, ToolStatus,
 };
 use crate::provider::Usage;
 
@@ -340,5 +341,27 @@ pub(super) fn generate_input(
         issue_number: (issue - 1).max(0),
         instructions: request.instructions,
         document_ids: request.document_ids,
+    })
+}
+
+/// A conversation's research context from protobuf, trimmed; a bad time
+/// names its field.
+pub(super) fn context_from_pb(
+    context: pb::ConversationContext,
+) -> Result<ConversationContext, ServiceError> {
+    let range = context.time_range.unwrap_or_default();
+    Ok(ConversationContext {
+        country: context.country.trim().to_owned(),
+        sector: context.sector.trim().to_owned(),
+        from: range
+            .start
+            .as_ref()
+            .map(|t| from_timestamp("context.time_range.start", t))
+            .transpose()?,
+        to: range
+            .end
+            .as_ref()
+            .map(|t| from_timestamp("context.time_range.end", t))
+            .transpose()?,
     })
 }

@@ -9,18 +9,17 @@ use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 use treven_mesh::ServiceError;
 use treven_mesh::context::context_of;
-use treven_mesh::wire::{from_timestamp, struct_to_json};
+use treven_mesh::wire::struct_to_json;
 use treven_proto::treven::agents::v1 as pb;
 use treven_proto::treven::reports::v1 as reports;
 
 use crate::agent::AgentEvent;
 use crate::app::{Agents, ChatEvent, GenerationEvent};
-use crate::model::ConversationContext;
 use crate::provider::cost_nanos;
 
 use super::convert::{
-    conversation_to_pb, generate_input, kind_from_pb, message_to_pb, run_to_pb, section_to_pb,
-    source_to_pb, tool_call_to_pb, usage_to_pb,
+    context_from_pb, conversation_to_pb, generate_input, kind_from_pb, message_to_pb, run_to_pb,
+    section_to_pb, source_to_pb, tool_call_to_pb, usage_to_pb,
 };
 
 /// `treven.agents.v1.AgentsService` over [`Agents`].
@@ -124,22 +123,7 @@ impl pb::agents_service_server::AgentsService for AgentsGrpc {
         let ctx = context_of(&request)?;
         let message = request.into_inner();
         let result = async {
-            let context = message.context.unwrap_or_default();
-            let range = context.time_range.unwrap_or_default();
-            let context = ConversationContext {
-                country: context.country.trim().to_owned(),
-                sector: context.sector.trim().to_owned(),
-                from: range
-                    .start
-                    .as_ref()
-                    .map(|t| from_timestamp("context.time_range.start", t))
-                    .transpose()?,
-                to: range
-                    .end
-                    .as_ref()
-                    .map(|t| from_timestamp("context.time_range.end", t))
-                    .transpose()?,
-            };
+            let context = context_from_pb(message.context.unwrap_or_default())?;
             let conversation = self
                 .agents
                 .create_conversation(&ctx, context, message.title)
