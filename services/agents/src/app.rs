@@ -1,7 +1,8 @@
 //! The agents service's use cases, one file each: [`conversations`],
 //! [`chat`] (the streamed reply), [`generation`] (KJ sections for the
 //! reports service), [`runs`] (agent runs), [`usage`] (token metering) and
-//! [`pii`]. [`events`] publishes to WebSocket clients. Nothing here sees
+//! [`pii`]. `run_records` stores runs as they start and end;
+//! `events` publishes to WebSocket clients. Nothing here sees
 //! protobuf: the `api` adapter converts; storage is [`crate::store`] and
 //! outbound calls are [`crate::clients`].
 

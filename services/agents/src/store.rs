@@ -6,8 +6,8 @@
 //! (`GSI1PK = ORG#<org>#CONV`, `GSI1SK = <updated_at>#<id>`).
 //!
 //! Records are stored as one JSON attribute `body` besides their keys.
-//! Per record kind: [`conversations`] (and their messages), [`runs`],
-//! [`usage`].
+//! Per record kind: `conversations` (and their messages), `runs`,
+//! `usage`.
 
 use std::collections::HashMap;
 

@@ -3,7 +3,7 @@
 //! by searching sources once and summarising what it found, so the whole
 //! product works without a model account. Usage is estimated at four
 //! characters per token and costs nothing. The text itself is data, in
-//! `services/agents/data/offline/` (see [`canned`]).
+//! `services/agents/data/offline/` (`offline/canned.rs`).
 
 use serde_json::{Value, json};
 
