@@ -1,5 +1,6 @@
 //! The runtime every Treven service is built on.
 //!
+//! - [`aws`] (feature `aws`): AWS SDK errors classified, DynamoDB tables created;
 //! - [`server`]: bootstrap with health, reflection, request spans and drain;
 //! - [`context`]: the signed mesh context and the interceptor requiring it;
 //! - [`deadline`]: the caller's deadline carried to the calls a handler makes;
@@ -15,6 +16,8 @@
 //! - [`shutdown`]: SIGTERM/SIGINT handling;
 //! - [`wire`]: protobuf well-known types to and from domain types.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod client;
 pub mod config;
 pub mod context;

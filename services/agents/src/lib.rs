@@ -3,109 +3,59 @@
 //! kinds and their tools, analysts' conversations, agent runs, KJ report
 //! generation, PII detection and token metering per organisation.
 //!
-//! Layers: [`grpc`] and [`runtime`] (wire) → [`service`] (rules) →
-//! [`agent`] (the tool loop), [`generator`] (KJ sections), [`provider`]
-//! (models) and [`store`] (DynamoDB); [`model`] holds domain types.
+//! Layers, arrows one way: `api` (gRPC and the AgentCore Runtime contract,
+//! proto ⇄ domain; mounted only here) → [`app`] (one file per use case) →
+//! [`agent`] (the tool loop) and [`tools`] → [`store`] (DynamoDB),
+//! [`clients`] (documents and reports calls), [`provider`] (models) →
+//! `treven_mesh`. [`model`] and [`generator`] hold domain types.
 
 pub mod agent;
+mod api;
+pub mod app;
+pub mod clients;
 pub mod config;
 pub mod generator;
-pub mod grpc;
 pub mod guardrail;
 pub mod model;
 pub mod provider;
 pub mod provision;
-pub mod runtime;
-pub mod service;
 pub mod store;
 pub mod tools;
+
+/// The AgentCore Runtime HTTP contract (`GET /ping`, `POST /invocations`).
+pub use api::runtime;
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use futures::FutureExt as _;
-use futures::future::BoxFuture;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
-use tonic::transport::Channel;
+use treven_mesh::CancellationToken;
 use treven_mesh::client::{ChannelOptions, upstream};
-use treven_mesh::context::{RequireContext, attach_context};
+use treven_mesh::context::RequireContext;
 use treven_mesh::events::EventPublisher;
 use treven_mesh::keys::MeshKeys;
 use treven_mesh::pagination::CursorCodec;
 use treven_mesh::server::GrpcService;
-use treven_mesh::{CancellationToken, ErrorCode, ServiceError};
 use treven_proto::treven::agents::v1::agents_service_server::AgentsServiceServer;
-use treven_proto::treven::reports::v1 as reports;
-use treven_proto::treven::reports::v1::reports_service_client::ReportsServiceClient;
-use uuid::Uuid;
 
+pub use clients::ReportsClient;
 pub use config::AgentsConfig;
 
+use crate::app::Agents;
+use crate::clients::{Documents, ReportsLookup};
 use crate::config::ProviderKind;
 use crate::provider::Provider;
 use crate::provider::bedrock::BedrockProvider;
 use crate::provider::gemini::GeminiProvider;
 use crate::provider::offline::OfflineProvider;
 use crate::provider::router::Router;
-use crate::service::{Agents, ReportsLookup};
 use crate::store::Store;
-use crate::tools::Documents;
 
 /// The full gRPC service name, as health reports it.
 pub const SERVICE_NAME: &str = "treven.agents.v1.AgentsService";
 /// Largest request message (DetectPii takes up to 1 MiB of text).
 pub const MAX_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
-
-/// The reports service over gRPC.
-#[derive(Debug, Clone)]
-pub struct ReportsClient {
-    client: ReportsServiceClient<Channel>,
-}
-
-impl ReportsClient {
-    /// Calls the reports service on `channel`.
-    pub fn new(channel: Channel) -> Self {
-        Self {
-            client: ReportsServiceClient::new(channel),
-        }
-    }
-}
-
-impl ReportsLookup for ReportsClient {
-    fn approved_judgements(
-        &self,
-        token: &str,
-        id: Uuid,
-    ) -> BoxFuture<'static, Result<(bool, Vec<String>), ServiceError>> {
-        let mut client = self.client.clone();
-        let mut request = tonic::Request::new(reports::GetReportRequest {
-            id: id.to_string(),
-            version: 0,
-        });
-        let attached = attach_context(&mut request, token);
-        async move {
-            attached?;
-            let response = client.get_report(request).await.map_err(|status| {
-                match ErrorCode::of_status(&status) {
-                    ErrorCode::NotFound => ServiceError::not_found("report"),
-                    code => ServiceError::new(code, "the reports service refused the lookup")
-                        .with_source(anyhow::anyhow!("reports: {}", status.message())),
-                }
-            })?;
-            let response = response.into_inner();
-            let status = response.report.map(|r| r.status).unwrap_or_default();
-            let approved = status == i32::from(reports::ReportStatus::Approved)
-                || status == i32::from(reports::ReportStatus::Exported);
-            let judgements = response
-                .content
-                .map(|c| c.key_judgements.into_iter().map(|k| k.text).collect())
-                .unwrap_or_default();
-            Ok((approved, judgements))
-        }
-        .boxed()
-    }
-}
 
 fn provider(
     kind: ProviderKind,
@@ -209,7 +159,7 @@ pub fn build(
 
 /// The agents gRPC routes with the mesh-context interceptor.
 pub fn routes(agents: Agents, keys: &MeshKeys) -> Routes {
-    let server = AgentsServiceServer::new(grpc::AgentsGrpc::new(agents))
+    let server = AgentsServiceServer::new(api::grpc::AgentsGrpc::new(agents))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     Routes::new(tonic::service::interceptor::InterceptedService::new(
         server,

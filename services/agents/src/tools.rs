@@ -1,17 +1,15 @@
-//! The tools agents may call. Calls to the documents service forward the
-//! caller's mesh context, so a tool can only reach the caller's
-//! organisation.
+//! The tools agents may call. Calls to the documents service (through
+//! [`crate::clients::Documents`]) forward the caller's mesh context, so a
+//! tool can only reach the caller's organisation.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::{Value, json};
-use tonic::transport::Channel;
-use treven_mesh::context::attach_context;
 use treven_proto::treven::documents::v1 as docs;
-use treven_proto::treven::documents::v1::documents_service_client::DocumentsServiceClient;
 
-use crate::generator::{SourceBrief, SourceRef, dataset_label, url_label};
+use crate::clients::Documents;
+use crate::generator::{SourceBrief, SourceRef};
 use crate::model::Tool;
 use crate::provider::ToolSpec;
 
@@ -59,100 +57,6 @@ pub struct ToolOutput {
     pub summary: String,
     /// A citation the call made.
     pub citation: Option<SourceRef>,
-}
-
-/// The documents service, as the tools and the generator use it.
-#[derive(Debug, Clone)]
-pub struct Documents {
-    client: DocumentsServiceClient<Channel>,
-}
-
-impl Documents {
-    /// Calls the documents service on `channel`.
-    pub fn new(channel: Channel) -> Self {
-        Self {
-            client: DocumentsServiceClient::new(channel),
-        }
-    }
-
-    /// Sources matching the filters, highest trust first.
-    pub async fn search(
-        &self,
-        token: &str,
-        request: docs::SearchSourcesRequest,
-    ) -> Result<Vec<SourceBrief>, String> {
-        let mut call = tonic::Request::new(request);
-        attach_context(&mut call, token).map_err(|e| e.to_string())?;
-        let response = self
-            .client
-            .clone()
-            .search_sources(call)
-            .await
-            .map_err(|status| format!("documents: {}", status.message()))?;
-        Ok(response.into_inner().items.into_iter().map(brief).collect())
-    }
-
-    /// Records the sources behind a report version.
-    pub async fn store_evidence(
-        &self,
-        token: &str,
-        request: docs::StoreEvidenceRequest,
-    ) -> Result<i32, String> {
-        let mut call = tonic::Request::new(request);
-        attach_context(&mut call, token).map_err(|e| e.to_string())?;
-        let response = self
-            .client
-            .clone()
-            .store_evidence(call)
-            .await
-            .map_err(|status| format!("documents: {}", status.message()))?;
-        Ok(response.into_inner().source_count)
-    }
-}
-
-fn time(ts: Option<&prost_types::Timestamp>) -> Option<chrono::DateTime<chrono::Utc>> {
-    ts.and_then(|t| {
-        chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
-    })
-}
-
-/// A documents source as the generator and tools see it.
-pub fn brief(source: docs::Source) -> SourceBrief {
-    use chrono::Datelike as _;
-    let (label, url) = match &source.locator {
-        Some(docs::source::Locator::Dataset(d)) => {
-            let range = d.date_range.as_ref();
-            (
-                dataset_label(
-                    &d.dataset,
-                    time(range.and_then(|r| r.start.as_ref())),
-                    time(range.and_then(|r| r.end.as_ref())),
-                ),
-                String::new(),
-            )
-        }
-        Some(docs::source::Locator::Url(url)) => (
-            url_label(
-                &source.publisher,
-                &source.title,
-                time(source.published_at.as_ref()).map(|t| t.year()),
-            ),
-            url.clone(),
-        ),
-        None => (
-            url_label(&source.publisher, &source.title, None),
-            String::new(),
-        ),
-    };
-    SourceBrief {
-        id: source.id,
-        label,
-        url,
-        title: source.title,
-        publisher: source.publisher,
-        summary: source.summary.chars().take(400).collect(),
-        trust: source.trust.map(|t| t.total).unwrap_or_default(),
-    }
 }
 
 /// What one agent loop's tools share: the caller, the research context and
@@ -253,7 +157,8 @@ impl ToolBox {
                             ..Default::default()
                         },
                     )
-                    .await?;
+                    .await
+                    .map_err(|e| e.to_string())?;
                 if tool == Tool::QueryDataset {
                     sources.retain(|s| s.url.is_empty());
                 }
@@ -335,7 +240,8 @@ impl ToolBox {
                             source_ids,
                         },
                     )
-                    .await?;
+                    .await
+                    .map_err(|e| e.to_string())?;
                 Ok(ToolOutput {
                     summary: format!("stored {count} source(s) as evidence"),
                     result: json!({ "source_count": count }),

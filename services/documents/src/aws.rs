@@ -1,52 +1,17 @@
 //! AWS plumbing: clients built from one `SdkConfig`, S3 keys that always
 //! stay inside the caller's organisation prefix, and SDK errors classified
-//! for clients (UNAVAILABLE for outages and throttling, never SDK text).
+//! for clients (UNAVAILABLE for outages and throttling, never SDK text) by
+//! [`treven_mesh::aws::classify`].
 
-use aws_sdk_s3::error::SdkError;
 use treven_mesh::{OrgId, ServiceError};
 use uuid::Uuid;
 
 use crate::model::{ArtifactFormat, FileName};
 
 /// An AWS call failure: was it the dependency being unavailable (network,
-/// timeouts, 5xx, throttling) or something else?
-pub fn classify<E, R>(operation: &'static str, error: SdkError<E, R>) -> ServiceError
-where
-    E: std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    let unavailable = match &error {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        SdkError::ServiceError(service) => {
-            let message = format!("{:?}", service.raw());
-            message.contains("status: 5")
-                || message.contains("StatusCode(5")
-                || is_throttling(service.err())
-        }
-        _ => false,
-    };
-    let source = anyhow::Error::new(error).context(operation);
-    if unavailable {
-        ServiceError::unavailable(source)
-    } else {
-        ServiceError::internal(source)
-    }
-}
-
-fn is_throttling<E: std::error::Error>(error: &E) -> bool {
-    let text = error.to_string();
-    [
-        "Throttling",
-        "SlowDown",
-        "ProvisionedThroughputExceeded",
-        "RequestLimitExceeded",
-        "ServiceUnavailable",
-    ]
-    .iter()
-    .any(|code| text.contains(code))
-}
+/// timeouts, 5xx, throttling) or something else? (The mesh's one
+/// classification, shared with the agents service.)
+pub use treven_mesh::aws::classify;
 
 /// S3 keys of the layout in DOMAIN.md. Every key starts with `{org}/`, and
 /// the org always comes from the verified mesh context.

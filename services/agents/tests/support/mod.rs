@@ -15,13 +15,13 @@ use tokio::net::TcpListener;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use treven_agents::AgentsConfig;
+use treven_agents::clients::ReportsLookup;
 use treven_agents::config::{BreakerConfig, GeminiConfig, GeminiCredential};
 use treven_agents::provider::Provider;
 use treven_agents::provider::bedrock::BedrockProvider;
 use treven_agents::provider::gemini::GeminiProvider;
 use treven_agents::provider::offline::OfflineProvider;
 use treven_agents::provider::router::Router;
-use treven_agents::service::ReportsLookup;
 use treven_mesh::config::Env;
 use treven_mesh::context::attach_context;
 use treven_mesh::events::EventPublisher;
@@ -101,7 +101,7 @@ pub struct TestApp {
     pub documents_address: SocketAddr,
     pub bedrock: Option<BedrockFake>,
     pub gemini: Option<GeminiFake>,
-    pub agents: treven_agents::service::Agents,
+    pub agents: treven_agents::app::Agents,
     pub config: AgentsConfig,
     shutdown: CancellationToken,
 }

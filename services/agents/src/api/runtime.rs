@@ -27,7 +27,7 @@ use treven_mesh::context::{CONTEXT_HEADER, ContextVerifier};
 use treven_mesh::{ErrorCode, ServiceError};
 
 use crate::agent::AgentEvent;
-use crate::service::{Agents, ChatEvent};
+use crate::app::{Agents, ChatEvent};
 
 #[derive(Clone)]
 struct RuntimeState {

@@ -1,0 +1,337 @@
+//! Agent runs: checked, recorded as running, executed in the background
+//! (the agent loop, the local PII detector or the generator) and recorded
+//! with their result, tokens and cost.
+
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use treven_mesh::{ErrorCode, MeshContext, OrgId, ServiceError};
+use uuid::Uuid;
+
+use super::{Agents, GenerateInput, parse_uuid, require_member, require_writer};
+use crate::agent::{self, AgentEvent, Outcome};
+use crate::generator::ScopeBrief;
+use crate::model::{AgentKind, Run, Tool};
+use crate::provider::{ModelRequest, Turn, cost_nanos};
+use crate::tools::{ToolContext, spec};
+
+/// The model id recorded for runs that use no model (pii).
+pub const LOCAL_PII_MODEL: &str = "treven-pii";
+
+impl Agents {
+    /// One run of the caller's organisation.
+    pub async fn get_run(&self, ctx: &MeshContext, id: &str) -> Result<Run, ServiceError> {
+        require_member(ctx)?;
+        let id = parse_uuid("id", id)?;
+        self.inner
+            .store
+            .run(ctx.org_id(), id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("run"))
+    }
+
+    /// Checks and starts an agent run; it continues in the background.
+    pub async fn run_agent(
+        &self,
+        ctx: &MeshContext,
+        kind: AgentKind,
+        input: Value,
+        model_id: &str,
+    ) -> Result<Run, ServiceError> {
+        require_writer(ctx)?;
+        let limits = self.inner.limits;
+        let size = input.to_string().chars().count();
+        if size > limits.max_prompt_chars {
+            return Err(ServiceError::invalid_field(
+                "input",
+                format!(
+                    "is {size} characters; the limit is {}",
+                    limits.max_prompt_chars
+                ),
+            ));
+        }
+        if !model_id.is_empty()
+            && !self
+                .inner
+                .router
+                .known_models()
+                .iter()
+                .any(|m| m == model_id)
+        {
+            return Err(ServiceError::invalid_field(
+                "model_id",
+                format!(
+                    "must be one of {}",
+                    self.inner.router.known_models().join(", ")
+                ),
+            ));
+        }
+        let text = |name: &str| -> Result<String, ServiceError> {
+            input
+                .get(name)
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .ok_or_else(|| ServiceError::invalid_field(format!("input.{name}"), "is required"))
+        };
+        let request = match kind {
+            AgentKind::Osint => Plan::Loop {
+                prompt: format!(
+                    "Collect and rank trusted sources for this scenario, citing each and rating confidence.\n---\n{}",
+                    text("scenario")?
+                ),
+                tools: vec![
+                    Tool::SearchSources,
+                    Tool::QueryDataset,
+                    Tool::RateConfidence,
+                    Tool::MakeCitation,
+                ],
+                system: "You are Treven's OSINT agent. Find, rank and cite trusted sources; prefer tier-1 publishers and recent primary data. Never include personal data.",
+            },
+            AgentKind::Summarise => {
+                let body = match (
+                    input.get("before").and_then(Value::as_str),
+                    input.get("after").and_then(Value::as_str),
+                ) {
+                    (Some(before), Some(after)) => format!(
+                        "Summarise the changes between these two versions.\nBEFORE:\n{before}\nAFTER:\n---\n{after}"
+                    ),
+                    _ => format!(
+                        "Write an executive summary of this text.\n---\n{}",
+                        text("text")?
+                    ),
+                };
+                Plan::Loop {
+                    prompt: body,
+                    tools: Vec::new(),
+                    system: "You are Treven's summarising agent. Write short, faithful summaries in British English without personal data.",
+                }
+            }
+            AgentKind::Social => {
+                let report_id = parse_uuid("input.report_id", &text("report_id")?)?;
+                let (approved, judgements) = self
+                    .inner
+                    .reports
+                    .approved_judgements(ctx.token(), report_id)
+                    .await?;
+                if !approved {
+                    return Err(ServiceError::new(
+                        ErrorCode::FailedPrecondition,
+                        "the social agent only writes from approved reports",
+                    ));
+                }
+                Plan::Loop {
+                    prompt: format!(
+                        "Write one or two safe lines for a public post from these approved key judgements, without citation markers.\n---\n{}",
+                        judgements.join(" ")
+                    ),
+                    tools: Vec::new(),
+                    system: "You are Treven's social agent. Write at most two sentences, factual and calm, from approved content only, with no personal data.",
+                }
+            }
+            AgentKind::Pii => {
+                let body = text("text")?;
+                if body.len() > treven_pii::MAX_INPUT_BYTES {
+                    return Err(ServiceError::invalid_field(
+                        "input.text",
+                        "must be at most 1 MiB",
+                    ));
+                }
+                Plan::Pii(body)
+            }
+            AgentKind::Generator => {
+                let scope = ScopeBrief {
+                    country: input
+                        .get("country")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    region: input
+                        .get("region")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    sector: input
+                        .get("sector")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    exploitation: input
+                        .get("exploitation_type")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_lowercase(),
+                    ..ScopeBrief::default()
+                };
+                if scope.country.is_empty() && scope.region.is_empty() {
+                    return Err(ServiceError::invalid_field(
+                        "input.country",
+                        "a country or region is required",
+                    ));
+                }
+                Plan::Generate(scope)
+            }
+        };
+        let model = if matches!(request, Plan::Pii(_)) {
+            LOCAL_PII_MODEL.to_owned()
+        } else if model_id.is_empty() {
+            self.inner.router.primary_model().to_owned()
+        } else {
+            model_id.to_owned()
+        };
+        let run = self.start_run(ctx, kind, input.clone(), &model).await?;
+        let service = self.clone();
+        let token = ctx.token().to_owned();
+        let override_model = (!model_id.is_empty()).then(|| model_id.to_owned());
+        let started_run = run.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let org = run.org_id;
+            let (result, outcome, cost) = service
+                .execute(&token, org, kind, request, override_model)
+                .await;
+            service
+                .finish_run(run, result, &outcome, cost, started)
+                .await;
+        });
+        Ok(started_run)
+    }
+
+    async fn execute(
+        &self,
+        token: &str,
+        org: OrgId,
+        kind: AgentKind,
+        plan: Plan,
+        model: Option<String>,
+    ) -> (Result<Value, String>, Outcome, i64) {
+        let limits = self.inner.limits;
+        match plan {
+            Plan::Pii(text) => match treven_pii::detect(&text) {
+                Ok(findings) => {
+                    let outcome = Outcome {
+                        tools_used: vec![Tool::DetectPii],
+                        model_id: LOCAL_PII_MODEL.to_owned(),
+                        ..Outcome::default()
+                    };
+                    let findings: Vec<Value> = findings
+                        .iter()
+                        .map(|f| json!({ "type": f.kind.as_str(), "start": f.start, "end": f.end, "placeholder": f.placeholder }))
+                        .collect();
+                    (Ok(json!({ "findings": findings })), outcome, 0)
+                }
+                Err(error) => (Err(error.to_string()), Outcome::default(), 0),
+            },
+            Plan::Generate(scope) => {
+                let (sender, mut events) = mpsc::channel(64);
+                let drain = async { while events.recv().await.is_some() {} };
+                let work = async {
+                    let sender = sender;
+                    let input = GenerateInput {
+                        report_id: Uuid::nil(),
+                        scope,
+                        ..GenerateInput::default()
+                    };
+                    tokio::time::timeout(
+                        limits.max_stream,
+                        self.generate(token, org, input, &sender),
+                    )
+                    .await
+                };
+                let (result, ()) = tokio::join!(work, drain);
+                match result {
+                    Ok(Ok((sections, outcome, cost))) => {
+                        (Ok(json!({ "sections": sections })), outcome, cost)
+                    }
+                    Ok(Err((_, message, outcome))) => {
+                        let cost = cost_nanos(&outcome.model_id, outcome.usage);
+                        (Err(message), *outcome, cost)
+                    }
+                    Err(_) => (
+                        Err("the run took too long and was stopped".to_owned()),
+                        Outcome::default(),
+                        0,
+                    ),
+                }
+            }
+            Plan::Loop {
+                prompt,
+                tools,
+                system,
+            } => {
+                let request = ModelRequest {
+                    system: system.to_owned(),
+                    turns: vec![Turn::user(prompt)],
+                    tools: tools.into_iter().map(spec).collect(),
+                    max_tokens: limits.max_output_tokens,
+                    model_override: model,
+                    task: None,
+                };
+                let ctx = ToolContext::new(token.to_owned(), String::new(), String::new());
+                let (sender, mut events) = mpsc::channel(64);
+                let usage = async {
+                    let mut cost = 0;
+                    while let Some(event) = events.recv().await {
+                        if let AgentEvent::Usage { model_id, usage } = event {
+                            cost += self.record_usage(org, &model_id, usage).await;
+                        }
+                    }
+                    cost
+                };
+                let work = async {
+                    let sender = sender;
+                    tokio::time::timeout(
+                        limits.max_stream,
+                        agent::run(
+                            &self.inner.router,
+                            &self.inner.tools,
+                            &ctx,
+                            request,
+                            limits.max_turns,
+                            &sender,
+                        ),
+                    )
+                    .await
+                };
+                let (result, cost) = tokio::join!(work, usage);
+                match result {
+                    Ok(Ok(outcome)) => {
+                        let output = match kind {
+                            AgentKind::Social => {
+                                let redacted = treven_pii::detect(&outcome.text)
+                                    .ok()
+                                    .and_then(|f| treven_pii::redact(&outcome.text, &f).ok())
+                                    .unwrap_or_else(|| outcome.text.clone());
+                                json!({ "post": redacted.trim() })
+                            }
+                            AgentKind::Summarise => json!({ "summary": outcome.text.trim() }),
+                            _ => {
+                                json!({ "text": outcome.text.trim(), "citations": outcome.citations })
+                            }
+                        };
+                        (Ok(output), outcome, cost)
+                    }
+                    Ok(Err(error)) => (Err(error.message), error.partial, cost),
+                    Err(_) => (
+                        Err("the run took too long and was stopped".to_owned()),
+                        Outcome::default(),
+                        cost,
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// What a run will do.
+enum Plan {
+    Loop {
+        prompt: String,
+        tools: Vec<Tool>,
+        system: &'static str,
+    },
+    Pii(String),
+    Generate(ScopeBrief),
+}
