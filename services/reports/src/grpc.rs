@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use chrono::{Duration as ChronoDuration, Utc};
 use prost::Message as _;
 use tonic::{Request, Response, Status};
+use treven_kj::proto::{confidence_to_pb, source_to_pb};
+use treven_kj::{content_from_pb, content_to_pb};
 use treven_mesh::context::context_of;
 use treven_mesh::error::ERROR_DOMAIN;
 use treven_mesh::wire::{from_timestamp, timestamp};
@@ -16,9 +18,8 @@ use treven_proto::treven::tenants::v1 as tenants;
 
 use crate::diff::{Change, OpKind};
 use crate::model::{
-    Citation, ClientType, Confidence, Content, ExploitationType, ExportFormat, HeadlineCard,
-    KeyJudgement, PiiAction, PiiDecision, PiiFinding, Pillar, QualityKind, Report, Scope, Section,
-    SourceRef, Status as ReportStatus, TitleBlock, Trend, UncertaintyFlag, Version, VersionCause,
+    ClientType, Content, ExploitationType, ExportFormat, PiiAction, PiiDecision, PiiFinding,
+    QualityKind, Report, Scope, Section, Status as ReportStatus, Trend, Version, VersionCause,
     parse_country, parse_id, parse_reason,
 };
 use crate::service::{Reports, ReportsError, SectionEdit};
@@ -128,181 +129,6 @@ fn decision_to_pb(d: &PiiDecision) -> pb::PiiDecision {
         }
         .into(),
         justification: d.justification.clone(),
-    }
-}
-
-fn confidence_from_pb(raw: i32) -> Confidence {
-    match pb::Confidence::try_from(raw) {
-        Ok(pb::Confidence::Low) => Confidence::Low,
-        Ok(pb::Confidence::Medium) => Confidence::Medium,
-        Ok(pb::Confidence::High) => Confidence::High,
-        _ => Confidence::Unspecified,
-    }
-}
-
-fn confidence_to_pb(c: Confidence) -> pb::Confidence {
-    match c {
-        Confidence::Unspecified => pb::Confidence::Unspecified,
-        Confidence::Low => pb::Confidence::Low,
-        Confidence::Medium => pb::Confidence::Medium,
-        Confidence::High => pb::Confidence::High,
-    }
-}
-
-fn pillar_from_pb(raw: i32) -> Pillar {
-    match pb::Pillar::try_from(raw) {
-        Ok(pb::Pillar::Recruitment) => Pillar::Recruitment,
-        Ok(pb::Pillar::Demand) => Pillar::Demand,
-        Ok(pb::Pillar::Money) => Pillar::Money,
-        _ => Pillar::Unspecified,
-    }
-}
-
-fn pillar_to_pb(p: Pillar) -> pb::Pillar {
-    match p {
-        Pillar::Unspecified => pb::Pillar::Unspecified,
-        Pillar::Recruitment => pb::Pillar::Recruitment,
-        Pillar::Demand => pb::Pillar::Demand,
-        Pillar::Money => pb::Pillar::Money,
-    }
-}
-
-fn source_from_pb(s: pb::SourceReference) -> SourceRef {
-    SourceRef {
-        source_id: s.source_id,
-        label: s.label,
-        url: s.url,
-    }
-}
-
-fn source_to_pb(s: &SourceRef) -> pb::SourceReference {
-    pb::SourceReference {
-        source_id: s.source_id.clone(),
-        label: s.label.clone(),
-        url: s.url.clone(),
-    }
-}
-
-/// Proto content as domain content (unknown enum values become unset).
-pub fn content_from_pb(c: pb::ReportContent) -> Content {
-    let t = c.title_block.unwrap_or_default();
-    Content {
-        title_block: TitleBlock {
-            title: t.title,
-            country_region: t.country_region,
-            sector_theme: t.sector_theme,
-            issued_at: t
-                .issued_at
-                .as_ref()
-                .and_then(|ts| from_timestamp("issued_at", ts).ok()),
-            issue_number: t.issue_number,
-            overview: t.overview,
-        },
-        key_judgements: c
-            .key_judgements
-            .into_iter()
-            .map(|k| KeyJudgement {
-                letter: k.letter,
-                text: k.text,
-                confidence: confidence_from_pb(k.confidence),
-            })
-            .collect(),
-        disclaimer: c.disclaimer,
-        introduction: c.introduction,
-        recruitment: c.recruitment,
-        demand: c.demand,
-        money: c.money,
-        red_flag_indicators: c.red_flag_indicators,
-        information_requirements: c.information_requirements,
-        headline_cards: c
-            .headline_cards
-            .into_iter()
-            .map(|h| HeadlineCard {
-                pillar: pillar_from_pb(h.pillar),
-                headline: h.headline,
-                detail: h.detail,
-            })
-            .collect(),
-        citations: c
-            .citations
-            .into_iter()
-            .map(|c| Citation {
-                id: c.id,
-                section: c.section,
-                claim: c.claim,
-                source: source_from_pb(c.source.unwrap_or_default()),
-            })
-            .collect(),
-        uncertainty_flags: c
-            .uncertainty_flags
-            .into_iter()
-            .map(|f| UncertaintyFlag {
-                section: f.section,
-                field_path: f.field_path,
-                confidence: confidence_from_pb(f.confidence),
-                reason: f.reason,
-            })
-            .collect(),
-    }
-}
-
-/// Domain content as proto content.
-pub fn content_to_pb(c: &Content) -> pb::ReportContent {
-    let t = &c.title_block;
-    pb::ReportContent {
-        title_block: Some(pb::TitleBlock {
-            title: t.title.clone(),
-            country_region: t.country_region.clone(),
-            sector_theme: t.sector_theme.clone(),
-            issued_at: t.issued_at.map(timestamp),
-            issue_number: t.issue_number,
-            overview: t.overview.clone(),
-        }),
-        key_judgements: c
-            .key_judgements
-            .iter()
-            .map(|k| pb::KeyJudgement {
-                letter: k.letter.clone(),
-                text: k.text.clone(),
-                confidence: confidence_to_pb(k.confidence).into(),
-            })
-            .collect(),
-        disclaimer: c.disclaimer.clone(),
-        introduction: c.introduction.clone(),
-        recruitment: c.recruitment.clone(),
-        demand: c.demand.clone(),
-        money: c.money.clone(),
-        red_flag_indicators: c.red_flag_indicators.clone(),
-        information_requirements: c.information_requirements.clone(),
-        headline_cards: c
-            .headline_cards
-            .iter()
-            .map(|h| pb::HeadlineCard {
-                pillar: pillar_to_pb(h.pillar).into(),
-                headline: h.headline.clone(),
-                detail: h.detail.clone(),
-            })
-            .collect(),
-        citations: c
-            .citations
-            .iter()
-            .map(|c| pb::Citation {
-                id: c.id.clone(),
-                section: c.section.clone(),
-                claim: c.claim.clone(),
-                source: Some(source_to_pb(&c.source)),
-            })
-            .collect(),
-        uncertainty_flags: c
-            .uncertainty_flags
-            .iter()
-            .map(|f| pb::UncertaintyFlag {
-                section: f.section.clone(),
-                field_path: f.field_path.clone(),
-                confidence: confidence_to_pb(f.confidence).into(),
-                reason: f.reason.clone(),
-            })
-            .collect(),
     }
 }
 

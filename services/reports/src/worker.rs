@@ -19,11 +19,12 @@ use uuid::Uuid;
 
 use crate::clients::{AuditEntry, Clients};
 use crate::config::WorkerOptions;
-use crate::grpc::{content_from_pb, content_to_pb, scope_to_pb};
+use crate::grpc::scope_to_pb;
 use crate::model::{Content, DISCLAIMER, Report, Section, Status, VersionCause};
 use crate::pii::redact_all;
 use crate::quality;
 use crate::store::{JobClaim, NewVersion, PgStore};
+use treven_kj::{content_from_pb, content_to_pb};
 
 /// Why an attempt did not finish.
 #[derive(Debug)]
