@@ -23,6 +23,7 @@ use crate::model::{
     parse_country, parse_id, parse_reason,
 };
 use crate::service::{Reports, ReportsError, SectionEdit};
+use crate::wire::{exploitation_to_pb, scope_to_pb};
 
 /// `treven.reports.v1.ReportsService` over [`Reports`].
 #[derive(Debug, Clone)]
@@ -144,25 +145,6 @@ fn exploitation_from_pb(raw: i32) -> Option<ExploitationType> {
     }
 }
 
-fn exploitation_to_pb(e: ExploitationType) -> pb::ExploitationType {
-    match e {
-        ExploitationType::Labour => pb::ExploitationType::Labour,
-        ExploitationType::Sexual => pb::ExploitationType::Sexual,
-        ExploitationType::Online => pb::ExploitationType::Online,
-        ExploitationType::Criminal => pb::ExploitationType::Criminal,
-        ExploitationType::Mixed => pb::ExploitationType::Mixed,
-        ExploitationType::Other => pb::ExploitationType::Other,
-    }
-}
-
-fn client_to_pb(c: ClientType) -> tenants::OrganisationKind {
-    match c {
-        ClientType::Fi => tenants::OrganisationKind::Fi,
-        ClientType::Ngo => tenants::OrganisationKind::Ngo,
-        ClientType::Le => tenants::OrganisationKind::Le,
-    }
-}
-
 fn short_text(field: &str, raw: &str, max: usize) -> Result<String, ServiceError> {
     let text = raw.trim();
     if text.chars().count() > max {
@@ -239,21 +221,6 @@ fn scope_from_pb(scope: Option<pb::ReportScope>) -> Result<Scope, ServiceError> 
         time_end,
         client_type,
     })
-}
-
-/// Domain scope as proto scope.
-pub fn scope_to_pb(s: &Scope) -> pb::ReportScope {
-    pb::ReportScope {
-        country: s.country.clone(),
-        region: s.region.clone(),
-        sector: s.sector.clone(),
-        exploitation_type: exploitation_to_pb(s.exploitation_type).into(),
-        time_range: Some(treven_proto::treven::common::v1::TimeRange {
-            start: Some(timestamp(s.time_start)),
-            end: Some(timestamp(s.time_end)),
-        }),
-        client_type: client_to_pb(s.client_type).into(),
-    }
 }
 
 fn status_to_pb(s: ReportStatus) -> pb::ReportStatus {

@@ -20,6 +20,7 @@ pub mod quality;
 pub mod render;
 pub mod service;
 pub mod store;
+pub mod wire;
 pub mod worker;
 
 use std::sync::Arc;

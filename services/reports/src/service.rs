@@ -12,7 +12,7 @@ use treven_mesh::{ErrorCode, MeshContext, Role, ServiceError};
 use treven_proto::treven::tenants::v1 as tenants;
 use uuid::Uuid;
 
-use crate::clients::{AuditEntry, Clients};
+use crate::clients::{AuditEntry, Clients, GenerationRequest};
 use crate::config::Limits;
 use crate::diff::{self, SectionDiff};
 use crate::model::{
@@ -594,17 +594,17 @@ impl Reports {
         } else {
             format!("{reason}\n\n{instructions}")
         };
-        let mut generated = crate::worker::generate_one(
-            &self.clients,
-            context.token(),
-            &report,
-            &documents,
-            section,
-            &current,
-            &instructions,
-            deadline,
-        )
-        .await?;
+        let request = GenerationRequest {
+            report: &report,
+            documents: &documents,
+            sections: &[section],
+            current: Some(&current),
+            instructions: &instructions,
+        };
+        let mut generated = self
+            .clients
+            .generate_section(context.token(), request, section, deadline)
+            .await?;
         // Personal data in the model's text is redacted automatically, as
         // during generation: a second call would word it differently, so the
         // finding ids an analyst could decide on would never match again.
