@@ -6,9 +6,12 @@
 //!
 //! [`serve`] runs the gRPC service and the generation workers on a bound
 //! listener until shutdown; tests start it on port 0 in-process with
-//! [`ReportsApp`] and [`routes`]. Layers: [`grpc`] (wire) → [`service`]
-//! (rules) → [`store`] (SQL), with domain types in [`model`]; [`worker`]
-//! runs jobs; [`clients`] calls tenants, documents, agents and Redis.
+//! [`ReportsApp`] and [`routes`]. Layers, arrows pointing one way:
+//! [`api`] (gRPC handlers, proto ⇄ domain) → [`app`] (one file per use case)
+//! → [`store`] (SQL: reports, the job queue, trends) and [`clients`] (every
+//! outbound call, typed) → [`model`] (domain types; the KJ content from
+//! `treven_kj`). [`worker`] runs generation jobs over store and clients and
+//! never uses `api`; only this file names `api`.
 
 pub mod api;
 pub mod app;
