@@ -76,8 +76,8 @@ pub enum GeneratorEvent {
     Section {
         /// The section key as the generator sent it (may be unknown).
         key: String,
-        /// The content holding the section.
-        content: Content,
+        /// The content holding the section (boxed: it dwarfs the others).
+        content: Box<Content>,
     },
     /// The generator finished.
     Done,
@@ -110,7 +110,7 @@ impl GenerationStream {
                 Some(Event::Section(generated)) => {
                     return Some(Ok(GeneratorEvent::Section {
                         key: generated.section,
-                        content: content_from_pb(generated.content.unwrap_or_default()),
+                        content: Box::new(content_from_pb(generated.content.unwrap_or_default())),
                     }));
                 }
                 Some(Event::Done(_)) => return Some(Ok(GeneratorEvent::Done)),
