@@ -1,4 +1,5 @@
-//! Create a report: stored in `generating` with its generation job, in one transaction.
+//! Create a report: stored in `generating` with its generation job, in one
+//! transaction.
 
 use serde_json::json;
 use treven_mesh::{MeshContext, ServiceError};

@@ -1,11 +1,12 @@
-//! Edit a section (UpdateSection) or reject it (RejectSection), and the checks and save every section change shares: a new version after the PII gate.
+//! Edit a section (UpdateSection) or reject it (RejectSection), and the checks
+//! and save every section change shares: a new version after the PII gate.
 
 use serde_json::json;
 use treven_mesh::{MeshContext, ServiceError};
 use uuid::Uuid;
 
 use crate::clients::AuditEntry;
-use crate::diff::{self};
+use crate::diff;
 use crate::model::{Content, PiiDecision, Report, Section, Status, Version, VersionCause};
 use crate::pii::{GateError, gate};
 use crate::quality;

@@ -1,4 +1,5 @@
-//! Export the approved version (markdown, PDF, DOCX) after the PII gate, as a short-lived download URL.
+//! Export the approved version (markdown, PDF, DOCX) after the PII gate, as a
+//! short-lived download URL.
 
 use serde_json::json;
 use treven_mesh::{MeshContext, ServiceError};

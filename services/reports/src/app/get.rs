@@ -1,4 +1,5 @@
-//! Read reports: one report with the content of a version, and pages of reports.
+//! Read reports: one report with the content of a version, and pages of
+//! reports.
 
 use chrono::{DateTime, Utc};
 use treven_mesh::pagination::page_limit;

@@ -1,4 +1,5 @@
-//! Audit of PII decisions: each decision an analyst took, and each write the gate blocked.
+//! Audit of PII decisions: each decision an analyst took, and each write the
+//! gate blocked.
 
 use serde_json::json;
 use treven_mesh::MeshContext;

@@ -1,4 +1,5 @@
-//! Regenerate a section: the generator rewrites it, personal data in its text is redacted, and it is saved as a new version.
+//! Regenerate a section: the generator rewrites it, personal data in its text
+//! is redacted, and it is saved as a new version.
 
 use serde_json::json;
 use treven_mesh::MeshContext;

@@ -1,4 +1,5 @@
-//! Review: submit a draft for review, approve the version in review (which derives its trends).
+//! Review: submit a draft for review, approve the version in review (which
+//! derives its trends).
 
 use chrono::Utc;
 use serde_json::json;

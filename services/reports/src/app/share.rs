@@ -1,4 +1,5 @@
-//! Share an approved report with a partner through a tenants report-access grant.
+//! Share an approved report with a partner through a tenants report-access
+//! grant.
 
 use treven_mesh::MeshContext;
 use treven_proto::treven::tenants::v1 as tenants;

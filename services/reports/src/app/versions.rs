@@ -1,4 +1,5 @@
-//! Versions of a report, newest first, and the section-by-section diff of two versions.
+//! Versions of a report, newest first, and the section-by-section diff of two
+//! versions.
 
 use treven_mesh::pagination::page_limit;
 use treven_mesh::{MeshContext, ServiceError};
