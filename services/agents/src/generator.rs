@@ -12,77 +12,10 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-/// A section of the KJ report, in report order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SectionKey {
-    /// Title, country/region, sector, date, issue, overview.
-    TitleBlock,
-    /// 5–10 lettered judgements.
-    KeyJudgements,
-    /// The fixed disclaimer (written by the reports service only).
-    Disclaimer,
-    /// INTRODUCTION.
-    Introduction,
-    /// RECRUITMENT.
-    Recruitment,
-    /// DEMAND.
-    Demand,
-    /// MONEY.
-    Money,
-    /// 5–10 red flag indicators.
-    RedFlagIndicators,
-    /// Numbered open questions.
-    InformationRequirements,
-    /// Three headline cards.
-    HeadlineCards,
-}
-
-impl SectionKey {
-    /// Every section, in report order.
-    pub const ALL: [SectionKey; 10] = [
-        SectionKey::TitleBlock,
-        SectionKey::KeyJudgements,
-        SectionKey::Disclaimer,
-        SectionKey::Introduction,
-        SectionKey::Recruitment,
-        SectionKey::Demand,
-        SectionKey::Money,
-        SectionKey::RedFlagIndicators,
-        SectionKey::InformationRequirements,
-        SectionKey::HeadlineCards,
-    ];
-
-    /// The key as in the contract (`key_judgements`).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            SectionKey::TitleBlock => "title_block",
-            SectionKey::KeyJudgements => "key_judgements",
-            SectionKey::Disclaimer => "disclaimer",
-            SectionKey::Introduction => "introduction",
-            SectionKey::Recruitment => "recruitment",
-            SectionKey::Demand => "demand",
-            SectionKey::Money => "money",
-            SectionKey::RedFlagIndicators => "red_flag_indicators",
-            SectionKey::InformationRequirements => "information_requirements",
-            SectionKey::HeadlineCards => "headline_cards",
-        }
-    }
-
-    /// Parses a key.
-    pub fn parse(raw: &str) -> Option<SectionKey> {
-        SectionKey::ALL.into_iter().find(|k| k.as_str() == raw)
-    }
-
-    /// The sections written when none are named: all but the disclaimer.
-    pub fn generated() -> Vec<SectionKey> {
-        SectionKey::ALL
-            .into_iter()
-            .filter(|k| *k != SectionKey::Disclaimer)
-            .collect()
-    }
-}
+/// The KJ contract (keys, confidence, sources, judgements) shared with reports.
+pub use treven_kj::{
+    Confidence, KeyJudgement as Judgement, SectionKey, SourceRef, dataset_label, url_label,
+};
 
 /// What a report is about, as the generator needs it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -122,17 +55,6 @@ pub struct SourceBrief {
     pub trust: i32,
 }
 
-/// A cited source as stored on messages and citations.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SourceRef {
-    /// The source's UUID.
-    pub source_id: String,
-    /// The citation as printed.
-    pub label: String,
-    /// The URL; empty for internal datasets.
-    pub url: String,
-}
-
 /// One section to write.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SectionTask {
@@ -144,21 +66,6 @@ pub struct SectionTask {
     pub sources: Vec<SourceBrief>,
     /// Extra instructions from the analyst.
     pub instructions: String,
-}
-
-/// A judgement's confidence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Confidence {
-    /// Not rated.
-    #[default]
-    Unspecified,
-    /// Low; carries an uncertainty flag.
-    Low,
-    /// Medium.
-    Medium,
-    /// High.
-    High,
 }
 
 /// A headline card's pillar.
@@ -188,17 +95,6 @@ pub struct TitleBlock {
     pub issue_number: i32,
     /// 3–5 sentences.
     pub overview: String,
-}
-
-/// One key judgement.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Judgement {
-    /// `A`, `B`…
-    pub letter: String,
-    /// The text with citation markers.
-    pub text: String,
-    /// Its confidence.
-    pub confidence: Confidence,
 }
 
 /// One headline card.
@@ -267,6 +163,70 @@ pub struct GeneratedSection {
     pub flags: Vec<Flag>,
 }
 
+impl GeneratedSection {
+    /// The section as KJ content holding only it (with its citations and
+    /// flags); `treven_kj::content_to_pb` makes it a `ReportContent`.
+    pub fn into_content(self) -> treven_kj::Content {
+        let key = self.section;
+        let mut content = treven_kj::Content {
+            citations: (self.citations.into_iter())
+                .map(|c| treven_kj::Citation {
+                    id: c.id,
+                    section: c.section.as_str().to_owned(),
+                    claim: c.claim,
+                    source: c.source,
+                })
+                .collect(),
+            uncertainty_flags: (self.flags.into_iter())
+                .map(|f| treven_kj::UncertaintyFlag {
+                    section: f.section.as_str().to_owned(),
+                    field_path: f.field_path,
+                    confidence: f.confidence,
+                    reason: f.reason,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        match self.body {
+            SectionBody::TitleBlock(t) => {
+                content.title_block = treven_kj::TitleBlock {
+                    title: t.title,
+                    country_region: t.country_region,
+                    sector_theme: t.sector_theme,
+                    issued_at: Some(t.issued_at),
+                    issue_number: t.issue_number,
+                    overview: t.overview,
+                }
+            }
+            SectionBody::KeyJudgements(items) => content.key_judgements = items,
+            SectionBody::Text(text) => match key {
+                SectionKey::Introduction => content.introduction = text,
+                SectionKey::Recruitment => content.recruitment = text,
+                SectionKey::Demand => content.demand = text,
+                _ => content.money = text,
+            },
+            SectionBody::List(items) => match key {
+                SectionKey::RedFlagIndicators => content.red_flag_indicators = items,
+                _ => content.information_requirements = items,
+            },
+            SectionBody::Cards(cards) => {
+                content.headline_cards = (cards.into_iter())
+                    .map(|card| treven_kj::HeadlineCard {
+                        pillar: match card.pillar {
+                            Pillar::Recruitment => treven_kj::Pillar::Recruitment,
+                            Pillar::Demand => treven_kj::Pillar::Demand,
+                            Pillar::Money => treven_kj::Pillar::Money,
+                        },
+                        headline: card.headline,
+                        detail: card.detail,
+                    })
+                    .collect()
+            }
+        }
+        content
+    }
+}
+
 /// The JSON a model answers with for one section.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -299,27 +259,6 @@ pub struct CitationJson {
     pub source_id: String,
     /// The claim.
     pub claim: String,
-}
-
-/// The label of a URL source, e.g. `UNODC, Global Report (2024)`.
-pub fn url_label(publisher: &str, title: &str, year: Option<i32>) -> String {
-    match year {
-        Some(year) => format!("{publisher}, {title} ({year})"),
-        None => format!("{publisher}, {title}"),
-    }
-}
-
-/// The label of an internal dataset: `[Internal: {dataset}, {date range}]`.
-pub fn dataset_label(
-    dataset: &str,
-    from: Option<DateTime<Utc>>,
-    to: Option<DateTime<Utc>>,
-) -> String {
-    let day = |t: Option<DateTime<Utc>>| {
-        t.map(|t| t.format("%Y-%m-%d").to_string())
-            .unwrap_or_else(|| "open".to_owned())
-    };
-    format!("[Internal: {dataset}, {} to {}]", day(from), day(to))
 }
 
 const SYSTEM_PROMPT: &str = "You are the report generator of Treven, an intelligence platform on human trafficking and modern slavery. \

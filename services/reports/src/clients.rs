@@ -24,7 +24,10 @@ use treven_proto::treven::tenants::v1::tenants_service_client::TenantsServiceCli
 use uuid::Uuid;
 
 use crate::config::ReportsConfig;
-use crate::model::ExportFormat;
+use crate::model::{Content, ExportFormat, Report, Section};
+use crate::wire::scope_to_pb;
+use tokio_stream::StreamExt as _;
+use treven_kj::{content_from_pb, content_to_pb};
 
 /// Bytes per PutArtifact chunk (the documents limit is 1 MiB).
 const CHUNK_BYTES: usize = 512 * 1024;
@@ -48,6 +51,79 @@ impl AuditEntry {
             resource_id: id.to_string(),
             details,
         }
+    }
+}
+
+/// What to ask the generator for.
+#[derive(Debug, Clone, Copy)]
+pub struct GenerationRequest<'a> {
+    /// The report (its id and scope are sent).
+    pub report: &'a Report,
+    /// The documents attached to it.
+    pub documents: &'a [Uuid],
+    /// The sections wanted; empty for every generated section.
+    pub sections: &'a [Section],
+    /// The current content, when rewriting part of it.
+    pub current: Option<&'a Content>,
+    /// Extra instructions (may be empty).
+    pub instructions: &'a str,
+}
+
+/// One event of a generation stream, decoded.
+#[derive(Debug, Clone)]
+pub enum GeneratorEvent {
+    /// A section written: its key as sent, and the content it came in.
+    Section {
+        /// The section key as the generator sent it (may be unknown).
+        key: String,
+        /// The content holding the section (boxed: it dwarfs the others).
+        content: Box<Content>,
+    },
+    /// The generator finished.
+    Done,
+    /// The generator gave up.
+    Failed {
+        /// The error reason, e.g. `VALIDATION_ERROR`.
+        code: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// A running GenerateReport stream, read one decoded event at a time.
+#[derive(Debug)]
+pub struct GenerationStream {
+    inner: tonic::Streaming<agents::GenerateReportResponse>,
+}
+
+impl GenerationStream {
+    /// The next section, done or failure (other events are skipped);
+    /// `None` when the stream ends; a broken stream is a remote error.
+    pub async fn next(&mut self) -> Option<Result<GeneratorEvent, ServiceError>> {
+        use agents::generate_report_response::Event;
+        while let Some(message) = self.inner.next().await {
+            let message = match message {
+                Ok(message) => message,
+                Err(status) => return Some(Err(remote_error("agents", status))),
+            };
+            match message.event {
+                Some(Event::Section(generated)) => {
+                    return Some(Ok(GeneratorEvent::Section {
+                        key: generated.section,
+                        content: Box::new(content_from_pb(generated.content.unwrap_or_default())),
+                    }));
+                }
+                Some(Event::Done(_)) => return Some(Ok(GeneratorEvent::Done)),
+                Some(Event::Error(error)) => {
+                    return Some(Ok(GeneratorEvent::Failed {
+                        code: error.code,
+                        message: error.message,
+                    }));
+                }
+                Some(_) | None => {}
+            }
+        }
+        None
     }
 }
 
@@ -287,13 +363,24 @@ impl Clients {
         Ok((response.url, expires_at))
     }
 
-    /// Starts a generation stream.
+    /// Starts a generation stream for `request`; the whole stream must end
+    /// within `deadline` (the caller enforces it around its reading).
     pub async fn generate(
         &self,
         token: &str,
-        message: agents::GenerateReportRequest,
+        request: GenerationRequest<'_>,
         deadline: Duration,
-    ) -> Result<tonic::Streaming<agents::GenerateReportResponse>, ServiceError> {
+    ) -> Result<GenerationStream, ServiceError> {
+        let message = agents::GenerateReportRequest {
+            report_id: request.report.id.to_string(),
+            scope: Some(scope_to_pb(&request.report.scope)),
+            document_ids: request.documents.iter().map(Uuid::to_string).collect(),
+            sections: (request.sections.iter())
+                .map(|s| s.as_str().to_owned())
+                .collect(),
+            current: request.current.map(content_to_pb),
+            instructions: request.instructions.to_owned(),
+        };
         let mut request = Request::new(message);
         request.set_timeout(deadline);
         attach_context(&mut request, token)?;
@@ -303,7 +390,47 @@ impl Clients {
             .generate_report(request)
             .await
             .map_err(|s| remote_error("agents", s))?;
-        Ok(response.into_inner())
+        Ok(GenerationStream {
+            inner: response.into_inner(),
+        })
+    }
+
+    /// Asks the generator to rewrite one `section` of `current` and returns
+    /// content holding only that section (for RegenerateSection); the whole
+    /// call ends within `deadline`.
+    pub async fn generate_section(
+        &self,
+        token: &str,
+        request: GenerationRequest<'_>,
+        section: Section,
+        deadline: Duration,
+    ) -> Result<Content, ServiceError> {
+        let run = async {
+            let mut stream = self.generate(token, request, deadline).await?;
+            let mut found: Option<Content> = None;
+            while let Some(event) = stream.next().await {
+                match event? {
+                    GeneratorEvent::Section { key, content } if key == section.as_str() => {
+                        let mut part = Content::default();
+                        part.replace_section(section, &content);
+                        found = Some(part);
+                    }
+                    GeneratorEvent::Section { .. } => {}
+                    GeneratorEvent::Done => break,
+                    GeneratorEvent::Failed { code, message } => {
+                        return Err(ServiceError::unavailable(anyhow::anyhow!(
+                            "generator error {code}: {message}"
+                        )));
+                    }
+                }
+            }
+            found.ok_or_else(|| {
+                ServiceError::unavailable(anyhow::anyhow!("the generator did not write {section}"))
+            })
+        };
+        tokio::time::timeout(deadline, run)
+            .await
+            .map_err(|_| ServiceError::unavailable(anyhow::anyhow!("regeneration took too long")))?
     }
 
     /// Publishes a `report:update` event; a Redis outage is logged, not

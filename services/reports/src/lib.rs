@@ -6,20 +6,24 @@
 //!
 //! [`serve`] runs the gRPC service and the generation workers on a bound
 //! listener until shutdown; tests start it on port 0 in-process with
-//! [`ReportsApp`] and [`routes`]. Layers: [`grpc`] (wire) → [`service`]
-//! (rules) → [`store`] (SQL), with domain types in [`model`]; [`worker`]
-//! runs jobs; [`clients`] calls tenants, documents, agents and Redis.
+//! [`ReportsApp`] and [`routes`]. Layers, arrows pointing one way:
+//! [`api`] (gRPC handlers, proto ⇄ domain) → [`app`] (one file per use case)
+//! → [`store`] (SQL: reports, the job queue, trends) and [`clients`] (every
+//! outbound call, typed) → [`model`] (domain types; the KJ content from
+//! `treven_kj`). [`worker`] runs generation jobs over store and clients and
+//! never uses `api`; only this file names `api`.
 
+pub mod api;
+pub mod app;
 pub mod clients;
 pub mod config;
 pub mod diff;
-pub mod grpc;
 pub mod model;
 pub mod pii;
 pub mod quality;
 pub mod render;
-pub mod service;
 pub mod store;
+pub mod wire;
 pub mod worker;
 
 use std::sync::Arc;
@@ -52,7 +56,7 @@ pub struct ReportsApp {
     /// The configuration it was built from.
     pub config: ReportsConfig,
     /// The service.
-    pub reports: service::Reports,
+    pub reports: app::Reports,
     /// The store.
     pub store: PgStore,
     clients: Clients,
@@ -66,7 +70,7 @@ impl ReportsApp {
         let store = PgStore::connect_lazy(config.database.clone(), &config.pool);
         let clients = Clients::connect_lazy(&config).context("reports: service clients")?;
         let wake = Arc::new(Notify::new());
-        let reports = service::Reports::new(
+        let reports = app::Reports::new(
             store.clone(),
             CursorCodec::new(&keys.current, "reports"),
             clients.clone(),
@@ -106,11 +110,11 @@ impl ReportsApp {
 
 /// Builds the reports gRPC routes (with the mesh-context interceptor).
 pub fn routes(
-    reports: service::Reports,
+    reports: app::Reports,
     keys: &MeshKeys,
     regenerate_deadline: std::time::Duration,
 ) -> Routes {
-    let server = ReportsServiceServer::new(grpc::ReportsGrpc::new(reports, regenerate_deadline))
+    let server = ReportsServiceServer::new(api::ReportsGrpc::new(reports, regenerate_deadline))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     Routes::new(tonic::service::interceptor::InterceptedService::new(
         server,

@@ -12,14 +12,11 @@ use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::Notify;
-use tokio_stream::StreamExt as _;
 use treven_mesh::{CancellationToken, ErrorCode, MeshKey, ServiceError};
-use treven_proto::treven::agents::v1 as agents;
 use uuid::Uuid;
 
-use crate::clients::{AuditEntry, Clients};
+use crate::clients::{AuditEntry, Clients, GenerationRequest, GeneratorEvent};
 use crate::config::WorkerOptions;
-use crate::grpc::{content_from_pb, content_to_pb, scope_to_pb};
 use crate::model::{Content, DISCLAIMER, Report, Section, Status, VersionCause};
 use crate::pii::redact_all;
 use crate::quality;
@@ -283,34 +280,27 @@ impl Worker {
         mut done: usize,
         total: usize,
     ) -> Result<(), AttemptError> {
-        let sections = if done == 0 {
-            Vec::new()
-        } else {
-            missing.iter().map(|s| s.as_str().to_owned()).collect()
-        };
-        let request = agents::GenerateReportRequest {
-            report_id: report.id.to_string(),
-            scope: Some(scope_to_pb(&report.scope)),
-            document_ids: documents.iter().map(Uuid::to_string).collect(),
+        let sections: &[Section] = if done == 0 { &[] } else { missing };
+        let request = GenerationRequest {
+            report,
+            documents,
             sections,
             current: None,
-            instructions: String::new(),
+            instructions: "",
         };
         let deadline = self.options.generation_timeout;
         let run = async {
             let mut stream = self.clients.generate(token, request, deadline).await?;
-            while let Some(message) = stream.next().await {
-                let message = message.map_err(|s| crate::clients::remote_error("agents", s))?;
-                match message.event {
-                    Some(agents::generate_report_response::Event::Section(generated)) => {
-                        let Ok(section) = generated.section.parse::<Section>() else {
-                            tracing::warn!(section = %generated.section, "generator sent an unknown section");
+            while let Some(event) = stream.next().await {
+                match event? {
+                    GeneratorEvent::Section { key, content: full } => {
+                        let Ok(section) = key.parse::<Section>() else {
+                            tracing::warn!(section = %key, "generator sent an unknown section");
                             continue;
                         };
                         if section == Section::Disclaimer || !missing.contains(&section) {
                             continue;
                         }
-                        let full = content_from_pb(generated.content.unwrap_or_default());
                         let mut part = Content::default();
                         part.replace_section(section, &full);
                         let redacted = redact_all(&mut part, section)?;
@@ -357,17 +347,16 @@ impl Worker {
                             )
                             .await;
                     }
-                    Some(agents::generate_report_response::Event::Done(_)) => return Ok(()),
-                    Some(agents::generate_report_response::Event::Error(error)) => {
-                        let message = format!("generator error {}: {}", error.code, error.message);
-                        return Err(match ErrorCode::from_reason(&error.code) {
+                    GeneratorEvent::Done => return Ok(()),
+                    GeneratorEvent::Failed { code, message } => {
+                        let message = format!("generator error {code}: {message}");
+                        return Err(match ErrorCode::from_reason(&code) {
                             Some(ErrorCode::ValidationError | ErrorCode::Forbidden) => {
                                 AttemptError::Permanent(message)
                             }
                             _ => AttemptError::Retry(message),
                         });
                     }
-                    Some(_) | None => {}
                 }
             }
             Err(AttemptError::Retry(
@@ -471,59 +460,4 @@ impl Worker {
             .await;
         Ok(())
     }
-}
-
-/// Asks the generator to rewrite one `section` of `current` and returns the
-/// content holding it (for RegenerateSection).
-#[allow(clippy::too_many_arguments)]
-pub async fn generate_one(
-    clients: &Clients,
-    token: &str,
-    report: &Report,
-    documents: &[Uuid],
-    section: Section,
-    current: &Content,
-    instructions: &str,
-    deadline: Duration,
-) -> Result<Content, ServiceError> {
-    let request = agents::GenerateReportRequest {
-        report_id: report.id.to_string(),
-        scope: Some(scope_to_pb(&report.scope)),
-        document_ids: documents.iter().map(Uuid::to_string).collect(),
-        sections: vec![section.as_str().to_owned()],
-        current: Some(content_to_pb(current)),
-        instructions: instructions.to_owned(),
-    };
-    let run = async {
-        let mut stream = clients.generate(token, request, deadline).await?;
-        let mut found: Option<Content> = None;
-        while let Some(message) = stream.next().await {
-            let message = message.map_err(|s| crate::clients::remote_error("agents", s))?;
-            match message.event {
-                Some(agents::generate_report_response::Event::Section(generated))
-                    if generated.section == section.as_str() =>
-                {
-                    let full = content_from_pb(generated.content.unwrap_or_default());
-                    let mut part = Content::default();
-                    part.replace_section(section, &full);
-                    found = Some(part);
-                }
-                Some(agents::generate_report_response::Event::Done(_)) => break,
-                Some(agents::generate_report_response::Event::Error(error)) => {
-                    return Err(ServiceError::unavailable(anyhow::anyhow!(
-                        "generator error {}: {}",
-                        error.code,
-                        error.message
-                    )));
-                }
-                _ => {}
-            }
-        }
-        found.ok_or_else(|| {
-            ServiceError::unavailable(anyhow::anyhow!("the generator did not write {section}"))
-        })
-    };
-    tokio::time::timeout(deadline, run)
-        .await
-        .map_err(|_| ServiceError::unavailable(anyhow::anyhow!("regeneration took too long")))?
 }

@@ -9,11 +9,11 @@ mod support;
 use std::time::Instant;
 
 use treven_reports::model::{DISCLAIMER, ExportFormat};
-use treven_reports::{grpc, quality, render};
+use treven_reports::{quality, render};
 
 #[test]
 fn a_three_thousand_word_report_renders_in_every_format() {
-    let mut content = grpc::content_from_pb(support::report_content("GB", ""));
+    let mut content = treven_kj::content_from_pb(support::report_content("GB", ""));
     content.disclaimer = DISCLAIMER.to_owned();
     // Grow the report to about 3,000 words.
     while quality::word_count(&content) < 3_000 {

@@ -139,7 +139,7 @@ async fn a_report_is_generated_edited_gated_approved_and_exported() {
         .await
         .unwrap()
         .into_inner();
-    let domain = treven_reports::grpc::content_from_pb(stored.content.clone().unwrap());
+    let domain = treven_kj::content_from_pb(stored.content.clone().unwrap());
     assert_eq!(domain.hash(), v2.content_hash, "hash of the stored content");
     assert_eq!(
         stored.content.unwrap().money,
