@@ -85,6 +85,13 @@ pub enum Role {
 }
 
 impl Role {
+    /// Everyone in the organisation (reads).
+    pub const MEMBERS: &'static [Role] = &[Role::Admin, Role::Analyst, Role::Viewer];
+    /// Those who research, write and share (analysts and admins).
+    pub const EDITORS: &'static [Role] = &[Role::Admin, Role::Analyst];
+    /// Administrators only (users, partners).
+    pub const ADMINS: &'static [Role] = &[Role::Admin];
+
     /// The lowercase name (`admin`).
     pub const fn as_str(self) -> &'static str {
         match self {

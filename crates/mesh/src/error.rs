@@ -174,6 +174,31 @@ pub struct ServiceError {
 }
 
 impl ServiceError {
+    /// A status another service answered, as an error for our own caller:
+    /// its validation, not-found, conflict, precondition, permission and
+    /// rate-limit answers pass through with their message; an outage is
+    /// UNAVAILABLE; anything else (our token refused, a bug over there) is
+    /// INTERNAL, its message kept in the logged cause only.
+    pub fn from_remote(service: &str, status: &tonic::Status) -> ServiceError {
+        let code = ErrorCode::of_status(status);
+        match code {
+            ErrorCode::NotFound
+            | ErrorCode::ValidationError
+            | ErrorCode::Conflict
+            | ErrorCode::FailedPrecondition
+            | ErrorCode::PiiDetected
+            | ErrorCode::Forbidden
+            | ErrorCode::RateLimited => ServiceError::new(code, status.message().to_owned()),
+            ErrorCode::Unavailable => {
+                ServiceError::unavailable(anyhow::anyhow!("{service}: {}", status.message()))
+            }
+            _ => ServiceError::internal(anyhow::anyhow!(
+                "{service} answered {code}: {}",
+                status.message()
+            )),
+        }
+    }
+
     /// An error with a client-safe message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {

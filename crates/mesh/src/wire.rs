@@ -75,6 +75,56 @@ fn value_to_json(value: &Value) -> serde_json::Value {
     }
 }
 
+/// A UUID from a request field: trimmed; empty is "is required", anything
+/// else that is not a UUID "must be a UUID", both naming `field`.
+pub fn parse_id(field: &str, raw: &str) -> Result<uuid::Uuid, ServiceError> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Err(ServiceError::invalid_field(field, "is required"));
+    }
+    uuid::Uuid::parse_str(raw).map_err(|_| ServiceError::invalid_field(field, "must be a UUID"))
+}
+
+/// Declares a `snake_case` string enum stored as text: `as_str`, `FromStr`,
+/// `Display` and serde, all from one list of variants and their text.
+#[macro_export]
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            /// The stored text.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl ::std::str::FromStr for $name {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(format!("unknown {} {other:?}", stringify!($name))),
+                }
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

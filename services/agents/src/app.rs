@@ -78,13 +78,13 @@ fn parse_uuid(field: &str, raw: &str) -> Result<Uuid, ServiceError> {
 
 /// Chat, conversations and runs: analysts and admins.
 fn require_writer(ctx: &MeshContext) -> Result<(), ServiceError> {
-    ctx.require_any(&[Role::Admin, Role::Analyst])
+    ctx.require_any(Role::EDITORS)
 }
 
 /// Reads: any member. (GenerateReport and DetectPii, called by the reports
 /// service on a user's behalf, need only a verified context.)
 fn require_member(ctx: &MeshContext) -> Result<(), ServiceError> {
-    ctx.require_any(&[Role::Admin, Role::Analyst, Role::Viewer])
+    ctx.require_any(Role::MEMBERS)
 }
 
 impl Agents {

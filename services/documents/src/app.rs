@@ -15,7 +15,7 @@ mod sources;
 mod uploads;
 
 use treven_mesh::pagination::CursorCodec;
-use treven_mesh::{MeshContext, Role, ServiceError};
+use treven_mesh::{MeshContext, ServiceError};
 use uuid::Uuid;
 
 use crate::config::DocumentsConfig;
@@ -31,9 +31,6 @@ pub const MAX_PAGE: u32 = 100;
 pub const MAX_EVIDENCE_SOURCES: usize = 500;
 /// Largest evidence JSON read back into a pack.
 const MAX_EVIDENCE_BYTES: usize = 1024 * 1024;
-
-const MEMBERS: &[Role] = &[Role::Admin, Role::Analyst, Role::Viewer];
-const EDITORS: &[Role] = &[Role::Admin, Role::Analyst];
 
 type Result<T> = std::result::Result<T, ServiceError>;
 

@@ -11,10 +11,7 @@ use uuid::Uuid;
 /// Longest file name kept, in characters.
 pub const MAX_FILE_NAME_CHARS: usize = 200;
 
-/// Parses a UUID request field.
-pub fn parse_id(field: &str, raw: &str) -> Result<Uuid, ServiceError> {
-    Uuid::parse_str(raw.trim()).map_err(|_| ServiceError::invalid_field(field, "must be a UUID"))
-}
+pub use treven_mesh::wire::parse_id;
 
 /// Bytes that RFC 5987 `attr-char` does not allow unescaped.
 const RFC5987_ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio::sync::Notify;
 use treven_mesh::pagination::CursorCodec;
-use treven_mesh::{ErrorCode, MeshContext, Role, ServiceError};
+use treven_mesh::{ErrorCode, MeshContext, ServiceError};
 use uuid::Uuid;
 
 use crate::clients::{AuditEntry, Clients};
@@ -36,11 +36,6 @@ pub const DEFAULT_PAGE: u32 = 50;
 pub const MAX_PAGE: u32 = 100;
 /// Default and largest page of trends.
 pub const TREND_PAGE: (u32, u32) = (200, 500);
-
-/// Everyone in the organisation: reads.
-const MEMBERS: &[Role] = &[Role::Admin, Role::Analyst, Role::Viewer];
-/// Those who create, edit, submit, approve, export and share.
-const EDITORS: &[Role] = &[Role::Admin, Role::Analyst];
 
 /// An error of the reports service: a plain service error, or personal data
 /// that blocks a write.

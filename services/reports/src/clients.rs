@@ -143,26 +143,10 @@ impl std::fmt::Debug for Clients {
     }
 }
 
-/// A status from another service as an error for our caller: their
-/// validation, not-found and precondition answers pass through; outages are
-/// UNAVAILABLE; anything else (our token refused, a bug) is INTERNAL.
+/// A status from another service as an error for our caller (see
+/// [`ServiceError::from_remote`]).
 pub fn remote_error(service: &str, status: tonic::Status) -> ServiceError {
-    let code = ErrorCode::of_status(&status);
-    match code {
-        ErrorCode::NotFound
-        | ErrorCode::ValidationError
-        | ErrorCode::Conflict
-        | ErrorCode::FailedPrecondition
-        | ErrorCode::Forbidden
-        | ErrorCode::RateLimited => ServiceError::new(code, status.message().to_owned()),
-        ErrorCode::Unavailable => {
-            ServiceError::unavailable(anyhow::anyhow!("{service}: {}", status.message()))
-        }
-        _ => ServiceError::internal(anyhow::anyhow!(
-            "{service} answered {code}: {}",
-            status.message()
-        )),
-    }
+    ServiceError::from_remote(service, &status)
 }
 
 impl Clients {

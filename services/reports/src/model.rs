@@ -2,9 +2,6 @@
 //! versions and the KJ content model. Stored as JSON (content, checks,
 //! decisions); no protobuf type appears here.
 
-use std::fmt;
-use std::str::FromStr;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use treven_mesh::{OrgId, ServiceError};
@@ -25,44 +22,7 @@ pub use treven_kj::{
     TitleBlock, UncertaintyFlag,
 };
 
-macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name {
-            $($(#[$vmeta])* $variant),+
-        }
-
-        impl $name {
-            /// The stored name.
-            pub const fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text),+
-                }
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = String;
-
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    other => Err(format!("unknown {} {other:?}", stringify!($name))),
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-string_enum!(
+treven_mesh::text_enum! {
     /// Where a report is in its workflow.
     Status {
         /// The generation job is running.
@@ -78,9 +38,9 @@ string_enum!(
         /// Generation failed.
         Failed = "failed",
     }
-);
+}
 
-string_enum!(
+treven_mesh::text_enum! {
     /// The kind of exploitation.
     ExploitationType {
         /// Labour.
@@ -96,9 +56,9 @@ string_enum!(
         /// Any other.
         Other = "other",
     }
-);
+}
 
-string_enum!(
+treven_mesh::text_enum! {
     /// The client a report is written for.
     ClientType {
         /// A financial institution.
@@ -108,9 +68,9 @@ string_enum!(
         /// Law enforcement.
         Le = "le",
     }
-);
+}
 
-string_enum!(
+treven_mesh::text_enum! {
     /// What made a version.
     VersionCause {
         /// The generation job.
@@ -122,9 +82,9 @@ string_enum!(
         /// A rejected section.
         Rejected = "rejected",
     }
-);
+}
 
-string_enum!(
+treven_mesh::text_enum! {
     /// An export format.
     ExportFormat {
         /// Markdown.
@@ -134,7 +94,7 @@ string_enum!(
         /// Word.
         Docx = "docx",
     }
-);
+}
 
 impl ExportFormat {
     /// The file extension.
@@ -394,13 +354,7 @@ pub struct Page<T> {
     pub next_cursor: String,
 }
 
-/// A UUID from a request field.
-pub fn parse_id(field: &str, raw: &str) -> Result<Uuid, ServiceError> {
-    if raw.is_empty() {
-        return Err(ServiceError::invalid_field(field, "is required"));
-    }
-    Uuid::parse_str(raw).map_err(|_| ServiceError::invalid_field(field, "must be a UUID"))
-}
+pub use treven_mesh::wire::parse_id;
 
 /// A reason of 1–1,000 characters.
 pub fn parse_reason(field: &str, raw: &str) -> Result<String, ServiceError> {

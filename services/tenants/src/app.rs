@@ -14,7 +14,7 @@ mod partners;
 mod users;
 
 use treven_mesh::pagination::CursorCodec;
-use treven_mesh::{MeshContext, Role, ServiceError};
+use treven_mesh::{MeshContext, ServiceError};
 
 use crate::model::Page;
 use crate::store::PgStore;
@@ -23,13 +23,6 @@ use crate::store::PgStore;
 pub const DEFAULT_PAGE: u32 = 50;
 /// Largest page size.
 pub const MAX_PAGE: u32 = 100;
-
-/// Everyone who belongs to the organisation.
-const MEMBERS: &[Role] = &[Role::Admin, Role::Analyst, Role::Viewer];
-/// Those who research, edit and share.
-const EDITORS: &[Role] = &[Role::Admin, Role::Analyst];
-/// Those who manage the organisation.
-const ADMINS: &[Role] = &[Role::Admin];
 
 type Result<T> = std::result::Result<T, ServiceError>;
 

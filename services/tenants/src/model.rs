@@ -1,11 +1,8 @@
 //! Domain types of the tenants service. Values are validated when built
 //! (`parse`), so a `Name` or `Email` that exists is a valid one.
 
-use std::fmt;
-use std::str::FromStr;
-
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use treven_mesh::{OrgId, Role, ServiceError};
 use uuid::Uuid;
 
@@ -16,10 +13,7 @@ pub const MAX_EMAIL_LEN: usize = 254;
 /// Largest settings or audit details document, as JSON bytes.
 pub const MAX_JSON_BYTES: usize = 16 * 1024;
 
-/// Parses a UUID request field.
-pub fn parse_id(field: &str, raw: &str) -> Result<Uuid, ServiceError> {
-    Uuid::parse_str(raw.trim()).map_err(|_| ServiceError::invalid_field(field, "must be a UUID"))
-}
+pub use treven_mesh::wire::parse_id;
 
 /// A display name: trimmed, 1–200 characters, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,40 +118,12 @@ pub fn bounded_json(
     Ok(json)
 }
 
-/// Declares a lowercase string enum stored as text in Postgres.
-macro_rules! text_enum {
-    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "lowercase")]
-        pub enum $name { $($(#[$vdoc])* $variant),+ }
-
-        impl $name {
-            /// The stored text.
-            pub const fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                match s { $($text => Ok($name::$variant),)+ other => Err(format!("unknown {} {other:?}", stringify!($name))) }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) }
-        }
-    };
-}
-
-text_enum! {
+treven_mesh::text_enum! {
     /// What kind of body an organisation or partner is.
     OrgKind { /** Financial institution. */ Fi = "fi", /** NGO. */ Ngo = "ngo", /** Law enforcement. */ Le = "le", /** Platform owner. */ Owner = "owner" }
 }
 
-text_enum! {
+treven_mesh::text_enum! {
     /// What a partner may do with a shared report.
     Permission { /** Read in the product. */ View = "view", /** Read and download exports. */ Download = "download" }
 }

@@ -493,8 +493,14 @@ mod tests {
         let mut addresses = HashMap::new();
         let mut running = Vec::new();
         for role in ROLES {
-            let configured = role.configure(&env).expect(role.name());
-            let bound = configured.bind().await.expect(role.name());
+            let name = role.name();
+            let configured = role
+                .configure(&env)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let bound = configured
+                .bind()
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e:#}"));
             addresses.insert(role.name(), bound.addresses());
             running.push((role.name(), tokio::spawn(bound.serve(context.clone()))));
         }

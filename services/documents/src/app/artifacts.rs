@@ -2,10 +2,11 @@
 //! their download.
 
 use chrono::Utc;
+use treven_mesh::Role;
 use treven_mesh::{MeshContext, ServiceError};
 use uuid::Uuid;
 
-use super::{Documents, EDITORS, MEMBERS, Result};
+use super::{Documents, Result};
 use crate::aws::keys;
 use crate::model::{Artifact, ArtifactFormat, FileName, Sha256Hex};
 use crate::store::blobs::Presigned;
@@ -21,7 +22,7 @@ impl Documents {
         bytes: Vec<u8>,
         declared: Option<Sha256Hex>,
     ) -> Result<Artifact> {
-        context.require_any(EDITORS)?;
+        context.require_any(Role::EDITORS)?;
         if bytes.is_empty() {
             return Err(ServiceError::invalid_field(
                 "chunk",
@@ -62,7 +63,7 @@ impl Documents {
         format: ArtifactFormat,
         name: Option<FileName>,
     ) -> Result<Presigned> {
-        context.require_any(MEMBERS)?;
+        context.require_any(Role::MEMBERS)?;
         let org = context.org_id();
         let (artifact, key) = self
             .meta

@@ -2,14 +2,13 @@
 //! read back by presigned URL.
 
 use std::io::Write as _;
+use treven_mesh::Role;
 
 use chrono::Utc;
 use treven_mesh::{MeshContext, ServiceError};
 use uuid::Uuid;
 
-use super::{
-    Documents, EDITORS, EvidencePack, MAX_EVIDENCE_BYTES, MAX_EVIDENCE_SOURCES, MEMBERS, Result,
-};
+use super::{Documents, EvidencePack, MAX_EVIDENCE_BYTES, MAX_EVIDENCE_SOURCES, Result};
 use crate::aws::keys;
 use crate::model::{FileName, Sha256Hex};
 
@@ -24,7 +23,7 @@ impl Documents {
         version: u32,
         source_ids: Vec<String>,
     ) -> Result<usize> {
-        context.require_any(EDITORS)?;
+        context.require_any(Role::EDITORS)?;
         if source_ids.is_empty() || source_ids.len() > MAX_EVIDENCE_SOURCES {
             return Err(ServiceError::invalid_field(
                 "source_ids",
@@ -69,7 +68,7 @@ impl Documents {
         report: Uuid,
         version: Option<u32>,
     ) -> Result<EvidencePack> {
-        context.require_any(MEMBERS)?;
+        context.require_any(Role::MEMBERS)?;
         let org = context.org_id();
         let (version, entries) = self
             .meta

@@ -1,11 +1,12 @@
 //! The organisation's documents once uploaded: reading, listing, deleting,
 //! downloading and their versions.
 
+use treven_mesh::Role;
 use treven_mesh::pagination::page_limit;
 use treven_mesh::{ErrorCode, MeshContext, ServiceError};
 use uuid::Uuid;
 
-use super::{DEFAULT_PAGE, Documents, EDITORS, MAX_PAGE, MEMBERS, Result};
+use super::{DEFAULT_PAGE, Documents, MAX_PAGE, Result};
 use crate::aws::keys;
 use crate::model::{Document, DocumentStatus, DocumentVersion};
 use crate::store::blobs::Presigned;
@@ -13,7 +14,7 @@ use crate::store::blobs::Presigned;
 impl Documents {
     /// One document (not deleted).
     pub async fn document(&self, context: &MeshContext, id: Uuid) -> Result<Document> {
-        context.require_any(MEMBERS)?;
+        context.require_any(Role::MEMBERS)?;
         let record = self.record(context, id).await?;
         if record.document.status == DocumentStatus::Deleted {
             return Err(ServiceError::not_found("document"));
@@ -30,7 +31,7 @@ impl Documents {
         limit: i32,
         cursor: &str,
     ) -> Result<(Vec<Document>, String)> {
-        context.require_any(MEMBERS)?;
+        context.require_any(Role::MEMBERS)?;
         if status == Some(DocumentStatus::Deleted) {
             return Err(ServiceError::invalid_field(
                 "status",
@@ -68,7 +69,7 @@ impl Documents {
     /// and `deleted` in its metadata. S3 goes first, so a failure can be
     /// retried and never leaves metadata that says deleted over live bytes.
     pub async fn delete(&self, context: &MeshContext, id: Uuid) -> Result<()> {
-        context.require_any(EDITORS)?;
+        context.require_any(Role::EDITORS)?;
         let record = self.record(context, id).await?;
         if record.document.status == DocumentStatus::Deleted {
             return Err(ServiceError::not_found("document"));
@@ -90,7 +91,7 @@ impl Documents {
         id: Uuid,
         version_id: Option<String>,
     ) -> Result<Presigned> {
-        context.require_any(MEMBERS)?;
+        context.require_any(Role::MEMBERS)?;
         let record = self.record(context, id).await?;
         if record.document.status != DocumentStatus::Available {
             return Err(ServiceError::new(
@@ -119,7 +120,7 @@ impl Documents {
         limit: i32,
         cursor: &str,
     ) -> Result<(Vec<DocumentVersion>, String)> {
-        context.require_any(MEMBERS)?;
+        context.require_any(Role::MEMBERS)?;
         let limit = page_limit(limit, DEFAULT_PAGE, MAX_PAGE)? as usize;
         let scope = format!("versions?document={id}");
         let after: Option<String> = self.cursors.decode(context.org_id(), &scope, cursor)?;

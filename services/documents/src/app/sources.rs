@@ -1,10 +1,11 @@
 //! Sources and their trust scores: upserting and searching.
 
 use chrono::{DateTime, Utc};
+use treven_mesh::Role;
 use treven_mesh::pagination::page_limit;
 use treven_mesh::{MeshContext, ServiceError};
 
-use super::{DEFAULT_PAGE, Documents, EDITORS, MAX_PAGE, MEMBERS, Result};
+use super::{DEFAULT_PAGE, Documents, MAX_PAGE, Result};
 use crate::sources::{Source, SourceQuery, TrustScore};
 
 impl Documents {
@@ -14,7 +15,7 @@ impl Documents {
         context: &MeshContext,
         mut source: Source,
     ) -> Result<(Source, TrustScore)> {
-        context.require_any(EDITORS)?;
+        context.require_any(Role::EDITORS)?;
         if let Some(existing) = self.meta.source(context.org_id(), &source.id).await? {
             source.created_at = existing.created_at;
         }
@@ -31,7 +32,7 @@ impl Documents {
         limit: i32,
         cursor: &str,
     ) -> Result<(Vec<(Source, TrustScore)>, String)> {
-        context.require_any(MEMBERS)?;
+        context.require_any(Role::MEMBERS)?;
         let limit = page_limit(limit, DEFAULT_PAGE, MAX_PAGE)? as usize;
         let scope = format!(
             "sources?{}",

@@ -2,13 +2,14 @@
 //! transaction.
 
 use serde_json::json;
+use treven_mesh::Role;
 use treven_mesh::{MeshContext, ServiceError};
 use uuid::Uuid;
 
 use crate::clients::AuditEntry;
 use crate::model::{Report, Scope};
 
-use super::{EDITORS, Reports, Result};
+use super::{Reports, Result};
 
 impl Reports {
     /// Starts a report and its generation job (analysts, admins).
@@ -18,7 +19,7 @@ impl Reports {
         scope: Scope,
         document_ids: Vec<Uuid>,
     ) -> Result<Report> {
-        context.require_any(EDITORS)?;
+        context.require_any(Role::EDITORS)?;
         if document_ids.len() > self.limits.max_documents {
             return Err(ServiceError::invalid_field(
                 "document_ids",

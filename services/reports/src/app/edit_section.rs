@@ -2,6 +2,7 @@
 //! and save every section change shares: a new version after the PII gate.
 
 use serde_json::json;
+use treven_mesh::Role;
 use treven_mesh::{MeshContext, ServiceError};
 use uuid::Uuid;
 
@@ -12,9 +13,7 @@ use crate::pii::{GateError, gate};
 use crate::quality;
 use crate::store::{NewVersion, OrgTx};
 
-use super::{
-    EDITORS, Reports, ReportsError, Result, SectionEdit, failed_precondition, not_found, stale,
-};
+use super::{Reports, ReportsError, Result, SectionEdit, failed_precondition, not_found, stale};
 
 impl Reports {
     pub(super) fn check_section(&self, edit: &SectionEdit) -> Result<()> {
@@ -214,7 +213,7 @@ impl Reports {
         base_version: i32,
         decisions: Vec<PiiDecision>,
     ) -> Result<(Version, Content)> {
-        context.require_any(EDITORS)?;
+        context.require_any(Role::EDITORS)?;
         self.check_section(&edit)?;
         let mut tx = self.begin(context).await?;
         let (report, previous, old) = self
@@ -246,7 +245,7 @@ impl Reports {
         reason: String,
         base_version: i32,
     ) -> Result<(Version, Content)> {
-        context.require_any(EDITORS)?;
+        context.require_any(Role::EDITORS)?;
         let mut tx = self.begin(context).await?;
         let (report, previous, old) = self
             .editable(&mut tx, id, base_version, "base_version")

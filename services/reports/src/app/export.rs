@@ -2,6 +2,7 @@
 //! short-lived download URL.
 
 use serde_json::json;
+use treven_mesh::Role;
 use treven_mesh::{MeshContext, ServiceError};
 use uuid::Uuid;
 
@@ -10,7 +11,7 @@ use crate::model::{ExportFormat, PiiDecision, Section, Status};
 use crate::pii::{GateError, gate};
 use crate::render;
 
-use super::{EDITORS, Export, Reports, ReportsError, Result, failed_precondition, not_found};
+use super::{Export, Reports, ReportsError, Result, failed_precondition, not_found};
 
 impl Reports {
     /// Renders the approved version, stores it through documents and returns
@@ -22,7 +23,7 @@ impl Reports {
         format: ExportFormat,
         decisions: Vec<PiiDecision>,
     ) -> Result<Export> {
-        context.require_any(EDITORS)?;
+        context.require_any(Role::EDITORS)?;
         let (report, approval, mut content, kept) = {
             let mut tx = self.begin(context).await?;
             let report = self.existing(&mut tx, id).await?;

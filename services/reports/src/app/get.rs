@@ -2,13 +2,14 @@
 //! reports.
 
 use chrono::{DateTime, Utc};
+use treven_mesh::Role;
 use treven_mesh::pagination::page_limit;
 use treven_mesh::{MeshContext, ServiceError};
 use uuid::Uuid;
 
 use crate::model::{Content, Page, Report, Status, Version};
 
-use super::{DEFAULT_PAGE, MAX_PAGE, MEMBERS, Reports, Result, not_found};
+use super::{DEFAULT_PAGE, MAX_PAGE, Reports, Result, not_found};
 
 impl Reports {
     /// One report and one of its versions (the latest when `version` is 0).
@@ -18,7 +19,7 @@ impl Reports {
         id: Uuid,
         version: i32,
     ) -> Result<(Report, Option<(Version, Content)>)> {
-        context.require_any(MEMBERS)?;
+        context.require_any(Role::MEMBERS)?;
         if version < 0 {
             return Err(
                 ServiceError::invalid_field("version", "must be 0 (latest) or more").into(),
@@ -50,7 +51,7 @@ impl Reports {
         limit: i32,
         cursor: &str,
     ) -> Result<Page<Report>> {
-        context.require_any(MEMBERS)?;
+        context.require_any(Role::MEMBERS)?;
         let limit = page_limit(limit, DEFAULT_PAGE, MAX_PAGE)?;
         let scope = format!(
             "reports?status={}&country={}",

@@ -3,12 +3,13 @@
 
 use serde_json::json;
 use treven_mesh::MeshContext;
+use treven_mesh::Role;
 use uuid::Uuid;
 
 use crate::clients::{AuditEntry, GenerationRequest};
 use crate::model::{Content, PiiDecision, Section, Version, VersionCause};
 
-use super::{EDITORS, Reports, Result};
+use super::{Reports, Result};
 
 impl Reports {
     /// Asks the generator to rewrite one section and saves it (analysts, admins).
@@ -24,7 +25,7 @@ impl Reports {
         decisions: Vec<PiiDecision>,
         deadline: std::time::Duration,
     ) -> Result<(Version, Content)> {
-        context.require_any(EDITORS)?;
+        context.require_any(Role::EDITORS)?;
         // Read without holding a lock while the generator works.
         let (report, current, documents) = {
             let mut tx = self.begin(context).await?;

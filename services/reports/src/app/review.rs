@@ -3,6 +3,7 @@
 
 use chrono::Utc;
 use serde_json::json;
+use treven_mesh::Role;
 use treven_mesh::{MeshContext, ServiceError};
 use uuid::Uuid;
 
@@ -10,12 +11,12 @@ use crate::clients::AuditEntry;
 use crate::model::{Approval, Report, Status};
 
 use super::trends::derive_trends;
-use super::{EDITORS, Reports, Result, failed_precondition, not_found, stale};
+use super::{Reports, Result, failed_precondition, not_found, stale};
 
 impl Reports {
     /// Sends the latest version of a draft for review (analysts, admins).
     pub async fn submit(&self, context: &MeshContext, id: Uuid, version: i32) -> Result<Report> {
-        context.require_any(EDITORS)?;
+        context.require_any(Role::EDITORS)?;
         let mut tx = self.begin(context).await?;
         let report = tx.report(id, true).await?.ok_or_else(not_found)?;
         if report.status != Status::Draft {
@@ -57,7 +58,7 @@ impl Reports {
 
     /// Approves the version in review (analysts, admins) and derives trends.
     pub async fn approve(&self, context: &MeshContext, id: Uuid, version: i32) -> Result<Report> {
-        context.require_any(EDITORS)?;
+        context.require_any(Role::EDITORS)?;
         let mut tx = self.begin(context).await?;
         let report = tx.report(id, true).await?.ok_or_else(not_found)?;
         if report.status != Status::InReview {

@@ -2,12 +2,13 @@
 //! grant.
 
 use treven_mesh::MeshContext;
+use treven_mesh::Role;
 use treven_proto::treven::tenants::v1 as tenants;
 use uuid::Uuid;
 
 use crate::model::Status;
 
-use super::{EDITORS, Reports, Result, failed_precondition};
+use super::{Reports, Result, failed_precondition};
 
 impl Reports {
     /// Shares an approved report with a partner of the caller's organisation
@@ -19,7 +20,7 @@ impl Reports {
         partner: Uuid,
         permission: tenants::ReportPermission,
     ) -> Result<tenants::ReportAccess> {
-        context.require_any(EDITORS)?;
+        context.require_any(Role::EDITORS)?;
         let report = {
             let mut tx = self.begin(context).await?;
             self.existing(&mut tx, id).await?

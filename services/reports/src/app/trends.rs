@@ -1,6 +1,7 @@
 //! Trends for the map, and how an approved version turns into trends.
 
 use std::collections::HashSet;
+use treven_mesh::Role;
 
 use chrono::{DateTime, Utc};
 use treven_mesh::MeshContext;
@@ -10,7 +11,7 @@ use uuid::Uuid;
 use crate::model::{Content, ExploitationType, Page, Report, Section, SourceRef, Trend};
 use crate::quality;
 
-use super::{MEMBERS, Reports, Result, TREND_PAGE};
+use super::{Reports, Result, TREND_PAGE};
 
 impl Reports {
     /// A page of trends by country then most recent.
@@ -22,7 +23,7 @@ impl Reports {
         limit: i32,
         cursor: &str,
     ) -> Result<Page<Trend>> {
-        context.require_any(MEMBERS)?;
+        context.require_any(Role::MEMBERS)?;
         let limit = page_limit(limit, TREND_PAGE.0, TREND_PAGE.1)?;
         let scope = format!(
             "trends?country={}&type={}",

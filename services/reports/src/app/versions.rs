@@ -1,6 +1,7 @@
 //! Versions of a report, newest first, and the section-by-section diff of two
 //! versions.
 
+use treven_mesh::Role;
 use treven_mesh::pagination::page_limit;
 use treven_mesh::{MeshContext, ServiceError};
 use uuid::Uuid;
@@ -8,7 +9,7 @@ use uuid::Uuid;
 use crate::diff::{self, SectionDiff};
 use crate::model::{Page, Version};
 
-use super::{DEFAULT_PAGE, MAX_PAGE, MEMBERS, Reports, Result};
+use super::{DEFAULT_PAGE, MAX_PAGE, Reports, Result};
 
 impl Reports {
     /// A page of versions, newest first.
@@ -19,7 +20,7 @@ impl Reports {
         limit: i32,
         cursor: &str,
     ) -> Result<Page<Version>> {
-        context.require_any(MEMBERS)?;
+        context.require_any(Role::MEMBERS)?;
         let limit = page_limit(limit, DEFAULT_PAGE, MAX_PAGE)?;
         let scope = format!("versions?report={id}");
         let before: Option<i32> = self.cursors.decode(context.org_id(), &scope, cursor)?;
@@ -43,7 +44,7 @@ impl Reports {
         from: i32,
         to: i32,
     ) -> Result<(Version, Version, Vec<SectionDiff>)> {
-        context.require_any(MEMBERS)?;
+        context.require_any(Role::MEMBERS)?;
         if from < 1 {
             return Err(ServiceError::invalid_field("from", "must be a version number").into());
         }

@@ -1,11 +1,12 @@
 //! Report-access grants: which partner may read or edit which report.
 
 use chrono::{DateTime, Utc};
+use treven_mesh::Role;
 use treven_mesh::pagination::page_limit;
 use treven_mesh::{MeshContext, ServiceError};
 use uuid::Uuid;
 
-use super::{DEFAULT_PAGE, EDITORS, MAX_PAGE, MEMBERS, Result, Tenants, paginate};
+use super::{DEFAULT_PAGE, MAX_PAGE, Result, Tenants, paginate};
 use crate::model::{NewAuditEvent, Page, Permission, ReportAccess};
 
 impl Tenants {
@@ -17,7 +18,7 @@ impl Tenants {
         partner_id: Uuid,
         permission: Permission,
     ) -> Result<ReportAccess> {
-        context.require_any(EDITORS)?;
+        context.require_any(Role::EDITORS)?;
         let mut tx = self.store.begin(context).await?;
         if tx.partner(partner_id).await?.is_none() {
             return Err(ServiceError::not_found("partner"));
@@ -43,7 +44,7 @@ impl Tenants {
         limit: i32,
         cursor: &str,
     ) -> Result<Page<ReportAccess>> {
-        context.require_any(MEMBERS)?;
+        context.require_any(Role::MEMBERS)?;
         let limit = page_limit(limit, DEFAULT_PAGE, MAX_PAGE)?;
         let scope = format!(
             "access?report={}&partner={}",
@@ -68,7 +69,7 @@ impl Tenants {
 
     /// Withdraws a grant (analysts, admins).
     pub async fn revoke_access(&self, context: &MeshContext, id: Uuid) -> Result<()> {
-        context.require_any(EDITORS)?;
+        context.require_any(Role::EDITORS)?;
         let mut tx = self.store.begin(context).await?;
         let access = tx
             .delete_access(id)

@@ -1,11 +1,12 @@
 //! The audit log: recording entries for other services and listing them.
 
 use chrono::{DateTime, Utc};
+use treven_mesh::Role;
 use treven_mesh::pagination::page_limit;
 use treven_mesh::{MeshContext, ServiceError};
 use uuid::Uuid;
 
-use super::{DEFAULT_PAGE, EDITORS, MAX_PAGE, MEMBERS, Result, Tenants, paginate};
+use super::{DEFAULT_PAGE, MAX_PAGE, Result, Tenants, paginate};
 use crate::model::{AuditEvent, AuditFilter, NewAuditEvent, Page};
 
 impl Tenants {
@@ -15,7 +16,7 @@ impl Tenants {
         context: &MeshContext,
         event: NewAuditEvent,
     ) -> Result<AuditEvent> {
-        context.require_any(MEMBERS)?;
+        context.require_any(Role::MEMBERS)?;
         let mut tx = self.store.begin(context).await?;
         let stored = tx.audit(&event).await?;
         tx.commit().await?;
@@ -30,7 +31,7 @@ impl Tenants {
         limit: i32,
         cursor: &str,
     ) -> Result<Page<AuditEvent>> {
-        context.require_any(EDITORS)?;
+        context.require_any(Role::EDITORS)?;
         let limit = page_limit(limit, DEFAULT_PAGE, MAX_PAGE)?;
         let scope = format!(
             "audit?{}",

@@ -1,9 +1,10 @@
 //! Who the caller is: their own record and organisation, and the lookup by
 //! Cognito subject that links an invited user at first sign-in.
 
+use treven_mesh::Role;
 use treven_mesh::{MeshContext, ServiceError};
 
-use super::{ADMINS, Result, Tenants};
+use super::{Result, Tenants};
 use crate::model::{CognitoSub, Email, NewAuditEvent, Organisation, User};
 
 impl Tenants {
@@ -32,7 +33,7 @@ impl Tenants {
         email: Option<&Email>,
     ) -> Result<User> {
         if sub.as_str() != context.user_id() {
-            context.require_any(ADMINS)?;
+            context.require_any(Role::ADMINS)?;
         }
         let mut tx = self.store.begin(context).await?;
         if let Some(user) = tx.user_by_sub(sub.as_str()).await? {

@@ -1,14 +1,15 @@
 //! The caller's organisation: reading it and changing its name and settings.
 
+use treven_mesh::Role;
 use treven_mesh::{MeshContext, ServiceError};
 
-use super::{ADMINS, MEMBERS, Result, Tenants};
+use super::{Result, Tenants};
 use crate::model::{NewAuditEvent, Organisation, OrganisationChanges};
 
 impl Tenants {
     /// The caller's organisation.
     pub async fn organisation(&self, context: &MeshContext) -> Result<Organisation> {
-        context.require_any(MEMBERS)?;
+        context.require_any(Role::MEMBERS)?;
         let mut tx = self.store.begin(context).await?;
         tx.organisation()
             .await?
@@ -21,7 +22,7 @@ impl Tenants {
         context: &MeshContext,
         changes: OrganisationChanges,
     ) -> Result<Organisation> {
-        context.require_any(ADMINS)?;
+        context.require_any(Role::ADMINS)?;
         let mut tx = self.store.begin(context).await?;
         let org = tx
             .update_organisation(&changes)

@@ -5,7 +5,7 @@ use treven_mesh::pagination::page_limit;
 use treven_mesh::{ErrorCode, MeshContext, Role, ServiceError};
 use uuid::Uuid;
 
-use super::{ADMINS, DEFAULT_PAGE, MAX_PAGE, MEMBERS, Result, Tenants, paginate};
+use super::{DEFAULT_PAGE, MAX_PAGE, Result, Tenants, paginate};
 use crate::model::{CognitoSub, Email, Name, NewAuditEvent, Page, User, UserChanges};
 
 impl Tenants {
@@ -17,7 +17,7 @@ impl Tenants {
         limit: i32,
         cursor: &str,
     ) -> Result<Page<User>> {
-        context.require_any(MEMBERS)?;
+        context.require_any(Role::MEMBERS)?;
         let limit = page_limit(limit, DEFAULT_PAGE, MAX_PAGE)?;
         let scope = format!("users?role={}", role.map_or("", Role::as_str));
         let after: Option<(String, Uuid)> =
@@ -36,7 +36,7 @@ impl Tenants {
 
     /// One user.
     pub async fn user(&self, context: &MeshContext, id: Uuid) -> Result<User> {
-        context.require_any(MEMBERS)?;
+        context.require_any(Role::MEMBERS)?;
         let mut tx = self.store.begin(context).await?;
         tx.user(id)
             .await?
@@ -52,7 +52,7 @@ impl Tenants {
         role: Role,
         sub: Option<CognitoSub>,
     ) -> Result<User> {
-        context.require_any(ADMINS)?;
+        context.require_any(Role::ADMINS)?;
         let mut tx = self.store.begin(context).await?;
         let user = tx.insert_user(&email, &name, role, sub.as_ref()).await?;
         tx.audit(&NewAuditEvent::of(
@@ -73,7 +73,7 @@ impl Tenants {
         id: Uuid,
         changes: UserChanges,
     ) -> Result<User> {
-        context.require_any(ADMINS)?;
+        context.require_any(Role::ADMINS)?;
         let mut tx = self.store.begin(context).await?;
         tx.lock_admins().await?;
         let user = tx
@@ -104,7 +104,7 @@ impl Tenants {
 
     /// Removes a user (admins). The organisation keeps at least one admin.
     pub async fn delete_user(&self, context: &MeshContext, id: Uuid) -> Result<()> {
-        context.require_any(ADMINS)?;
+        context.require_any(Role::ADMINS)?;
         let mut tx = self.store.begin(context).await?;
         tx.lock_admins().await?;
         if !tx.delete_user(id).await? {
