@@ -103,7 +103,7 @@ impl Gateway {
         ]
         .into_iter()
         .map(|(service, variable, url)| {
-            treven_mesh::client::probe_in_background(variable, url);
+            treven_mesh::discovery::probe_in_background(variable, url);
             Ok((
                 service.to_owned(),
                 discovered_upstream(

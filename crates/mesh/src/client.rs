@@ -1,6 +1,6 @@
 //! Channels to other services.
 //!
-//! [`upstream`] is how every role reaches another: the service's URL
+//! [`crate::discovery::upstream`] is how every role reaches another: the service's URL
 //! (`https://tenants.treven.internal:50051` in AWS) is re-resolved and
 //! balanced across its tasks ([`crate::discovery`]), `https` URLs speak TLS
 //! with the mesh CA and verify the service's name ([`crate::tls`]), and a
@@ -11,13 +11,11 @@
 //! [`crate::deadline`]).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 
 use crate::config::{ConfigError, Env, Environment};
-use crate::discovery::{Resolve as _, SystemResolver, discovered_upstream};
 
 /// Connect and call limits of a channel.
 #[derive(Debug, Clone, Copy)]
@@ -94,75 +92,6 @@ fn with_mesh_tls(endpoint: Endpoint, host: &str) -> Result<Endpoint, tonic::tran
         Some(tls) => endpoint.tls_config(tls.client_config(host)),
         None => Ok(endpoint),
     }
-}
-
-/// A channel to the service named by `variable` at `url`: re-resolved every
-/// few seconds and balanced across its tasks, with a background TLS probe
-/// (see [`probe_in_background`]).
-pub fn upstream(
-    variable: &'static str,
-    url: &str,
-    options: ChannelOptions,
-) -> Result<Channel, tonic::transport::Error> {
-    let upstream = discovered_upstream(
-        url,
-        options,
-        Duration::from_secs(5),
-        Arc::new(SystemResolver),
-    )?;
-    probe_in_background(variable, url);
-    Ok(upstream.channel)
-}
-
-/// Checks, once, that the first task of an `https` upstream completes a TLS
-/// handshake with the mesh CA, and logs an error naming `variable` and the
-/// peer when it does not (a plaintext server, a certificate from another CA
-/// or for another name) — the calls themselves would only say UNAVAILABLE.
-/// A service that is not up yet is retried for a minute.
-pub fn probe_in_background(variable: &'static str, url: &str) {
-    let Some(tls) = crate::tls::installed() else {
-        return;
-    };
-    let Some(first) = url.split(',').next() else {
-        return;
-    };
-    let Ok(uri) = first.trim().parse::<http::Uri>() else {
-        return;
-    };
-    if uri.scheme_str() != Some("https") {
-        return;
-    }
-    let (Some(host), Some(authority)) = (uri.host().map(str::to_owned), uri.authority()) else {
-        return;
-    };
-    let target = match authority.port_u16() {
-        Some(_) => authority.as_str().to_owned(),
-        None => format!("{host}:443"),
-    };
-    tokio::spawn(async move {
-        let limit = Duration::from_secs(5);
-        for _ in 0..30 {
-            let address = SystemResolver
-                .resolve(&target)
-                .await
-                .ok()
-                .and_then(|a| a.into_iter().next());
-            if let Some(address) = address {
-                match tls.probe(variable, &host, address, limit).await {
-                    Ok(()) => {
-                        tracing::info!(variable, peer = %target, "upstream speaks mesh tls");
-                        return;
-                    }
-                    Err(crate::tls::ProbeError::Refused(problem)) => {
-                        tracing::error!(variable, peer = %target, problem, "upstream refused by mesh tls");
-                        return;
-                    }
-                    Err(crate::tls::ProbeError::Unreachable(_)) => {}
-                }
-            }
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
-    });
 }
 
 /// Reads a service URL such as `TREVEN_TENANTS_URL` (or a comma-separated

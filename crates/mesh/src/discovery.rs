@@ -143,6 +143,75 @@ pub fn is_unreachable(status: &tonic::Status) -> bool {
     false
 }
 
+/// A channel to the service named by `variable` at `url`: re-resolved every
+/// few seconds and balanced across its tasks, with a background TLS probe
+/// (see [`probe_in_background`]).
+pub fn upstream(
+    variable: &'static str,
+    url: &str,
+    options: ChannelOptions,
+) -> Result<Channel, tonic::transport::Error> {
+    let upstream = discovered_upstream(
+        url,
+        options,
+        Duration::from_secs(5),
+        Arc::new(SystemResolver),
+    )?;
+    probe_in_background(variable, url);
+    Ok(upstream.channel)
+}
+
+/// Checks, once, that the first task of an `https` upstream completes a TLS
+/// handshake with the mesh CA, and logs an error naming `variable` and the
+/// peer when it does not (a plaintext server, a certificate from another CA
+/// or for another name) — the calls themselves would only say UNAVAILABLE.
+/// A service that is not up yet is retried for a minute.
+pub fn probe_in_background(variable: &'static str, url: &str) {
+    let Some(tls) = crate::tls::installed() else {
+        return;
+    };
+    let Some(first) = url.split(',').next() else {
+        return;
+    };
+    let Ok(uri) = first.trim().parse::<http::Uri>() else {
+        return;
+    };
+    if uri.scheme_str() != Some("https") {
+        return;
+    }
+    let (Some(host), Some(authority)) = (uri.host().map(str::to_owned), uri.authority()) else {
+        return;
+    };
+    let target = match authority.port_u16() {
+        Some(_) => authority.as_str().to_owned(),
+        None => format!("{host}:443"),
+    };
+    tokio::spawn(async move {
+        let limit = Duration::from_secs(5);
+        for _ in 0..30 {
+            let address = SystemResolver
+                .resolve(&target)
+                .await
+                .ok()
+                .and_then(|a| a.into_iter().next());
+            if let Some(address) = address {
+                match tls.probe(variable, &host, address, limit).await {
+                    Ok(()) => {
+                        tracing::info!(variable, peer = %target, "upstream speaks mesh tls");
+                        return;
+                    }
+                    Err(crate::tls::ProbeError::Refused(problem)) => {
+                        tracing::error!(variable, peer = %target, problem, "upstream refused by mesh tls");
+                        return;
+                    }
+                    Err(crate::tls::ProbeError::Unreachable(_)) => {}
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
+}
+
 /// A channel to `url` that balances across the addresses of its host and
 /// keeps them current.
 ///

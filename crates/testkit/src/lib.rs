@@ -128,6 +128,23 @@ pub fn wait_for_port(port: u16, what: &str) {
     }
 }
 
+/// Whether the server on `port` is moto (its `/moto-api/` page answers 200).
+fn answers_as_moto(port: u16) -> bool {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(b"GET /moto-api/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
+}
+
 /// moto's server (S3, DynamoDB, Cognito, Secrets Manager …) on a free port,
 /// killed when dropped. `TREVEN_TEST_MOTO_LOG=<file>` keeps its log.
 pub struct Moto {
@@ -137,8 +154,21 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// Starts it and waits until it accepts connections.
+    /// Starts it and waits until it answers as moto. A free port can be taken
+    /// by another test between choosing it and moto binding it (moto then
+    /// exits, and the port still accepts — someone else's server): moto is
+    /// recognised by its `/moto-api/` page, and started again on another
+    /// port when it is not the one answering.
     pub fn start() -> Self {
+        for _ in 0..5 {
+            if let Some(moto) = Self::try_start() {
+                return moto;
+            }
+        }
+        panic!("moto did not start on any of 5 free ports");
+    }
+
+    fn try_start() -> Option<Self> {
         let port = free_port();
         let log = || match std::env::var_os("TREVEN_TEST_MOTO_LOG") {
             Some(path) => Stdio::from(
@@ -156,11 +186,22 @@ impl Moto {
             .stderr(log())
             .spawn()
             .expect("moto_server starts");
-        wait_for_port(port, "moto");
-        Self {
+        let mut moto = Self {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
+            if moto.child.try_wait().ok().flatten().is_some() {
+                return None;
+            }
+            if answers_as_moto(port) {
+                return Some(moto);
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = moto.child.kill();
+        None
     }
 
     /// The standard AWS environment pointing at this emulator.

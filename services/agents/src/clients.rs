@@ -185,8 +185,7 @@ impl ReportsLookup for ReportsClient {
             let response = client.get_report(request).await.map_err(|status| {
                 match ErrorCode::of_status(&status) {
                     ErrorCode::NotFound => ServiceError::not_found("report"),
-                    code => ServiceError::new(code, "the reports service refused the lookup")
-                        .with_source(anyhow::anyhow!("reports: {}", status.message())),
+                    _ => ServiceError::from_remote("reports", &status),
                 }
             })?;
             let response = response.into_inner();
