@@ -14,14 +14,7 @@ pub const DEFAULT_PORT: u16 = 50053;
 /// The Postgres schema holding the reports tables and migration history.
 pub const SCHEMA: &str = "reports";
 
-/// Pool settings.
-#[derive(Debug, Clone)]
-pub struct PoolOptions {
-    /// Most connections held.
-    pub max_connections: u32,
-    /// How long a call waits for a connection before UNAVAILABLE.
-    pub acquire_timeout: Duration,
-}
+pub use treven_mesh::postgres::PoolOptions;
 
 /// The generation workers.
 #[derive(Debug, Clone, Copy)]

@@ -15,52 +15,39 @@ mod trends;
 pub use jobs::JobClaim;
 pub use reports::NewVersion;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::PgPool;
+use sqlx::postgres::PgConnectOptions;
+use treven_mesh::postgres::{self, PgFailure, StoreConflict};
 use treven_mesh::{OrgId, ServiceError};
 
 use crate::config::{PoolOptions, SCHEMA};
 
-use treven_mesh::postgres::{PgFailure, classify, org_transaction_start};
-
 /// Migrations compiled into the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// A storage failure, classified for the client.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// Postgres cannot be reached or is shutting down; retrying may work.
-    #[error("database unavailable")]
-    Unavailable(#[source] sqlx::Error),
-    /// A unique constraint was violated (a concurrent write won).
-    #[error("changed concurrently")]
-    Conflict(#[source] sqlx::Error),
-    /// Anything else: a bug or a schema mismatch.
-    #[error("database error")]
-    Internal(#[source] sqlx::Error),
-}
+/// A storage failure of the reports store, classified for the client.
+pub type StoreError = postgres::StoreError<ConcurrentChange>;
 
-impl From<sqlx::Error> for StoreError {
-    fn from(error: sqlx::Error) -> Self {
-        match classify(&error) {
-            PgFailure::Unavailable => StoreError::Unavailable(error),
-            PgFailure::UniqueViolation | PgFailure::Serialization => StoreError::Conflict(error),
-            PgFailure::Other => StoreError::Internal(error),
+/// A unique constraint was violated or a serialization failure hit: a
+/// concurrent write won, so the client reloads and retries.
+#[derive(Debug, thiserror::Error)]
+#[error("changed concurrently")]
+pub struct ConcurrentChange(#[source] sqlx::Error);
+
+impl StoreConflict for ConcurrentChange {
+    fn from_failure(failure: PgFailure, error: sqlx::Error) -> Result<Self, sqlx::Error> {
+        match failure {
+            PgFailure::UniqueViolation | PgFailure::Serialization => Ok(ConcurrentChange(error)),
+            PgFailure::Unavailable | PgFailure::Other => Err(error),
         }
     }
-}
 
-impl From<StoreError> for ServiceError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Unavailable(source) => ServiceError::unavailable(source),
-            StoreError::Conflict(source) => ServiceError::conflict_on(
-                "base_version",
-                "the report changed concurrently; reload and retry",
-            )
-            .with_source(source),
-            StoreError::Internal(source) => ServiceError::internal(source),
-        }
+    fn into_service_error(self) -> ServiceError {
+        ServiceError::conflict_on(
+            "base_version",
+            "the report changed concurrently; reload and retry",
+        )
+        .with_source(self.0)
     }
 }
 
@@ -76,12 +63,9 @@ impl PgStore {
     /// A lazily connecting pool (the service starts while Postgres is down
     /// and answers UNAVAILABLE until it is back).
     pub fn connect_lazy(options: PgConnectOptions, pool: &PoolOptions) -> Self {
-        let pool = PgPoolOptions::new()
-            .max_connections(pool.max_connections)
-            .acquire_timeout(pool.acquire_timeout)
-            .test_before_acquire(true)
-            .connect_lazy_with(options);
-        Self { pool }
+        Self {
+            pool: postgres::connect_lazy(options, pool),
+        }
     }
 
     /// The pool (for tests).
@@ -100,27 +84,14 @@ impl PgStore {
 
     /// Opens a transaction confined to `org`, acting for `actor`.
     pub async fn begin(&self, org: OrgId, actor: &str) -> Result<OrgTx> {
-        let tx = self
-            .pool
-            .begin_with(org_transaction_start(org))
-            .await
-            .map_err(|e| match StoreError::from(e) {
-                StoreError::Internal(e) => StoreError::Unavailable(e),
-                other => other,
-            })?;
-        Ok(OrgTx {
-            tx,
-            org_id: org,
-            actor_id: actor.to_owned(),
-        })
+        let tx = postgres::OrgTx::begin(&self.pool, org, actor).await?;
+        Ok(OrgTx { tx })
     }
 }
 
 /// A transaction confined to one organisation, acting for one caller.
 pub struct OrgTx {
-    tx: Transaction<'static, Postgres>,
-    org_id: OrgId,
-    actor_id: String,
+    tx: postgres::OrgTx,
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value> {
@@ -137,9 +108,7 @@ fn column<T: std::str::FromStr>(name: &str, raw: &str) -> Result<T>
 where
     T::Err: std::fmt::Display,
 {
-    raw.parse().map_err(|e: T::Err| {
-        StoreError::Internal(sqlx::Error::Decode(format!("{name}: {e}").into()))
-    })
+    Ok(postgres::column(name, raw)?)
 }
 
 impl OrgTx {
@@ -151,6 +120,6 @@ impl OrgTx {
 
     /// The organisation.
     pub fn org_id(&self) -> OrgId {
-        self.org_id
+        self.tx.org_id()
     }
 }

@@ -17,87 +17,53 @@ mod organisations;
 mod partners;
 mod users;
 
-use std::time::Duration;
+use sqlx::PgPool;
+use sqlx::postgres::PgConnectOptions;
+use treven_mesh::postgres::{self, PgFailure, StoreConflict};
+use treven_mesh::{MeshContext, ServiceError};
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres, Transaction};
-use treven_mesh::{MeshContext, OrgId, ServiceError};
-
-use treven_mesh::postgres::{PgFailure, classify, org_transaction_start};
+pub use treven_mesh::postgres::PoolOptions;
 
 /// Migrations compiled into the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// A storage failure, classified for the client.
+/// A storage failure of the tenants store, classified for the client.
+pub type StoreError = postgres::StoreError<FieldConflict>;
+
+/// A unique constraint of the tenants tables was violated: the request
+/// field that clashes (`email`, `cognito_sub`, `name`, else `id`).
+/// Serialization failures are not conflicts here: they are internal.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// Postgres cannot be reached or is shutting down; retrying may work.
-    #[error("database unavailable")]
-    Unavailable(#[source] sqlx::Error),
-    /// A unique constraint on `field` was violated.
-    #[error("{field} already exists")]
-    Conflict {
-        /// The request field that clashes.
-        field: &'static str,
-    },
-    /// Anything else: a bug or a schema mismatch.
-    #[error("database error")]
-    Internal(#[source] sqlx::Error),
+#[error("{field} already exists")]
+pub struct FieldConflict {
+    /// The request field that clashes.
+    pub field: &'static str,
 }
 
-impl From<sqlx::Error> for StoreError {
-    fn from(error: sqlx::Error) -> Self {
-        match classify(&error) {
-            PgFailure::Unavailable => StoreError::Unavailable(error),
-            PgFailure::UniqueViolation => {
-                let constraint = match &error {
-                    sqlx::Error::Database(db) => db.constraint().map(str::to_owned),
-                    _ => None,
-                };
-                let field = match constraint.as_deref() {
-                    Some("users_org_email_key") => "email",
-                    Some("users_org_sub_key") => "cognito_sub",
-                    Some("partners_org_name_key") | Some("organisations_name_key") => "name",
-                    _ => "id",
-                };
-                StoreError::Conflict { field }
-            }
-            PgFailure::Serialization | PgFailure::Other => StoreError::Internal(error),
+impl StoreConflict for FieldConflict {
+    fn from_failure(failure: PgFailure, error: sqlx::Error) -> Result<Self, sqlx::Error> {
+        if failure != PgFailure::UniqueViolation {
+            return Err(error);
         }
+        let constraint = match &error {
+            sqlx::Error::Database(db) => db.constraint(),
+            _ => None,
+        };
+        let field = match constraint {
+            Some("users_org_email_key") => "email",
+            Some("users_org_sub_key") => "cognito_sub",
+            Some("partners_org_name_key") | Some("organisations_name_key") => "name",
+            _ => "id",
+        };
+        Ok(FieldConflict { field })
     }
-}
 
-impl From<StoreError> for ServiceError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Unavailable(source) => ServiceError::unavailable(source),
-            StoreError::Conflict { field } => {
-                ServiceError::conflict_on(field, "already exists in this organisation")
-            }
-            StoreError::Internal(source) => ServiceError::internal(source),
-        }
+    fn into_service_error(self) -> ServiceError {
+        ServiceError::conflict_on(self.field, "already exists in this organisation")
     }
 }
 
 pub(crate) type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-/// Pool settings.
-#[derive(Debug, Clone)]
-pub struct PoolOptions {
-    /// Most connections held.
-    pub max_connections: u32,
-    /// How long a call waits for a connection before UNAVAILABLE.
-    pub acquire_timeout: Duration,
-}
-
-impl Default for PoolOptions {
-    fn default() -> Self {
-        Self {
-            max_connections: 10,
-            acquire_timeout: Duration::from_secs(3),
-        }
-    }
-}
 
 /// The tenants store.
 #[derive(Debug, Clone)]
@@ -110,12 +76,9 @@ impl PgStore {
     /// down, answers UNAVAILABLE, and recovers when it is back. Connections
     /// are checked before use, so ones killed by a restart are replaced.
     pub fn connect_lazy(options: PgConnectOptions, pool: &PoolOptions) -> Self {
-        let pool = PgPoolOptions::new()
-            .max_connections(pool.max_connections)
-            .acquire_timeout(pool.acquire_timeout)
-            .test_before_acquire(true)
-            .connect_lazy_with(options);
-        Self { pool }
+        Self {
+            pool: postgres::connect_lazy(options, pool),
+        }
     }
 
     /// Wraps an existing pool.
@@ -136,29 +99,18 @@ impl PgStore {
 
     /// Opens a transaction confined to the caller's organisation.
     pub async fn begin(&self, context: &MeshContext) -> Result<OrgTx> {
-        let tx = self
-            .pool
-            .begin_with(org_transaction_start(context.org_id()))
-            .await
-            .map_err(|e| match StoreError::from(e) {
-                // Failing to get a connection at all is always "unavailable".
-                StoreError::Internal(e) => StoreError::Unavailable(e),
-                other => other,
-            })?;
+        let tx = postgres::OrgTx::begin(&self.pool, context.org_id(), context.user_id()).await?;
         Ok(OrgTx {
             tx,
-            org_id: context.org_id(),
-            actor_id: context.user_id().to_owned(),
             request_id: context.request_id().to_owned(),
         })
     }
 }
 
-/// A transaction confined to one organisation, acting for one caller.
+/// A transaction confined to one organisation, acting for one caller, in
+/// one request (the request id goes into the audit log).
 pub struct OrgTx {
-    tx: Transaction<'static, Postgres>,
-    org_id: OrgId,
-    actor_id: String,
+    tx: postgres::OrgTx,
     request_id: String,
 }
 
@@ -175,7 +127,5 @@ pub(crate) fn column<T: std::str::FromStr>(name: &str, raw: &str) -> Result<T>
 where
     T::Err: std::fmt::Display,
 {
-    raw.parse().map_err(|e: T::Err| {
-        StoreError::Internal(sqlx::Error::Decode(format!("{name}: {e}").into()))
-    })
+    Ok(postgres::column(name, raw)?)
 }

@@ -91,7 +91,7 @@ impl OrgTx {
             "SELECT id FROM report_jobs WHERE org_id = $1 AND id = $2 AND lease_owner = $3 \
                AND state = 'running' FOR UPDATE",
         )
-        .bind(self.org_id.as_uuid())
+        .bind(self.tx.org_id().as_uuid())
         .bind(job)
         .bind(worker)
         .fetch_optional(&mut *self.tx)
@@ -113,7 +113,7 @@ impl OrgTx {
              ON CONFLICT (job_id, section) DO UPDATE SET content = EXCLUDED.content, \
                  redactions = EXCLUDED.redactions, saved_at = clock_timestamp()",
         )
-        .bind(self.org_id.as_uuid())
+        .bind(self.tx.org_id().as_uuid())
         .bind(job)
         .bind(section.as_str())
         .bind(to_json(content)?)
@@ -128,7 +128,7 @@ impl OrgTx {
         let rows: Vec<(String, serde_json::Value, i32)> = sqlx::query_as(
             "SELECT section, content, redactions FROM report_job_sections WHERE org_id = $1 AND job_id = $2",
         )
-        .bind(self.org_id.as_uuid())
+        .bind(self.tx.org_id().as_uuid())
         .bind(job)
         .fetch_all(&mut *self.tx)
         .await?;
@@ -148,7 +148,7 @@ impl OrgTx {
             "UPDATE report_jobs SET state = $3, last_error = $4, lease_owner = NULL, lease_expires_at = NULL, \
                     finished_at = clock_timestamp() WHERE org_id = $1 AND id = $2",
         )
-        .bind(self.org_id.as_uuid())
+        .bind(self.tx.org_id().as_uuid())
         .bind(job)
         .bind(if succeeded { "succeeded" } else { "failed" })
         .bind(error)
@@ -163,7 +163,7 @@ impl OrgTx {
             "UPDATE report_jobs SET state = 'queued', last_error = $3, lease_owner = NULL, lease_expires_at = NULL, \
                     run_after = clock_timestamp() + $4 * interval '1 millisecond' WHERE org_id = $1 AND id = $2",
         )
-        .bind(self.org_id.as_uuid())
+        .bind(self.tx.org_id().as_uuid())
         .bind(job)
         .bind(error)
         .bind(delay.as_millis() as f64)

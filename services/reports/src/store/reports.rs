@@ -60,12 +60,12 @@ impl OrgTx {
              VALUES ($1, $2, $3, $4, $5, 'generating', $6, $7) RETURNING {REPORT_COLUMNS}"
         ))
         .bind(id)
-        .bind(self.org_id.as_uuid())
+        .bind(self.tx.org_id().as_uuid())
         .bind(to_json(scope)?)
         .bind(&scope.country)
         .bind(scope.exploitation_type.as_str())
         .bind(to_json(&document_ids)?)
-        .bind(&self.actor_id)
+        .bind(self.tx.actor_id().to_owned())
         .fetch_one(&mut *self.tx)
         .await?;
         sqlx::query(
@@ -73,9 +73,9 @@ impl OrgTx {
              VALUES ($1, $2, $3, $4, $5, $6, 'queued')",
         )
         .bind(Uuid::now_v7())
-        .bind(self.org_id.as_uuid())
+        .bind(self.tx.org_id().as_uuid())
         .bind(id)
-        .bind(&self.actor_id)
+        .bind(self.tx.actor_id().to_owned())
         .bind(to_json(&roles)?)
         .bind(request_id)
         .execute(&mut *self.tx)
@@ -89,7 +89,7 @@ impl OrgTx {
             "SELECT {REPORT_COLUMNS} FROM reports WHERE org_id = $1 AND id = $2{}",
             if lock { " FOR UPDATE" } else { "" }
         ))
-        .bind(self.org_id.as_uuid())
+        .bind(self.tx.org_id().as_uuid())
         .bind(id)
         .fetch_optional(&mut *self.tx)
         .await?;
@@ -100,7 +100,7 @@ impl OrgTx {
     pub async fn document_ids(&mut self, id: Uuid) -> Result<Vec<Uuid>> {
         let raw: Option<serde_json::Value> =
             sqlx::query_scalar("SELECT document_ids FROM reports WHERE org_id = $1 AND id = $2")
-                .bind(self.org_id.as_uuid())
+                .bind(self.tx.org_id().as_uuid())
                 .bind(id)
                 .fetch_optional(&mut *self.tx)
                 .await?;
@@ -123,7 +123,7 @@ impl OrgTx {
                AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5)) \
              ORDER BY created_at DESC, id DESC LIMIT $6"
         ))
-        .bind(self.org_id.as_uuid())
+        .bind(self.tx.org_id().as_uuid())
         .bind(status.map(Status::as_str))
         .bind(country)
         .bind(after.map(|(at, _)| *at))
@@ -144,7 +144,7 @@ impl OrgTx {
             "SELECT content, {VERSION_COLUMNS} FROM report_versions \
              WHERE org_id = $1 AND report_id = $2 AND number = $3"
         ))
-        .bind(self.org_id.as_uuid())
+        .bind(self.tx.org_id().as_uuid())
         .bind(report)
         .bind(number)
         .fetch_optional(&mut *self.tx)
@@ -169,7 +169,7 @@ impl OrgTx {
             "SELECT {VERSION_COLUMNS} FROM report_versions WHERE org_id = $1 AND report_id = $2 \
                AND ($3::integer IS NULL OR number < $3) ORDER BY number DESC LIMIT $4"
         ))
-        .bind(self.org_id.as_uuid())
+        .bind(self.tx.org_id().as_uuid())
         .bind(report)
         .bind(before)
         .bind(i64::from(limit))
@@ -187,7 +187,7 @@ impl OrgTx {
              WHERE v.org_id = $1 AND v.report_id = $2 AND v.number <= $3 AND d->>'action' = 'keep' \
                AND id IS NOT NULL AND id <> ''",
         )
-        .bind(self.org_id.as_uuid())
+        .bind(self.tx.org_id().as_uuid())
         .bind(report)
         .bind(number)
         .fetch_all(&mut *self.tx)
@@ -207,7 +207,7 @@ impl OrgTx {
                  author_id, reason, change_summary, rejected_sections, quality_checks, pii_decisions) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {VERSION_COLUMNS}"
         ))
-        .bind(self.org_id.as_uuid())
+        .bind(self.tx.org_id().as_uuid())
         .bind(version.report_id)
         .bind(version.number)
         .bind(to_json(version.content)?)
@@ -227,7 +227,7 @@ impl OrgTx {
                     approved_by = NULL, approved_at = NULL, approved_version = NULL, updated_at = clock_timestamp() \
              WHERE org_id = $1 AND id = $2 RETURNING {REPORT_COLUMNS}"
         ))
-        .bind(self.org_id.as_uuid())
+        .bind(self.tx.org_id().as_uuid())
         .bind(version.report_id)
         .bind(version.number)
         .bind(&version.content.title_block.title)
@@ -252,7 +252,7 @@ impl OrgTx {
                     approved_version = COALESCE($7, approved_version), updated_at = clock_timestamp() \
              WHERE org_id = $1 AND id = $2 RETURNING {REPORT_COLUMNS}"
         ))
-        .bind(self.org_id.as_uuid())
+        .bind(self.tx.org_id().as_uuid())
         .bind(id)
         .bind(status.as_str())
         .bind(failure_reason)

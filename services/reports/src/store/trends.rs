@@ -11,7 +11,7 @@ impl OrgTx {
     /// Replaces the trends derived from `report`.
     pub async fn replace_trends(&mut self, report: Uuid, trends: &[Trend]) -> Result<()> {
         sqlx::query("DELETE FROM trends WHERE org_id = $1 AND report_id = $2")
-            .bind(self.org_id.as_uuid())
+            .bind(self.tx.org_id().as_uuid())
             .bind(report)
             .execute(&mut *self.tx)
             .await?;
@@ -22,7 +22,7 @@ impl OrgTx {
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(trend.id)
-            .bind(self.org_id.as_uuid())
+            .bind(self.tx.org_id().as_uuid())
             .bind(report)
             .bind(trend.report_version)
             .bind(&trend.country)
@@ -54,7 +54,7 @@ impl OrgTx {
                AND ($4::text IS NULL OR country > $4 OR (country = $4 AND (updated_at, id) < ($5, $6))) \
              ORDER BY country, updated_at DESC, id DESC LIMIT $7",
         )
-        .bind(self.org_id.as_uuid())
+        .bind(self.tx.org_id().as_uuid())
         .bind(country)
         .bind(exploitation_type.map(ExploitationType::as_str))
         .bind(after.map(|(c, _, _)| c.as_str()))

@@ -26,11 +26,11 @@ impl OrgTx {
              RETURNING {ACCESS_COLUMNS}"
         ))
         .bind(Uuid::now_v7())
-        .bind(self.org_id.as_uuid())
+        .bind(self.tx.org_id().as_uuid())
         .bind(report_id)
         .bind(partner_id)
         .bind(permission.as_str())
-        .bind(&self.actor_id)
+        .bind(self.tx.actor_id().to_owned())
         .fetch_one(&mut *self.tx)
         .await?;
         row.try_into()
@@ -50,7 +50,7 @@ impl OrgTx {
                AND ($4::timestamptz IS NULL OR (granted_at, id) < ($4, $5)) \
              ORDER BY granted_at DESC, id DESC LIMIT $6"
         ))
-        .bind(self.org_id.as_uuid())
+        .bind(self.tx.org_id().as_uuid())
         .bind(report_id)
         .bind(partner_id)
         .bind(after.map(|(at, _)| *at))
@@ -66,7 +66,7 @@ impl OrgTx {
         let row: Option<AccessRow> = sqlx::query_as(&format!(
             "DELETE FROM report_access WHERE org_id = $1 AND id = $2 RETURNING {ACCESS_COLUMNS}"
         ))
-        .bind(self.org_id.as_uuid())
+        .bind(self.tx.org_id().as_uuid())
         .bind(id)
         .fetch_optional(&mut *self.tx)
         .await?;

@@ -2,7 +2,7 @@
 //! the change they record.
 
 use chrono::{DateTime, Utc};
-use sqlx::{Postgres, Transaction};
+use sqlx::PgConnection;
 use treven_mesh::OrgId;
 use uuid::Uuid;
 
@@ -15,14 +15,9 @@ const AUDIT_COLUMNS: &str =
 impl OrgTx {
     /// Appends an audit entry by the caller, in this transaction.
     pub async fn audit(&mut self, event: &NewAuditEvent) -> Result<AuditEvent> {
-        insert_audit(
-            &mut self.tx,
-            self.org_id,
-            &self.actor_id,
-            &self.request_id,
-            event,
-        )
-        .await
+        let org_id = self.tx.org_id();
+        let actor_id = self.tx.actor_id().to_owned();
+        insert_audit(&mut self.tx, org_id, &actor_id, &self.request_id, event).await
     }
 
     /// Up to `limit` audit entries matching `filter` after `after`, newest first.
@@ -39,7 +34,7 @@ impl OrgTx {
                AND ($6::timestamptz IS NULL OR (occurred_at, id) < ($6, $7)) \
              ORDER BY occurred_at DESC, id DESC LIMIT $8"
         ))
-        .bind(self.org_id.as_uuid())
+        .bind(self.tx.org_id().as_uuid())
         .bind(filter.resource_type.as_deref())
         .bind(filter.resource_id.as_deref())
         .bind(filter.since)
@@ -54,7 +49,7 @@ impl OrgTx {
 }
 
 pub(super) async fn insert_audit(
-    tx: &mut Transaction<'static, Postgres>,
+    connection: &mut PgConnection,
     org_id: OrgId,
     actor_id: &str,
     request_id: &str,
@@ -72,7 +67,7 @@ pub(super) async fn insert_audit(
     .bind(&event.resource_id)
     .bind(&event.details)
     .bind(request_id)
-    .fetch_one(&mut **tx)
+    .fetch_one(connection)
     .await?;
     row.try_into()
 }

@@ -40,7 +40,7 @@ impl OrgTx {
         let row: Option<OrgRow> = sqlx::query_as(&format!(
             "SELECT {ORG_COLUMNS} FROM organisations WHERE id = $1"
         ))
-        .bind(self.org_id.as_uuid())
+        .bind(self.tx.org_id().as_uuid())
         .fetch_optional(&mut *self.tx)
         .await?;
         row.map(TryInto::try_into).transpose()
@@ -55,7 +55,7 @@ impl OrgTx {
             "UPDATE organisations SET name = COALESCE($2, name), settings = COALESCE($3, settings), updated_at = now() \
              WHERE id = $1 RETURNING {ORG_COLUMNS}"
         ))
-        .bind(self.org_id.as_uuid())
+        .bind(self.tx.org_id().as_uuid())
         .bind(changes.name.as_ref().map(Name::as_str))
         .bind(changes.settings.as_ref())
         .fetch_optional(&mut *self.tx)

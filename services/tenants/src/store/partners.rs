@@ -15,7 +15,7 @@ impl OrgTx {
         let row: Option<PartnerRow> = sqlx::query_as(&format!(
             "SELECT {PARTNER_COLUMNS} FROM partners WHERE org_id = $1 AND id = $2"
         ))
-        .bind(self.org_id.as_uuid())
+        .bind(self.tx.org_id().as_uuid())
         .bind(id)
         .fetch_optional(&mut *self.tx)
         .await?;
@@ -32,7 +32,7 @@ impl OrgTx {
             "SELECT {PARTNER_COLUMNS} FROM partners WHERE org_id = $1 \
                AND ($2::text IS NULL OR (name, id) > ($2, $3)) ORDER BY name, id LIMIT $4"
         ))
-        .bind(self.org_id.as_uuid())
+        .bind(self.tx.org_id().as_uuid())
         .bind(after.map(|(name, _)| name.as_str()))
         .bind(after.map(|(_, id)| *id))
         .bind(i64::from(limit))
@@ -53,7 +53,7 @@ impl OrgTx {
              RETURNING {PARTNER_COLUMNS}"
         ))
         .bind(Uuid::now_v7())
-        .bind(self.org_id.as_uuid())
+        .bind(self.tx.org_id().as_uuid())
         .bind(name.as_str())
         .bind(kind.as_str())
         .bind(contact.as_str())
@@ -65,7 +65,7 @@ impl OrgTx {
     /// Removes a partner (and, by cascade, its grants); whether there was one.
     pub async fn delete_partner(&mut self, id: Uuid) -> Result<bool> {
         let done = sqlx::query("DELETE FROM partners WHERE org_id = $1 AND id = $2")
-            .bind(self.org_id.as_uuid())
+            .bind(self.tx.org_id().as_uuid())
             .bind(id)
             .execute(&mut *self.tx)
             .await?;

@@ -63,7 +63,7 @@ impl OrgTx {
         let row: Option<UserRow> = sqlx::query_as(&format!(
             "SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 AND cognito_sub = $2"
         ))
-        .bind(self.org_id.as_uuid())
+        .bind(self.tx.org_id().as_uuid())
         .bind(sub)
         .fetch_optional(&mut *self.tx)
         .await?;
@@ -80,7 +80,7 @@ impl OrgTx {
             "UPDATE users SET cognito_sub = $3, updated_at = now() \
              WHERE org_id = $1 AND lower(email) = lower($2) AND cognito_sub IS NULL RETURNING {USER_COLUMNS}"
         ))
-        .bind(self.org_id.as_uuid())
+        .bind(self.tx.org_id().as_uuid())
         .bind(email.as_str())
         .bind(sub.as_str())
         .fetch_optional(&mut *self.tx)
@@ -93,7 +93,7 @@ impl OrgTx {
         let row: Option<UserRow> = sqlx::query_as(&format!(
             "SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 AND id = $2"
         ))
-        .bind(self.org_id.as_uuid())
+        .bind(self.tx.org_id().as_uuid())
         .bind(id)
         .fetch_optional(&mut *self.tx)
         .await?;
@@ -113,7 +113,7 @@ impl OrgTx {
                AND ($3::text IS NULL OR (name, id) > ($3, $4)) \
              ORDER BY name, id LIMIT $5"
         ))
-        .bind(self.org_id.as_uuid())
+        .bind(self.tx.org_id().as_uuid())
         .bind(role.map(Role::as_str))
         .bind(after.map(|(name, _)| name.as_str()))
         .bind(after.map(|(_, id)| *id))
@@ -136,7 +136,7 @@ impl OrgTx {
              RETURNING {USER_COLUMNS}"
         ))
         .bind(Uuid::now_v7())
-        .bind(self.org_id.as_uuid())
+        .bind(self.tx.org_id().as_uuid())
         .bind(email.as_str())
         .bind(name.as_str())
         .bind(role.as_str())
@@ -153,7 +153,7 @@ impl OrgTx {
                               updated_at = now() \
              WHERE org_id = $1 AND id = $2 RETURNING {USER_COLUMNS}"
         ))
-        .bind(self.org_id.as_uuid())
+        .bind(self.tx.org_id().as_uuid())
         .bind(id)
         .bind(changes.name.as_ref().map(Name::as_str))
         .bind(changes.email.as_ref().map(Email::as_str))
@@ -166,7 +166,7 @@ impl OrgTx {
     /// Removes a user; whether there was one.
     pub async fn delete_user(&mut self, id: Uuid) -> Result<bool> {
         let done = sqlx::query("DELETE FROM users WHERE org_id = $1 AND id = $2")
-            .bind(self.org_id.as_uuid())
+            .bind(self.tx.org_id().as_uuid())
             .bind(id)
             .execute(&mut *self.tx)
             .await?;
@@ -177,7 +177,7 @@ impl OrgTx {
     /// concurrent demotions cannot both see "one admin left".
     pub async fn lock_admins(&mut self) -> Result<()> {
         sqlx::query("SELECT id FROM users WHERE org_id = $1 AND role = 'admin' FOR UPDATE")
-            .bind(self.org_id.as_uuid())
+            .bind(self.tx.org_id().as_uuid())
             .execute(&mut *self.tx)
             .await?;
         Ok(())
@@ -187,7 +187,7 @@ impl OrgTx {
     pub async fn admin_count(&mut self) -> Result<i64> {
         let count: i64 =
             sqlx::query_scalar("SELECT count(*) FROM users WHERE org_id = $1 AND role = 'admin'")
-                .bind(self.org_id.as_uuid())
+                .bind(self.tx.org_id().as_uuid())
                 .fetch_one(&mut *self.tx)
                 .await?;
         Ok(count)
