@@ -8,14 +8,15 @@ use treven_proto::treven::common::v1::{Money, TimeRange, TokenUsage};
 use treven_proto::treven::reports::v1 as reports;
 
 use crate::app::GenerateInput;
-pub(super) use treven_kj::proto::source_to_pb;
-
 use crate::generator::{GeneratedSection, ScopeBrief, SectionKey};
 use crate::model::{
     AgentKind, Conversation, ConversationContext, Message, MessageRole, Run, RunStatus, Tool,
     ToolCallRecord, ToolStatus,
 };
 use crate::provider::Usage;
+
+/// A cited source as protobuf: the KJ contract's conversion.
+pub(super) use treven_kj::proto::source_to_pb;
 
 /// Nano-dollars as USD money.
 pub fn money(nanos: i64) -> Money {
