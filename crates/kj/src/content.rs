@@ -38,6 +38,15 @@ impl Confidence {
             Confidence::High => "high",
         }
     }
+
+    /// The confidence [`Confidence::as_str`] names `raw`; unrated for any
+    /// other text.
+    pub fn from_name(raw: &str) -> Confidence {
+        [Confidence::Low, Confidence::Medium, Confidence::High]
+            .into_iter()
+            .find(|c| c.as_str() == raw)
+            .unwrap_or_default()
+    }
 }
 
 /// The pillar of a headline card.
@@ -387,4 +396,18 @@ impl Content {
 fn push_text(out: &mut String, text: &str) {
     out.push_str(text.trim_end());
     out.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confidence_names_round_trip() {
+        for c in [Confidence::Low, Confidence::Medium, Confidence::High] {
+            assert_eq!(Confidence::from_name(c.as_str()), c);
+        }
+        assert_eq!(Confidence::from_name(""), Confidence::Unspecified);
+        assert_eq!(Confidence::from_name("certain"), Confidence::Unspecified);
+    }
 }

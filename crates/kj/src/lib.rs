@@ -16,5 +16,5 @@ pub use content::{
     Citation, Confidence, Content, DISCLAIMER, HeadlineCard, KeyJudgement, Pillar, SourceRef,
     TitleBlock, UncertaintyFlag, dataset_label, url_label,
 };
-pub use proto::{content_from_pb, content_to_pb};
+pub use proto::{content_from_pb, content_to_pb, section_content_to_pb};
 pub use section::SectionKey;

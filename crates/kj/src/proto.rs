@@ -6,8 +6,8 @@ use treven_mesh::wire::{from_timestamp, timestamp};
 use treven_proto::treven::reports::v1 as pb;
 
 use crate::{
-    Citation, Confidence, Content, HeadlineCard, KeyJudgement, Pillar, SourceRef, TitleBlock,
-    UncertaintyFlag,
+    Citation, Confidence, Content, HeadlineCard, KeyJudgement, Pillar, SectionKey, SourceRef,
+    TitleBlock, UncertaintyFlag,
 };
 
 /// A proto confidence (unknown values: unrated).
@@ -191,6 +191,18 @@ pub fn content_to_pb(c: &Content) -> pb::ReportContent {
     }
 }
 
+/// The content of one section (as `GenerateReport` streams it) as proto:
+/// [`content_to_pb`], except that only the title block section sends a
+/// title block. Other sections leave it unset, which [`content_from_pb`]
+/// reads as the empty title block it stands for.
+pub fn section_content_to_pb(section: SectionKey, c: &Content) -> pb::ReportContent {
+    let mut content = content_to_pb(c);
+    if section != SectionKey::TitleBlock {
+        content.title_block = None;
+    }
+    content
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,5 +244,21 @@ mod tests {
             ..Content::default()
         };
         assert_eq!(content_from_pb(content_to_pb(&content)), content);
+    }
+
+    #[test]
+    fn only_the_title_block_section_sends_a_title_block() {
+        let content = Content {
+            title_block: TitleBlock {
+                title: "LABOUR EXPLOITATION".into(),
+                ..TitleBlock::default()
+            },
+            ..Content::default()
+        };
+        let title = section_content_to_pb(SectionKey::TitleBlock, &content);
+        assert_eq!(title, content_to_pb(&content));
+        let money = section_content_to_pb(SectionKey::Money, &Content::default());
+        assert_eq!(money.title_block, None);
+        assert_eq!(content_from_pb(money), Content::default());
     }
 }

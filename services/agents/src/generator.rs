@@ -12,9 +12,11 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-/// The KJ contract (keys, confidence, sources, judgements) shared with reports.
+/// The KJ contract (keys, confidence, pillars, title block, judgements,
+/// cards, sources) shared with reports.
 pub use treven_kj::{
-    Confidence, KeyJudgement as Judgement, SectionKey, SourceRef, dataset_label, url_label,
+    Confidence, HeadlineCard, KeyJudgement as Judgement, Pillar, SectionKey, SourceRef, TitleBlock,
+    dataset_label, url_label,
 };
 
 /// What a report is about, as the generator needs it.
@@ -68,46 +70,6 @@ pub struct SectionTask {
     pub instructions: String,
 }
 
-/// A headline card's pillar.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Pillar {
-    /// Recruitment.
-    Recruitment,
-    /// Demand.
-    Demand,
-    /// Money.
-    Money,
-}
-
-/// The title block.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TitleBlock {
-    /// In capitals.
-    pub title: String,
-    /// Country or region as printed.
-    pub country_region: String,
-    /// Sector or theme as printed.
-    pub sector_theme: String,
-    /// The date of issue.
-    pub issued_at: DateTime<Utc>,
-    /// The issue number, from 1.
-    pub issue_number: i32,
-    /// 3–5 sentences.
-    pub overview: String,
-}
-
-/// One headline card.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Card {
-    /// Its pillar.
-    pub pillar: Pillar,
-    /// A quantified headline.
-    pub headline: String,
-    /// One or two sentences with a citation marker.
-    pub detail: String,
-}
-
 /// A citation of a claim.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CitationDraft {
@@ -147,7 +109,7 @@ pub enum SectionBody {
     /// Red flags or information requirements.
     List(Vec<String>),
     /// Headline cards.
-    Cards(Vec<Card>),
+    Cards(Vec<HeadlineCard>),
 }
 
 /// A written section.
@@ -188,16 +150,7 @@ impl GeneratedSection {
             ..Default::default()
         };
         match self.body {
-            SectionBody::TitleBlock(t) => {
-                content.title_block = treven_kj::TitleBlock {
-                    title: t.title,
-                    country_region: t.country_region,
-                    sector_theme: t.sector_theme,
-                    issued_at: Some(t.issued_at),
-                    issue_number: t.issue_number,
-                    overview: t.overview,
-                }
-            }
+            SectionBody::TitleBlock(title_block) => content.title_block = title_block,
             SectionBody::KeyJudgements(items) => content.key_judgements = items,
             SectionBody::Text(text) => match key {
                 SectionKey::Introduction => content.introduction = text,
@@ -209,19 +162,7 @@ impl GeneratedSection {
                 SectionKey::RedFlagIndicators => content.red_flag_indicators = items,
                 _ => content.information_requirements = items,
             },
-            SectionBody::Cards(cards) => {
-                content.headline_cards = (cards.into_iter())
-                    .map(|card| treven_kj::HeadlineCard {
-                        pillar: match card.pillar {
-                            Pillar::Recruitment => treven_kj::Pillar::Recruitment,
-                            Pillar::Demand => treven_kj::Pillar::Demand,
-                            Pillar::Money => treven_kj::Pillar::Money,
-                        },
-                        headline: card.headline,
-                        detail: card.detail,
-                    })
-                    .collect()
-            }
+            SectionBody::Cards(cards) => content.headline_cards = cards,
         }
         content
     }
@@ -244,7 +185,7 @@ pub struct SectionJson {
     /// Lists; key judgements are objects `{text, confidence}`.
     pub items: Vec<Value>,
     /// Headline cards.
-    pub cards: Vec<Card>,
+    pub cards: Vec<HeadlineCard>,
     /// Citations `{id, source_id, claim}`.
     pub citations: Vec<CitationJson>,
 }
@@ -319,11 +260,13 @@ pub fn user_prompt(task: &SectionTask) -> String {
 }
 
 /// The JSON object in a model's answer (fences and chatter around it are
-/// ignored).
+/// ignored); a card must name one of the three pillars.
 fn json_in(raw: &str) -> Option<SectionJson> {
     let start = raw.find('{')?;
     let end = raw.rfind('}')?;
-    serde_json::from_str(raw.get(start..=end)?).ok()
+    let json: SectionJson = serde_json::from_str(raw.get(start..=end)?).ok()?;
+    let pillars_named = (json.cards.iter()).all(|card| card.pillar != Pillar::Unspecified);
+    pillars_named.then_some(json)
 }
 
 /// Hands out citation ids unique in a version.
@@ -454,7 +397,7 @@ pub fn parse_section(
                 title,
                 country_region: clean(json.country_region.as_deref().unwrap_or_default()),
                 sector_theme: clean(json.sector_theme.as_deref().unwrap_or_default()),
-                issued_at: now,
+                issued_at: Some(now),
                 issue_number,
                 overview,
             })
@@ -504,7 +447,7 @@ pub fn parse_section(
         SectionKey::HeadlineCards => SectionBody::Cards(
             json.cards
                 .iter()
-                .map(|card| Card {
+                .map(|card| HeadlineCard {
                     pillar: card.pillar,
                     headline: clean(&card.headline),
                     detail: clean(&card.detail),

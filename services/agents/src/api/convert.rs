@@ -8,15 +8,15 @@ use treven_proto::treven::common::v1::{Money, TimeRange, TokenUsage};
 use treven_proto::treven::reports::v1 as reports;
 
 use crate::app::GenerateInput;
-use crate::generator::{
-    Card, CitationDraft, Confidence, Flag, GeneratedSection, Pillar, ScopeBrief, SectionBody,
-    SectionKey, SourceRef,
-};
+use crate::generator::{GeneratedSection, ScopeBrief, SectionKey};
 use crate::model::{
     AgentKind, Conversation, ConversationContext, Message, MessageRole, Run, RunStatus, Tool,
     ToolCallRecord, ToolStatus,
 };
 use crate::provider::Usage;
+
+/// A cited source as protobuf: the KJ contract's conversion.
+pub(super) use treven_kj::proto::source_to_pb;
 
 /// Nano-dollars as USD money.
 pub fn money(nanos: i64) -> Money {
@@ -65,14 +65,6 @@ pub(super) fn tool_call_to_pb(call: ToolCallRecord) -> pb::ToolCall {
     }
 }
 
-pub(super) fn source_to_pb(source: SourceRef) -> reports::SourceReference {
-    reports::SourceReference {
-        source_id: source.source_id,
-        label: source.label,
-        url: source.url,
-    }
-}
-
 pub(super) fn conversation_to_pb(c: Conversation) -> pb::Conversation {
     pb::Conversation {
         id: c.id.to_string(),
@@ -104,7 +96,7 @@ pub(super) fn message_to_pb(m: Message) -> pb::Message {
         .into(),
         content: m.content,
         tool_calls: m.tool_calls.into_iter().map(tool_call_to_pb).collect(),
-        citations: m.citations.into_iter().map(source_to_pb).collect(),
+        citations: m.citations.iter().map(source_to_pb).collect(),
         usage: m.usage.map(|u| usage_to_pb(u, m.cost_nanos)),
         model_id: m.model_id,
         created_at: Some(timestamp(m.created_at)),
@@ -167,92 +159,16 @@ pub(super) fn run_to_pb(run: Run) -> pb::AgentRun {
     }
 }
 
-pub(super) fn confidence_to_pb(c: Confidence) -> i32 {
-    match c {
-        Confidence::Unspecified => reports::Confidence::Unspecified,
-        Confidence::Low => reports::Confidence::Low,
-        Confidence::Medium => reports::Confidence::Medium,
-        Confidence::High => reports::Confidence::High,
-    }
-    .into()
-}
-
-pub(super) fn citation_to_pb(c: CitationDraft) -> reports::Citation {
-    reports::Citation {
-        id: c.id,
-        section: c.section.as_str().to_owned(),
-        claim: c.claim,
-        source: Some(source_to_pb(c.source)),
-    }
-}
-
-pub(super) fn flag_to_pb(f: Flag) -> reports::UncertaintyFlag {
-    reports::UncertaintyFlag {
-        section: f.section.as_str().to_owned(),
-        field_path: f.field_path,
-        confidence: confidence_to_pb(f.confidence),
-        reason: f.reason,
-    }
-}
-
-pub(super) fn card_to_pb(card: Card) -> reports::HeadlineCard {
-    reports::HeadlineCard {
-        pillar: match card.pillar {
-            Pillar::Recruitment => reports::Pillar::Recruitment,
-            Pillar::Demand => reports::Pillar::Demand,
-            Pillar::Money => reports::Pillar::Money,
-        }
-        .into(),
-        headline: card.headline,
-        detail: card.detail,
-    }
-}
-
-/// A generated section as the contract's `GeneratedSection`.
+/// A generated section as the contract's `GeneratedSection`: its content
+/// converted by the KJ contract, the title block set only by its section.
 pub fn section_to_pb(section: GeneratedSection) -> pb::GeneratedSection {
-    let mut content = reports::ReportContent {
-        citations: section.citations.into_iter().map(citation_to_pb).collect(),
-        uncertainty_flags: section.flags.into_iter().map(flag_to_pb).collect(),
-        ..Default::default()
-    };
-    match section.body {
-        SectionBody::TitleBlock(t) => {
-            content.title_block = Some(reports::TitleBlock {
-                title: t.title,
-                country_region: t.country_region,
-                sector_theme: t.sector_theme,
-                issued_at: Some(timestamp(t.issued_at)),
-                issue_number: t.issue_number,
-                overview: t.overview,
-            });
-        }
-        SectionBody::KeyJudgements(items) => {
-            content.key_judgements = items
-                .into_iter()
-                .map(|j| reports::KeyJudgement {
-                    letter: j.letter,
-                    text: j.text,
-                    confidence: confidence_to_pb(j.confidence),
-                })
-                .collect();
-        }
-        SectionBody::Text(text) => match section.section {
-            SectionKey::Introduction => content.introduction = text,
-            SectionKey::Recruitment => content.recruitment = text,
-            SectionKey::Demand => content.demand = text,
-            _ => content.money = text,
-        },
-        SectionBody::List(items) => match section.section {
-            SectionKey::RedFlagIndicators => content.red_flag_indicators = items,
-            _ => content.information_requirements = items,
-        },
-        SectionBody::Cards(cards) => {
-            content.headline_cards = cards.into_iter().map(card_to_pb).collect();
-        }
-    }
+    let key = section.section;
     pb::GeneratedSection {
-        section: section.section.as_str().to_owned(),
-        content: Some(content),
+        section: key.as_str().to_owned(),
+        content: Some(treven_kj::section_content_to_pb(
+            key,
+            &section.into_content(),
+        )),
     }
 }
 

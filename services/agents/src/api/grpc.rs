@@ -50,7 +50,7 @@ fn chat_stream(mut events: mpsc::Receiver<ChatEvent>) -> BoxStream<pb::SendMessa
             let (event, last) = match event {
                 ChatEvent::Agent(AgentEvent::Text(text)) => (Event::TextDelta(pb::TextDelta { text }), false),
                 ChatEvent::Agent(AgentEvent::Tool(call)) => (Event::ToolCall(tool_call_to_pb(call)), false),
-                ChatEvent::Agent(AgentEvent::Citation(source)) => (Event::Citation(source_to_pb(source)), false),
+                ChatEvent::Agent(AgentEvent::Citation(source)) => (Event::Citation(source_to_pb(&source)), false),
                 ChatEvent::Agent(AgentEvent::Usage { model_id, usage }) => {
                     (Event::Usage(usage_to_pb(usage, cost_nanos(&model_id, usage))), false)
                 }

@@ -84,12 +84,7 @@ struct TrendRow {
 impl TryFrom<TrendRow> for Trend {
     type Error = StoreError;
     fn try_from(row: TrendRow) -> Result<Self> {
-        let confidence = match row.confidence.as_str() {
-            "low" => Confidence::Low,
-            "medium" => Confidence::Medium,
-            "high" => Confidence::High,
-            _ => Confidence::Unspecified,
-        };
+        let confidence = Confidence::from_name(&row.confidence);
         Ok(Trend {
             id: row.id,
             country: row.country,

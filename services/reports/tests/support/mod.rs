@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
+use treven_kj::{Content, SectionKey, content_from_pb, section_content_to_pb};
 use treven_mesh::config::Env;
 use treven_mesh::context::attach_context;
 use treven_mesh::keys::{MeshKeySource, MeshKeys};
@@ -336,30 +337,15 @@ and how money moves."
     }
 }
 
-/// `full` with only `key`'s field, citations and flags.
+/// `full` with only `key`'s field, citations and flags, as the agents
+/// service streams a generated section (through the KJ contract).
 pub fn only_section(full: &pb::ReportContent, key: &str) -> pb::ReportContent {
-    let mut out = pb::ReportContent::default();
-    match key {
-        "title_block" => out.title_block = full.title_block.clone(),
-        "key_judgements" => out.key_judgements = full.key_judgements.clone(),
-        "introduction" => out.introduction = full.introduction.clone(),
-        "recruitment" => out.recruitment = full.recruitment.clone(),
-        "demand" => out.demand = full.demand.clone(),
-        "money" => out.money = full.money.clone(),
-        "red_flag_indicators" => out.red_flag_indicators = full.red_flag_indicators.clone(),
-        "information_requirements" => {
-            out.information_requirements = full.information_requirements.clone()
-        }
-        "headline_cards" => out.headline_cards = full.headline_cards.clone(),
-        _ => {}
-    }
-    out.citations = full
-        .citations
-        .iter()
-        .filter(|c| c.section == key)
-        .cloned()
-        .collect();
-    out
+    let Some(section) = SectionKey::parse(key) else {
+        return pb::ReportContent::default();
+    };
+    let mut only = Content::default();
+    only.replace_section(section, &content_from_pb(full.clone()));
+    section_content_to_pb(section, &only)
 }
 
 pub const BUCKET: &str = "treven-data-reports-test";
