@@ -6,6 +6,9 @@
 
 pub mod bedrock;
 pub mod gemini;
+pub mod role;
+
+pub use role::InProcess;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

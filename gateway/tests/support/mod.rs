@@ -229,8 +229,29 @@ impl Edge {
         let db_url = db.url.clone();
 
         let key = treven_mesh::MeshKey::generate();
-        let tenants_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let tenants_addr = tenants_listener.local_addr().unwrap();
+        // Tenants first, started the one way tests start a role.
+        let shutdown = treven_mesh::CancellationToken::new();
+        let tenants_env = Env::from_pairs([
+            ("TREVEN_TENANTS_DATABASE_URL", db_url.clone()),
+            ("TREVEN_MESH_KEY", key.to_base64()),
+            ("TREVEN_SHUTDOWN_GRACE_SECS", "2".to_owned()),
+        ]);
+        let tenants_config = treven_tenants::TenantsConfig::from_env(&tenants_env).unwrap();
+        let store = treven_tenants::store::PgStore::connect_lazy(
+            tenants_config.database.clone(),
+            &tenants_config.pool,
+        );
+        let tenants_keys = treven_mesh::keys::MeshKeySource::from_env(&tenants_env)
+            .unwrap()
+            .load()
+            .await
+            .unwrap();
+        let tenants =
+            treven_testkit::InProcess::start_with(shutdown.clone(), |listener, stop| async move {
+                treven_tenants::serve(tenants_config, &tenants_keys, listener, stop).await
+            })
+            .await;
+        let tenants_addr = tenants.address;
         let pairs = vec![
             ("TREVEN_TENANTS_DATABASE_URL", db_url.clone()),
             ("TREVEN_MESH_KEY", key.to_base64()),
@@ -260,18 +281,6 @@ impl Edge {
             .load()
             .await
             .unwrap();
-        let tenants_config = treven_tenants::TenantsConfig::from_env(&env).unwrap();
-        let store = treven_tenants::store::PgStore::connect_lazy(
-            tenants_config.database.clone(),
-            &tenants_config.pool,
-        );
-        let shutdown = treven_mesh::CancellationToken::new();
-        {
-            let (keys, shutdown) = (keys.clone(), shutdown.clone());
-            tokio::spawn(async move {
-                treven_tenants::serve(tenants_config, &keys, tenants_listener, shutdown).await
-            });
-        }
         let config = treven_gateway::GatewayConfig::from_env(&env).unwrap();
         let policy = config.shutdown;
         let gateway = treven_gateway::state::Gateway::build(config, keys)

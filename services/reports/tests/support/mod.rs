@@ -9,7 +9,6 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use treven_kj::{Content, SectionKey, content_from_pb, section_content_to_pb};
@@ -32,21 +31,21 @@ pub async fn serve_routes(
     routes: tonic::service::Routes,
     shutdown: CancellationToken,
 ) -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let service = GrpcService {
-        name,
-        routes,
-        health_names: vec![],
-    };
     let policy = treven_mesh::server::ShutdownPolicy {
         drain_delay: Duration::ZERO,
         grace: Duration::from_secs(1),
     };
-    tokio::spawn(
-        async move { treven_mesh::server::serve(service, listener, shutdown, policy).await },
-    );
-    address
+    // The one way tests start a role (treven_testkit::InProcess).
+    treven_testkit::InProcess::start_with(shutdown, |listener, shutdown| async move {
+        let service = GrpcService {
+            name,
+            routes,
+            health_names: vec![],
+        };
+        treven_mesh::server::serve(service, listener, shutdown, policy).await
+    })
+    .await
+    .address
 }
 
 pub async fn channel(address: std::net::SocketAddr) -> Channel {

@@ -5,13 +5,12 @@
 
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use treven_mesh::config::Env;
 use treven_mesh::context::{MeshKey, attach_context};
 use treven_mesh::keys::MeshKeySource;
-use treven_mesh::{CancellationToken, OrgId, Role};
+use treven_mesh::{OrgId, Role};
 use treven_proto::treven::tenants::v1 as pb;
 use treven_proto::treven::tenants::v1::tenants_service_client::TenantsServiceClient;
 use treven_tenants::TenantsConfig;
@@ -28,8 +27,7 @@ pub struct TestApp {
     pub key: MeshKey,
     pub address: std::net::SocketAddr,
     pub store: PgStore,
-    shutdown: CancellationToken,
-    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    server: treven_testkit::InProcess,
 }
 
 impl TestApp {
@@ -49,44 +47,17 @@ impl TestApp {
             .await
             .expect("keys");
         let store = PgStore::connect_lazy(config.database.clone(), &config.pool);
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let address = listener.local_addr().expect("address");
-        let shutdown = CancellationToken::new();
-        let server = tokio::spawn({
-            let shutdown = shutdown.clone();
-            async move { treven_tenants::serve(config, &keys, listener, shutdown).await }
-        });
-        let app = Self {
+        let server = treven_testkit::InProcess::start(|listener, shutdown| async move {
+            treven_tenants::serve(config, &keys, listener, shutdown).await
+        })
+        .await;
+        Self {
             db,
             key,
-            address,
+            address: server.address,
             store,
-            shutdown,
             server,
-        };
-        app.wait_until_serving().await;
-        app
-    }
-
-    async fn wait_until_serving(&self) {
-        use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-        for _ in 0..100 {
-            if let Ok(channel) = Channel::from_shared(format!("http://{}", self.address))
-                .unwrap()
-                .connect()
-                .await
-                && let Ok(r) = HealthClient::new(channel)
-                    .check(HealthCheckRequest {
-                        service: String::new(),
-                    })
-                    .await
-                && r.into_inner().status == 1
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("tenants did not start serving");
     }
 
     pub async fn client(&self) -> TenantsServiceClient<Channel> {
@@ -132,8 +103,7 @@ impl TestApp {
     }
 
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
+        let _ = self.server.stop(Duration::from_secs(5)).await;
         self.store.pool().close().await;
         self.db.drop().await;
     }
