@@ -6,6 +6,7 @@
 //! `treven migrate`, `--check-config` and the in-process test of every role
 //! all iterate [`ROLES`]: adding a role to the binary is one line there.
 
+use std::future::Future;
 use std::net::SocketAddr;
 
 use anyhow::Context as _;
@@ -109,7 +110,27 @@ struct OneListener<C> {
     serve: ServeFn<C>,
 }
 
-type ServeFn<C> = fn(C, RoleContext, TcpListener) -> BoxFuture<'static, anyhow::Result<()>>;
+type ServeFn<C> =
+    Box<dyn FnOnce(C, RoleContext, TcpListener) -> BoxFuture<'static, anyhow::Result<()>> + Send>;
+
+impl<C> OneListener<C> {
+    /// Serves `config` with `serve(config, context, listener)` on the address
+    /// `variable` named.
+    fn new<F, Fut>(variable: &'static str, address: SocketAddr, config: C, serve: F) -> Self
+    where
+        F: FnOnce(C, RoleContext, TcpListener) -> Fut + Send + 'static,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        Self {
+            variable,
+            address,
+            config,
+            serve: Box::new(move |config, context, listener| {
+                Box::pin(serve(config, context, listener))
+            }),
+        }
+    }
+}
 
 struct OneBound<C> {
     listener: TcpListener,
@@ -152,16 +173,15 @@ impl Role for Tenants {
     }
     fn configure(&self, env: &Env) -> Result<Box<dyn Configured>, ConfigError> {
         let config = TenantsConfig::from_env(env)?;
-        Ok(Box::new(OneListener {
-            variable: "TREVEN_TENANTS_ADDR",
-            address: config.listen,
+        let address = config.listen;
+        Ok(Box::new(OneListener::new(
+            "TREVEN_TENANTS_ADDR",
+            address,
             config,
-            serve: |config, context, listener| {
-                Box::pin(async move {
-                    treven_tenants::serve(config, &context.keys, listener, context.shutdown).await
-                })
+            |config, context, listener| async move {
+                treven_tenants::serve(config, &context.keys, listener, context.shutdown).await
             },
-        }))
+        )))
     }
 }
 
@@ -193,23 +213,22 @@ impl Role for Documents {
     }
     fn configure(&self, env: &Env) -> Result<Box<dyn Configured>, ConfigError> {
         let config = DocumentsConfig::from_env(env)?;
-        Ok(Box::new(OneListener {
-            variable: "TREVEN_DOCUMENTS_ADDR",
-            address: config.listen,
+        let address = config.listen;
+        Ok(Box::new(OneListener::new(
+            "TREVEN_DOCUMENTS_ADDR",
+            address,
             config,
-            serve: |config, context, listener| {
-                Box::pin(async move {
-                    treven_documents::serve(
-                        config,
-                        &context.sdk,
-                        &context.keys,
-                        listener,
-                        context.shutdown,
-                    )
-                    .await
-                })
+            |config, context, listener| async move {
+                treven_documents::serve(
+                    config,
+                    &context.sdk,
+                    &context.keys,
+                    listener,
+                    context.shutdown,
+                )
+                .await
             },
-        }))
+        )))
     }
 }
 
@@ -232,16 +251,15 @@ impl Role for Reports {
     }
     fn configure(&self, env: &Env) -> Result<Box<dyn Configured>, ConfigError> {
         let config = ReportsConfig::from_env(env)?;
-        Ok(Box::new(OneListener {
-            variable: "TREVEN_REPORTS_ADDR",
-            address: config.listen,
+        let address = config.listen;
+        Ok(Box::new(OneListener::new(
+            "TREVEN_REPORTS_ADDR",
+            address,
             config,
-            serve: |config, context, listener| {
-                Box::pin(async move {
-                    treven_reports::serve(config, &context.keys, listener, context.shutdown).await
-                })
+            |config, context, listener| async move {
+                treven_reports::serve(config, &context.keys, listener, context.shutdown).await
             },
-        }))
+        )))
     }
 }
 
@@ -276,23 +294,22 @@ impl Role for Agents {
     }
     fn configure(&self, env: &Env) -> Result<Box<dyn Configured>, ConfigError> {
         let config = AgentsConfig::from_env(env)?;
-        Ok(Box::new(OneListener {
-            variable: "TREVEN_AGENTS_ADDR",
-            address: config.listen,
+        let address = config.listen;
+        Ok(Box::new(OneListener::new(
+            "TREVEN_AGENTS_ADDR",
+            address,
             config,
-            serve: |config, context, listener| {
-                Box::pin(async move {
-                    treven_agents::serve(
-                        config,
-                        &context.sdk,
-                        &context.keys,
-                        listener,
-                        context.shutdown,
-                    )
-                    .await
-                })
+            |config, context, listener| async move {
+                treven_agents::serve(
+                    config,
+                    &context.sdk,
+                    &context.keys,
+                    listener,
+                    context.shutdown,
+                )
+                .await
             },
-        }))
+        )))
     }
 }
 
@@ -318,23 +335,22 @@ impl Role for AgentRuntime {
     }
     fn configure(&self, env: &Env) -> Result<Box<dyn Configured>, ConfigError> {
         let config = AgentsConfig::from_env(env)?;
-        Ok(Box::new(OneListener {
-            variable: "TREVEN_AGENT_RUNTIME_ADDR",
-            address: config.runtime_listen,
-            config: RuntimeConfig(config),
-            serve: |RuntimeConfig(config), context, listener| {
-                Box::pin(async move {
-                    treven_agents::serve_agent_runtime(
-                        config,
-                        &context.sdk,
-                        &context.keys,
-                        listener,
-                        context.shutdown,
-                    )
-                    .await
-                })
+        let address = config.runtime_listen;
+        Ok(Box::new(OneListener::new(
+            "TREVEN_AGENT_RUNTIME_ADDR",
+            address,
+            RuntimeConfig(config),
+            |RuntimeConfig(config), context, listener| async move {
+                treven_agents::serve_agent_runtime(
+                    config,
+                    &context.sdk,
+                    &context.keys,
+                    listener,
+                    context.shutdown,
+                )
+                .await
             },
-        }))
+        )))
     }
 }
 

@@ -478,18 +478,18 @@ pub(super) async fn binary_size(
         // B is what deploy/README.md's image size reasoning assumes.
         rows.push(row(
             10,
-            "stripped release treven / the 40 MB deploy/README.md assumes",
+            "stripped release treven / the 45 MB deploy/README.md budgets",
             vec![mb(bytes)],
-            vec![40.0],
+            vec![45.0],
             "MB",
             "≤ 1",
             |x| x <= 1.0,
         ));
         rows.push(row(
             10,
-            "gzip -9 of it / the 14 MB deploy/README.md assumes",
+            "gzip -9 of it / the 18 MB deploy/README.md budgets",
             vec![mb(gzipped)],
-            vec![14.0],
+            vec![18.0],
             "MB",
             "≤ 1",
             |x| x <= 1.0,
