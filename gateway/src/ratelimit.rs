@@ -90,8 +90,9 @@ impl RateLimiter {
                 return limiter;
             }
         };
-        if limiter.try_connect(&client).await.is_err() {
+        if let Err(error) = limiter.try_connect(&client).await {
             let (limiter, peer) = (limiter.clone(), treven_mesh::events::redis_peer(url));
+            tracing::warn!(%peer, %error, "redis unavailable at start, rate limits off until it is reached");
             tokio::spawn(async move {
                 let mut wait = Duration::from_secs(2);
                 loop {
@@ -123,10 +124,7 @@ impl RateLimiter {
                 }
                 Ok(())
             }
-            Err(error) => {
-                tracing::warn!(%error, "redis unavailable, rate limits off until it is reached");
-                Err(error)
-            }
+            Err(error) => Err(error),
         }
     }
 

@@ -238,17 +238,7 @@ impl MeshTls {
 
     /// A rustls client config trusting only the mesh CA (for probes).
     fn rustls_client(&self) -> Result<rustls::ClientConfig, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        for ca in std::iter::once(&self.current).chain(self.previous.as_ref()) {
-            roots
-                .add(ca.certificate.clone())
-                .map_err(|e| format!("mesh CA: {e}"))?;
-        }
-        Ok(rustls::ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth())
+        client_config_for(self.ca_pem().as_bytes())
     }
 
     /// Issues a leaf certificate for this process's names, signed by the

@@ -108,7 +108,11 @@ struct OneListener<C> {
     address: SocketAddr,
     config: C,
     serve: ServeFn<C>,
+    redis_url: Option<String>,
+    migration: Option<Migration>,
 }
+
+type Migration = Box<dyn Fn() -> BoxFuture<'static, anyhow::Result<()>> + Send>;
 
 type ServeFn<C> =
     Box<dyn FnOnce(C, RoleContext, TcpListener) -> BoxFuture<'static, anyhow::Result<()>> + Send>;
@@ -128,7 +132,24 @@ impl<C> OneListener<C> {
             serve: Box::new(move |config, context, listener| {
                 Box::pin(serve(config, context, listener))
             }),
+            redis_url: None,
+            migration: None,
         }
+    }
+
+    /// The Redis it uses, checked at start.
+    fn with_redis(mut self, url: Option<String>) -> Self {
+        self.redis_url = url;
+        self
+    }
+
+    /// Its database migrations (`treven migrate`).
+    fn with_migration<Fut>(mut self, migrate: impl Fn() -> Fut + Send + 'static) -> Self
+    where
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        self.migration = Some(Box::new(move || Box::pin(migrate())));
+        self
     }
 }
 
@@ -138,8 +159,14 @@ struct OneBound<C> {
     serve: ServeFn<C>,
 }
 
-impl<C: Send + 'static> OneListener<C> {
-    fn bind_one(self: Box<Self>) -> BoxFuture<'static, anyhow::Result<Box<dyn Bound>>> {
+impl<C: Send + 'static> Configured for OneListener<C> {
+    fn redis_url(&self) -> Option<&str> {
+        self.redis_url.as_deref()
+    }
+    fn migrate(&self) -> Option<BoxFuture<'static, anyhow::Result<()>>> {
+        self.migration.as_ref().map(|migrate| migrate())
+    }
+    fn bind(self: Box<Self>) -> BoxFuture<'static, anyhow::Result<Box<dyn Bound>>> {
         Box::pin(async move {
             let listener = listen(self.variable, self.address).await?;
             Ok(Box::new(OneBound {
@@ -173,27 +200,21 @@ impl Role for Tenants {
     }
     fn configure(&self, env: &Env) -> Result<Box<dyn Configured>, ConfigError> {
         let config = TenantsConfig::from_env(env)?;
-        let address = config.listen;
-        Ok(Box::new(OneListener::new(
-            "TREVEN_TENANTS_ADDR",
-            address,
-            config,
-            |config, context, listener| async move {
-                treven_tenants::serve(config, &context.keys, listener, context.shutdown).await
-            },
-        )))
-    }
-}
-
-impl Configured for OneListener<TenantsConfig> {
-    fn migrate(&self) -> Option<BoxFuture<'static, anyhow::Result<()>>> {
-        let config = self.config.clone();
-        Some(Box::pin(
-            async move { treven_tenants::migrate(&config).await },
+        let (address, config_for_migration) = (config.listen, config.clone());
+        Ok(Box::new(
+            OneListener::new(
+                "TREVEN_TENANTS_ADDR",
+                address,
+                config,
+                |config, context, listener| async move {
+                    treven_tenants::serve(config, &context.keys, listener, context.shutdown).await
+                },
+            )
+            .with_migration(move || {
+                let config = config_for_migration.clone();
+                async move { treven_tenants::migrate(&config).await }
+            }),
         ))
-    }
-    fn bind(self: Box<Self>) -> BoxFuture<'static, anyhow::Result<Box<dyn Bound>>> {
-        self.bind_one()
     }
 }
 
@@ -232,12 +253,6 @@ impl Role for Documents {
     }
 }
 
-impl Configured for OneListener<DocumentsConfig> {
-    fn bind(self: Box<Self>) -> BoxFuture<'static, anyhow::Result<Box<dyn Bound>>> {
-        self.bind_one()
-    }
-}
-
 /// KJ reports, versions, the PII gate, approval, export and the generation
 /// workers (gRPC :50053, Postgres).
 struct Reports;
@@ -251,30 +266,23 @@ impl Role for Reports {
     }
     fn configure(&self, env: &Env) -> Result<Box<dyn Configured>, ConfigError> {
         let config = ReportsConfig::from_env(env)?;
-        let address = config.listen;
-        Ok(Box::new(OneListener::new(
-            "TREVEN_REPORTS_ADDR",
-            address,
-            config,
-            |config, context, listener| async move {
-                treven_reports::serve(config, &context.keys, listener, context.shutdown).await
-            },
-        )))
-    }
-}
-
-impl Configured for OneListener<ReportsConfig> {
-    fn redis_url(&self) -> Option<&str> {
-        Some(&self.config.redis_url)
-    }
-    fn migrate(&self) -> Option<BoxFuture<'static, anyhow::Result<()>>> {
-        let config = self.config.clone();
-        Some(Box::pin(
-            async move { treven_reports::migrate(&config).await },
+        let (address, redis_url) = (config.listen, config.redis_url.clone());
+        let config_for_migration = config.clone();
+        Ok(Box::new(
+            OneListener::new(
+                "TREVEN_REPORTS_ADDR",
+                address,
+                config,
+                |config, context, listener| async move {
+                    treven_reports::serve(config, &context.keys, listener, context.shutdown).await
+                },
+            )
+            .with_redis(Some(redis_url))
+            .with_migration(move || {
+                let config = config_for_migration.clone();
+                async move { treven_reports::migrate(&config).await }
+            }),
         ))
-    }
-    fn bind(self: Box<Self>) -> BoxFuture<'static, anyhow::Result<Box<dyn Bound>>> {
-        self.bind_one()
     }
 }
 
@@ -294,31 +302,31 @@ impl Role for Agents {
     }
     fn configure(&self, env: &Env) -> Result<Box<dyn Configured>, ConfigError> {
         let config = AgentsConfig::from_env(env)?;
-        let address = config.listen;
-        Ok(Box::new(OneListener::new(
-            "TREVEN_AGENTS_ADDR",
-            address,
-            config,
-            |config, context, listener| async move {
-                treven_agents::serve(
-                    config,
-                    &context.sdk,
-                    &context.keys,
-                    listener,
-                    context.shutdown,
-                )
-                .await
-            },
-        )))
+        let (address, redis_url) = (config.listen, config.redis_url.clone());
+        Ok(Box::new(
+            OneListener::new(
+                "TREVEN_AGENTS_ADDR",
+                address,
+                config,
+                |config, context, listener| async move {
+                    treven_agents::serve(
+                        config,
+                        &context.sdk,
+                        &context.keys,
+                        listener,
+                        context.shutdown,
+                    )
+                    .await
+                },
+            )
+            .with_redis(redis_url),
+        ))
     }
 }
 
 /// The agent loop behind the Bedrock AgentCore Runtime contract (`GET
 /// /ping`, `POST /invocations` on :8080), its own container.
 struct AgentRuntime;
-
-/// The agent runtime's configuration: the agents one, served elsewhere.
-struct RuntimeConfig(AgentsConfig);
 
 impl Role for AgentRuntime {
     fn name(&self) -> &'static str {
@@ -339,8 +347,8 @@ impl Role for AgentRuntime {
         Ok(Box::new(OneListener::new(
             "TREVEN_AGENT_RUNTIME_ADDR",
             address,
-            RuntimeConfig(config),
-            |RuntimeConfig(config), context, listener| async move {
+            config,
+            |config, context, listener| async move {
                 treven_agents::serve_agent_runtime(
                     config,
                     &context.sdk,
@@ -351,21 +359,6 @@ impl Role for AgentRuntime {
                 .await
             },
         )))
-    }
-}
-
-impl Configured for OneListener<AgentsConfig> {
-    fn redis_url(&self) -> Option<&str> {
-        self.config.redis_url.as_deref()
-    }
-    fn bind(self: Box<Self>) -> BoxFuture<'static, anyhow::Result<Box<dyn Bound>>> {
-        self.bind_one()
-    }
-}
-
-impl Configured for OneListener<RuntimeConfig> {
-    fn bind(self: Box<Self>) -> BoxFuture<'static, anyhow::Result<Box<dyn Bound>>> {
-        self.bind_one()
     }
 }
 

@@ -105,10 +105,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     treven_mesh::tls::install(mesh_tls.load().await?);
     treven_mesh::tls::install_trust_roots(trust_roots);
     overrides.install();
-    for (_, role) in &configured {
-        if let Some(url) = role.redis_url() {
-            treven_mesh::events::check_redis(url, "TREVEN_REDIS_URL").await?;
-        }
+    // One check per Redis, however many roles share it.
+    let redis_urls: std::collections::BTreeSet<&str> = configured
+        .iter()
+        .filter_map(|(_, role)| role.redis_url())
+        .collect();
+    for url in redis_urls {
+        treven_mesh::events::check_redis(url, "TREVEN_REDIS_URL").await?;
     }
     let context = RoleContext {
         keys,
