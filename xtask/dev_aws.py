@@ -6,7 +6,7 @@ found and reused. Results are printed as one JSON object on stdout; progress
 and errors go to stderr.
 
 Environment: AWS_ENDPOINT_URL (moto), AWS_REGION, AWS_ACCESS_KEY_ID,
-AWS_SECRET_ACCESS_KEY; `provision` also reads TREVEN_MESH_KEY and `user`
+AWS_SECRET_ACCESS_KEY; `provision` also reads TREVEN_MESH_SIGNING_KEYS and `user`
 reads TREVEN_DEV_PASSWORD (optional: generated when empty).
 """
 
@@ -215,9 +215,9 @@ def ensure_secret(name, value):
 def provision(args):
     endpoint = os.environ["AWS_ENDPOINT_URL"].rstrip("/")
     region = os.environ["AWS_REGION"]
-    mesh_key = os.environ.get("TREVEN_MESH_KEY", "")
+    mesh_key = os.environ.get("TREVEN_MESH_SIGNING_KEYS", "")
     if not mesh_key:
-        sys.exit("TREVEN_MESH_KEY is empty")
+        sys.exit("TREVEN_MESH_SIGNING_KEYS is empty")
     ensure_bucket(args.bucket)
     tables = ensure_tables(args.tables, args.env)
     pool_id, client_id = ensure_user_pool(args.pool_name)
@@ -314,7 +314,7 @@ def main():
     p.add_argument("--env", default="local")
     p.add_argument("--bucket", default="treven-data-local")
     p.add_argument("--pool-name", default="treven-local")
-    p.add_argument("--secret-name", default="treven/local/mesh-key")
+    p.add_argument("--secret-name", default="treven/local/mesh-signing-keys")
 
     u = commands.add_parser("user", help="ensure a Cognito user and sign it in")
     u.add_argument("--pool-id", required=True)

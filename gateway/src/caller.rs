@@ -3,11 +3,14 @@
 //! (`x-org-id`, `x-user-id`, `x-treven-context`, …) are never read: the
 //! gateway builds the upstream metadata itself.
 
+use std::sync::Arc;
+
 use axum::http::HeaderMap;
-use treven_mesh::{ErrorCode, Role};
+use treven_mesh::{ErrorCode, Principal, Role};
 
 use crate::auth::{AuthError, Identity};
 use crate::error::ApiError;
+use crate::identity::ContextMinter;
 use crate::ratelimit::Verdict;
 use crate::state::Gateway;
 
@@ -18,10 +21,52 @@ pub struct Caller {
     pub identity: Identity,
     /// Their role in tenants.
     pub role: Role,
-    /// The mesh context token for upstream calls.
-    pub context: String,
     /// The request id (also sent back as `x-request-id`).
     pub request_id: String,
+    minter: Arc<ContextMinter>,
+}
+
+impl Caller {
+    /// A caller of `identity` with `role`, whose mesh contexts `minter`
+    /// signs.
+    pub fn new(
+        identity: Identity,
+        role: Role,
+        request_id: String,
+        minter: Arc<ContextMinter>,
+    ) -> Self {
+        Self {
+            identity,
+            role,
+            request_id,
+            minter,
+        }
+    }
+
+    /// The mesh context token for a call of this request to `audience`:
+    /// minted per upstream, so a token one service receives is no good at
+    /// another.
+    pub fn context_for(&self, audience: Principal) -> String {
+        self.minter
+            .mint(&self.identity, self.role, &self.request_id, audience)
+    }
+}
+
+/// The service that serves gRPC service `service` (`treven.reports.v1.…`):
+/// the audience of the tokens sent to it. `None` for a package that is not
+/// one of the mesh's services.
+pub fn audience_of(service: &str) -> Option<Principal> {
+    let mut parts = service.split('.');
+    if parts.next()? != "treven" {
+        return None;
+    }
+    match parts.next()? {
+        "tenants" => Some(Principal::Tenants),
+        "documents" => Some(Principal::Documents),
+        "reports" => Some(Principal::Reports),
+        "agents" => Some(Principal::Agents),
+        _ => None,
+    }
 }
 
 /// The request id: the client's `x-request-id` when it is a short token of
@@ -72,13 +117,7 @@ impl Gateway {
             ));
         }
         let role = self.minter.role(&identity, &request_id).await?;
-        let context = self.minter.mint(&identity, role, &request_id);
         tracing::Span::current().record("org_id", tracing::field::display(identity.org_id));
-        Ok(Caller {
-            identity,
-            role,
-            context,
-            request_id,
-        })
+        Ok(Caller::new(identity, role, request_id, self.minter.clone()))
     }
 }

@@ -12,7 +12,7 @@ use tower::{Service, ServiceExt as _};
 use treven_mesh::ErrorCode;
 use treven_mesh::context::CONTEXT_HEADER;
 
-use crate::caller::request_id;
+use crate::caller::{audience_of, request_id};
 use crate::state::Gateway;
 
 /// Headers a client may send through to a service: transport and tracing
@@ -57,7 +57,10 @@ async fn forward(gateway: Gateway, request: Request<Body>) -> Response<Body> {
         .next()
         .unwrap_or_default()
         .to_owned();
-    let Some(channel) = gateway.upstreams.get(&service).cloned() else {
+    let (Some(channel), Some(audience)) = (
+        gateway.upstreams.get(&service).cloned(),
+        audience_of(&service),
+    ) else {
         return grpc_error(ErrorCode::NotFound, "no such service");
     };
     let id = request_id(request.headers());
@@ -73,7 +76,7 @@ async fn forward(gateway: Gateway, request: Request<Body>) -> Response<Body> {
         }
     }
     let (Ok(context), Ok(request_id)) = (
-        HeaderValue::from_str(&caller.context),
+        HeaderValue::from_str(&caller.context_for(audience)),
         HeaderValue::from_str(&caller.request_id),
     ) else {
         return grpc_error(ErrorCode::Internal, "internal error");

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use tonic::transport::Channel;
 use treven_mesh::context::attach_context;
-use treven_mesh::keys::MeshKeys;
-use treven_mesh::{OrgId, Role, ServiceError};
+use treven_mesh::{OrgId, Principal, Role, ServiceError, Signer};
 use treven_proto::treven::tenants::v1 as tenants;
 use treven_proto::treven::tenants::v1::tenants_service_client::TenantsServiceClient;
 
@@ -23,7 +22,7 @@ pub const CONTEXT_TTL: Duration = Duration::from_secs(60);
 
 /// Resolves roles and mints mesh contexts.
 pub struct ContextMinter {
-    keys: MeshKeys,
+    signer: Signer,
     tenants: TenantsServiceClient<Channel>,
     ttl: Duration,
     roles: Mutex<lru::LruCache<(OrgId, String), (Role, Instant)>>,
@@ -38,10 +37,12 @@ impl std::fmt::Debug for ContextMinter {
 }
 
 impl ContextMinter {
-    /// Resolves roles through `tenants`, caching each for `ttl`.
-    pub fn new(keys: MeshKeys, tenants: Channel, ttl: Duration) -> Self {
+    /// Mints with `signer` (the gateway's key, which can mint only
+    /// contexts of users at the edge) and resolves roles through `tenants`,
+    /// caching each for `ttl`.
+    pub fn new(signer: Signer, tenants: Channel, ttl: Duration) -> Self {
         Self {
-            keys,
+            signer,
             tenants: TenantsServiceClient::new(tenants),
             ttl,
             roles: Mutex::new(lru::LruCache::new(
@@ -62,10 +63,14 @@ impl ContextMinter {
             }
             cache.pop(&key);
         }
-        let bare =
-            self.keys
-                .current
-                .mint(identity.org_id, &identity.sub, &[], request_id, CONTEXT_TTL);
+        let bare = self.signer.mint(
+            Principal::Tenants,
+            identity.org_id,
+            &identity.sub,
+            &[],
+            request_id,
+            CONTEXT_TTL,
+        );
         let mut request = tonic::Request::new(tenants::LookupUserBySubRequest {
             cognito_sub: identity.sub.clone(),
             email: identity.email.clone().unwrap_or_default(),
@@ -95,9 +100,17 @@ impl ContextMinter {
         Ok(role)
     }
 
-    /// A mesh context token for one request of `identity` with `role`.
-    pub fn mint(&self, identity: &Identity, role: Role, request_id: &str) -> String {
-        self.keys.current.mint(
+    /// A mesh context token for one call of `identity` with `role` to
+    /// `audience`.
+    pub fn mint(
+        &self,
+        identity: &Identity,
+        role: Role,
+        request_id: &str,
+        audience: Principal,
+    ) -> String {
+        self.signer.mint(
+            audience,
             identity.org_id,
             &identity.sub,
             &[role],

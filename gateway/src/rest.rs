@@ -11,14 +11,14 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt as _;
 use tonic::metadata::{MetadataMap, MetadataValue};
-use treven_mesh::ErrorCode;
 use treven_mesh::context::CONTEXT_HEADER;
+use treven_mesh::{ErrorCode, Principal};
 use treven_transcode::{
     HttpError, MatchError, RequestLimits, build_request, call_server_streaming, call_unary,
     encode_response, http_error, http_error_of, message_json,
 };
 
-use crate::caller::Caller;
+use crate::caller::{Caller, audience_of};
 use crate::error::ApiError;
 use crate::state::Gateway;
 
@@ -28,9 +28,13 @@ fn http_error_response(error: HttpError) -> Response {
 
 /// The upstream metadata: built from scratch, never copied from the client,
 /// apart from the W3C trace context.
-fn metadata(caller: &Caller, traceparent: Option<&HeaderValue>) -> Result<MetadataMap, ApiError> {
+fn metadata(
+    caller: &Caller,
+    audience: Principal,
+    traceparent: Option<&HeaderValue>,
+) -> Result<MetadataMap, ApiError> {
     let mut metadata = MetadataMap::new();
-    let context = MetadataValue::try_from(caller.context.as_str())
+    let context = MetadataValue::try_from(caller.context_for(audience).as_str())
         .map_err(|_| ApiError::new(ErrorCode::Internal, "internal error"))?;
     metadata.insert(CONTEXT_HEADER, context);
     if let Ok(id) = MetadataValue::try_from(caller.request_id.as_str()) {
@@ -106,13 +110,16 @@ pub async fn handle(
         Err(error) => return Ok(http_error_response(http_error_of(error, pool))),
     };
     let route = matched.route().clone();
-    let Some(channel) = gateway.upstreams.get(route.service_name()).cloned() else {
+    let (Some(channel), Some(audience)) = (
+        gateway.upstreams.get(route.service_name()).cloned(),
+        audience_of(route.service_name()),
+    ) else {
         return Err(ApiError::new(
             ErrorCode::Unavailable,
             "a dependency is unavailable, retry later",
         ));
     };
-    let metadata = metadata(caller, parts.headers.get("traceparent"))?;
+    let metadata = metadata(caller, audience, parts.headers.get("traceparent"))?;
     let timeout = deadline(&parts.headers, gateway.config.upstream_timeout);
     tracing::debug!(rpc = route.rpc().full_name(), "transcoded");
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::transport::Channel;
+use treven_mesh::Principal;
 use treven_mesh::client::ChannelOptions;
 use treven_mesh::discovery::{Refresher, SystemResolver, Upstream, discovered_upstream};
 use treven_mesh::keys::MeshKeys;
@@ -134,7 +135,11 @@ impl Gateway {
             config.jwks_min_refresh,
             100_000,
         );
-        let minter = ContextMinter::new(keys, tenants, config.role_ttl);
+        let minter = ContextMinter::new(
+            keys.require_signer(Principal::Gateway)?,
+            tenants,
+            config.role_ttl,
+        );
         let limiter = RateLimiter::connect(
             &config.redis_url,
             config.rate_limit_per_minute,

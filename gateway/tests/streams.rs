@@ -164,7 +164,7 @@ async fn gateway_with_fake_agents(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let fake = FakeAgents {
-        verifier: edge.key.verifier(),
+        verifier: edge.keys.verifier(treven_mesh::Principal::Agents),
         fail_next: Default::default(),
         slow: Default::default(),
         seen_timeout: Default::default(),

@@ -6,8 +6,9 @@
 mod support;
 
 use std::process::Command;
+use std::time::Duration;
 
-use support::{Moto, Server, run, stdout_of, tool};
+use support::{Moto, Server, stdout_of, tool};
 
 fn grpcurl(args: &[&str]) -> std::process::Output {
     Command::new(tool("grpcurl"))
@@ -31,8 +32,8 @@ async fn grpcurl_reaches_every_documents_rpc_through_reflection() {
     treven_documents::provision::create_bucket_and_table(&moto.sdk().await, &config)
         .await
         .expect("provisioned");
-    let key = stdout_of(run(&[], &["keygen"])).trim().to_owned();
-    envs.push(("TREVEN_MESH_KEY", key));
+    let keys = treven_mesh::keys::MeshKeys::generate();
+    envs.extend(keys.only(&[treven_mesh::Principal::Documents]).env());
     let server = Server::start("documents", "TREVEN_DOCUMENTS_ADDR", envs);
     let addr = server.address();
 
@@ -57,20 +58,21 @@ async fn grpcurl_reaches_every_documents_rpc_through_reflection() {
     assert_eq!(rpcs.len(), 13, "{described}");
 
     let org = uuid::Uuid::now_v7().to_string();
-    let token = stdout_of(run(
-        server.envs(),
-        &[
-            "admin",
-            "mint-context",
-            "--org-id",
-            &org,
-            "--user-id",
+    // An operator's context (what `treven admin mint-context` prints; that
+    // command also audits through tenants, which this test does not run):
+    // the operator may call every RPC, internal ones included.
+    let token = keys
+        .signer(treven_mesh::Principal::Operator)
+        .expect("every key")
+        .mint(
+            treven_mesh::Principal::Documents,
+            org.parse().expect("uuid"),
             "e2e",
-            "--role",
-            "analyst",
-        ],
-    ));
-    let header = format!("x-treven-context: {}", token.trim());
+            &[treven_mesh::Role::Analyst],
+            "e2e",
+            Duration::from_secs(300),
+        );
+    let header = format!("x-treven-context: {token}");
     // Each RPC, called by name with JSON, reaches its handler: the answer is
     // a result or a domain error, never UNIMPLEMENTED, UNKNOWN or INTERNAL.
     for rpc in rpcs {

@@ -11,12 +11,39 @@ use std::time::{Duration, Instant};
 
 use support::{Moto, Server, TestDatabase, run, stdout_of, tool};
 
-fn base_env(db_url: &str, key: &str) -> Vec<(&'static str, String)> {
-    vec![
+fn base_env(db_url: &str, keys: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+    let mut env = keys.to_vec();
+    env.extend([
         ("TREVEN_TENANTS_DATABASE_URL", db_url.to_owned()),
-        ("TREVEN_MESH_KEY", key.to_owned()),
         ("TREVEN_SHUTDOWN_GRACE_SECS", "5".to_owned()),
-    ]
+    ]);
+    env
+}
+
+/// `treven admin mint-context` for tenants (at `addr`, which records the
+/// audit entry) as the operator, with `envs` holding the operator's key.
+fn mint(envs: &[(&'static str, String)], addr: &str, org: &str, user: &str, role: &str) -> String {
+    let mut envs = envs.to_vec();
+    envs.push(("TREVEN_TENANTS_URL", format!("http://{addr}")));
+    stdout_of(run(
+        &envs,
+        &[
+            "admin",
+            "mint-context",
+            "--org-id",
+            org,
+            "--user-id",
+            user,
+            "--role",
+            role,
+            "--audience",
+            "tenants",
+            "--reason",
+            "test",
+        ],
+    ))
+    .trim()
+    .to_owned()
 }
 
 fn grpcurl(args: &[&str]) -> std::process::Output {
@@ -35,8 +62,8 @@ fn json_field(json: &str, field: &str) -> String {
 async fn grpcurl_lists_describes_and_calls_tenants_behind_the_mesh_token() {
     let db = TestDatabase::create("treven_e2e").await;
     let url = db.url.clone();
-    let key = stdout_of(run(&[], &["keygen"])).trim().to_owned();
-    let server = Server::start_tenants(base_env(&url, &key));
+    let keys = support::keygen();
+    let server = Server::start_tenants(base_env(&url, &keys));
     let addr = server.address();
 
     let listed = stdout_of(grpcurl(&["-plaintext", &addr, "list"]));
@@ -104,20 +131,8 @@ async fn grpcurl_lists_describes_and_calls_tenants_behind_the_mesh_token() {
             "ann",
         ],
     ));
-    let token = stdout_of(run(
-        &envs,
-        &[
-            "admin",
-            "mint-context",
-            "--org-id",
-            &org,
-            "--user-id",
-            "ann",
-            "--role",
-            "admin",
-        ],
-    ));
-    let header = format!("x-treven-context: {}", token.trim());
+    let token = mint(&envs, &addr, &org, "ann", "admin");
+    let header = format!("x-treven-context: {token}");
     let me = stdout_of(grpcurl(&[
         "-plaintext",
         "-H",
@@ -132,20 +147,8 @@ async fn grpcurl_lists_describes_and_calls_tenants_behind_the_mesh_token() {
         "{me}"
     );
 
-    let b_token = stdout_of(run(
-        &envs,
-        &[
-            "admin",
-            "mint-context",
-            "--org-id",
-            &other,
-            "--user-id",
-            "ann",
-            "--role",
-            "admin",
-        ],
-    ));
-    let b_header = format!("x-treven-context: {}", b_token.trim());
+    let b_token = mint(&envs, &addr, &other, "ann", "admin");
+    let b_header = format!("x-treven-context: {b_token}");
     let b_users = stdout_of(grpcurl(&[
         "-plaintext",
         "-H",
@@ -165,8 +168,8 @@ async fn grpcurl_lists_describes_and_calls_tenants_behind_the_mesh_token() {
 async fn sigterm_reports_not_serving_then_drains_and_exits_cleanly() {
     let db = TestDatabase::create("treven_e2e").await;
     let url = db.url.clone();
-    let key = stdout_of(run(&[], &["keygen"])).trim().to_owned();
-    let mut envs = base_env(&url, &key);
+    let keys = support::keygen();
+    let mut envs = base_env(&url, &keys);
     envs.push(("TREVEN_DRAIN_DELAY_SECS", "2".to_owned()));
     let mut server = Server::start_tenants(envs);
     assert!(server.healthy());
@@ -201,37 +204,55 @@ async fn sigterm_reports_not_serving_then_drains_and_exits_cleanly() {
 
 #[tokio::test]
 async fn a_bad_setting_stops_the_process_with_the_variable_named() {
-    let key = stdout_of(run(&[], &["keygen"])).trim().to_owned();
+    let keys = support::keygen();
+    let with_keys = |extra: &[(&'static str, &str)]| {
+        let mut env = keys.clone();
+        env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        env
+    };
+    let gateway_only = keys
+        .iter()
+        .map(|(name, value)| {
+            let value = if *name == "TREVEN_MESH_SIGNING_KEYS" {
+                value
+                    .split(',')
+                    .filter(|entry| entry.starts_with("gateway:"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            } else {
+                value.clone()
+            };
+            (*name, value)
+        })
+        .chain([("TREVEN_TENANTS_DATABASE_URL", "postgres://x/y".to_owned())])
+        .collect::<Vec<_>>();
     let cases = [
         (
-            vec![
-                ("TREVEN_TENANTS_DATABASE_URL", "postgres://x/y".to_owned()),
-                ("TREVEN_MESH_KEY", key.clone()),
-                ("TREVEN_TENANTS_ADDR", "nope".to_owned()),
-            ],
+            with_keys(&[
+                ("TREVEN_TENANTS_DATABASE_URL", "postgres://x/y"),
+                ("TREVEN_TENANTS_ADDR", "nope"),
+            ]),
             "TREVEN_TENANTS_ADDR",
         ),
-        (
-            vec![("TREVEN_MESH_KEY", key.clone())],
-            "TREVEN_TENANTS_DATABASE_URL",
-        ),
+        (with_keys(&[]), "TREVEN_TENANTS_DATABASE_URL"),
         (
             vec![("TREVEN_TENANTS_DATABASE_URL", "postgres://x/y".to_owned())],
-            "TREVEN_MESH_KEY",
+            "TREVEN_MESH_SIGNING_KEYS",
         ),
         (
             vec![
                 ("TREVEN_TENANTS_DATABASE_URL", "postgres://x/y".to_owned()),
-                ("TREVEN_MESH_KEY", "c2hvcnQ=".to_owned()),
+                ("TREVEN_MESH_SIGNING_KEYS", "tenants:c2hvcnQ=".to_owned()),
             ],
-            "TREVEN_MESH_KEY",
+            "TREVEN_MESH_SIGNING_KEYS",
         ),
+        // Another principal's key is no key for tenants.
+        (gateway_only, "no signing key for tenants"),
         (
-            vec![
-                ("TREVEN_TENANTS_DATABASE_URL", "postgres://x/y".to_owned()),
-                ("TREVEN_MESH_KEY", key),
-                ("TREVEN_SHUTDOWN_GRACE_SECS", "9999".to_owned()),
-            ],
+            with_keys(&[
+                ("TREVEN_TENANTS_DATABASE_URL", "postgres://x/y"),
+                ("TREVEN_SHUTDOWN_GRACE_SECS", "9999"),
+            ]),
             "TREVEN_SHUTDOWN_GRACE_SECS",
         ),
     ];
@@ -243,10 +264,29 @@ async fn a_bad_setting_stops_the_process_with_the_variable_named() {
     }
 }
 
+/// The `principal:seed` entry of `principal` in a keygen signing list.
+fn signing_entry(keys: &[(&'static str, String)], principal: &str) -> String {
+    keys.iter()
+        .find(|(name, _)| *name == "TREVEN_MESH_SIGNING_KEYS")
+        .and_then(|(_, list)| {
+            list.split(',')
+                .find(|entry| entry.starts_with(&format!("{principal}:")))
+        })
+        .expect("keygen lists every principal")
+        .to_owned()
+}
+
+fn public_keys(keys: &[(&'static str, String)]) -> (&'static str, String) {
+    keys.iter()
+        .find(|(name, _)| *name == "TREVEN_MESH_PUBLIC_KEYS")
+        .cloned()
+        .expect("keygen prints the public keys")
+}
+
 #[tokio::test]
-async fn the_mesh_key_can_come_from_secrets_manager() {
+async fn the_signing_key_comes_from_secrets_manager_and_operator_mints_are_audited() {
     let moto = Moto::start();
-    let key = stdout_of(run(&[], &["keygen"])).trim().to_owned();
+    let keys = support::keygen();
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("eu-west-2"))
         .endpoint_url(&moto.endpoint)
@@ -256,10 +296,11 @@ async fn the_mesh_key_can_come_from_secrets_manager() {
         .load()
         .await;
     let secrets = aws_sdk_secretsmanager::Client::new(&config);
+    // What the CDK app's custom resource writes: the task's own key only.
     let arn = secrets
         .create_secret()
-        .name("treven/test/mesh-key")
-        .secret_string(&key)
+        .name("treven/test/mesh-signing/tenants")
+        .secret_string(signing_entry(&keys, "tenants"))
         .send()
         .await
         .expect("secret created");
@@ -269,7 +310,8 @@ async fn the_mesh_key_can_come_from_secrets_manager() {
     let url = db.url.clone();
     let aws = vec![
         ("TREVEN_TENANTS_DATABASE_URL", url),
-        ("TREVEN_MESH_KEY_SECRET_ID", arn),
+        ("TREVEN_MESH_SIGNING_KEY_SECRET_ID", arn),
+        public_keys(&keys),
         ("AWS_ENDPOINT_URL", moto.endpoint.clone()),
         ("AWS_REGION", "eu-west-2".to_owned()),
         ("AWS_ACCESS_KEY_ID", "test".to_owned()),
@@ -285,21 +327,14 @@ async fn the_mesh_key_can_come_from_secrets_manager() {
         "id",
     );
 
-    // A token signed with the secret's key is accepted (minted from the same secret)...
-    let token = stdout_of(run(
-        server.envs(),
-        &[
-            "admin",
-            "mint-context",
-            "--org-id",
-            &org,
-            "--user-id",
-            "ann",
-            "--role",
-            "viewer",
-        ],
-    ));
-    let header = format!("x-treven-context: {}", token.trim());
+    // An operator holding the operator key mints a context: accepted, and
+    // recorded in the organisation's audit log first.
+    let operator = vec![
+        ("TREVEN_MESH_SIGNING_KEYS", signing_entry(&keys, "operator")),
+        public_keys(&keys),
+    ];
+    let token = mint(&operator, &addr, &org, "ann", "admin");
+    let header = format!("x-treven-context: {token}");
     let ok = grpcurl(&[
         "-plaintext",
         "-H",
@@ -314,10 +349,33 @@ async fn the_mesh_key_can_come_from_secrets_manager() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    // ...one signed with another key is not.
-    let other = stdout_of(run(&[], &["keygen"])).trim().to_owned();
-    let forged = stdout_of(run(
-        &[("TREVEN_MESH_KEY", other)],
+    let audit = stdout_of(grpcurl(&[
+        "-plaintext",
+        "-H",
+        &header,
+        "-d",
+        "{}",
+        &addr,
+        "treven.tenants.v1.TenantsService/ListAuditEvents",
+    ]));
+    assert!(
+        audit.contains("mesh.context_minted") && audit.contains("\"reason\": \"test\""),
+        "{audit}"
+    );
+
+    // Another key set's operator cannot even get a token: tenants refuses
+    // its audit entry, and no token is printed.
+    let foreign = support::keygen();
+    let mut envs = vec![
+        (
+            "TREVEN_MESH_SIGNING_KEYS",
+            signing_entry(&foreign, "operator"),
+        ),
+        public_keys(&foreign),
+        ("TREVEN_TENANTS_URL", format!("http://{addr}")),
+    ];
+    let refused = run(
+        &envs,
         &[
             "admin",
             "mint-context",
@@ -325,20 +383,39 @@ async fn the_mesh_key_can_come_from_secrets_manager() {
             &org,
             "--user-id",
             "ann",
+            "--audience",
+            "tenants",
+            "--reason",
+            "test",
         ],
-    ));
-    let header = format!("x-treven-context: {}", forged.trim());
-    let refused = grpcurl(&[
-        "-plaintext",
-        "-H",
-        &header,
-        "-d",
-        "{}",
-        &addr,
-        "treven.tenants.v1.TenantsService/GetOrganisation",
-    ]);
+    );
     assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("Unauthenticated"));
+    assert!(refused.stdout.is_empty(), "no token without an audit entry");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("audit"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    // Production needs the explicit flag.
+    envs.push(("TREVEN_ENV", "prod".to_owned()));
+    let guarded = run(
+        &envs,
+        &[
+            "admin",
+            "mint-context",
+            "--org-id",
+            &org,
+            "--user-id",
+            "ann",
+            "--audience",
+            "tenants",
+            "--reason",
+            "test",
+        ],
+    );
+    assert!(!guarded.status.success());
+    assert!(String::from_utf8_lossy(&guarded.stderr).contains("--production"));
 
     drop(server);
     db.drop().await;

@@ -17,9 +17,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::drill::{PostgresLogin, PrivatePostgres, PrivateRedis};
+use support::free_port;
 use support::prodlike::spawn_logged;
 use support::tls::TestCa;
-use support::{free_port, run, stdout_of};
 
 /// A process killed when dropped.
 struct Running {
@@ -35,25 +35,23 @@ impl Drop for Running {
     }
 }
 
-fn mesh_key() -> String {
-    stdout_of(run(&[("TREVEN_ENV", "local".into())], &["keygen"]))
-        .trim()
-        .to_owned()
-}
-
 /// The environment every case shares: trust only `ca` (beyond the system
 /// roots), json logs, a mesh key and a mesh CA seed.
 fn base_env(ca: &TestCa) -> Vec<(String, String)> {
-    vec![
+    let mut env: Vec<(String, String)> = support::keygen()
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect();
+    env.extend([
         ("TREVEN_ENV".into(), "local".into()),
         ("TREVEN_LOG_FORMAT".into(), "json".into()),
-        ("TREVEN_MESH_KEY".into(), mesh_key()),
         (
             "TREVEN_MESH_CA_SEED".into(),
             support::template::random_alphanumeric(64),
         ),
         ("SSL_CERT_FILE".into(), ca.ca_cert.display().to_string()),
-    ]
+    ]);
+    env
 }
 
 fn start(role: &str, env: &[(String, String)]) -> Running {

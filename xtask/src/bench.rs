@@ -250,7 +250,8 @@ async fn measure(
             role: "analyst",
         },
     )?;
-    let context = mint_context(&state, &user)?;
+    let context = mint_context(&state, &user, "reports")?;
+    let tenants_context = mint_context(&state, &user, "tenants")?;
     let gw = format!("http://{GATEWAY_ADDR}");
     let bearer = [("TREVEN_LOAD_BEARER", user.id_token.clone())];
     let setup = load(argv(&["setup", "--gateway", &gw]), bearer.to_vec()).await?;
@@ -299,6 +300,7 @@ async fn measure(
         bedrock,
         bearer: bearer.to_vec(),
         ctx: ctx.to_vec(),
+        tenants_ctx: vec![("TREVEN_LOAD_CONTEXT", tenants_context)],
         auth_env,
         quiet,
         state: &state,
@@ -348,19 +350,29 @@ fn bearer_and_context(bearer: &str, context: &str) -> Vec<(&'static str, String)
     ]
 }
 
-fn mint_context(state: &DevState, user: &token::SignedInUser) -> Result<String> {
-    let out = cmd::output(treven::command(state)?.args([
-        "admin",
-        "mint-context",
-        "--org-id",
-        &user.org_id,
-        "--user-id",
-        &user.sub,
-        "--role",
-        "analyst",
-        "--ttl-secs",
-        "3600",
-    ]))?;
+/// A mesh context of `user` for `audience`, minted by the operator key of
+/// the dev stack (`treven admin mint-context`, audited in tenants).
+fn mint_context(state: &DevState, user: &token::SignedInUser, audience: &str) -> Result<String> {
+    let out = cmd::output(
+        treven::command(state)?
+            .env("TREVEN_TENANTS_URL", format!("http://{}", SERVICES[0].1))
+            .args([
+                "admin",
+                "mint-context",
+                "--org-id",
+                &user.org_id,
+                "--user-id",
+                &user.sub,
+                "--role",
+                "analyst",
+                "--ttl-secs",
+                "3600",
+                "--audience",
+                audience,
+                "--reason",
+                "cargo xtask bench",
+            ]),
+    )?;
     Ok(out.trim().to_owned())
 }
 

@@ -293,11 +293,15 @@ pub async fn bring_up(
     .await?;
 
     let previous = state::load().unwrap_or_default().unwrap_or_default();
-    let mesh_key = if previous.mesh_key.is_empty() {
-        treven::keygen()?
-    } else {
-        previous.mesh_key.clone()
-    };
+    let (mesh_signing_keys, mesh_public_keys) =
+        if previous.mesh_signing_keys.is_empty() || previous.mesh_public_keys.is_empty() {
+            treven::keygen()?
+        } else {
+            (
+                previous.mesh_signing_keys.clone(),
+                previous.mesh_public_keys.clone(),
+            )
+        };
     let provisioned: Provisioned = timed("aws resources", async {
         let mut python = Command::new(tools.python());
         python
@@ -311,10 +315,10 @@ pub async fn bring_up(
                 "--pool-name",
                 &format!("treven-{}", plan.env_name),
                 "--secret-name",
-                &format!("treven/{}/mesh-key", plan.env_name),
+                &format!("treven/{}/mesh-signing-keys", plan.env_name),
             ])
             .envs(treven::aws_env(&endpoint, REGION))
-            .env("TREVEN_MESH_KEY", &mesh_key)
+            .env("TREVEN_MESH_SIGNING_KEYS", &mesh_signing_keys)
             .stdin(std::process::Stdio::null());
         let out = process::output_to_end("dev_aws.py provision", &mut python, signals).await?;
         serde_json::from_str(out.trim()).with_context(|| format!("dev_aws.py printed {out:?}"))
@@ -334,7 +338,8 @@ pub async fn bring_up(
             jwks_url: provisioned.jwks_url,
         },
         mesh_key_secret: provisioned.secret_name,
-        mesh_key,
+        mesh_signing_keys,
+        mesh_public_keys,
         tenants_database_url: plan.database_url.clone(),
         redis_url: services::REDIS_URL.into(),
         endpoints: MESH_ENDPOINTS
@@ -425,8 +430,13 @@ fn demo_context_command(tools: &Tools, state: &DevState) -> std::result::Result<
     };
     let user = token::sign_in(state, tools, &request).map_err(|err| format!("{err:#}"))?;
     Ok(format!(
-        "TREVEN_ENV=local TREVEN_MESH_KEY='{}' {} admin mint-context --org-id {} --user-id {} --role analyst",
-        state.mesh_key,
+        "TREVEN_ENV=local TREVEN_MESH_SIGNING_KEYS='{}' TREVEN_MESH_PUBLIC_KEYS='{}' TREVEN_TENANTS_URL=http://{} {} admin mint-context --org-id {} --user-id {} --role analyst --audience reports --reason 'dev stack'",
+        state.mesh_signing_keys,
+        state.mesh_public_keys,
+        state
+            .endpoints
+            .get("tenants")
+            .map_or(TENANTS_ADDR, String::as_str),
         relative_to_root(&paths::treven_binary()),
         user.org_id,
         user.sub,

@@ -1,8 +1,8 @@
 //! `target/dev/state.json`: what `cargo xtask dev` provisioned, read by
-//! `cargo xtask token` and by people who want the pool id or the mesh key.
+//! `cargo xtask token` and by people who want the pool id or the mesh keys.
 //!
 //! moto keeps nothing once it stops, so the AWS parts are recreated on every
-//! `cargo xtask dev`; only the mesh key and the generated user passwords are
+//! `cargo xtask dev`; only the mesh keys and the generated user passwords are
 //! carried over from one run to the next.
 
 use std::collections::BTreeMap;
@@ -29,10 +29,17 @@ pub struct DevState {
     pub agents_table: String,
     /// The Cognito user pool and its app client.
     pub cognito: CognitoState,
-    /// Name of the Secrets Manager secret holding the mesh key.
+    /// Name of the Secrets Manager secret holding the signing keys (the
+    /// form an AWS task reads with `TREVEN_MESH_SIGNING_KEY_SECRET_ID`).
+    #[serde(default)]
     pub mesh_key_secret: String,
-    /// The base64 mesh signing key (`treven keygen`), kept across runs.
-    pub mesh_key: String,
+    /// Every principal's signing key (`TREVEN_MESH_SIGNING_KEYS`, from
+    /// `treven keygen`), kept across runs.
+    #[serde(default)]
+    pub mesh_signing_keys: String,
+    /// Every principal's public key (`TREVEN_MESH_PUBLIC_KEYS`).
+    #[serde(default)]
+    pub mesh_public_keys: String,
     /// Postgres database of the tenants service.
     pub tenants_database_url: String,
     /// Redis of the mesh.

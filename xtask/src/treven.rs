@@ -32,7 +32,8 @@ pub fn env(state: &DevState) -> Vec<(&'static str, String)> {
         // AWS. Set TREVEN_MODEL_PRIMARY=bedrock (and credentials) to use Bedrock.
         ("TREVEN_MODEL_PRIMARY", "offline".into()),
         ("TREVEN_MODEL_SECONDARY", "none".into()),
-        ("TREVEN_MESH_KEY", state.mesh_key.clone()),
+        ("TREVEN_MESH_SIGNING_KEYS", state.mesh_signing_keys.clone()),
+        ("TREVEN_MESH_PUBLIC_KEYS", state.mesh_public_keys.clone()),
         ("TREVEN_DATA_BUCKET", state.data_bucket.clone()),
         ("TREVEN_DOCUMENTS_TABLE", state.documents_table.clone()),
         ("TREVEN_AGENTS_TABLE", state.agents_table.clone()),
@@ -79,14 +80,24 @@ pub fn bare_command() -> Result<Command> {
 }
 
 /// `treven keygen`: a fresh base64 mesh signing key.
-pub fn keygen() -> Result<String> {
-    let key = cmd::output(bare_command()?.arg("keygen").env("TREVEN_ENV", "local"))
+/// A fresh key for every principal (`treven keygen`): the signing list
+/// and the public list.
+pub fn keygen() -> Result<(String, String)> {
+    let printed = cmd::output(bare_command()?.arg("keygen").env("TREVEN_ENV", "local"))
         .context("`treven keygen` failed")?;
-    let key = key.trim().to_owned();
-    if key.is_empty() {
-        bail!("`treven keygen` printed nothing");
+    let value = |name: &str| {
+        printed
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix('='))
+            .map(str::to_owned)
+    };
+    match (
+        value("TREVEN_MESH_SIGNING_KEYS"),
+        value("TREVEN_MESH_PUBLIC_KEYS"),
+    ) {
+        (Some(signing), Some(public)) => Ok((signing, public)),
+        _ => bail!("`treven keygen` printed {printed:?}, not the two key lists"),
     }
-    Ok(key)
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,18 +1,29 @@
-//! The mesh context: who a call acts for, carried between services as a
-//! signed token in the `x-treven-context` metadata entry.
+//! The mesh context: who a call acts for, who is making it and for which
+//! service, carried between services as a signed token in the
+//! `x-treven-context` metadata entry.
 //!
-//! The gateway mints a short-lived token after it has verified the user's
-//! Cognito JWT; background work mints one on behalf of the requester. Every
-//! service verifies it in [`RequireContext`] before a handler runs and finds
-//! the [`MeshContext`] in the request's extensions. Identity headers such as
-//! `x-org-id` are never read.
+//! Every token names its **issuer** (a [`Principal`]: the gateway, acting for
+//! a user it has just authenticated at the edge; a service, acting for the
+//! user whose request or job it is serving; or an operator) and its
+//! **audience** (the one service it may be presented to). Each principal
+//! signs with its own Ed25519 key ([`Signer`]); verifiers hold public keys
+//! only ([`KeySet`]) and accept a token only when the issuer's own key signed
+//! it, so the gateway's key cannot mint a service's context and a service's
+//! key cannot mint another service's. A service calling onwards mints a new
+//! token for the next audience ([`Signer::onward`]) instead of forwarding the
+//! one it received, so a token captured at one service cannot be replayed at
+//! another, and none lives longer than a minute or two.
+//!
+//! Which principals and roles may call which RPC is declared per service in
+//! a [`crate::policy::Policy`] table and enforced before any handler runs.
 //!
 //! Token format: `base64url(claims JSON) "." base64url(Ed25519 signature)`,
-//! the signature covering `"treven-ctx-v1." + <first part>`. A JWT library
+//! the signature covering `"treven-ctx-v2." + <first part>`. A JWT library
 //! would bring algorithm negotiation and key formats the mesh does not need:
-//! there is one algorithm and one key ring, so the format is fixed and the
-//! signature primitive comes from `ed25519-dalek`.
+//! there is one algorithm and one key per principal, so the format is fixed
+//! and the signature primitive comes from `ed25519-dalek`.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -21,10 +32,10 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::Signer as _;
+use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
-use tonic::service::Interceptor;
-use tonic::{Request, Status};
+use tonic::Request;
 use uuid::Uuid;
 
 use crate::error::{ErrorCode, ServiceError};
@@ -33,13 +44,17 @@ use crate::error::{ErrorCode, ServiceError};
 pub const CONTEXT_HEADER: &str = "x-treven-context";
 
 /// Domain separation for signatures, so a mesh key cannot sign anything else.
-const SIGNING_PREFIX: &[u8] = b"treven-ctx-v1.";
+const SIGNING_PREFIX: &[u8] = b"treven-ctx-v2.";
 /// Tokens longer than this are refused before any parsing.
 const MAX_TOKEN_LEN: usize = 4096;
 /// Clock skew tolerated between services.
 const LEEWAY_SECS: i64 = 5;
 /// The longest a token may live, whatever the minter asks.
 pub const MAX_TTL: Duration = Duration::from_secs(3600);
+/// The lifetime of a token a service mints to call onwards for the request
+/// it is serving: long enough for a slow call to start, short enough that a
+/// captured token is soon worthless.
+pub const ONWARD_TTL: Duration = Duration::from_secs(120);
 
 /// An organisation id: every record and every call belongs to exactly one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -121,7 +136,79 @@ impl FromStr for Role {
     }
 }
 
-/// Who a call acts for. Built only by verifying a token.
+/// Who signs a mesh context. Each principal has its own signing key; a
+/// token is accepted only when its issuer's key signed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Principal {
+    /// The edge: a user the gateway has just authenticated (Cognito JWT,
+    /// organisation, role from tenants).
+    Gateway,
+    /// The tenants service, acting for a user.
+    Tenants,
+    /// The documents service, acting for a user.
+    Documents,
+    /// The reports service, acting for a user (including its workers'
+    /// background jobs, for the user who asked).
+    Reports,
+    /// The agents service, acting for a user.
+    Agents,
+    /// The AgentCore runtime container, acting for a user.
+    AgentRuntime,
+    /// An engineer with `treven admin mint-context` (audited; refused in
+    /// production without an explicit flag).
+    Operator,
+}
+
+impl Principal {
+    /// Every principal, in a stable order.
+    pub const ALL: [Principal; 7] = [
+        Principal::Gateway,
+        Principal::Tenants,
+        Principal::Documents,
+        Principal::Reports,
+        Principal::Agents,
+        Principal::AgentRuntime,
+        Principal::Operator,
+    ];
+
+    /// The name used in key lists and tokens (`agent-runtime`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Principal::Gateway => "gateway",
+            Principal::Tenants => "tenants",
+            Principal::Documents => "documents",
+            Principal::Reports => "reports",
+            Principal::Agents => "agents",
+            Principal::AgentRuntime => "agent-runtime",
+            Principal::Operator => "operator",
+        }
+    }
+}
+
+impl fmt::Display for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Principal {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Principal::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Principal::ALL.iter().map(|p| p.as_str()).collect();
+                format!("unknown principal {s:?} ({})", names.join(", "))
+            })
+    }
+}
+
+/// Who a call acts for, and who makes it. Built only by verifying a token
+/// ([`ContextVerifier::verify`]) or by a signer for its own background work
+/// ([`Signer::acting_for`]).
 #[derive(Debug, Clone)]
 pub struct MeshContext {
     org_id: OrgId,
@@ -129,7 +216,9 @@ pub struct MeshContext {
     roles: Vec<Role>,
     request_id: String,
     expires_at: DateTime<Utc>,
-    token: Arc<str>,
+    issuer: Principal,
+    audience: Principal,
+    token_id: String,
 }
 
 impl MeshContext {
@@ -138,12 +227,12 @@ impl MeshContext {
         self.org_id
     }
 
-    /// The caller: the Cognito subject of the user.
+    /// The user the call acts for: their Cognito subject.
     pub fn user_id(&self) -> &str {
         &self.user_id
     }
 
-    /// The caller's roles; empty while the gateway is still resolving them.
+    /// The user's roles; empty while the gateway is still resolving them.
     pub fn roles(&self) -> &[Role] {
         &self.roles
     }
@@ -158,17 +247,28 @@ impl MeshContext {
         self.expires_at
     }
 
-    /// The token itself, to forward on calls made for this request.
-    pub fn token(&self) -> &str {
-        &self.token
+    /// Who made the call: the gateway (a user at the edge), a service acting
+    /// for the user, or an operator.
+    pub fn issuer(&self) -> Principal {
+        self.issuer
     }
 
-    /// Whether the caller holds `role`.
+    /// The service the token was minted for.
+    pub fn audience(&self) -> Principal {
+        self.audience
+    }
+
+    /// The token's unique id (`jti`), for logs and audit.
+    pub fn token_id(&self) -> &str {
+        &self.token_id
+    }
+
+    /// Whether the user holds `role`.
     pub fn has_role(&self, role: Role) -> bool {
         self.roles.contains(&role)
     }
 
-    /// FORBIDDEN unless the caller holds one of `roles`.
+    /// FORBIDDEN unless the user holds one of `roles`.
     pub fn require_any(&self, roles: &[Role]) -> Result<(), ServiceError> {
         if roles.iter().any(|role| self.has_role(*role)) {
             Ok(())
@@ -184,6 +284,9 @@ impl MeshContext {
 
 #[derive(Serialize, Deserialize)]
 struct Claims {
+    iss: Principal,
+    aud: Principal,
+    jti: String,
     org: OrgId,
     sub: String,
     roles: Vec<Role>,
@@ -192,24 +295,28 @@ struct Claims {
     exp: i64,
 }
 
-/// Why a token was refused. Only logged: clients see UNAUTHORIZED.
+/// Why a token was refused. Only logged: clients see UNAUTHENTICATED.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ContextError {
     /// No `x-treven-context` entry.
     #[error("no mesh context token")]
     Missing,
-    /// Not two base64url parts, too long, or bad JSON.
+    /// Not two base64url parts, too long, bad JSON, or a lifetime over the
+    /// maximum.
     #[error("malformed mesh context token")]
     Malformed,
-    /// No key of the ring verifies the signature.
-    #[error("bad mesh context signature")]
-    BadSignature,
+    /// Minted for another service.
+    #[error("mesh context minted for {0}, not for this service")]
+    WrongAudience(Principal),
+    /// The issuer's key did not sign it (or the issuer has no key here).
+    #[error("bad mesh context signature for issuer {0}")]
+    BadSignature(Principal),
     /// Past its expiry.
     #[error("expired mesh context token")]
     Expired,
 }
 
-/// An Ed25519 mesh key: signs and verifies context tokens.
+/// An Ed25519 key (a 32-byte seed): one principal's signing key.
 #[derive(Clone)]
 pub struct MeshKey {
     signing: SigningKey,
@@ -219,10 +326,7 @@ impl fmt::Debug for MeshKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print key material.
         f.debug_struct("MeshKey")
-            .field(
-                "public",
-                &URL_SAFE_NO_PAD.encode(self.signing.verifying_key().as_bytes()),
-            )
+            .field("public", &self.public_base64())
             .finish()
     }
 }
@@ -238,12 +342,7 @@ impl MeshKey {
     /// Parses the standard-base64 32-byte seed kept in config or Secrets
     /// Manager.
     pub fn from_base64(encoded: &str) -> Result<Self, String> {
-        let bytes = STANDARD
-            .decode(encoded.trim())
-            .map_err(|e| format!("not base64: {e}"))?;
-        let seed: [u8; 32] = bytes
-            .try_into()
-            .map_err(|b: Vec<u8>| format!("must be 32 bytes, got {}", b.len()))?;
+        let seed: [u8; 32] = decode_32(encoded)?;
         Ok(Self {
             signing: SigningKey::from_bytes(&seed),
         })
@@ -254,8 +353,13 @@ impl MeshKey {
         STANDARD.encode(self.signing.to_bytes())
     }
 
+    /// The public key as standard base64, for `TREVEN_MESH_PUBLIC_KEYS`.
+    pub fn public_base64(&self) -> String {
+        STANDARD.encode(self.signing.verifying_key().as_bytes())
+    }
+
     /// Derives a 32-byte sub-key for another purpose (e.g. cursor MACs), so
-    /// one secret serves the mesh without reusing key material directly.
+    /// one secret serves the service without reusing key material directly.
     pub fn derive(&self, label: &str) -> [u8; 32] {
         use hmac::{Hmac, Mac};
         let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&self.signing.to_bytes())
@@ -265,10 +369,49 @@ impl MeshKey {
         mac.finalize().into_bytes().into()
     }
 
-    /// Mints a token for `org_id`/`user_id` with `roles`, valid for `ttl`
-    /// (capped at [`MAX_TTL`]).
+    fn verifying_key(&self) -> VerifyingKey {
+        self.signing.verifying_key()
+    }
+}
+
+fn decode_32(encoded: &str) -> Result<[u8; 32], String> {
+    let bytes = STANDARD
+        .decode(encoded.trim())
+        .map_err(|e| format!("not base64: {e}"))?;
+    bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| format!("must be 32 bytes, got {}", b.len()))
+}
+
+/// One principal's key: mints the tokens that principal may issue, and
+/// nothing else.
+#[derive(Clone, Debug)]
+pub struct Signer {
+    principal: Principal,
+    key: MeshKey,
+}
+
+impl Signer {
+    /// `principal` signing with `key`.
+    pub fn new(principal: Principal, key: MeshKey) -> Self {
+        Self { principal, key }
+    }
+
+    /// Whose key this is.
+    pub fn principal(&self) -> Principal {
+        self.principal
+    }
+
+    /// The key (to derive sub-keys such as the cursor MAC key).
+    pub fn key(&self) -> &MeshKey {
+        &self.key
+    }
+
+    /// Mints a token for `audience`, acting for `user_id` of `org_id` with
+    /// `roles`, valid for `ttl` (capped at [`MAX_TTL`]).
     pub fn mint(
         &self,
+        audience: Principal,
         org_id: OrgId,
         user_id: &str,
         roles: &[Role],
@@ -278,6 +421,9 @@ impl MeshKey {
         let now = Utc::now().timestamp();
         let ttl = ttl.min(MAX_TTL).as_secs() as i64;
         let claims = Claims {
+            iss: self.principal,
+            aud: audience,
+            jti: Uuid::new_v4().simple().to_string(),
             org: org_id,
             sub: user_id.to_owned(),
             roles: roles.to_vec(),
@@ -288,14 +434,43 @@ impl MeshKey {
         let payload = URL_SAFE_NO_PAD.encode(
             serde_json::to_vec(&claims).unwrap_or_else(|_| unreachable!("claims serialise")),
         );
-        let signature = self.signing.sign(&signed_bytes(&payload));
+        let signature = self.key.signing.sign(&signed_bytes(&payload));
         format!("{payload}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
     }
 
-    /// A verifier accepting this key (and no other).
-    pub fn verifier(&self) -> ContextVerifier {
-        ContextVerifier {
-            keys: vec![self.signing.verifying_key()],
+    /// A token to call `audience` for the user `context` acts for (same
+    /// organisation, user, roles and request id), valid [`ONWARD_TTL`]. The
+    /// received token is never forwarded.
+    pub fn onward(&self, context: &MeshContext, audience: Principal) -> String {
+        self.mint(
+            audience,
+            context.org_id,
+            &context.user_id,
+            &context.roles,
+            &context.request_id,
+            ONWARD_TTL,
+        )
+    }
+
+    /// The context of background work this principal does for a user (a
+    /// report job for its requester): as if the user's call had reached this
+    /// service, for use with [`Signer::onward`].
+    pub fn acting_for(
+        &self,
+        org_id: OrgId,
+        user_id: &str,
+        roles: &[Role],
+        request_id: &str,
+    ) -> MeshContext {
+        MeshContext {
+            org_id,
+            user_id: user_id.to_owned(),
+            roles: roles.to_vec(),
+            request_id: request_id.to_owned(),
+            expires_at: Utc::now() + ONWARD_TTL,
+            issuer: self.principal,
+            audience: self.principal,
+            token_id: Uuid::new_v4().simple().to_string(),
         }
     }
 }
@@ -307,21 +482,97 @@ fn signed_bytes(payload: &str) -> Vec<u8> {
     bytes
 }
 
-/// Verifies context tokens against a key ring (the current key, plus the
-/// previous one during a rotation).
+/// The public keys of every principal (two for one being rotated): what a
+/// verifier holds. Parsed from `principal:base64,principal:base64`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeySet {
+    keys: BTreeMap<Principal, Vec<VerifyingKey>>,
+}
+
+impl KeySet {
+    /// Adds `principal`'s public key `key` (a second one is kept too: the
+    /// previous key while rotating).
+    pub fn insert(&mut self, principal: Principal, key: VerifyingKey) {
+        let keys = self.keys.entry(principal).or_default();
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+
+    /// Adds the public half of `signer`'s key.
+    pub fn insert_signer(&mut self, signer: &Signer) {
+        self.insert(signer.principal, signer.key.verifying_key());
+    }
+
+    /// Parses `principal:base64 public key` entries, comma-separated.
+    pub fn parse(list: &str) -> Result<Self, String> {
+        let mut set = KeySet::default();
+        for (principal, encoded) in parse_entries(list)? {
+            let bytes = decode_32(encoded).map_err(|e| format!("{principal}: {e}"))?;
+            let key = VerifyingKey::from_bytes(&bytes)
+                .map_err(|_| format!("{principal}: not an Ed25519 public key"))?;
+            set.insert(principal, key);
+        }
+        Ok(set)
+    }
+
+    /// The `principal:base64,…` form of the set.
+    pub fn to_list(&self) -> String {
+        self.keys
+            .iter()
+            .flat_map(|(principal, keys)| {
+                keys.iter()
+                    .map(move |key| format!("{principal}:{}", STANDARD.encode(key.as_bytes())))
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The principals that have at least one key.
+    pub fn principals(&self) -> impl Iterator<Item = Principal> + '_ {
+        self.keys.keys().copied()
+    }
+
+    /// A verifier for tokens minted for `audience`.
+    pub fn verifier(&self, audience: Principal) -> ContextVerifier {
+        ContextVerifier {
+            audience,
+            keys: Arc::new(self.clone()),
+        }
+    }
+}
+
+/// Parses `principal:value` entries separated by commas (whitespace and
+/// empty entries ignored).
+pub(crate) fn parse_entries(list: &str) -> Result<Vec<(Principal, &str)>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            let (principal, value) = entry
+                .split_once(':')
+                .ok_or_else(|| "each entry must be principal:base64".to_owned())?;
+            Ok((principal.trim().parse::<Principal>()?, value.trim()))
+        })
+        .collect()
+}
+
+/// Verifies tokens presented to one service (the audience) against the
+/// public keys of their issuers.
 #[derive(Debug, Clone)]
 pub struct ContextVerifier {
-    keys: Vec<VerifyingKey>,
+    audience: Principal,
+    keys: Arc<KeySet>,
 }
 
 impl ContextVerifier {
-    /// Also accepts tokens signed by `key` (the previous key while rotating).
-    pub fn also_accept(mut self, key: &MeshKey) -> Self {
-        self.keys.push(key.signing.verifying_key());
-        self
+    /// The service this verifier accepts tokens for.
+    pub fn audience(&self) -> Principal {
+        self.audience
     }
 
-    /// Checks the signature and expiry and returns the context.
+    /// Checks the audience, the issuer's signature and the lifetime, and
+    /// returns the context.
     pub fn verify(&self, token: &str) -> Result<MeshContext, ContextError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(ContextError::Malformed);
@@ -332,23 +583,31 @@ impl ContextVerifier {
             .ok()
             .and_then(|bytes| bytes.try_into().ok())
             .ok_or(ContextError::Malformed)?;
-        let signature = Signature::from_bytes(&signature);
-        let message = signed_bytes(payload);
-        if !self
-            .keys
-            .iter()
-            .any(|key| key.verify(&message, &signature).is_ok())
-        {
-            return Err(ContextError::BadSignature);
-        }
+        // The claims are read before the signature is checked to find the
+        // issuer's key; nothing in them is trusted until it is.
         let claims: Claims = URL_SAFE_NO_PAD
             .decode(payload)
             .ok()
             .and_then(|json| serde_json::from_slice(&json).ok())
             .ok_or(ContextError::Malformed)?;
+        let signature = Signature::from_bytes(&signature);
+        let message = signed_bytes(payload);
+        let signed = self.keys.keys.get(&claims.iss).is_some_and(|keys| {
+            keys.iter()
+                .any(|key| key.verify_strict(&message, &signature).is_ok())
+        });
+        if !signed {
+            return Err(ContextError::BadSignature(claims.iss));
+        }
+        if claims.aud != self.audience {
+            return Err(ContextError::WrongAudience(claims.aud));
+        }
         let now = Utc::now().timestamp();
         if claims.exp + LEEWAY_SECS < now {
             return Err(ContextError::Expired);
+        }
+        if claims.iat > now + LEEWAY_SECS || claims.exp - claims.iat > MAX_TTL.as_secs() as i64 {
+            return Err(ContextError::Malformed);
         }
         Ok(MeshContext {
             org_id: claims.org,
@@ -356,63 +615,36 @@ impl ContextVerifier {
             roles: claims.roles,
             request_id: claims.rid,
             expires_at: DateTime::from_timestamp(claims.exp, 0).unwrap_or_default(),
-            token: Arc::from(token),
+            issuer: claims.iss,
+            audience: claims.aud,
+            token_id: claims.jti,
         })
     }
 }
 
-/// A tonic interceptor that refuses calls without a valid context token
-/// (UNAUTHENTICATED) and puts the [`MeshContext`] in the request extensions.
-#[derive(Debug, Clone)]
-pub struct RequireContext {
-    verifier: Arc<ContextVerifier>,
-}
-
-impl RequireContext {
-    /// Verifies with `verifier`.
-    pub fn new(verifier: ContextVerifier) -> Self {
-        Self {
-            verifier: Arc::new(verifier),
-        }
+/// Verifies the `x-treven-context` entry of `metadata`.
+pub fn verify_metadata(
+    verifier: &ContextVerifier,
+    metadata: &http::HeaderMap,
+) -> Result<MeshContext, ContextError> {
+    match metadata.get(CONTEXT_HEADER) {
+        None => Err(ContextError::Missing),
+        Some(value) => value
+            .to_str()
+            .map_err(|_| ContextError::Malformed)
+            .and_then(|token| verifier.verify(token)),
     }
 }
 
-impl Interceptor for RequireContext {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let verified = match request.metadata().get(CONTEXT_HEADER) {
-            None => Err(ContextError::Missing),
-            Some(value) => value
-                .to_str()
-                .map_err(|_| ContextError::Malformed)
-                .and_then(|t| self.verifier.verify(t)),
-        };
-        match verified {
-            Ok(context) => {
-                let span = tracing::Span::current();
-                span.record("org_id", tracing::field::display(context.org_id()));
-                span.record("request_id", context.request_id());
-                request.extensions_mut().insert(context);
-                Ok(request)
-            }
-            Err(reason) => {
-                tracing::info!(%reason, "call refused");
-                Err(
-                    ServiceError::new(ErrorCode::Unauthorized, "a valid mesh context is required")
-                        .into(),
-                )
-            }
-        }
-    }
-}
-
-/// The verified context of a request that passed [`RequireContext`].
+/// The verified context of a request that passed the service's
+/// [`crate::policy::Guarded`] layer.
 pub fn context_of<T>(request: &Request<T>) -> Result<MeshContext, ServiceError> {
     request
         .extensions()
         .get::<MeshContext>()
         .cloned()
         .ok_or_else(|| {
-            // Only reachable if a service was mounted without the interceptor.
+            // Only reachable if a service was mounted without the layer.
             ServiceError::new(ErrorCode::Unauthorized, "a valid mesh context is required")
         })
 }
@@ -437,83 +669,228 @@ mod tests {
         OrgId::new(Uuid::now_v7())
     }
 
+    fn signer(principal: Principal) -> Signer {
+        Signer::new(principal, MeshKey::generate())
+    }
+
+    fn keys(signers: &[&Signer]) -> KeySet {
+        let mut set = KeySet::default();
+        for signer in signers {
+            set.insert_signer(signer);
+        }
+        set
+    }
+
     #[test]
-    fn a_minted_token_verifies_and_carries_the_claims() {
-        let key = MeshKey::generate();
+    fn a_minted_token_verifies_for_its_audience_and_carries_the_claims() {
+        let gateway = signer(Principal::Gateway);
         let org = org();
-        let token = key.mint(
+        let token = gateway.mint(
+            Principal::Reports,
             org,
             "sub-1",
             &[Role::Analyst],
             "req-1",
             Duration::from_secs(60),
         );
-        let context = key.verifier().verify(&token).expect("valid");
+        let context = keys(&[&gateway])
+            .verifier(Principal::Reports)
+            .verify(&token)
+            .expect("valid");
         assert_eq!(context.org_id(), org);
         assert_eq!(context.user_id(), "sub-1");
         assert_eq!(context.roles(), &[Role::Analyst]);
         assert_eq!(context.request_id(), "req-1");
+        assert_eq!(context.issuer(), Principal::Gateway);
+        assert_eq!(context.audience(), Principal::Reports);
+        assert_eq!(context.token_id().len(), 32);
         assert!(context.require_any(&[Role::Admin]).is_err());
         assert!(context.require_any(&[Role::Admin, Role::Analyst]).is_ok());
+
+        // The same token at another service is refused.
+        assert_eq!(
+            keys(&[&gateway])
+                .verifier(Principal::Documents)
+                .verify(&token)
+                .err(),
+            Some(ContextError::WrongAudience(Principal::Reports))
+        );
     }
 
     #[test]
-    fn another_key_or_a_changed_payload_is_refused() {
-        let key = MeshKey::generate();
-        let token = key.mint(
+    fn a_key_signs_only_for_its_own_principal() {
+        let gateway = signer(Principal::Gateway);
+        let reports = signer(Principal::Reports);
+        let set = keys(&[&gateway, &reports]);
+        // The gateway's key claiming to be the reports service.
+        let forged = Signer::new(Principal::Reports, gateway.key().clone()).mint(
+            Principal::Documents,
+            org(),
+            "sub-1",
+            &[Role::Admin],
+            "r",
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            set.verifier(Principal::Documents).verify(&forged).err(),
+            Some(ContextError::BadSignature(Principal::Reports))
+        );
+        // A principal with no public key here cannot be verified.
+        let operator = signer(Principal::Operator);
+        let token = operator.mint(
+            Principal::Documents,
+            org(),
+            "s",
+            &[],
+            "r",
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            set.verifier(Principal::Documents).verify(&token).err(),
+            Some(ContextError::BadSignature(Principal::Operator))
+        );
+    }
+
+    #[test]
+    fn a_changed_payload_is_refused() {
+        let gateway = signer(Principal::Gateway);
+        let token = gateway.mint(
+            Principal::Tenants,
             org(),
             "sub-1",
             &[Role::Viewer],
             "r",
             Duration::from_secs(60),
         );
-        assert_eq!(
-            MeshKey::generate().verifier().verify(&token).err(),
-            Some(ContextError::BadSignature)
-        );
-
         // Swap in claims that grant admin in another org, keep the signature.
         let (_, signature) = token.split_once('.').expect("two parts");
-        let forged = key.mint(org(), "sub-1", &[Role::Admin], "r", Duration::from_secs(60));
+        let forged = gateway.mint(
+            Principal::Tenants,
+            org(),
+            "sub-1",
+            &[Role::Admin],
+            "r",
+            Duration::from_secs(60),
+        );
         let (forged_payload, _) = forged.split_once('.').expect("two parts");
         let tampered = format!("{forged_payload}.{signature}");
         assert_eq!(
-            key.verifier().verify(&tampered).err(),
-            Some(ContextError::BadSignature)
+            keys(&[&gateway])
+                .verifier(Principal::Tenants)
+                .verify(&tampered)
+                .err(),
+            Some(ContextError::BadSignature(Principal::Gateway))
         );
     }
 
+    fn signed(signer: &Signer, claims: &Claims) -> String {
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).expect("json"));
+        let signature = signer.key.signing.sign(&signed_bytes(&payload));
+        format!("{payload}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
+    }
+
     #[test]
-    fn expired_and_malformed_tokens_are_refused() {
-        let key = MeshKey::generate();
+    fn expired_overlong_and_malformed_tokens_are_refused() {
+        let gateway = signer(Principal::Gateway);
+        let verifier = keys(&[&gateway]).verifier(Principal::Tenants);
         let now = Utc::now().timestamp();
-        let claims = Claims {
+        let claims = |iat: i64, exp: i64| Claims {
+            iss: Principal::Gateway,
+            aud: Principal::Tenants,
+            jti: "j".into(),
             org: org(),
             sub: "s".into(),
             roles: vec![],
             rid: "r".into(),
-            iat: now - 120,
-            exp: now - 60,
+            iat,
+            exp,
         };
-        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).expect("json"));
-        let signature = key.signing.sign(&signed_bytes(&payload));
-        let expired = format!("{payload}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()));
         assert_eq!(
-            key.verifier().verify(&expired).err(),
+            verifier
+                .verify(&signed(&gateway, &claims(now - 120, now - 60)))
+                .err(),
             Some(ContextError::Expired)
         );
-
+        // Longer than MAX_TTL, or issued in the future: not something a
+        // signer here mints.
+        assert_eq!(
+            verifier
+                .verify(&signed(&gateway, &claims(now, now + 7200)))
+                .err(),
+            Some(ContextError::Malformed)
+        );
+        assert_eq!(
+            verifier
+                .verify(&signed(&gateway, &claims(now + 600, now + 700)))
+                .err(),
+            Some(ContextError::Malformed)
+        );
         for bad in ["", "abc", "a.b", &"x".repeat(5000), "e30.AAAA"] {
-            assert!(key.verifier().verify(bad).is_err(), "{bad:?}");
+            assert!(verifier.verify(bad).is_err(), "{bad:?}");
         }
     }
 
     #[test]
-    fn rotation_accepts_the_previous_key() {
-        let old = MeshKey::generate();
-        let new = MeshKey::generate();
-        let token = old.mint(org(), "s", &[], "r", Duration::from_secs(60));
-        assert!(new.verifier().also_accept(&old).verify(&token).is_ok());
+    fn rotation_accepts_both_keys_of_a_principal() {
+        let old = signer(Principal::Reports);
+        let new = signer(Principal::Reports);
+        let set = keys(&[&old, &new]);
+        let token = old.mint(
+            Principal::Tenants,
+            org(),
+            "s",
+            &[],
+            "r",
+            Duration::from_secs(60),
+        );
+        assert!(set.verifier(Principal::Tenants).verify(&token).is_ok());
+        assert_eq!(KeySet::parse(&set.to_list()).expect("parses"), set);
+    }
+
+    #[test]
+    fn onward_tokens_keep_the_user_and_change_issuer_and_audience() {
+        let gateway = signer(Principal::Gateway);
+        let reports = signer(Principal::Reports);
+        let set = keys(&[&gateway, &reports]);
+        let incoming = gateway.mint(
+            Principal::Reports,
+            org(),
+            "sub-9",
+            &[Role::Analyst],
+            "req-9",
+            Duration::from_secs(60),
+        );
+        let at_reports = set
+            .verifier(Principal::Reports)
+            .verify(&incoming)
+            .expect("valid");
+        let onward = reports.onward(&at_reports, Principal::Documents);
+        let at_documents = set
+            .verifier(Principal::Documents)
+            .verify(&onward)
+            .expect("valid");
+        assert_eq!(at_documents.issuer(), Principal::Reports);
+        assert_eq!(at_documents.org_id(), at_reports.org_id());
+        assert_eq!(at_documents.user_id(), "sub-9");
+        assert_eq!(at_documents.roles(), &[Role::Analyst]);
+        assert_eq!(at_documents.request_id(), "req-9");
+        assert_ne!(at_documents.token_id(), at_reports.token_id());
+        // The received token itself is no good at documents.
+        assert!(
+            set.verifier(Principal::Documents)
+                .verify(&incoming)
+                .is_err()
+        );
+
+        let job = reports.acting_for(at_reports.org_id(), "sub-9", &[Role::Analyst], "job-1");
+        let from_job = reports.onward(&job, Principal::Agents);
+        assert_eq!(
+            set.verifier(Principal::Agents)
+                .verify(&from_job)
+                .expect("valid")
+                .request_id(),
+            "job-1"
+        );
     }
 
     #[test]
@@ -523,20 +900,57 @@ mod tests {
         assert_eq!(again.derive("cursor"), key.derive("cursor"));
         assert_ne!(key.derive("cursor"), key.derive("other"));
         assert!(!format!("{key:?}").contains(&key.to_base64()));
+        assert!(format!("{key:?}").contains(&key.public_base64()));
         assert!(MeshKey::from_base64("c2hvcnQ=").is_err());
     }
 
     #[test]
-    fn the_interceptor_requires_a_token() {
-        let key = MeshKey::generate();
-        let mut interceptor = RequireContext::new(key.verifier());
-        let status = interceptor.call(Request::new(())).expect_err("refused");
-        assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    fn key_lists_name_bad_entries() {
+        assert!(
+            KeySet::parse("")
+                .expect("empty is fine")
+                .principals()
+                .next()
+                .is_none()
+        );
+        assert!(
+            KeySet::parse("nobody:AAAA")
+                .unwrap_err()
+                .contains("unknown principal")
+        );
+        assert!(
+            KeySet::parse("gateway")
+                .unwrap_err()
+                .contains("principal:base64")
+        );
+        assert!(
+            KeySet::parse("gateway:c2hvcnQ=")
+                .unwrap_err()
+                .starts_with("gateway:")
+        );
+        assert_eq!("agent-runtime".parse(), Ok(Principal::AgentRuntime));
+    }
 
+    #[test]
+    fn the_metadata_must_carry_a_token() {
+        let gateway = signer(Principal::Gateway);
+        let verifier = keys(&[&gateway]).verifier(Principal::Tenants);
+        assert_eq!(
+            verify_metadata(&verifier, &http::HeaderMap::new()).err(),
+            Some(ContextError::Missing)
+        );
         let mut request = Request::new(());
-        let token = key.mint(org(), "s", &[Role::Admin], "r", Duration::from_secs(60));
+        let token = gateway.mint(
+            Principal::Tenants,
+            org(),
+            "s",
+            &[Role::Admin],
+            "r",
+            Duration::from_secs(60),
+        );
         attach_context(&mut request, &token).expect("ascii");
-        let request = interceptor.call(request).expect("accepted");
-        assert!(context_of(&request).expect("context").has_role(Role::Admin));
+        let context = verify_metadata(&verifier, &request.metadata().clone().into_headers())
+            .expect("accepted");
+        assert!(context.has_role(Role::Admin));
     }
 }

@@ -27,6 +27,7 @@ pub mod error;
 pub mod events;
 pub mod keys;
 pub mod pagination;
+pub mod policy;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod server;
@@ -35,6 +36,6 @@ pub mod telemetry;
 pub mod tls;
 pub mod wire;
 
-pub use context::{MeshContext, MeshKey, OrgId, Role};
+pub use context::{MeshContext, MeshKey, OrgId, Principal, Role, Signer};
 pub use error::{ErrorCode, ServiceError};
 pub use tokio_util::sync::CancellationToken;

@@ -6,6 +6,7 @@
 
 pub mod bedrock;
 pub mod gemini;
+pub mod policy;
 pub mod role;
 
 pub use role::InProcess;

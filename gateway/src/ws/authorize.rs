@@ -21,7 +21,7 @@ use futures::future::BoxFuture;
 use tonic::transport::Channel;
 use treven_mesh::context::attach_context;
 use treven_mesh::events::EventChannel;
-use treven_mesh::{ErrorCode, ServiceError};
+use treven_mesh::{ErrorCode, Principal, ServiceError};
 use treven_proto::treven::agents::v1 as agents;
 use treven_proto::treven::agents::v1::agents_service_client::AgentsServiceClient;
 use treven_proto::treven::reports::v1 as reports;
@@ -85,12 +85,17 @@ impl GrpcChannelAuthorizer {
         let id = channel.id().to_string();
         match channel {
             EventChannel::Report(_) => {
-                let request = self.request(caller, reports::GetReportRequest { id, version: 0 })?;
+                let request = self.request(
+                    caller,
+                    Principal::Reports,
+                    reports::GetReportRequest { id, version: 0 },
+                )?;
                 self.reports.clone().get_report(request).await?;
             }
             EventChannel::Conversation(_) => {
                 let request = self.request(
                     caller,
+                    Principal::Agents,
                     agents::ListMessagesRequest {
                         limit: 1,
                         cursor: String::new(),
@@ -100,17 +105,23 @@ impl GrpcChannelAuthorizer {
                 self.agents.clone().list_messages(request).await?;
             }
             EventChannel::Run(_) => {
-                let request = self.request(caller, agents::GetRunRequest { id })?;
+                let request =
+                    self.request(caller, Principal::Agents, agents::GetRunRequest { id })?;
                 self.agents.clone().get_run(request).await?;
             }
         }
         Ok(())
     }
 
-    fn request<T>(&self, caller: &Caller, message: T) -> Result<tonic::Request<T>, tonic::Status> {
+    fn request<T>(
+        &self,
+        caller: &Caller,
+        audience: Principal,
+        message: T,
+    ) -> Result<tonic::Request<T>, tonic::Status> {
         let mut request = tonic::Request::new(message);
         request.set_timeout(self.timeout);
-        attach_context(&mut request, &caller.context)?;
+        attach_context(&mut request, &caller.context_for(audience))?;
         if let Ok(value) = caller.request_id.parse() {
             request.metadata_mut().insert("x-request-id", value);
         }
@@ -179,11 +190,10 @@ pub(super) async fn act_as(shared: &Shared, identity: &Identity) -> Result<Calle
     }
     let request_id = uuid::Uuid::new_v4().to_string();
     let role = gateway.minter.role(identity, &request_id).await?;
-    let context = gateway.minter.mint(identity, role, &request_id);
-    Ok(Caller {
-        identity: identity.clone(),
+    Ok(Caller::new(
+        identity.clone(),
         role,
-        context,
         request_id,
-    })
+        gateway.minter.clone(),
+    ))
 }

@@ -17,8 +17,8 @@ use prost::Message as _;
 use prost_reflect::{DescriptorPool, DynamicMessage};
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
-use treven_mesh::ErrorCode;
 use treven_mesh::context::attach_context;
+use treven_mesh::{ErrorCode, Principal};
 use treven_proto::treven::agents::v1::agents_service_client::AgentsServiceClient;
 use treven_proto::treven::agents::v1::send_message_response::Event as ReplyEvent;
 use treven_proto::treven::agents::v1::{SendMessageRequest, SendMessageResponse};
@@ -46,7 +46,7 @@ pub async fn relay_chat(
         conversation_id: conversation_id.clone(),
         content,
     });
-    if let Err(error) = attach_context(&mut request, &caller.context) {
+    if let Err(error) = attach_context(&mut request, &caller.context_for(Principal::Agents)) {
         let _ = out.send(fail(error.code(), "internal error")).await;
         return;
     }

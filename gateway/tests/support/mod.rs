@@ -209,7 +209,9 @@ pub struct Edge {
     pub store: treven_tenants::store::PgStore,
     pub env: treven_mesh::config::Env,
     pub pairs: Vec<(&'static str, String)>,
-    pub key: treven_mesh::MeshKey,
+    /// Every principal's key (tenants and the gateway each sign with their
+    /// own).
+    pub keys: treven_mesh::keys::MeshKeys,
     db: treven_testkit::TestDatabase,
     pub shutdown: treven_mesh::CancellationToken,
 }
@@ -228,12 +230,14 @@ impl Edge {
         let db = treven_testkit::TestDatabase::create("treven_gw").await;
         let db_url = db.url.clone();
 
-        let key = treven_mesh::MeshKey::generate();
+        let all_keys = treven_mesh::keys::MeshKeys::generate();
+        let [signing, public] = all_keys.env();
         // Tenants first, started the one way tests start a role.
         let shutdown = treven_mesh::CancellationToken::new();
         let tenants_env = Env::from_pairs([
             ("TREVEN_TENANTS_DATABASE_URL", db_url.clone()),
-            ("TREVEN_MESH_KEY", key.to_base64()),
+            signing.clone(),
+            public.clone(),
             ("TREVEN_SHUTDOWN_GRACE_SECS", "2".to_owned()),
         ]);
         let tenants_config = treven_tenants::TenantsConfig::from_env(&tenants_env).unwrap();
@@ -254,7 +258,8 @@ impl Edge {
         let tenants_addr = tenants.address;
         let pairs = vec![
             ("TREVEN_TENANTS_DATABASE_URL", db_url.clone()),
-            ("TREVEN_MESH_KEY", key.to_base64()),
+            signing,
+            public,
             ("TREVEN_SHUTDOWN_GRACE_SECS", "2".to_owned()),
             ("TREVEN_COGNITO_ISSUER", pool.issuer()),
             ("TREVEN_COGNITO_CLIENT_ID", pool.client_id.clone()),
@@ -312,7 +317,7 @@ impl Edge {
             store,
             env,
             pairs,
-            key,
+            keys: all_keys,
             db,
             shutdown,
         }

@@ -1,7 +1,9 @@
 //! Every outbound call of the agents service: the documents service (the
 //! tools' and the generator's sources, evidence) and the reports service
-//! (the social agent's approved judgements). Each call forwards the
-//! caller's mesh context, so it can only reach the caller's organisation;
+//! (the social agent's approved judgements). Each call carries a token the
+//! agents service mints for that service, acting for the caller's user
+//! (never the token it received), so it can only reach the caller's
+//! organisation;
 //! failures are typed ([`ClientError`], or a [`ServiceError`] with the
 //! remote code), never a remote message shown as ours.
 
@@ -9,7 +11,7 @@ use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use tonic::transport::Channel;
 use treven_mesh::context::attach_context;
-use treven_mesh::{ErrorCode, ServiceError};
+use treven_mesh::{ErrorCode, MeshContext, Principal, ServiceError, Signer};
 use treven_proto::treven::documents::v1 as docs;
 use treven_proto::treven::documents::v1::documents_service_client::DocumentsServiceClient;
 use treven_proto::treven::reports::v1 as reports;
@@ -51,24 +53,33 @@ impl ClientError {
 #[derive(Debug, Clone)]
 pub struct Documents {
     client: DocumentsServiceClient<Channel>,
+    signer: Signer,
 }
 
 impl Documents {
-    /// Calls the documents service on `channel`.
-    pub fn new(channel: Channel) -> Self {
+    /// Calls the documents service on `channel`, with tokens minted by
+    /// `signer` (the agents key).
+    pub fn new(channel: Channel, signer: Signer) -> Self {
         Self {
             client: DocumentsServiceClient::new(channel),
+            signer,
         }
+    }
+
+    fn call<T>(&self, context: &MeshContext, message: T) -> Result<tonic::Request<T>, ClientError> {
+        let mut call = tonic::Request::new(message);
+        let token = self.signer.onward(context, Principal::Documents);
+        attach_context(&mut call, &token).map_err(ClientError::Context)?;
+        Ok(call)
     }
 
     /// Sources matching the filters, highest trust first.
     pub async fn search(
         &self,
-        token: &str,
+        context: &MeshContext,
         request: docs::SearchSourcesRequest,
     ) -> Result<Vec<SourceBrief>, ClientError> {
-        let mut call = tonic::Request::new(request);
-        attach_context(&mut call, token).map_err(ClientError::Context)?;
+        let call = self.call(context, request)?;
         let response = self
             .client
             .clone()
@@ -81,11 +92,10 @@ impl Documents {
     /// Records the sources behind a report version.
     pub async fn store_evidence(
         &self,
-        token: &str,
+        context: &MeshContext,
         request: docs::StoreEvidenceRequest,
     ) -> Result<i32, ClientError> {
-        let mut call = tonic::Request::new(request);
-        attach_context(&mut call, token).map_err(ClientError::Context)?;
+        let call = self.call(context, request)?;
         let response = self
             .client
             .clone()
@@ -148,7 +158,7 @@ pub trait ReportsLookup: Send + Sync + 'static {
     /// report.
     fn approved_judgements(
         &self,
-        token: &str,
+        context: &MeshContext,
         id: Uuid,
     ) -> futures::future::BoxFuture<'static, Result<(bool, Vec<String>), ServiceError>>;
 }
@@ -157,13 +167,16 @@ pub trait ReportsLookup: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct ReportsClient {
     client: ReportsServiceClient<Channel>,
+    signer: Signer,
 }
 
 impl ReportsClient {
-    /// Calls the reports service on `channel`.
-    pub fn new(channel: Channel) -> Self {
+    /// Calls the reports service on `channel`, with tokens minted by
+    /// `signer` (the agents key).
+    pub fn new(channel: Channel, signer: Signer) -> Self {
         Self {
             client: ReportsServiceClient::new(channel),
+            signer,
         }
     }
 }
@@ -171,7 +184,7 @@ impl ReportsClient {
 impl ReportsLookup for ReportsClient {
     fn approved_judgements(
         &self,
-        token: &str,
+        context: &MeshContext,
         id: Uuid,
     ) -> BoxFuture<'static, Result<(bool, Vec<String>), ServiceError>> {
         let mut client = self.client.clone();
@@ -179,7 +192,10 @@ impl ReportsLookup for ReportsClient {
             id: id.to_string(),
             version: 0,
         });
-        let attached = attach_context(&mut request, token);
+        let attached = attach_context(
+            &mut request,
+            &self.signer.onward(context, Principal::Reports),
+        );
         async move {
             attached?;
             let response = client.get_report(request).await.map_err(|status| {

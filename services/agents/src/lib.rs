@@ -17,6 +17,7 @@ pub mod config;
 pub mod generator;
 pub mod guardrail;
 pub mod model;
+pub mod policy;
 pub mod provider;
 pub mod provision;
 pub mod store;
@@ -32,12 +33,12 @@ use tokio::net::TcpListener;
 use tonic::service::Routes;
 use treven_mesh::CancellationToken;
 use treven_mesh::client::ChannelOptions;
-use treven_mesh::context::RequireContext;
 use treven_mesh::discovery::upstream;
 use treven_mesh::events::EventPublisher;
 use treven_mesh::keys::MeshKeys;
 use treven_mesh::pagination::CursorCodec;
 use treven_mesh::server::GrpcService;
+use treven_mesh::{Principal, Signer};
 use treven_proto::treven::agents::v1::agents_service_server::AgentsServiceServer;
 
 pub use clients::ReportsClient;
@@ -95,7 +96,7 @@ pub fn build_with(
     reports: Box<dyn ReportsLookup>,
     events: Option<EventPublisher>,
     guardrail: Option<guardrail::Guardrail>,
-    keys: &MeshKeys,
+    signer: Signer,
 ) -> anyhow::Result<Agents> {
     let options = ChannelOptions {
         connect_timeout: std::time::Duration::from_secs(3),
@@ -104,7 +105,9 @@ pub fn build_with(
     let documents = Documents::new(
         upstream("TREVEN_DOCUMENTS_URL", &config.documents_url, options)
             .context("documents url")?,
+        signer.clone(),
     );
+    let cursors = CursorCodec::new(signer.key(), "agents");
     Ok(Agents::new(
         Store::new(dynamodb, config.table.clone()),
         router,
@@ -112,16 +115,17 @@ pub fn build_with(
         reports,
         events,
         guardrail,
-        CursorCodec::new(&keys.current, "agents"),
+        cursors,
         config.limits,
     ))
 }
 
-/// The service wired from `config` and `sdk`.
+/// The service wired from `config` and `sdk`, calling other services with
+/// tokens minted by `signer` (the agents key, or the AgentCore runtime's).
 pub fn build(
     config: &AgentsConfig,
     sdk: &aws_config::SdkConfig,
-    keys: &MeshKeys,
+    signer: Signer,
 ) -> anyhow::Result<Agents> {
     let reports = ReportsClient::new(
         upstream(
@@ -130,6 +134,7 @@ pub fn build(
             ChannelOptions::default(),
         )
         .context("reports url")?,
+        signer.clone(),
     );
     let events = match &config.redis_url {
         Some(url) => Some(EventPublisher::connect_lazy(url).context("redis url")?),
@@ -154,18 +159,15 @@ pub fn build(
         Box::new(reports),
         events,
         guardrail,
-        keys,
+        signer,
     )
 }
 
-/// The agents gRPC routes with the mesh-context interceptor.
+/// The agents gRPC routes, behind the access table ([`policy::POLICY`]).
 pub fn routes(agents: Agents, keys: &MeshKeys) -> Routes {
     let server = AgentsServiceServer::new(api::grpc::AgentsGrpc::new(agents))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    Routes::new(tonic::service::interceptor::InterceptedService::new(
-        server,
-        RequireContext::new(keys.verifier.clone()),
-    ))
+    Routes::new(policy::POLICY.guard(server, keys.verifier(Principal::Agents)))
 }
 
 /// Serves agents (gRPC) on `listener` until `shutdown`.
@@ -177,7 +179,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let policy = config.shutdown;
-    let agents = build(&config, sdk, keys)?;
+    let agents = build(&config, sdk, keys.require_signer(Principal::Agents)?)?;
     tracing::info!(primary = ?config.primary, secondary = ?config.secondary, "agents models");
     if config.secondary.is_none() {
         tracing::info!(primary = ?config.primary, "no secondary model configured: running on the primary alone, no failover");
@@ -200,8 +202,8 @@ pub async fn serve_agent_runtime(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let grace = config.shutdown.grace;
-    let agents = build(&config, sdk, keys)?;
-    let app = runtime::router(agents, keys.verifier.clone());
+    let agents = build(&config, sdk, keys.require_signer(Principal::AgentRuntime)?)?;
+    let app = runtime::router(agents, keys.verifier(Principal::AgentRuntime));
     tracing::info!(address = ?listener.local_addr().ok(), "agent runtime listening");
     let stopped = shutdown.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::{Value, json};
+use treven_mesh::MeshContext;
 use treven_proto::treven::documents::v1 as docs;
 
 use crate::clients::Documents;
@@ -63,8 +64,9 @@ pub struct ToolOutput {
 /// the sources seen so far (citations may only name those).
 #[derive(Debug, Clone)]
 pub struct ToolContext {
-    /// The caller's mesh token, forwarded to the documents service.
-    pub token: String,
+    /// Who the tools act for: the caller's verified context (calls to
+    /// the documents service carry a token minted for it).
+    pub context: MeshContext,
     /// Country filter, or empty.
     pub country: String,
     /// Sector filter, or empty.
@@ -73,10 +75,10 @@ pub struct ToolContext {
 }
 
 impl ToolContext {
-    /// A context for `token`.
-    pub fn new(token: String, country: String, sector: String) -> Self {
+    /// Tools acting for `context`.
+    pub fn new(context: MeshContext, country: String, sector: String) -> Self {
         Self {
-            token,
+            context,
             country,
             sector,
             seen: Arc::default(),
@@ -148,7 +150,7 @@ impl ToolBox {
                 let mut sources = self
                     .documents
                     .search(
-                        &ctx.token,
+                        &ctx.context,
                         docs::SearchSourcesRequest {
                             limit: 8,
                             text,
@@ -233,7 +235,7 @@ impl ToolBox {
                 let count = self
                     .documents
                     .store_evidence(
-                        &ctx.token,
+                        &ctx.context,
                         docs::StoreEvidenceRequest {
                             report_id,
                             version,

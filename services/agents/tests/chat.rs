@@ -428,9 +428,13 @@ async fn bad_chat_input_gets_precise_errors() {
         Some("month"),
     );
     // A context without roles (the gateway's role lookup) reads nothing.
-    let roleless = app
-        .key
-        .mint(a, "user-1", &[], "req", Duration::from_secs(60));
+    let roleless = app.mint(
+        treven_mesh::Principal::Gateway,
+        treven_mesh::Principal::Agents,
+        a,
+        "user-1",
+        &[],
+    );
     support::assert_code(
         client
             .list_conversations(authed(&roleless, pb::ListConversationsRequest::default()))
@@ -440,12 +444,12 @@ async fn bad_chat_input_gets_precise_errors() {
         None,
     );
     // A viewer reads but cannot chat.
-    let viewer = app.key.mint(
+    let viewer = app.mint(
+        treven_mesh::Principal::Gateway,
+        treven_mesh::Principal::Agents,
         a,
         "viewer-1",
         &[treven_mesh::Role::Viewer],
-        "req",
-        Duration::from_secs(60),
     );
     support::assert_code(
         client

@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use support::{FakeReports, Models, TestApp, assert_code, authed, org};
 use tonic::Code;
+use treven_mesh::Principal;
 use treven_mesh::wire::{json_to_struct, struct_to_json};
 use treven_proto::treven::agents::v1 as pb;
 use treven_proto::treven::agents::v1::generate_report_response::Event;
@@ -32,7 +33,10 @@ async fn generate(
     let stream = app
         .client()
         .await
-        .generate_report(authed(&app.token(org), request))
+        .generate_report(authed(
+            &app.via(Principal::Reports, &app.token(org)),
+            request,
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -190,7 +194,7 @@ async fn bad_generation_and_run_input_gets_precise_errors() {
     assert_code(
         client
             .generate_report(authed(
-                &token,
+                &app.via(Principal::Reports, &token),
                 pb::GenerateReportRequest {
                     instructions: "x".repeat(2_001),
                     ..base()
@@ -204,7 +208,7 @@ async fn bad_generation_and_run_input_gets_precise_errors() {
     assert_code(
         client
             .generate_report(authed(
-                &token,
+                &app.via(Principal::Reports, &token),
                 pb::GenerateReportRequest {
                     sections: vec!["epilogue".into()],
                     ..base()
@@ -218,7 +222,7 @@ async fn bad_generation_and_run_input_gets_precise_errors() {
     assert_code(
         client
             .generate_report(authed(
-                &token,
+                &app.via(Principal::Reports, &token),
                 pb::GenerateReportRequest {
                     sections: vec!["disclaimer".into()],
                     ..base()
@@ -232,7 +236,7 @@ async fn bad_generation_and_run_input_gets_precise_errors() {
     assert_code(
         client
             .generate_report(authed(
-                &token,
+                &app.via(Principal::Reports, &token),
                 pb::GenerateReportRequest {
                     scope: None,
                     ..base()
@@ -329,7 +333,6 @@ async fn agent_kinds_run_to_completion() {
     let reports = FakeReports {
         approved: vec![(a, approved)],
         drafts: vec![(a, draft)],
-        key: None,
     };
     let app = TestApp::spawn_with(Models::Offline, reports, None).await;
     let token = app.token(a);
@@ -447,7 +450,7 @@ async fn detect_pii_returns_byte_ranges_and_placeholders() {
         .client()
         .await
         .detect_pii(authed(
-            &app.token(org()),
+            &app.via(Principal::Reports, &app.token(org())),
             pb::DetectPiiRequest { text: text.into() },
         ))
         .await
@@ -668,7 +671,7 @@ async fn a_configured_guardrail_adds_its_pii_findings() {
         .client()
         .await
         .detect_pii(authed(
-            &app.token(org()),
+            &app.via(Principal::Reports, &app.token(org())),
             pb::DetectPiiRequest { text: text.into() },
         ))
         .await
@@ -700,7 +703,7 @@ async fn a_configured_guardrail_adds_its_pii_findings() {
         .client()
         .await
         .detect_pii(authed(
-            &app.token(org()),
+            &app.via(Principal::Reports, &app.token(org())),
             pb::DetectPiiRequest { text: text.into() },
         ))
         .await
@@ -709,4 +712,42 @@ async fn a_configured_guardrail_adds_its_pii_findings() {
         .findings;
     assert_eq!(findings.len(), 1);
     assert_eq!(findings[0].placeholder, "[EMAIL]");
+}
+
+#[tokio::test]
+async fn every_rpc_answers_each_principal_and_role_as_its_table_says() {
+    let app = TestApp::spawn(Models::Offline).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.address))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let calls =
+        treven_testkit::policy::walk(&channel, &treven_agents::policy::POLICY, &app.keys, org())
+            .await;
+    assert!(calls > 100, "walked {calls} calls");
+
+    // Model spend only through the reports service: a user at the edge,
+    // even an admin, cannot start a generation directly.
+    let admin = app.mint(
+        Principal::Gateway,
+        Principal::Agents,
+        org(),
+        "admin-1",
+        &[treven_mesh::Role::Admin],
+    );
+    let refused = app
+        .client()
+        .await
+        .generate_report(authed(
+            &admin,
+            pb::GenerateReportRequest {
+                report_id: uuid::Uuid::now_v7().to_string(),
+                scope: Some(scope()),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect_err("not from the edge");
+    assert_eq!(refused.code(), Code::PermissionDenied);
 }

@@ -5,6 +5,7 @@
 mod support;
 
 use support::{Models, TestApp, org};
+use treven_mesh::Principal;
 
 #[tokio::test]
 async fn ping_and_invocations_follow_the_runtime_contract() {
@@ -13,7 +14,10 @@ async fn ping_and_invocations_follow_the_runtime_contract() {
     let conversation = app.conversation(a).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let router = treven_agents::runtime::router(app.agents.clone(), app.keys.verifier.clone());
+    let router = treven_agents::runtime::router(
+        app.agents.clone(),
+        app.keys.verifier(Principal::AgentRuntime),
+    );
     tokio::spawn(async move { axum::serve(listener, router).await });
     let http = reqwest::Client::new();
 
@@ -40,7 +44,8 @@ async fn ping_and_invocations_follow_the_runtime_contract() {
         .post(format!("http://{address}/invocations"))
         .header(
             "x-treven-context",
-            treven_mesh::MeshKey::generate().mint(
+            treven_mesh::Signer::new(Principal::Gateway, treven_mesh::MeshKey::generate()).mint(
+                Principal::AgentRuntime,
                 a,
                 "u",
                 &[treven_mesh::Role::Analyst],
@@ -53,10 +58,34 @@ async fn ping_and_invocations_follow_the_runtime_contract() {
         .await
         .unwrap();
     assert_eq!(forged.status(), 401);
+    // A token for the agents service, a viewer, or a service principal: no.
+    let invoke = |token: String| {
+        http.post(format!("http://{address}/invocations"))
+            .header("x-treven-context", token)
+            .json(&body)
+            .send()
+    };
+    assert_eq!(invoke(app.token(a)).await.unwrap().status(), 401);
+    let viewer = app.mint(
+        Principal::Gateway,
+        Principal::AgentRuntime,
+        a,
+        "viewer-1",
+        &[treven_mesh::Role::Viewer],
+    );
+    assert_eq!(invoke(viewer).await.unwrap().status(), 403);
+    let from_reports = app.mint(
+        Principal::Reports,
+        Principal::AgentRuntime,
+        a,
+        "user-1",
+        &[treven_mesh::Role::Analyst],
+    );
+    assert_eq!(invoke(from_reports).await.unwrap().status(), 403);
 
     let bad = http
         .post(format!("http://{address}/invocations"))
-        .header("x-treven-context", app.token(a))
+        .header("x-treven-context", app.token_to(Principal::AgentRuntime, a))
         .json(&serde_json::json!({"conversation_id": conversation, "message": ""}))
         .send()
         .await
@@ -64,7 +93,10 @@ async fn ping_and_invocations_follow_the_runtime_contract() {
     assert_eq!(bad.status(), 400);
     let other_org = http
         .post(format!("http://{address}/invocations"))
-        .header("x-treven-context", app.token(org()))
+        .header(
+            "x-treven-context",
+            app.token_to(Principal::AgentRuntime, org()),
+        )
         .json(&body)
         .send()
         .await
@@ -73,7 +105,7 @@ async fn ping_and_invocations_follow_the_runtime_contract() {
 
     let response = http
         .post(format!("http://{address}/invocations"))
-        .header("x-treven-context", app.token(a))
+        .header("x-treven-context", app.token_to(Principal::AgentRuntime, a))
         .json(&body)
         .send()
         .await

@@ -14,6 +14,7 @@ pub mod app;
 pub mod aws;
 pub mod config;
 pub mod model;
+pub mod policy;
 pub mod provision;
 pub mod sources;
 pub mod store;
@@ -22,7 +23,7 @@ use aws_sdk_s3::config::RequestChecksumCalculation;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use treven_mesh::CancellationToken;
-use treven_mesh::context::RequireContext;
+use treven_mesh::Principal;
 use treven_mesh::keys::MeshKeys;
 use treven_mesh::pagination::CursorCodec;
 use treven_mesh::server::GrpcService;
@@ -52,15 +53,16 @@ pub fn build_with(
     s3: aws_sdk_s3::Client,
     dynamodb: aws_sdk_dynamodb::Client,
     keys: &MeshKeys,
-) -> app::Documents {
+) -> anyhow::Result<app::Documents> {
+    let signer = keys.require_signer(Principal::Documents)?;
     let blobs = store::blobs::BlobStore::new(s3, config.bucket.clone());
     let meta = store::meta::MetaStore::new(dynamodb, config.table.clone());
-    app::Documents::new(
+    Ok(app::Documents::new(
         config,
         meta,
         blobs,
-        CursorCodec::new(&keys.current, "documents"),
-    )
+        CursorCodec::new(signer.key(), "documents"),
+    ))
 }
 
 /// The service wired over AWS clients built from `sdk`.
@@ -68,19 +70,17 @@ pub fn build(
     config: DocumentsConfig,
     sdk: &aws_config::SdkConfig,
     keys: &MeshKeys,
-) -> app::Documents {
+) -> anyhow::Result<app::Documents> {
     let s3 = s3_client(&config, sdk);
     build_with(config, s3, aws_sdk_dynamodb::Client::new(sdk), keys)
 }
 
-/// The documents gRPC routes with the mesh-context interceptor.
+/// The documents gRPC routes, behind the access table
+/// ([`policy::POLICY`]).
 pub fn routes(documents: app::Documents, keys: &MeshKeys) -> Routes {
     let server = DocumentsServiceServer::new(api::DocumentsGrpc::new(documents))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    Routes::new(tonic::service::interceptor::InterceptedService::new(
-        server,
-        RequireContext::new(keys.verifier.clone()),
-    ))
+    Routes::new(policy::POLICY.guard(server, keys.verifier(Principal::Documents)))
 }
 
 /// Serves documents on `listener` until `shutdown`, with AWS clients from
@@ -93,7 +93,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let policy = config.shutdown;
-    let documents = build(config, sdk, keys);
+    let documents = build(config, sdk, keys)?;
     let service = GrpcService {
         name: "documents",
         routes: routes(documents, keys),

@@ -7,7 +7,7 @@ mod support;
 
 use support::{TestApp, assert_code, authed, org, upload_file, upload_request, violated_fields};
 use tonic::Code;
-use treven_mesh::Role;
+use treven_mesh::{Principal, Role};
 use treven_proto::treven::documents::v1 as pb;
 
 #[tokio::test]
@@ -59,7 +59,7 @@ async fn organisation_b_cannot_reach_organisation_a() {
     let report = uuid::Uuid::now_v7().to_string();
     client
         .store_evidence(authed(
-            &a,
+            &app.via(Principal::Reports, &a),
             pb::StoreEvidenceRequest {
                 report_id: report.clone(),
                 version: 1,
@@ -81,7 +81,10 @@ async fn organisation_b_cannot_reach_organisation_a() {
         part: Some(pb::put_artifact_request::Part::Chunk(b"# REPORT".to_vec())),
     };
     client
-        .put_artifact(authed(&a, tokio_stream::iter(vec![header, chunk])))
+        .put_artifact(authed(
+            &app.via(Principal::Reports, &a),
+            tokio_stream::iter(vec![header, chunk]),
+        ))
         .await
         .unwrap();
 
@@ -120,7 +123,7 @@ async fn organisation_b_cannot_reach_organisation_a() {
         assert_code(
             client
                 .list_document_versions(authed(
-                    &b,
+                    &app.via(Principal::Operator, &b),
                     pb::ListDocumentVersionsRequest {
                         document_id: id.clone(),
                         ..Default::default()
@@ -151,7 +154,9 @@ async fn organisation_b_cannot_reach_organisation_a() {
         source_ids: vec![source.id.clone()],
     };
     assert_code(
-        client.store_evidence(authed(&b, steal)).await,
+        client
+            .store_evidence(authed(&app.via(Principal::Reports, &b), steal))
+            .await,
         Code::InvalidArgument,
     );
     assert_code(
@@ -173,7 +178,9 @@ async fn organisation_b_cannot_reach_organisation_a() {
         download_name: String::new(),
     };
     assert_code(
-        client.presign_artifact(authed(&b, presign.clone())).await,
+        client
+            .presign_artifact(authed(&app.via(Principal::Reports, &b), presign.clone()))
+            .await,
         Code::NotFound,
     );
 
@@ -218,7 +225,7 @@ async fn organisation_b_cannot_reach_organisation_a() {
         pb::DocumentStatus::Available as i32
     );
     let url = client
-        .presign_artifact(authed(&a, presign))
+        .presign_artifact(authed(&app.via(Principal::Reports, &a), presign))
         .await
         .unwrap()
         .into_inner()
@@ -241,5 +248,52 @@ async fn organisation_b_cannot_reach_organisation_a() {
     assert!(
         pack.url
             .contains(&format!("/{org_a}/exports/{}/bundle.zip", pack.export_id))
+    );
+}
+
+#[tokio::test]
+async fn every_rpc_answers_each_principal_and_role_as_its_table_says() {
+    let app = TestApp::spawn().await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.address))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let calls = treven_testkit::policy::walk(
+        &channel,
+        &treven_documents::policy::POLICY,
+        &app.keys,
+        support::org(),
+    )
+    .await;
+    assert!(calls > 100, "walked {calls} calls");
+
+    // The calls the issue names: a user at the edge, even an admin, cannot
+    // plant evidence or pre-empt an export's artifact.
+    let org = support::org();
+    let admin = app.token(org, Role::Admin);
+    let mut client = app.client().await;
+    let evidence = pb::StoreEvidenceRequest {
+        report_id: uuid::Uuid::now_v7().to_string(),
+        version: 1,
+        source_ids: vec![],
+    };
+    assert_code(
+        client.store_evidence(authed(&admin, evidence)).await,
+        Code::PermissionDenied,
+    );
+    let artifact = vec![pb::PutArtifactRequest {
+        part: Some(pb::put_artifact_request::Part::Header(pb::ArtifactHeader {
+            report_id: uuid::Uuid::now_v7().to_string(),
+            version: 1,
+            format: pb::ArtifactFormat::Markdown.into(),
+            ..Default::default()
+        })),
+    }];
+    assert_code(
+        client
+            .put_artifact(authed(&admin, tokio_stream::iter(artifact)))
+            .await,
+        Code::PermissionDenied,
     );
 }

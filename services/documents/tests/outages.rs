@@ -13,7 +13,7 @@ use support::{
     upload_request,
 };
 use tonic::Code;
-use treven_mesh::Role;
+use treven_mesh::{Principal, Role};
 use treven_proto::treven::documents::v1 as pb;
 
 /// An endpoint where nothing listens.
@@ -63,7 +63,8 @@ async fn s3_down_is_unavailable_and_leaves_metadata_as_it_was() {
         treven_documents::s3_client(&test_config(), &broken_s3),
         aws_sdk_dynamodb::Client::new(&app.sdk),
         &app.keys,
-    );
+    )
+    .unwrap();
     let (address, _stop) = serve(documents, &app.keys).await;
     let mut broken = support::client(address).await;
 
@@ -103,7 +104,9 @@ async fn s3_down_is_unavailable_and_leaves_metadata_as_it_was() {
         source_ids: vec![source.id],
     };
     assert_code(
-        broken.store_evidence(authed(&analyst, evidence)).await,
+        broken
+            .store_evidence(authed(&app.via(Principal::Reports, &analyst), evidence))
+            .await,
         Code::Unavailable,
     );
     let artifact = vec![
@@ -121,7 +124,10 @@ async fn s3_down_is_unavailable_and_leaves_metadata_as_it_was() {
     ];
     assert_code(
         broken
-            .put_artifact(authed(&analyst, tokio_stream::iter(artifact)))
+            .put_artifact(authed(
+                &app.via(Principal::Reports, &analyst),
+                tokio_stream::iter(artifact),
+            ))
             .await,
         Code::Unavailable,
     );
@@ -163,7 +169,9 @@ async fn s3_down_is_unavailable_and_leaves_metadata_as_it_was() {
         download_name: String::new(),
     };
     assert_code(
-        healthy.presign_artifact(authed(&analyst, presign)).await,
+        healthy
+            .presign_artifact(authed(&app.via(Principal::Reports, &analyst), presign))
+            .await,
         Code::NotFound,
     );
 }
@@ -178,7 +186,8 @@ async fn dynamodb_down_is_unavailable_and_writes_nothing() {
         treven_documents::s3_client(&test_config(), &app.sdk),
         aws_sdk_dynamodb::Client::new(&broken_dynamodb),
         &app.keys,
-    );
+    )
+    .unwrap();
     let (address, _stop) = serve(documents, &app.keys).await;
     let mut broken = support::client(address).await;
 

@@ -12,8 +12,6 @@ use support::{
     sdk_for, serve, test_config, upload_request,
 };
 use treven_mesh::Role;
-use treven_mesh::config::Env;
-use treven_mesh::keys::MeshKeySource;
 use treven_proto::treven::documents::v1 as pb;
 
 #[tokio::test]
@@ -23,27 +21,17 @@ async fn a_presigned_url_cannot_be_used_for_another_key_type_body_or_checksum() 
     provision(&moto_sdk, &test_config()).await;
     let s3s = S3sFs::start();
     let s3_sdk = sdk_for(s3s.endpoint(), S3S_ACCESS_KEY, S3S_SECRET_KEY).await;
-    let key = treven_mesh::MeshKey::generate();
-    let keys = MeshKeySource::from_env(&Env::from_pairs([("TREVEN_MESH_KEY", key.to_base64())]))
-        .unwrap()
-        .load()
-        .await
-        .unwrap();
+    let keys = treven_mesh::keys::MeshKeys::generate();
     let documents = treven_documents::build_with(
         test_config(),
         treven_documents::s3_client(&test_config(), &s3_sdk),
         aws_sdk_dynamodb::Client::new(&moto_sdk),
         &keys,
-    );
+    )
+    .unwrap();
     let (address, _stop) = serve(documents, &keys).await;
     let mut client = support::client(address).await;
-    let analyst = key.mint(
-        org(),
-        "user-1",
-        &[Role::Analyst],
-        "r",
-        std::time::Duration::from_secs(60),
-    );
+    let analyst = support::mint(&keys, treven_mesh::Principal::Gateway, org(), Role::Analyst);
 
     let bytes = b"{\"victims\": 12}".to_vec();
     let create = || upload_request("data.json", "application/json", &bytes);

@@ -8,7 +8,7 @@ use std::io::Read as _;
 
 use support::{TestApp, assert_code, authed, curl_get, org, violated_fields};
 use tonic::Code;
-use treven_mesh::Role;
+use treven_mesh::{Principal, Role};
 use treven_proto::treven::documents::v1 as pb;
 
 fn url_source(
@@ -326,7 +326,7 @@ async fn an_evidence_pack_zips_the_sources_of_a_report_version() {
     let report = uuid::Uuid::now_v7().to_string();
     let stored = client
         .store_evidence(authed(
-            &analyst,
+            &app.via(Principal::Reports, &analyst),
             pb::StoreEvidenceRequest {
                 report_id: report.clone(),
                 version: 1,
@@ -338,7 +338,7 @@ async fn an_evidence_pack_zips_the_sources_of_a_report_version() {
     assert_eq!(stored.into_inner().source_count, 2);
     client
         .store_evidence(authed(
-            &analyst,
+            &app.via(Principal::Reports, &analyst),
             pb::StoreEvidenceRequest {
                 report_id: report.clone(),
                 version: 2,
@@ -362,7 +362,9 @@ async fn an_evidence_pack_zips_the_sources_of_a_report_version() {
         source_ids: vec!["0".repeat(32)],
     };
     let status = assert_code(
-        client.store_evidence(authed(&analyst, unknown)).await,
+        client
+            .store_evidence(authed(&app.via(Principal::Reports, &analyst), unknown))
+            .await,
         Code::InvalidArgument,
     );
     assert_eq!(violated_fields(&status), vec!["source_ids[0]".to_owned()]);
@@ -455,7 +457,10 @@ async fn artifacts_stream_in_bounded_and_download_through_a_presigned_url() {
     let mut messages = vec![header(&report, 2, pb::ArtifactFormat::Pdf, &digest)];
     messages.extend(pdf.chunks(16 * 1024).map(chunk));
     let stored = client
-        .put_artifact(authed(&analyst, tokio_stream::iter(messages.clone())))
+        .put_artifact(authed(
+            &app.via(Principal::Reports, &analyst),
+            tokio_stream::iter(messages.clone()),
+        ))
         .await
         .expect("stored")
         .into_inner();
@@ -465,7 +470,10 @@ async fn artifacts_stream_in_bounded_and_download_through_a_presigned_url() {
     );
     // A retry with the same bytes is accepted; different bytes for the same version are not.
     client
-        .put_artifact(authed(&analyst, tokio_stream::iter(messages)))
+        .put_artifact(authed(
+            &app.via(Principal::Reports, &analyst),
+            tokio_stream::iter(messages),
+        ))
         .await
         .expect("idempotent retry");
     let other = vec![
@@ -474,7 +482,10 @@ async fn artifacts_stream_in_bounded_and_download_through_a_presigned_url() {
     ];
     assert_code(
         client
-            .put_artifact(authed(&analyst, tokio_stream::iter(other)))
+            .put_artifact(authed(
+                &app.via(Principal::Reports, &analyst),
+                tokio_stream::iter(other),
+            ))
             .await,
         Code::AlreadyExists,
     );
@@ -542,7 +553,10 @@ async fn artifacts_stream_in_bounded_and_download_through_a_presigned_url() {
     for (messages, field) in bad_cases {
         let status = assert_code(
             client
-                .put_artifact(authed(&analyst, tokio_stream::iter(messages)))
+                .put_artifact(authed(
+                    &app.via(Principal::Reports, &analyst),
+                    tokio_stream::iter(messages),
+                ))
                 .await,
             Code::InvalidArgument,
         );
@@ -559,7 +573,10 @@ async fn artifacts_stream_in_bounded_and_download_through_a_presigned_url() {
     ];
     assert_code(
         client
-            .put_artifact(authed(&viewer, tokio_stream::iter(denied)))
+            .put_artifact(authed(
+                &app.via(Principal::Reports, &viewer),
+                tokio_stream::iter(denied),
+            ))
             .await,
         Code::PermissionDenied,
     );

@@ -10,7 +10,7 @@ use support::{
     violated_fields,
 };
 use tonic::Code;
-use treven_mesh::Role;
+use treven_mesh::{Principal, Role};
 use treven_proto::treven::documents::v1 as pb;
 
 #[tokio::test]
@@ -376,7 +376,7 @@ async fn delete_hides_the_document_and_versions_keep_its_history() {
 
     let versions = client
         .list_document_versions(authed(
-            &analyst,
+            &app.via(Principal::Operator, &analyst),
             pb::ListDocumentVersionsRequest {
                 document_id: id.clone(),
                 ..Default::default()

@@ -144,7 +144,7 @@ impl Reports {
     }
 
     async fn audit(&self, context: &MeshContext, entry: AuditEntry) -> Result<()> {
-        Ok(self.clients.audit(context.token(), &entry).await?)
+        Ok(self.clients.audit(context, &entry).await?)
     }
 
     async fn existing(&self, tx: &mut OrgTx, id: Uuid) -> Result<Report> {

@@ -1,8 +1,9 @@
 //! Calls to other services: tenants (audit log, report-access grants),
 //! documents (artifacts), agents (generation) and Redis (progress events).
 //!
-//! Every call carries a mesh context token (the caller's, or one minted on
-//! behalf of the requester for background work) and a deadline.
+//! Every call carries a mesh context token minted here for its audience,
+//! acting for the caller's user (or, for background work, the requester):
+//! a received token is never forwarded. And a deadline.
 
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use treven_mesh::context::attach_context;
 use treven_mesh::discovery::upstream;
 use treven_mesh::events::{EventChannel, EventKind, EventPublisher};
 use treven_mesh::wire::{from_timestamp, json_to_struct};
-use treven_mesh::{ErrorCode, OrgId, ServiceError};
+use treven_mesh::{ErrorCode, MeshContext, OrgId, Principal, ServiceError, Signer};
 use treven_proto::treven::agents::v1 as agents;
 use treven_proto::treven::agents::v1::agents_service_client::AgentsServiceClient;
 use treven_proto::treven::documents::v1 as documents;
@@ -136,6 +137,7 @@ pub struct Clients {
     agents: AgentsServiceClient<Channel>,
     events: EventPublisher,
     call_timeout: Duration,
+    signer: Signer,
 }
 
 impl std::fmt::Debug for Clients {
@@ -151,8 +153,9 @@ pub fn remote_error(service: &str, status: tonic::Status) -> ServiceError {
 }
 
 impl Clients {
-    /// Lazily connecting clients for the URLs in `config`.
-    pub fn connect_lazy(config: &ReportsConfig) -> anyhow::Result<Self> {
+    /// Lazily connecting clients for the URLs in `config`, minting their
+    /// calls' tokens with `signer` (the reports key).
+    pub fn connect_lazy(config: &ReportsConfig, signer: Signer) -> anyhow::Result<Self> {
         let unary = config.calls;
         let streaming = ChannelOptions {
             connect_timeout: unary.connect_timeout,
@@ -178,20 +181,34 @@ impl Clients {
             .max_decoding_message_size(8 * 1024 * 1024),
             events: EventPublisher::connect_lazy(&config.redis_url)?,
             call_timeout: unary.call_timeout,
+            signer,
         })
     }
 
-    fn request<T>(&self, token: &str, message: T) -> Result<Request<T>, ServiceError> {
+    /// A call to `audience` for the user `context` acts for: a token of
+    /// our own for that audience (the received one is never forwarded) and
+    /// the unary timeout.
+    fn request<T>(
+        &self,
+        context: &MeshContext,
+        audience: Principal,
+        message: T,
+    ) -> Result<Request<T>, ServiceError> {
         let mut request = Request::new(message);
         request.set_timeout(self.call_timeout);
-        attach_context(&mut request, token)?;
+        attach_context(&mut request, &self.signer.onward(context, audience))?;
         Ok(request)
     }
 
-    /// Appends `entry` to the audit log of the token's organisation.
-    pub async fn audit(&self, token: &str, entry: &AuditEntry) -> Result<(), ServiceError> {
+    /// Appends `entry` to the audit log of the context's organisation.
+    pub async fn audit(
+        &self,
+        context: &MeshContext,
+        entry: &AuditEntry,
+    ) -> Result<(), ServiceError> {
         let request = self.request(
-            token,
+            context,
+            Principal::Tenants,
             tenants::RecordAuditEventRequest {
                 action: entry.action.to_owned(),
                 resource_type: "report".to_owned(),
@@ -211,13 +228,14 @@ impl Clients {
     /// in the caller's organisation and audits the grant).
     pub async fn grant_access(
         &self,
-        token: &str,
+        context: &MeshContext,
         report: Uuid,
         partner: Uuid,
         permission: tenants::ReportPermission,
     ) -> Result<tenants::ReportAccess, ServiceError> {
         let request = self.request(
-            token,
+            context,
+            Principal::Tenants,
             tenants::GrantReportAccessRequest {
                 report_id: report.to_string(),
                 partner_id: partner.to_string(),
@@ -239,7 +257,7 @@ impl Clients {
     /// Stores `bytes` as the `format` artifact of `report` version `version`.
     pub async fn put_artifact(
         &self,
-        token: &str,
+        context: &MeshContext,
         report: Uuid,
         version: i32,
         format: ExportFormat,
@@ -267,7 +285,7 @@ impl Clients {
                     part: Some(documents::put_artifact_request::Part::Chunk(chunk.to_vec())),
                 }),
         );
-        let request = self.request(token, tokio_stream::iter(messages))?;
+        let request = self.request(context, Principal::Documents, tokio_stream::iter(messages))?;
         self.documents
             .clone()
             .put_artifact(request)
@@ -281,13 +299,14 @@ impl Clients {
     /// does not exist is FAILED_PRECONDITION: the version cites it.
     pub async fn store_evidence(
         &self,
-        token: &str,
+        context: &MeshContext,
         report: Uuid,
         version: i32,
         source_ids: Vec<String>,
     ) -> Result<(), ServiceError> {
         let request = self.request(
-            token,
+            context,
+            Principal::Documents,
             documents::StoreEvidenceRequest {
                 report_id: report.to_string(),
                 version,
@@ -316,14 +335,15 @@ impl Clients {
     /// A presigned download URL of a stored artifact and its expiry.
     pub async fn presign_artifact(
         &self,
-        token: &str,
+        context: &MeshContext,
         report: Uuid,
         version: i32,
         format: ExportFormat,
         download_name: &str,
     ) -> Result<(String, DateTime<Utc>), ServiceError> {
         let request = self.request(
-            token,
+            context,
+            Principal::Documents,
             documents::PresignArtifactRequest {
                 report_id: report.to_string(),
                 version,
@@ -352,7 +372,7 @@ impl Clients {
     /// within `deadline` (the caller enforces it around its reading).
     pub async fn generate(
         &self,
-        token: &str,
+        context: &MeshContext,
         request: GenerationRequest<'_>,
         deadline: Duration,
     ) -> Result<GenerationStream, ServiceError> {
@@ -368,7 +388,10 @@ impl Clients {
         };
         let mut request = Request::new(message);
         request.set_timeout(deadline);
-        attach_context(&mut request, token)?;
+        attach_context(
+            &mut request,
+            &self.signer.onward(context, Principal::Agents),
+        )?;
         let response = self
             .agents
             .clone()
@@ -385,13 +408,13 @@ impl Clients {
     /// call ends within `deadline`.
     pub async fn generate_section(
         &self,
-        token: &str,
+        context: &MeshContext,
         request: GenerationRequest<'_>,
         section: Section,
         deadline: Duration,
     ) -> Result<Content, ServiceError> {
         let run = async {
-            let mut stream = self.generate(token, request, deadline).await?;
+            let mut stream = self.generate(context, request, deadline).await?;
             let mut found: Option<Content> = None;
             while let Some(event) = stream.next().await {
                 match event? {

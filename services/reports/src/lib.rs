@@ -20,6 +20,7 @@ pub mod config;
 pub mod diff;
 pub mod model;
 pub mod pii;
+pub mod policy;
 pub mod quality;
 pub mod render;
 pub mod store;
@@ -33,10 +34,10 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tonic::service::Routes;
 use treven_mesh::CancellationToken;
-use treven_mesh::context::RequireContext;
 use treven_mesh::keys::MeshKeys;
 use treven_mesh::pagination::CursorCodec;
 use treven_mesh::server::GrpcService;
+use treven_mesh::{Principal, Signer};
 use treven_proto::treven::reports::v1::reports_service_server::ReportsServiceServer;
 
 pub use config::{ReportsConfig, database_options};
@@ -61,18 +62,21 @@ pub struct ReportsApp {
     pub store: PgStore,
     clients: Clients,
     keys: MeshKeys,
+    signer: Signer,
     wake: Arc<Notify>,
 }
 
 impl ReportsApp {
     /// Wires the service (lazy connections: nothing is contacted yet).
     pub fn build(config: ReportsConfig, keys: &MeshKeys) -> anyhow::Result<Self> {
+        let signer = keys.require_signer(Principal::Reports)?;
         let store = PgStore::connect_lazy(config.database.clone(), &config.pool);
-        let clients = Clients::connect_lazy(&config).context("reports: service clients")?;
+        let clients =
+            Clients::connect_lazy(&config, signer.clone()).context("reports: service clients")?;
         let wake = Arc::new(Notify::new());
         let reports = app::Reports::new(
             store.clone(),
-            CursorCodec::new(&keys.current, "reports"),
+            CursorCodec::new(signer.key(), "reports"),
             clients.clone(),
             config.limits,
             wake.clone(),
@@ -83,6 +87,7 @@ impl ReportsApp {
             store,
             clients,
             keys: keys.clone(),
+            signer,
             wake,
         })
     }
@@ -93,7 +98,7 @@ impl ReportsApp {
             self.store.clone(),
             self.clients.clone(),
             self.config.workers,
-            self.keys.current.clone(),
+            self.signer.clone(),
             self.wake.clone(),
         )
     }
@@ -108,7 +113,8 @@ impl ReportsApp {
     }
 }
 
-/// Builds the reports gRPC routes (with the mesh-context interceptor).
+/// Builds the reports gRPC routes, behind the access table
+/// ([`policy::POLICY`]).
 pub fn routes(
     reports: app::Reports,
     keys: &MeshKeys,
@@ -116,10 +122,7 @@ pub fn routes(
 ) -> Routes {
     let server = ReportsServiceServer::new(api::ReportsGrpc::new(reports, regenerate_deadline))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    Routes::new(tonic::service::interceptor::InterceptedService::new(
-        server,
-        RequireContext::new(keys.verifier.clone()),
-    ))
+    Routes::new(policy::POLICY.guard(server, keys.verifier(Principal::Reports)))
 }
 
 /// Creates the `reports` schema and applies pending migrations.

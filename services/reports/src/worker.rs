@@ -8,11 +8,10 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::Notify;
-use treven_mesh::{CancellationToken, ErrorCode, MeshKey, ServiceError};
+use treven_mesh::{CancellationToken, ErrorCode, MeshContext, ServiceError, Signer};
 use uuid::Uuid;
 
 use crate::clients::{AuditEntry, Clients, GenerationRequest, GeneratorEvent};
@@ -57,7 +56,7 @@ pub struct Worker {
     store: PgStore,
     clients: Clients,
     options: WorkerOptions,
-    key: MeshKey,
+    signer: Signer,
     wake: Arc<Notify>,
 }
 
@@ -67,7 +66,7 @@ impl Worker {
         store: PgStore,
         clients: Clients,
         options: WorkerOptions,
-        key: MeshKey,
+        signer: Signer,
         wake: Arc<Notify>,
     ) -> Self {
         Self {
@@ -75,7 +74,7 @@ impl Worker {
             store,
             clients,
             options,
-            key,
+            signer,
             wake,
         }
     }
@@ -115,19 +114,20 @@ impl Worker {
         tracing::info!(worker_id = %self.id, "report worker stopped");
     }
 
-    fn token(&self, job: &JobClaim) -> String {
-        self.key.mint(
+    /// The job's context: the reports service acting for the user who asked
+    /// for the report, with the roles they had then.
+    fn context(&self, job: &JobClaim) -> MeshContext {
+        self.signer.acting_for(
             job.org_id,
             &job.requested_by,
             &job.requester_roles,
             &job.request_id,
-            self.options.generation_timeout + Duration::from_secs(120),
         )
     }
 
     async fn process(&self, job: JobClaim, shutdown: &CancellationToken) {
         tracing::info!(worker_id = %self.id, job_id = %job.id, report_id = %job.report_id, org_id = %job.org_id, attempt = job.attempts, "report job claimed");
-        let token = self.token(&job);
+        let context = self.context(&job);
         let outcome = if job.attempts > self.options.max_attempts {
             Err(AttemptError::Permanent(format!(
                 "generation gave up after {} attempts",
@@ -151,7 +151,7 @@ impl Worker {
                 }
             };
             tokio::select! {
-                outcome = self.attempt(&job, &token) => outcome,
+                outcome = self.attempt(&job, &context) => outcome,
                 () = heartbeat => Err(AttemptError::LeaseLost),
                 () = shutdown.cancelled() => {
                     match self.store.release(job.id, self.id).await {
@@ -172,7 +172,7 @@ impl Worker {
                 self.retry(&job, &reason).await
             }
             Err(AttemptError::Retry(reason) | AttemptError::Permanent(reason)) => {
-                self.fail(&job, &token, &reason).await
+                self.fail(&job, &context, &reason).await
             }
         };
         if let Err(error) = result {
@@ -191,7 +191,12 @@ impl Worker {
         Ok(())
     }
 
-    async fn fail(&self, job: &JobClaim, token: &str, reason: &str) -> Result<(), AttemptError> {
+    async fn fail(
+        &self,
+        job: &JobClaim,
+        context: &MeshContext,
+        reason: &str,
+    ) -> Result<(), AttemptError> {
         tracing::warn!(job_id = %job.id, report_id = %job.report_id, attempt = job.attempts, reason, "report generation failed");
         let mut tx = self.store.begin(job.org_id, &job.requested_by).await?;
         if !tx.holds_lease(job.id, self.id).await? {
@@ -203,7 +208,7 @@ impl Worker {
         tx.finish_job(job.id, false, &reason).await?;
         self.clients
             .audit(
-                token,
+                context,
                 &AuditEntry::report(
                     "report.generate.fail",
                     job.report_id,
@@ -222,7 +227,7 @@ impl Worker {
         Ok(())
     }
 
-    async fn attempt(&self, job: &JobClaim, token: &str) -> Result<(), AttemptError> {
+    async fn attempt(&self, job: &JobClaim, context: &MeshContext) -> Result<(), AttemptError> {
         let (report, documents, saved) = {
             let mut tx = self.store.begin(job.org_id, &job.requested_by).await?;
             let report = tx
@@ -257,7 +262,7 @@ impl Worker {
         if !missing.is_empty() {
             self.stream(
                 job,
-                token,
+                context,
                 &report,
                 &documents,
                 &missing,
@@ -266,14 +271,14 @@ impl Worker {
             )
             .await?;
         }
-        self.complete(job, token).await
+        self.complete(job, context).await
     }
 
     #[allow(clippy::too_many_arguments)]
     async fn stream(
         &self,
         job: &JobClaim,
-        token: &str,
+        context: &MeshContext,
         report: &Report,
         documents: &[Uuid],
         missing: &[Section],
@@ -290,7 +295,7 @@ impl Worker {
         };
         let deadline = self.options.generation_timeout;
         let run = async {
-            let mut stream = self.clients.generate(token, request, deadline).await?;
+            let mut stream = self.clients.generate(context, request, deadline).await?;
             while let Some(event) = stream.next().await {
                 match event? {
                     GeneratorEvent::Section { key, content: full } => {
@@ -313,7 +318,7 @@ impl Worker {
                         for d in &redacted {
                             self.clients
                                 .audit(
-                                    token,
+                                    context,
                                     &AuditEntry::report(
                                         "report.pii_decision",
                                         report.id,
@@ -372,7 +377,7 @@ impl Worker {
         }
     }
 
-    async fn complete(&self, job: &JobClaim, token: &str) -> Result<(), AttemptError> {
+    async fn complete(&self, job: &JobClaim, context: &MeshContext) -> Result<(), AttemptError> {
         let mut tx = self.store.begin(job.org_id, &job.requested_by).await?;
         if !tx.holds_lease(job.id, self.id).await? {
             return Err(AttemptError::LeaseLost);
@@ -441,7 +446,7 @@ impl Worker {
         tx.finish_job(job.id, true, "").await?;
         self.clients
             .audit(
-                token,
+                context,
                 &AuditEntry::report(
                     "report.generate",
                     report.id,

@@ -9,7 +9,7 @@ use std::io::Read as _;
 use std::time::Duration;
 
 use tonic::Code;
-use treven_mesh::Role;
+use treven_mesh::{Principal, Role};
 use treven_proto::treven::reports::v1 as pb;
 use treven_proto::treven::tenants::v1 as tenants;
 
@@ -449,7 +449,7 @@ async fn a_report_is_generated_edited_gated_approved_and_exported() {
         .tenants
         .clone()
         .create_partner(authed(
-            &admin,
+            &stack.retarget(&admin, Principal::Tenants),
             tenants::CreatePartnerRequest {
                 name: "Bank".into(),
                 kind: tenants::OrganisationKind::Fi.into(),
@@ -991,4 +991,38 @@ fn docx_text(bytes: &[u8]) -> String {
         text.push(' ');
     }
     text
+}
+
+#[tokio::test]
+async fn every_rpc_answers_each_principal_and_role_as_its_table_says() {
+    let stack = Stack::start(0).await;
+    let org = stack.org("Walk").await;
+    let channel =
+        tonic::transport::Channel::from_shared(format!("http://{}", stack.reports_address))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+    let calls =
+        treven_testkit::policy::walk(&channel, &treven_reports::policy::POLICY, &stack.keys, org)
+            .await;
+    assert!(calls > 100, "walked {calls} calls");
+
+    // A viewer cannot start a generation.
+    let viewer = stack.token(org, "viv", Role::Viewer);
+    let refused = stack
+        .reports
+        .clone()
+        .create_report(authed(
+            &viewer,
+            pb::CreateReportRequest {
+                scope: Some(scope("GBR", "agriculture")),
+                document_ids: vec![],
+            },
+        ))
+        .await
+        .expect_err("viewers read only");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    assert!(stack.agents.calls.lock().unwrap().is_empty());
+    stack.stop().await;
 }

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod app;
 pub mod model;
+pub mod policy;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -19,8 +20,8 @@ use sqlx::postgres::PgConnectOptions;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use treven_mesh::CancellationToken;
+use treven_mesh::Principal;
 use treven_mesh::config::{ConfigError, Env, Environment};
-use treven_mesh::context::RequireContext;
 use treven_mesh::keys::MeshKeys;
 use treven_mesh::pagination::CursorCodec;
 use treven_mesh::server::{GrpcService, ShutdownPolicy};
@@ -74,15 +75,16 @@ pub fn database_options(env: &Env, variable: &str) -> Result<PgConnectOptions, C
     treven_mesh::postgres::database_options(env, variable)
 }
 
-/// Builds the tenants gRPC routes (with the mesh-context interceptor) over
-/// `store`. Exposed so tests and `treven serve` share one wiring.
-pub fn routes(store: PgStore, keys: &MeshKeys) -> Routes {
-    let tenants = app::Tenants::new(store, CursorCodec::new(&keys.current, "tenants"));
+/// Builds the tenants gRPC routes over `store`, behind the access table
+/// ([`policy::POLICY`]). Exposed so tests and `treven serve` share one
+/// wiring; needs the tenants signing key (cursor MACs).
+pub fn routes(store: PgStore, keys: &MeshKeys) -> anyhow::Result<Routes> {
+    let signer = keys.require_signer(Principal::Tenants)?;
+    let tenants = app::Tenants::new(store, CursorCodec::new(signer.key(), "tenants"));
     let server = TenantsServiceServer::new(api::TenantsGrpc::new(tenants))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    Routes::new(tonic::service::interceptor::InterceptedService::new(
-        server,
-        RequireContext::new(keys.verifier.clone()),
+    Ok(Routes::new(
+        policy::POLICY.guard(server, keys.verifier(Principal::Tenants)),
     ))
 }
 
@@ -115,7 +117,7 @@ pub async fn serve(
         .context("tenants: cannot run database migrations")?;
     let service = GrpcService {
         name: "tenants",
-        routes: routes(store, keys),
+        routes: routes(store, keys)?,
         health_names: vec![SERVICE_NAME],
     };
     treven_mesh::server::serve(service, listener, shutdown, config.shutdown).await

@@ -8,7 +8,8 @@ use std::collections::HashSet;
 
 use support::{TestApp, assert_code, authed, code_of, new_user, violated_fields};
 use tonic::{Code, Request};
-use treven_mesh::{MeshKey, Role};
+use treven_mesh::Principal;
+use treven_mesh::{MeshKey, Role, Signer};
 use treven_proto::treven::tenants::v1 as pb;
 
 #[tokio::test]
@@ -23,7 +24,9 @@ async fn calls_without_a_valid_mesh_context_are_unauthenticated() {
     );
     assert_eq!(code_of(&status), "UNAUTHORIZED");
 
-    let forged = MeshKey::generate().mint(
+    // Signed by a key that is not the gateway's.
+    let forged = Signer::new(Principal::Gateway, MeshKey::generate()).mint(
+        Principal::Tenants,
         org,
         "sub",
         &[Role::Admin],
@@ -100,7 +103,10 @@ async fn bad_input_is_invalid_argument_with_the_field_named() {
     for id in ["", "123", "not-a-uuid", "'; DROP TABLE users; --"] {
         let status = assert_code(
             client
-                .get_user(authed(&admin, pb::GetUserRequest { id: id.into() }))
+                .get_user(authed(
+                    &app.via(Principal::Operator, &admin),
+                    pb::GetUserRequest { id: id.into() },
+                ))
                 .await,
             Code::InvalidArgument,
         );
@@ -502,11 +508,17 @@ async fn partners_grants_and_audit_work_together() {
         permission: permission.into(),
     };
     client
-        .grant_report_access(authed(&analyst, grant(pb::ReportPermission::View)))
+        .grant_report_access(authed(
+            &app.via(Principal::Reports, &analyst),
+            grant(pb::ReportPermission::View),
+        ))
         .await
         .expect("grant");
     let regrant = client
-        .grant_report_access(authed(&analyst, grant(pb::ReportPermission::Download)))
+        .grant_report_access(authed(
+            &app.via(Principal::Reports, &analyst),
+            grant(pb::ReportPermission::Download),
+        ))
         .await
         .expect("regrant");
     assert_eq!(
@@ -515,7 +527,7 @@ async fn partners_grants_and_audit_work_together() {
     );
     let listed = client
         .list_report_access(authed(
-            &analyst,
+            &app.via(Principal::Reports, &analyst),
             pb::ListReportAccessRequest {
                 report_id: report.clone(),
                 ..Default::default()
@@ -532,7 +544,7 @@ async fn partners_grants_and_audit_work_together() {
 
     let recorded = client
         .record_audit_event(authed(
-            &analyst,
+            &app.via(Principal::Reports, &analyst),
             pb::RecordAuditEventRequest {
                 action: "report.pii_kept".into(),
                 resource_type: "report".into(),
@@ -562,7 +574,7 @@ async fn partners_grants_and_audit_work_together() {
         .expect("delete");
     let listed = client
         .list_report_access(authed(
-            &analyst,
+            &app.via(Principal::Reports, &analyst),
             pb::ListReportAccessRequest {
                 report_id: report.clone(),
                 ..Default::default()
@@ -605,5 +617,40 @@ async fn partners_grants_and_audit_work_together() {
         .execute(&mut owner)
         .await;
     assert!(delete.is_err(), "audit log is append-only");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_rpc_answers_each_principal_and_role_as_its_table_says() {
+    let app = TestApp::spawn().await;
+    let org = app.org("Acme").await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.address))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect");
+    let calls =
+        treven_testkit::policy::walk(&channel, &treven_tenants::policy::POLICY, &app.keys, org)
+            .await;
+    assert!(calls > 100, "walked {calls} calls");
+
+    // The calls the issue names: a user at the edge cannot write the audit
+    // log or share, whatever their role; the reports service can.
+    let admin = app.member(org, "ann", Role::Admin).await;
+    let mut client = app.client().await;
+    let audit = || pb::RecordAuditEventRequest {
+        action: "report.approve".into(),
+        resource_type: "report".into(),
+        resource_id: uuid::Uuid::now_v7().to_string(),
+        details: None,
+    };
+    assert_code(
+        client.record_audit_event(authed(&admin, audit())).await,
+        Code::PermissionDenied,
+    );
+    client
+        .record_audit_event(authed(&app.via(Principal::Reports, &admin), audit()))
+        .await
+        .expect("the reports service records for its user");
     app.stop().await;
 }

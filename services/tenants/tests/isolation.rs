@@ -8,6 +8,7 @@ mod support;
 use sqlx::Row as _;
 use support::{TestApp, assert_code, authed, new_user, violated_fields};
 use tonic::Code;
+use treven_mesh::Principal;
 use treven_mesh::Role;
 use treven_proto::treven::tenants::v1 as pb;
 
@@ -61,7 +62,7 @@ async fn organisation_b_cannot_touch_organisation_a_over_rpc() {
     let report = uuid::Uuid::now_v7().to_string();
     let grant = client
         .grant_report_access(authed(
-            &a,
+            &app.via(Principal::Reports, &a),
             pb::GrantReportAccessRequest {
                 report_id: report.clone(),
                 partner_id: partner.id.clone(),
@@ -78,7 +79,7 @@ async fn organisation_b_cannot_touch_organisation_a_over_rpc() {
     assert_code(
         client
             .get_user(authed(
-                &b,
+                &app.via(Principal::Operator, &b),
                 pb::GetUserRequest {
                     id: user.id.clone(),
                 },
@@ -89,7 +90,7 @@ async fn organisation_b_cannot_touch_organisation_a_over_rpc() {
     assert_code(
         client
             .get_partner(authed(
-                &b,
+                &app.via(Principal::Operator, &b),
                 pb::GetPartnerRequest {
                     id: partner.id.clone(),
                 },
@@ -122,7 +123,7 @@ async fn organisation_b_cannot_touch_organisation_a_over_rpc() {
     );
     let grants = client
         .list_report_access(authed(
-            &b,
+            &app.via(Principal::Reports, &b),
             pb::ListReportAccessRequest {
                 report_id: report.clone(),
                 ..Default::default()
@@ -175,7 +176,7 @@ async fn organisation_b_cannot_touch_organisation_a_over_rpc() {
     assert_code(
         client
             .revoke_report_access(authed(
-                &b,
+                &app.via(Principal::Reports, &b),
                 pb::RevokeReportAccessRequest {
                     id: grant.id.clone(),
                 },
@@ -190,7 +191,9 @@ async fn organisation_b_cannot_touch_organisation_a_over_rpc() {
         permission: 2,
     };
     assert_code(
-        client.grant_report_access(authed(&b, steal)).await,
+        client
+            .grant_report_access(authed(&app.via(Principal::Reports, &b), steal))
+            .await,
         Code::NotFound,
     );
     // A cursor minted for A is refused for B.
@@ -231,7 +234,10 @@ async fn organisation_b_cannot_touch_organisation_a_over_rpc() {
 
     // A's data is untouched.
     let still = client
-        .get_user(authed(&a, pb::GetUserRequest { id: user.id }))
+        .get_user(authed(
+            &app.via(Principal::Operator, &a),
+            pb::GetUserRequest { id: user.id },
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -240,7 +246,7 @@ async fn organisation_b_cannot_touch_organisation_a_over_rpc() {
     assert_eq!(still.name, "Xavier");
     let grants = client
         .list_report_access(authed(
-            &a,
+            &app.via(Principal::Reports, &a),
             pb::ListReportAccessRequest {
                 report_id: report,
                 ..Default::default()

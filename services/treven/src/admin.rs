@@ -7,8 +7,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Subcommand;
 use treven_mesh::config::Env;
+use treven_mesh::config::Environment;
 use treven_mesh::keys::MeshKeySource;
-use treven_mesh::{OrgId, Role};
+use treven_mesh::{OrgId, Principal, Role};
 use treven_tenants::TenantsConfig;
 use treven_tenants::model::{CognitoSub, Email, Name, OrgKind};
 use treven_tenants::store::PgStore;
@@ -46,20 +47,38 @@ pub enum AdminCommand {
     /// Print the mesh CA certificate (PEM) derived from TREVEN_MESH_CA_SEED
     /// (or TREVEN_MESH_CA_SEED_SECRET_ID), for `grpcurl -cacert`.
     MeshCaCert,
-    /// Print a mesh context token (for grpcurl and scripts).
+    /// Print a mesh context token for one service (for grpcurl and
+    /// scripts), signed with the operator key (or `--as` another principal
+    /// whose key TREVEN_MESH_SIGNING_KEYS holds). Every use is recorded in
+    /// the organisation's audit log through tenants (TREVEN_TENANTS_URL)
+    /// before the token is printed; refused with TREVEN_ENV=prod unless
+    /// --production is given.
     MintContext {
         /// The organisation the call acts in.
         #[arg(long)]
         org_id: OrgId,
-        /// The caller's Cognito subject.
+        /// The user the call acts for (their Cognito subject).
         #[arg(long)]
         user_id: String,
         /// Roles (repeat or comma-separate).
         #[arg(long, value_delimiter = ',', default_value = "admin")]
         role: Vec<Role>,
+        /// The service the token is for: tenants, documents, reports, agents
+        /// or agent-runtime.
+        #[arg(long)]
+        audience: Principal,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+        /// The principal to sign as.
+        #[arg(long = "as", default_value = "operator")]
+        issuer: Principal,
         /// Lifetime in seconds (at most 3600).
         #[arg(long, default_value_t = 900)]
         ttl_secs: u64,
+        /// Allow minting with TREVEN_ENV=prod (it is still audited).
+        #[arg(long)]
+        production: bool,
     },
 }
 
@@ -127,21 +146,122 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
             org_id,
             user_id,
             role,
+            audience,
+            reason,
+            issuer,
             ttl_secs,
+            production,
         } => {
-            let keys = MeshKeySource::from_env(&env)?.load().await?;
-            let request_id = uuid::Uuid::new_v4().to_string();
-            println!(
-                "{}",
-                keys.current.mint(
-                    org_id,
-                    &user_id,
-                    &role,
-                    &request_id,
-                    Duration::from_secs(ttl_secs)
-                )
-            );
+            let minted = MintRequest {
+                org_id,
+                user_id,
+                roles: role,
+                audience,
+                reason,
+                issuer,
+                ttl: Duration::from_secs(ttl_secs),
+                production,
+            };
+            println!("{}", mint_context(&env, minted).await?);
         }
     }
     Ok(())
+}
+
+/// What `treven admin mint-context` was asked for.
+#[derive(Debug)]
+struct MintRequest {
+    org_id: OrgId,
+    user_id: String,
+    roles: Vec<Role>,
+    audience: Principal,
+    reason: String,
+    issuer: Principal,
+    ttl: Duration,
+    production: bool,
+}
+
+/// Mints the token after recording it in the organisation's audit log: no
+/// audit entry, no token.
+async fn mint_context(env: &Env, request: MintRequest) -> anyhow::Result<String> {
+    use treven_proto::treven::tenants::v1 as tenants;
+    use treven_proto::treven::tenants::v1::tenants_service_client::TenantsServiceClient;
+
+    if Environment::from_env(env)? == Environment::Prod && !request.production {
+        anyhow::bail!(
+            "TREVEN_ENV=prod: minting a mesh context in production needs --production (the use is audited)"
+        );
+    }
+    if request.reason.trim().is_empty() {
+        anyhow::bail!("--reason: say why (it is recorded in the audit log)");
+    }
+    let keys = MeshKeySource::from_env(env)?.load().await?;
+    let signer = keys.require_signer(request.issuer)?;
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let token = signer.mint(
+        request.audience,
+        request.org_id,
+        &request.user_id,
+        &request.roles,
+        &request_id,
+        request.ttl,
+    );
+    let token_id = keys
+        .verifier(request.audience)
+        .verify(&token)
+        .map(|context| context.token_id().to_owned())
+        .unwrap_or_default();
+
+    // The audit entry, written through tenants as this principal.
+    let url =
+        treven_mesh::client::service_url(env, "TREVEN_TENANTS_URL", "http://127.0.0.1:50051")?;
+    treven_mesh::tls::install(
+        treven_mesh::tls::MeshTlsSource::from_env(env, false)?
+            .load()
+            .await?,
+    );
+    treven_mesh::tls::install_trust_roots(treven_mesh::tls::TrustRoots::from_env(env)?);
+    let channel =
+        treven_mesh::client::endpoint(&url, treven_mesh::client::ChannelOptions::default())
+            .context("TREVEN_TENANTS_URL")?
+            .connect()
+            .await
+            .with_context(|| {
+                format!("TREVEN_TENANTS_URL: cannot reach tenants at {url} to audit the mint")
+            })?;
+    let operator = std::env::var("USER").unwrap_or_default();
+    let details = serde_json::json!({
+        "audience": request.audience.as_str(),
+        "issuer": request.issuer.as_str(),
+        "user_id": request.user_id,
+        "roles": request.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+        "ttl_secs": request.ttl.as_secs(),
+        "reason": request.reason,
+        "token_id": token_id,
+        "operator": operator,
+        "environment": Environment::from_env(env)?.as_str(),
+    });
+    let audit_token = signer.mint(
+        Principal::Tenants,
+        request.org_id,
+        &request.user_id,
+        &request.roles,
+        &request_id,
+        Duration::from_secs(60),
+    );
+    let mut call = tonic::Request::new(tenants::RecordAuditEventRequest {
+        action: "mesh.context_minted".to_owned(),
+        resource_type: "mesh_context".to_owned(),
+        resource_id: token_id,
+        details: Some(treven_mesh::wire::json_to_struct(&details)),
+    });
+    treven_mesh::context::attach_context(&mut call, &audit_token)
+        .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+    TenantsServiceClient::new(channel)
+        .record_audit_event(call)
+        .await
+        .map_err(|status| {
+            anyhow::anyhow!("tenants refused the audit entry: {}", status.message())
+        })?;
+    Ok(token)
 }

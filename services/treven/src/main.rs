@@ -22,7 +22,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Apply database migrations of the given roles and exit.
     Migrate(serve::MigrateArgs),
-    /// Print a fresh base64 mesh signing key (for TREVEN_MESH_KEY or a secret).
+    /// Print a fresh key for every mesh principal, as TREVEN_MESH_SIGNING_KEYS=…
+    /// and TREVEN_MESH_PUBLIC_KEYS=… lines (a local run; AWS generates its own).
     Keygen,
     /// Exit 0 if the gRPC server at ADDR reports SERVING (container health check).
     Healthcheck(serve::HealthcheckArgs),
@@ -38,7 +39,11 @@ async fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve::serve(args).await,
         Command::Migrate(args) => serve::migrate(args).await,
         Command::Keygen => {
-            println!("{}", treven_mesh::context::MeshKey::generate().to_base64());
+            // A fresh key for every principal, as the two variables of a
+            // local run (`export $(treven keygen)`).
+            for (name, value) in treven_mesh::keys::MeshKeys::generate().env() {
+                println!("{name}={value}");
+            }
             Ok(())
         }
         Command::Healthcheck(args) => serve::healthcheck(args).await,

@@ -16,6 +16,7 @@ use treven_agents::AgentsConfig;
 use treven_documents::DocumentsConfig;
 use treven_gateway::GatewayConfig;
 use treven_mesh::CancellationToken;
+use treven_mesh::Principal;
 use treven_mesh::config::{ConfigError, Env};
 use treven_mesh::keys::MeshKeys;
 use treven_reports::ReportsConfig;
@@ -37,6 +38,9 @@ pub struct RoleContext {
 pub trait Role: Sync {
     /// Its `--target` name (`tenants`).
     fn name(&self) -> &'static str;
+    /// The mesh principal it signs as (its key must be among
+    /// `TREVEN_MESH_SIGNING_KEYS`).
+    fn principal(&self) -> Principal;
     /// Whether `--target all` includes it (the AgentCore runtime runs alone,
     /// in its own container, on the gateway's port).
     fn in_all(&self) -> bool {
@@ -195,6 +199,10 @@ impl Role for Tenants {
     fn name(&self) -> &'static str {
         "tenants"
     }
+
+    fn principal(&self) -> Principal {
+        Principal::Tenants
+    }
     fn serves_grpc(&self) -> bool {
         true
     }
@@ -225,6 +233,10 @@ struct Documents;
 impl Role for Documents {
     fn name(&self) -> &'static str {
         "documents"
+    }
+
+    fn principal(&self) -> Principal {
+        Principal::Documents
     }
     fn uses_aws(&self) -> bool {
         true
@@ -261,6 +273,10 @@ impl Role for Reports {
     fn name(&self) -> &'static str {
         "reports"
     }
+
+    fn principal(&self) -> Principal {
+        Principal::Reports
+    }
     fn serves_grpc(&self) -> bool {
         true
     }
@@ -293,6 +309,10 @@ struct Agents;
 impl Role for Agents {
     fn name(&self) -> &'static str {
         "agents"
+    }
+
+    fn principal(&self) -> Principal {
+        Principal::Agents
     }
     fn uses_aws(&self) -> bool {
         true
@@ -332,6 +352,10 @@ impl Role for AgentRuntime {
     fn name(&self) -> &'static str {
         "agent-runtime"
     }
+
+    fn principal(&self) -> Principal {
+        Principal::AgentRuntime
+    }
     fn uses_aws(&self) -> bool {
         true
     }
@@ -368,6 +392,10 @@ struct Gateway;
 impl Role for Gateway {
     fn name(&self) -> &'static str {
         "gateway"
+    }
+
+    fn principal(&self) -> Principal {
+        Principal::Gateway
     }
     fn serves_grpc(&self) -> bool {
         false
@@ -434,7 +462,6 @@ mod tests {
     use std::collections::HashMap;
     use std::time::Duration;
 
-    use treven_mesh::MeshKey;
     use treven_mesh::keys::MeshKeySource;
     use treven_testkit::{Moto, TestDatabase};
 
@@ -470,8 +497,8 @@ mod tests {
     async fn every_role_starts_in_process_the_same_way() {
         let database = TestDatabase::create("roles").await;
         let moto = Moto::start();
-        let mut pairs: Vec<(&str, String)> = vec![
-            ("TREVEN_MESH_KEY", MeshKey::generate().to_base64()),
+        let mut pairs: Vec<(&str, String)> = MeshKeys::generate().env().to_vec();
+        pairs.extend([
             ("TREVEN_TENANTS_DATABASE_URL", database.url.clone()),
             ("TREVEN_REPORTS_DATABASE_URL", database.url.clone()),
             (
@@ -479,7 +506,7 @@ mod tests {
                 "https://cognito-idp.eu-west-2.amazonaws.com/eu-west-2_roles".to_owned(),
             ),
             ("TREVEN_COGNITO_CLIENT_ID", "roles-test".to_owned()),
-        ];
+        ]);
         for variable in [
             "TREVEN_TENANTS_ADDR",
             "TREVEN_DOCUMENTS_ADDR",

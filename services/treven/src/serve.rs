@@ -101,6 +101,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let telemetry = telemetry::init(&telemetry_config, "treven")?;
     let keys = key_source.load().await?;
+    // Each role signs as its own principal: its key must be here.
+    for role in &roles {
+        keys.require_signer(role.principal())
+            .with_context(|| format!("role {}", role.name()))?;
+    }
     // TLS on every hop: installed before any server or channel is built.
     treven_mesh::tls::install(mesh_tls.load().await?);
     treven_mesh::tls::install_trust_roots(trust_roots);

@@ -86,9 +86,7 @@ impl Mesh {
         };
         let moto = treven_testkit::Moto::start();
         let bedrock = BedrockFake::start().await;
-        let mesh_key = stdout_of(run(&[("TREVEN_ENV", "local".into())], &["keygen"]))
-            .trim()
-            .to_owned();
+        let mesh_keys = super::keygen();
 
         let provisioned = Command::new(tool("python"))
             .arg(root().join("xtask/dev_aws.py"))
@@ -99,10 +97,10 @@ impl Mesh {
                 "--pool-name",
                 "treven-e2e",
                 "--secret-name",
-                "treven/e2e/mesh-key",
+                "treven/e2e/mesh-signing-keys",
             ])
             .envs(moto.aws_env())
-            .env("TREVEN_MESH_KEY", &mesh_key)
+            .envs(mesh_keys.iter().cloned())
             .stderr(Stdio::inherit())
             .output()
             .expect("dev_aws.py provision runs");
@@ -125,9 +123,9 @@ impl Mesh {
         };
         let url = |port: u16| format!("http://127.0.0.1:{port}");
         let mut env: Vec<(&'static str, String)> = moto.aws_env();
+        env.extend(mesh_keys);
         env.extend([
             ("TREVEN_ENV", "local".to_owned()),
-            ("TREVEN_MESH_KEY", mesh_key),
             ("TREVEN_TENANTS_DATABASE_URL", database_url.clone()),
             ("TREVEN_REPORTS_DATABASE_URL", database_url.clone()),
             (

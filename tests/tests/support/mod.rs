@@ -70,6 +70,26 @@ pub fn run(envs: &[(&str, String)], args: &[&str]) -> Output {
     treven(envs).args(args).output().expect("treven runs")
 }
 
+/// A fresh key for every mesh principal, from `treven keygen`: the
+/// `TREVEN_MESH_SIGNING_KEYS` and `TREVEN_MESH_PUBLIC_KEYS` entries.
+pub fn keygen() -> Vec<(&'static str, String)> {
+    let printed = stdout_of(run(&[("TREVEN_ENV", "local".into())], &["keygen"]));
+    let value = |name: &str| {
+        printed
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("keygen printed no {name}: {printed}"))
+            .to_owned()
+    };
+    vec![
+        (
+            "TREVEN_MESH_SIGNING_KEYS",
+            value("TREVEN_MESH_SIGNING_KEYS"),
+        ),
+        ("TREVEN_MESH_PUBLIC_KEYS", value("TREVEN_MESH_PUBLIC_KEYS")),
+    ]
+}
+
 /// A `treven serve` process, killed when dropped.
 pub struct Server {
     pub child: Child,

@@ -62,8 +62,11 @@ pub(super) struct RowInputs<'a> {
     pub bedrock: String,
     /// The user's bearer token, as the load generator's environment.
     pub bearer: Vec<(&'static str, String)>,
-    /// A mesh context of the user, as the load generator's environment.
+    /// A mesh context of the user for the reports service, as the load
+    /// generator's environment.
     pub ctx: Vec<(&'static str, String)>,
+    /// The same for the tenants service (contexts are per audience).
+    pub tenants_ctx: Vec<(&'static str, String)>,
     /// Row 3's environment: the gateway's, plus the token and a context.
     pub auth_env: Vec<(&'static str, String)>,
     /// The environment that keeps processes' logs quiet.
@@ -303,7 +306,7 @@ pub(super) async fn real_vs_health_rpc(
     let r = inputs.rounds;
     let tenants_addr = inputs.tenants_addr;
     let secs = &inputs.secs;
-    let ctx = &inputs.ctx;
+    let ctx = &inputs.tenants_ctx;
     'row_7: {
         say!("==> 7: real RPC vs bare health RPC");
         let (me, health) = or_skip!(pairs(

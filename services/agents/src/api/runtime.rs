@@ -109,6 +109,10 @@ async fn invoke(
             return error(ErrorCode::Unauthorized, "the mesh context is not valid");
         }
     };
+    if let Err(denied) = crate::policy::RUNTIME_POLICY.authorize(&ctx, "invocations") {
+        tracing::info!(caller = %ctx.issuer(), "runtime invocation denied");
+        return service_error(&denied);
+    }
     let invocation: Invocation = match serde_json::from_slice(&body) {
         Ok(invocation) => invocation,
         Err(_) => {

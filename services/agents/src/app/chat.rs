@@ -152,11 +152,8 @@ impl Agents {
         self.inner.store.put_message(org, &user).await?;
         let (out, receiver) = mpsc::channel(256);
         let service = self.clone();
-        let tool_ctx = ToolContext::new(
-            ctx.token().to_owned(),
-            context.country.clone(),
-            context.sector.clone(),
-        );
+        let tool_ctx =
+            ToolContext::new(ctx.clone(), context.country.clone(), context.sector.clone());
         tokio::spawn(async move {
             service
                 .reply(org, conversation, user, request, tool_ctx, out)

@@ -99,7 +99,7 @@ impl Agents {
             .await?;
         let (out, receiver) = mpsc::channel(64);
         let service = self.clone();
-        let token = ctx.token().to_owned();
+        let caller = ctx.clone();
         tokio::spawn(async move {
             let started = Instant::now();
             let (sender, mut events) = mpsc::channel(64);
@@ -107,7 +107,7 @@ impl Agents {
                 let sender = sender;
                 tokio::time::timeout(
                     service.inner.limits.max_stream,
-                    service.generate(&token, run.org_id, input, &sender),
+                    service.generate(&caller, run.org_id, input, &sender),
                 )
                 .await
             };
@@ -153,14 +153,14 @@ impl Agents {
     /// Writes the sections; returns them (as JSON), the usage and the cost.
     pub(super) async fn generate(
         &self,
-        token: &str,
+        caller: &MeshContext,
         org: OrgId,
         input: GenerateInput,
         events: &mpsc::Sender<GenerationEvent>,
     ) -> Result<(Vec<Value>, Outcome, i64), (ErrorCode, String, Box<Outcome>)> {
         let mut outcome = Outcome::default();
         let sources = self
-            .sources_for(token, &input.scope)
+            .sources_for(caller, &input.scope)
             .await
             .map_err(|message| (ErrorCode::Unavailable, message, Box::default()))?;
         outcome.tools_used.push(Tool::SearchSources);
@@ -250,7 +250,7 @@ impl Agents {
 
     async fn sources_for(
         &self,
-        token: &str,
+        caller: &MeshContext,
         scope: &ScopeBrief,
     ) -> Result<Vec<SourceBrief>, String> {
         let search = |country: String, sector: String| {
@@ -263,7 +263,7 @@ impl Agents {
         };
         let documents = &self.inner.documents;
         let mut sources = documents
-            .search(token, search(scope.country.clone(), scope.sector.clone()))
+            .search(caller, search(scope.country.clone(), scope.sector.clone()))
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, "sources unavailable");
@@ -271,7 +271,7 @@ impl Agents {
             })?;
         if sources.is_empty() && !scope.sector.is_empty() {
             sources = documents
-                .search(token, search(scope.country.clone(), String::new()))
+                .search(caller, search(scope.country.clone(), String::new()))
                 .await
                 .map_err(|_| "the sources could not be read, retry later".to_owned())?;
         }

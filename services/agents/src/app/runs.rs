@@ -114,7 +114,7 @@ impl Agents {
                 let (approved, judgements) = self
                     .inner
                     .reports
-                    .approved_judgements(ctx.token(), report_id)
+                    .approved_judgements(ctx, report_id)
                     .await?;
                 if !approved {
                     return Err(ServiceError::new(
@@ -183,14 +183,14 @@ impl Agents {
         };
         let run = self.start_run(ctx, kind, input.clone(), &model).await?;
         let service = self.clone();
-        let token = ctx.token().to_owned();
+        let caller = ctx.clone();
         let override_model = (!model_id.is_empty()).then(|| model_id.to_owned());
         let started_run = run.clone();
         tokio::spawn(async move {
             let started = Instant::now();
             let org = run.org_id;
             let (result, outcome, cost) = service
-                .execute(&token, org, kind, request, override_model)
+                .execute(&caller, org, kind, request, override_model)
                 .await;
             service
                 .finish_run(run, result, &outcome, cost, started)
@@ -201,7 +201,7 @@ impl Agents {
 
     async fn execute(
         &self,
-        token: &str,
+        caller: &MeshContext,
         org: OrgId,
         kind: AgentKind,
         plan: Plan,
@@ -236,7 +236,7 @@ impl Agents {
                     };
                     tokio::time::timeout(
                         limits.max_stream,
-                        self.generate(token, org, input, &sender),
+                        self.generate(caller, org, input, &sender),
                     )
                     .await
                 };
@@ -269,7 +269,7 @@ impl Agents {
                     model_override: model,
                     task: None,
                 };
-                let ctx = ToolContext::new(token.to_owned(), String::new(), String::new());
+                let ctx = ToolContext::new(caller.clone(), String::new(), String::new());
                 let (sender, mut events) = mpsc::channel(64);
                 let usage = async {
                     let mut cost = 0;

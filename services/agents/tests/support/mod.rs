@@ -25,8 +25,8 @@ use treven_agents::provider::router::Router;
 use treven_mesh::config::Env;
 use treven_mesh::context::attach_context;
 use treven_mesh::events::EventPublisher;
-use treven_mesh::keys::{MeshKeySource, MeshKeys};
-use treven_mesh::{CancellationToken, MeshKey, OrgId, Role, ServiceError};
+use treven_mesh::keys::MeshKeys;
+use treven_mesh::{CancellationToken, MeshContext, OrgId, Principal, Role, ServiceError};
 use treven_proto::treven::agents::v1 as pb;
 use treven_proto::treven::agents::v1::agents_service_client::AgentsServiceClient;
 use treven_proto::treven::documents::v1 as docs;
@@ -55,23 +55,15 @@ pub enum Models {
 pub struct FakeReports {
     pub approved: Vec<(OrgId, Uuid)>,
     pub drafts: Vec<(OrgId, Uuid)>,
-    pub key: Option<MeshKey>,
 }
 
 impl ReportsLookup for FakeReports {
     fn approved_judgements(
         &self,
-        token: &str,
+        context: &MeshContext,
         id: Uuid,
     ) -> BoxFuture<'static, Result<(bool, Vec<String>), ServiceError>> {
-        let org = self
-            .key
-            .as_ref()
-            .unwrap()
-            .verifier()
-            .verify(token)
-            .unwrap()
-            .org_id();
+        let org = context.org_id();
         let approved = self.approved.contains(&(org, id));
         let draft = self.drafts.contains(&(org, id));
         async move {
@@ -95,7 +87,7 @@ impl ReportsLookup for FakeReports {
 
 pub struct TestApp {
     pub moto: Moto,
-    pub key: MeshKey,
+    /// Every principal's key (the services each use their own).
     pub keys: MeshKeys,
     pub address: SocketAddr,
     pub documents_address: SocketAddr,
@@ -181,7 +173,7 @@ impl TestApp {
     /// With a guardrail (ApplyGuardrail against the Bedrock fake).
     pub async fn spawn_full(
         models: Models,
-        mut reports: FakeReports,
+        reports: FakeReports,
         events: Option<EventPublisher>,
         guardrail: Option<&BedrockFake>,
     ) -> Self {
@@ -194,14 +186,7 @@ impl TestApp {
         });
         let moto = Moto::start();
         let sdk = moto.sdk().await;
-        let key = MeshKey::generate();
-        let keys =
-            MeshKeySource::from_env(&Env::from_pairs([("TREVEN_MESH_KEY", key.to_base64())]))
-                .unwrap()
-                .load()
-                .await
-                .unwrap();
-        reports.key = Some(key.clone());
+        let keys = MeshKeys::generate();
 
         // Documents, in-process, for the tools and the generator.
         let docs_config = treven_documents::DocumentsConfig::from_env(&Env::from_pairs([
@@ -213,7 +198,7 @@ impl TestApp {
         treven_documents::provision::create_bucket_and_table(&sdk, &docs_config)
             .await
             .unwrap();
-        let documents = treven_documents::build(docs_config, &sdk, &keys);
+        let documents = treven_documents::build(docs_config, &sdk, &keys).unwrap();
         let (documents_address, docs_shutdown) = serve_routes(
             "documents",
             treven_documents::routes(documents, &keys),
@@ -250,7 +235,7 @@ impl TestApp {
             Box::new(reports),
             events,
             guardrail,
-            &keys,
+            keys.require_signer(Principal::Agents).unwrap(),
         )
         .unwrap();
         let (address, shutdown) = serve_routes(
@@ -266,7 +251,6 @@ impl TestApp {
         });
         Self {
             moto,
-            key,
             keys,
             address,
             documents_address,
@@ -286,14 +270,54 @@ impl TestApp {
         self.gemini.as_ref().unwrap()
     }
 
+    /// A token for analyst `user-1` of `org` at the edge, for agents.
     pub fn token(&self, org: OrgId) -> String {
-        self.key.mint(
+        self.token_to(Principal::Agents, org)
+    }
+
+    /// A token for analyst `user-1` of `org` at the edge, for `audience`.
+    pub fn token_to(&self, audience: Principal, org: OrgId) -> String {
+        self.mint(
+            Principal::Gateway,
+            audience,
             org,
             "user-1",
             &[Role::Analyst],
+        )
+    }
+
+    /// A token minted by `issuer` for `audience`, acting for `user` of `org`
+    /// with `roles`.
+    pub fn mint(
+        &self,
+        issuer: Principal,
+        audience: Principal,
+        org: OrgId,
+        user: &str,
+        roles: &[Role],
+    ) -> String {
+        self.keys.signer(issuer).unwrap().mint(
+            audience,
+            org,
+            user,
+            roles,
             "req",
             Duration::from_secs(300),
         )
+    }
+
+    /// `token`'s user (an agents token), as `issuer` would call agents for
+    /// them (the reports service asking for a generation).
+    pub fn via(&self, issuer: Principal, token: &str) -> String {
+        let context = self
+            .keys
+            .verifier(Principal::Agents)
+            .verify(token)
+            .expect("an agents token of this app");
+        self.keys
+            .signer(issuer)
+            .unwrap()
+            .onward(&context, Principal::Agents)
     }
 
     pub async fn client(&self) -> AgentsServiceClient<Channel> {
@@ -324,7 +348,7 @@ impl TestApp {
         };
         self.documents()
             .await
-            .upsert_source(authed(&self.token(org), request))
+            .upsert_source(authed(&self.token_to(Principal::Documents, org), request))
             .await
             .unwrap()
             .into_inner()

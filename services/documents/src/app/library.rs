@@ -1,7 +1,6 @@
 //! The organisation's documents once uploaded: reading, listing, deleting,
 //! downloading and their versions.
 
-use treven_mesh::Role;
 use treven_mesh::pagination::page_limit;
 use treven_mesh::{ErrorCode, MeshContext, ServiceError};
 use uuid::Uuid;
@@ -14,7 +13,6 @@ use crate::store::blobs::Presigned;
 impl Documents {
     /// One document (not deleted).
     pub async fn document(&self, context: &MeshContext, id: Uuid) -> Result<Document> {
-        context.require_any(Role::MEMBERS)?;
         let record = self.record(context, id).await?;
         if record.document.status == DocumentStatus::Deleted {
             return Err(ServiceError::not_found("document"));
@@ -31,7 +29,6 @@ impl Documents {
         limit: i32,
         cursor: &str,
     ) -> Result<(Vec<Document>, String)> {
-        context.require_any(Role::MEMBERS)?;
         if status == Some(DocumentStatus::Deleted) {
             return Err(ServiceError::invalid_field(
                 "status",
@@ -69,7 +66,6 @@ impl Documents {
     /// and `deleted` in its metadata. S3 goes first, so a failure can be
     /// retried and never leaves metadata that says deleted over live bytes.
     pub async fn delete(&self, context: &MeshContext, id: Uuid) -> Result<()> {
-        context.require_any(Role::EDITORS)?;
         let record = self.record(context, id).await?;
         if record.document.status == DocumentStatus::Deleted {
             return Err(ServiceError::not_found("document"));
@@ -91,7 +87,6 @@ impl Documents {
         id: Uuid,
         version_id: Option<String>,
     ) -> Result<Presigned> {
-        context.require_any(Role::MEMBERS)?;
         let record = self.record(context, id).await?;
         if record.document.status != DocumentStatus::Available {
             return Err(ServiceError::new(
@@ -120,7 +115,6 @@ impl Documents {
         limit: i32,
         cursor: &str,
     ) -> Result<(Vec<DocumentVersion>, String)> {
-        context.require_any(Role::MEMBERS)?;
         let limit = page_limit(limit, DEFAULT_PAGE, MAX_PAGE)? as usize;
         let scope = format!("versions?document={id}");
         let after: Option<String> = self.cursors.decode(context.org_id(), &scope, cursor)?;

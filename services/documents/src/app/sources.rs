@@ -1,7 +1,6 @@
 //! Sources and their trust scores: upserting and searching.
 
 use chrono::{DateTime, Utc};
-use treven_mesh::Role;
 use treven_mesh::pagination::page_limit;
 use treven_mesh::{MeshContext, ServiceError};
 
@@ -15,7 +14,6 @@ impl Documents {
         context: &MeshContext,
         mut source: Source,
     ) -> Result<(Source, TrustScore)> {
-        context.require_any(Role::EDITORS)?;
         if let Some(existing) = self.meta.source(context.org_id(), &source.id).await? {
             source.created_at = existing.created_at;
         }
@@ -32,7 +30,6 @@ impl Documents {
         limit: i32,
         cursor: &str,
     ) -> Result<(Vec<(Source, TrustScore)>, String)> {
-        context.require_any(Role::MEMBERS)?;
         let limit = page_limit(limit, DEFAULT_PAGE, MAX_PAGE)? as usize;
         let scope = format!(
             "sources?{}",

@@ -15,7 +15,7 @@ use treven_documents::DocumentsConfig;
 use treven_mesh::config::Env;
 use treven_mesh::context::attach_context;
 use treven_mesh::keys::{MeshKeySource, MeshKeys};
-use treven_mesh::{CancellationToken, MeshKey, OrgId, Role};
+use treven_mesh::{CancellationToken, MeshKey, OrgId, Principal, Role};
 use treven_proto::treven::documents::v1 as pb;
 use treven_proto::treven::documents::v1::documents_service_client::DocumentsServiceClient;
 
@@ -60,7 +60,7 @@ pub fn test_config() -> DocumentsConfig {
 pub struct TestApp {
     pub moto: Moto,
     pub sdk: aws_config::SdkConfig,
-    pub key: MeshKey,
+    /// Every principal's key; the service holds only the documents one.
     pub keys: MeshKeys,
     pub address: std::net::SocketAddr,
     shutdown: CancellationToken,
@@ -72,19 +72,18 @@ impl TestApp {
         let sdk = moto.sdk().await;
         let config = test_config();
         provision(&sdk, &config).await;
-        let key = MeshKey::generate();
-        let keys =
-            MeshKeySource::from_env(&Env::from_pairs([("TREVEN_MESH_KEY", key.to_base64())]))
+        let keys = MeshKeys::generate();
+        let service_keys =
+            MeshKeySource::from_env(&Env::from_pairs(keys.only(&[Principal::Documents]).env()))
                 .unwrap()
                 .load()
                 .await
                 .unwrap();
-        let documents = treven_documents::build(config, &sdk, &keys);
-        let (address, shutdown) = serve(documents, &keys).await;
+        let documents = treven_documents::build(config, &sdk, &service_keys).unwrap();
+        let (address, shutdown) = serve(documents, &service_keys).await;
         Self {
             moto,
             sdk,
-            key,
             keys,
             address,
             shutdown,
@@ -95,9 +94,20 @@ impl TestApp {
         client(self.address).await
     }
 
+    /// A token for `user-1` of `org` at the edge (minted by the gateway).
     pub fn token(&self, org: OrgId, role: Role) -> String {
-        self.key
-            .mint(org, "user-1", &[role], "req", Duration::from_secs(300))
+        self.token_from(Principal::Gateway, org, role)
+    }
+
+    /// A token minted by `issuer` for documents, acting for `user-1`.
+    pub fn token_from(&self, issuer: Principal, org: OrgId, role: Role) -> String {
+        mint(&self.keys, issuer, org, role)
+    }
+
+    /// `token`'s user, as `issuer` would call documents for them (e.g. the
+    /// reports service storing an artifact for an analyst).
+    pub fn via(&self, issuer: Principal, token: &str) -> String {
+        via(&self.keys, issuer, token)
     }
 
     pub fn s3(&self) -> aws_sdk_s3::Client {
@@ -145,6 +155,29 @@ pub async fn client(address: std::net::SocketAddr) -> DocumentsServiceClient<Cha
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("documents did not start");
+}
+
+/// A token minted by `issuer` for documents, acting for `user-1` of `org`.
+pub fn mint(keys: &MeshKeys, issuer: Principal, org: OrgId, role: Role) -> String {
+    keys.signer(issuer).expect("every key").mint(
+        Principal::Documents,
+        org,
+        "user-1",
+        &[role],
+        "req",
+        Duration::from_secs(300),
+    )
+}
+
+/// `token`'s user, as `issuer` would call documents for them.
+pub fn via(keys: &MeshKeys, issuer: Principal, token: &str) -> String {
+    let context = keys
+        .verifier(Principal::Documents)
+        .verify(token)
+        .expect("a token of these keys");
+    keys.signer(issuer)
+        .expect("every key")
+        .onward(&context, Principal::Documents)
 }
 
 pub fn org() -> OrgId {

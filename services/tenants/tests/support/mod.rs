@@ -8,9 +8,9 @@ use std::time::Duration;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use treven_mesh::config::Env;
-use treven_mesh::context::{MeshKey, attach_context};
-use treven_mesh::keys::MeshKeySource;
-use treven_mesh::{OrgId, Role};
+use treven_mesh::context::attach_context;
+use treven_mesh::keys::{MeshKeySource, MeshKeys};
+use treven_mesh::{OrgId, Principal, Role};
 use treven_proto::treven::tenants::v1 as pb;
 use treven_proto::treven::tenants::v1::tenants_service_client::TenantsServiceClient;
 use treven_tenants::TenantsConfig;
@@ -24,7 +24,8 @@ pub use treven_testkit::TestDatabase as TestDb;
 /// A running tenants service and what tests need to call it.
 pub struct TestApp {
     pub db: TestDb,
-    pub key: MeshKey,
+    /// Every principal's key; the service holds only the tenants one.
+    pub keys: MeshKeys,
     pub address: std::net::SocketAddr,
     pub store: PgStore,
     server: treven_testkit::InProcess,
@@ -33,10 +34,12 @@ pub struct TestApp {
 impl TestApp {
     pub async fn spawn() -> Self {
         let db = TestDb::create("treven_test").await;
-        let key = MeshKey::generate();
+        let all_keys = MeshKeys::generate();
+        let [signing, public] = all_keys.only(&[Principal::Tenants]).env();
         let env = Env::from_pairs([
             ("TREVEN_TENANTS_DATABASE_URL", db.url.clone()),
-            ("TREVEN_MESH_KEY", key.to_base64()),
+            (signing.0, signing.1),
+            (public.0, public.1),
             ("TREVEN_SHUTDOWN_GRACE_SECS", "2".to_owned()),
             ("TREVEN_DB_ACQUIRE_TIMEOUT_SECS", "2".to_owned()),
         ]);
@@ -53,7 +56,7 @@ impl TestApp {
         .await;
         Self {
             db,
-            key,
+            keys: all_keys,
             address: server.address,
             store,
             server,
@@ -92,14 +95,35 @@ impl TestApp {
         self.token(org, sub, &[role])
     }
 
+    /// A token for a user at the edge (minted by the gateway).
     pub fn token(&self, org: OrgId, sub: &str, roles: &[Role]) -> String {
-        self.key.mint(
+        self.token_from(Principal::Gateway, org, sub, roles)
+    }
+
+    /// A token minted by `issuer` for tenants, acting for a user.
+    pub fn token_from(&self, issuer: Principal, org: OrgId, sub: &str, roles: &[Role]) -> String {
+        self.keys.signer(issuer).expect("every key").mint(
+            Principal::Tenants,
             org,
             sub,
             roles,
             &Uuid::new_v4().to_string(),
             Duration::from_secs(300),
         )
+    }
+
+    /// `token`'s user, as `issuer` would call tenants for them (e.g. the
+    /// reports service granting access for an analyst).
+    pub fn via(&self, issuer: Principal, token: &str) -> String {
+        let context = self
+            .keys
+            .verifier(Principal::Tenants)
+            .verify(token)
+            .expect("a token of this app");
+        self.keys
+            .signer(issuer)
+            .expect("every key")
+            .onward(&context, Principal::Tenants)
     }
 
     pub async fn stop(self) {

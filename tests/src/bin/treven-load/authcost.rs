@@ -56,23 +56,25 @@ pub async fn run(args: AuthCostArgs) -> anyhow::Result<()> {
     let env = Env::from_process();
     let config = treven_gateway::GatewayConfig::from_env(&env)?;
     let keys = MeshKeySource::from_env(&env)?.load().await?;
-    let verifier: ContextVerifier = keys.verifier.clone();
+    let verifier: ContextVerifier = keys.verifier(treven_mesh::Principal::Reports);
     let claims = verifier
         .verify(&args.context)
         .context("TREVEN_LOAD_CONTEXT is not a valid mesh context")?;
     let gateway = Gateway::build(config, keys).await?;
 
-    let caller = Arc::new(Caller {
-        identity: Identity {
+    // The same caller every request, its contexts minted by the gateway's
+    // key as authentication would.
+    let caller = Arc::new(Caller::new(
+        Identity {
             sub: claims.user_id().to_owned(),
             org_id: claims.org_id(),
             email: None,
             expires_at: claims.expires_at().timestamp(),
         },
-        role: claims.roles().first().copied().unwrap_or(Role::Viewer),
-        context: args.context.clone(),
-        request_id: "bench".into(),
-    });
+        claims.roles().first().copied().unwrap_or(Role::Viewer),
+        "bench".into(),
+        gateway.minter.clone(),
+    ));
     let authenticated = treven_gateway::server::router(gateway.clone());
     let unauthenticated = axum::Router::new()
         .fallback(fixed_caller)

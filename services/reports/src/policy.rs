@@ -1,0 +1,31 @@
+//! Who may call each reports RPC: the edge (a signed-in user through the
+//! gateway, or an operator) and, for reads, the agents service, with the
+//! roles the user must hold. Enforced by [`treven_mesh::policy::Guarded`]
+//! before any handler runs; the role-table test walks every RPC of the
+//! service against it.
+
+use treven_mesh::Principal::{Agents, Gateway, Operator};
+use treven_mesh::Role;
+use treven_mesh::policy::{EDGE, Policy, rule};
+
+/// The reports table.
+pub static POLICY: Policy = Policy {
+    service: crate::SERVICE_NAME,
+    audience: treven_mesh::Principal::Reports,
+    rules: &[
+        rule("ListReports", EDGE, Role::MEMBERS),
+        rule("CreateReport", EDGE, Role::EDITORS),
+        // The social agent reads approved judgements for its user.
+        rule("GetReport", &[Gateway, Agents, Operator], Role::MEMBERS),
+        rule("UpdateSection", EDGE, Role::EDITORS),
+        rule("RegenerateSection", EDGE, Role::EDITORS),
+        rule("RejectSection", EDGE, Role::EDITORS),
+        rule("ListReportVersions", EDGE, Role::MEMBERS),
+        rule("DiffReportVersions", EDGE, Role::MEMBERS),
+        rule("SubmitReport", EDGE, Role::EDITORS),
+        rule("ApproveReport", EDGE, Role::EDITORS),
+        rule("ExportReport", EDGE, Role::EDITORS),
+        rule("ShareReport", EDGE, Role::EDITORS),
+        rule("ListTrends", EDGE, Role::MEMBERS),
+    ],
+};

@@ -1,0 +1,58 @@
+//! Who may call each tenants RPC: the edge (a signed-in user through the
+//! gateway, or an operator) for the public ones, named services for the
+//! rest, and the roles the user must hold. Enforced by
+//! [`treven_mesh::policy::Guarded`] before any handler runs; the role-table
+//! test walks every RPC of the service against it.
+
+use treven_mesh::Principal::{Agents, Documents, Gateway, Operator, Reports};
+use treven_mesh::Role;
+use treven_mesh::policy::{EDGE, Policy, Roles, Rule, rule};
+
+/// The tenants table.
+pub static POLICY: Policy = Policy {
+    service: crate::SERVICE_NAME,
+    audience: treven_mesh::Principal::Tenants,
+    rules: &[
+        rule("GetMe", EDGE, Role::MEMBERS),
+        // The gateway resolves a caller's role before it knows it; the
+        // handler lets a caller look up only themselves unless admin.
+        Rule {
+            method: "LookupUserBySub",
+            callers: &[Gateway, Operator],
+            roles: Roles::Any,
+        },
+        rule("GetOrganisation", EDGE, Role::MEMBERS),
+        rule("UpdateOrganisation", EDGE, Role::ADMINS),
+        rule("ListUsers", EDGE, Role::MEMBERS),
+        rule("GetUser", EDGE, Role::MEMBERS),
+        rule("CreateUser", EDGE, Role::ADMINS),
+        rule("UpdateUser", EDGE, Role::ADMINS),
+        rule("DeleteUser", EDGE, Role::ADMINS),
+        rule("ListPartners", EDGE, Role::MEMBERS),
+        rule("GetPartner", EDGE, Role::MEMBERS),
+        rule("CreatePartner", EDGE, Role::ADMINS),
+        rule("DeletePartner", EDGE, Role::ADMINS),
+        // Sharing goes through reports, which enforces "approved only".
+        rule("GrantReportAccess", &[Reports, Operator], Role::EDITORS),
+        // Who a report is shared with, and withdrawing a share, need no
+        // workflow rule: editors do it at the edge.
+        rule(
+            "ListReportAccess",
+            &[Gateway, Reports, Operator],
+            Role::EDITORS,
+        ),
+        rule(
+            "RevokeReportAccess",
+            &[Gateway, Reports, Operator],
+            Role::EDITORS,
+        ),
+        // The audit log is append-only and written by the services that
+        // make the changes, for the user who made them.
+        rule(
+            "RecordAuditEvent",
+            &[Reports, Documents, Agents, Operator],
+            Role::MEMBERS,
+        ),
+        rule("ListAuditEvents", EDGE, Role::EDITORS),
+    ],
+};
