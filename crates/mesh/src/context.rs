@@ -915,17 +915,17 @@ mod tests {
         );
         assert!(
             KeySet::parse("nobody:AAAA")
-                .unwrap_err()
+                .expect_err("invalid")
                 .contains("unknown principal")
         );
         assert!(
             KeySet::parse("gateway")
-                .unwrap_err()
+                .expect_err("invalid")
                 .contains("principal:base64")
         );
         assert!(
             KeySet::parse("gateway:c2hvcnQ=")
-                .unwrap_err()
+                .expect_err("invalid")
                 .starts_with("gateway:")
         );
         assert_eq!("agent-runtime".parse(), Ok(Principal::AgentRuntime));

@@ -492,7 +492,7 @@ async fn artifacts_stream_in_bounded_and_download_through_a_presigned_url() {
 
     let link = client
         .presign_artifact(authed(
-            &app.token(org, Role::Viewer),
+            &app.token_from(Principal::Reports, org, Role::Viewer),
             pb::PresignArtifactRequest {
                 report_id: report.clone(),
                 version: 2,
