@@ -52,23 +52,6 @@ impl Caller {
     }
 }
 
-/// The service that serves gRPC service `service` (`treven.reports.v1.…`):
-/// the audience of the tokens sent to it. `None` for a package that is not
-/// one of the mesh's services.
-pub fn audience_of(service: &str) -> Option<Principal> {
-    let mut parts = service.split('.');
-    if parts.next()? != "treven" {
-        return None;
-    }
-    match parts.next()? {
-        "tenants" => Some(Principal::Tenants),
-        "documents" => Some(Principal::Documents),
-        "reports" => Some(Principal::Reports),
-        "agents" => Some(Principal::Agents),
-        _ => None,
-    }
-}
-
 /// The request id: the client's `x-request-id` when it is a short token of
 /// safe characters, else a new UUID.
 pub fn request_id(headers: &HeaderMap) -> String {

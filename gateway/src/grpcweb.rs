@@ -12,7 +12,7 @@ use tower::{Service, ServiceExt as _};
 use treven_mesh::ErrorCode;
 use treven_mesh::context::CONTEXT_HEADER;
 
-use crate::caller::{audience_of, request_id};
+use crate::caller::request_id;
 use crate::state::Gateway;
 
 /// Headers a client may send through to a service: transport and tracing
@@ -59,7 +59,7 @@ async fn forward(gateway: Gateway, request: Request<Body>) -> Response<Body> {
         .to_owned();
     let (Some(channel), Some(audience)) = (
         gateway.upstreams.get(&service).cloned(),
-        audience_of(&service),
+        gateway.audience_of(&service),
     ) else {
         return grpc_error(ErrorCode::NotFound, "no such service");
     };

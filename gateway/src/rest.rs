@@ -18,7 +18,7 @@ use treven_transcode::{
     encode_response, http_error, http_error_of, message_json,
 };
 
-use crate::caller::{Caller, audience_of};
+use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::state::Gateway;
 
@@ -112,7 +112,7 @@ pub async fn handle(
     let route = matched.route().clone();
     let (Some(channel), Some(audience)) = (
         gateway.upstreams.get(route.service_name()).cloned(),
-        audience_of(route.service_name()),
+        gateway.audience_of(route.service_name()),
     ) else {
         return Err(ApiError::new(
             ErrorCode::Unavailable,

@@ -17,6 +17,14 @@ use crate::auth::JwtVerifier;
 use crate::identity::ContextMinter;
 use crate::ratelimit::RateLimiter;
 
+/// The mesh's own services and the principal that serves each.
+const BUILTIN_AUDIENCES: [(&str, Principal); 4] = [
+    ("treven.tenants.v1.TenantsService", Principal::Tenants),
+    ("treven.documents.v1.DocumentsService", Principal::Documents),
+    ("treven.reports.v1.ReportsService", Principal::Reports),
+    ("treven.agents.v1.AgentsService", Principal::Agents),
+];
+
 /// The gateway's shared state.
 #[derive(Debug, Clone)]
 pub struct Gateway {
@@ -30,6 +38,10 @@ pub struct Gateway {
     pub limiter: RateLimiter,
     /// A channel per upstream gRPC service, by full service name.
     pub upstreams: Arc<HashMap<String, Channel>>,
+    /// The mesh principal serving each of those services: the audience of
+    /// the contexts sent to it (a service found through reflection belongs
+    /// to the upstream that reported it).
+    pub audiences: Arc<HashMap<String, Principal>>,
     /// The discovery loops of those channels (for services whose address is
     /// a DNS name or a list), to drop a dead endpoint at once.
     pub refreshers: Arc<HashMap<String, Refresher>>,
@@ -39,6 +51,14 @@ pub struct Gateway {
     pub openapi: Arc<serde_json::Value>,
     /// How many upstream retries are allowed (shared by all requests).
     pub retries: Arc<RetryBudget>,
+}
+
+impl Gateway {
+    /// The principal serving gRPC service `service` (the audience of the
+    /// contexts minted for it); `None` for a service no upstream serves.
+    pub fn audience_of(&self, service: &str) -> Option<Principal> {
+        self.audiences.get(service).copied()
+    }
 }
 
 /// A retry budget: each request deposits a tenth of a retry, each retry
@@ -147,8 +167,12 @@ impl Gateway {
         )
         .await;
         let mut upstreams = upstreams;
+        let mut audiences: HashMap<String, Principal> = BUILTIN_AUDIENCES
+            .iter()
+            .map(|(service, principal)| ((*service).to_owned(), *principal))
+            .collect();
         let transcoder = if config.reflection {
-            reflected_transcoder(&mut upstreams).await?
+            reflected_transcoder(&mut upstreams, &mut audiences).await?
         } else {
             Transcoder::builtin()?
         };
@@ -162,6 +186,7 @@ impl Gateway {
             minter: Arc::new(minter),
             limiter,
             upstreams: Arc::new(upstreams),
+            audiences: Arc::new(audiences),
             refreshers: Arc::new(refreshers),
         })
     }
@@ -172,6 +197,7 @@ impl Gateway {
 /// that reported them. Falls back to the built-in descriptors.
 async fn reflected_transcoder(
     upstreams: &mut HashMap<String, Channel>,
+    audiences: &mut HashMap<String, Principal>,
 ) -> anyhow::Result<Transcoder> {
     let mut files = std::collections::BTreeMap::new();
     let known: Vec<(String, Channel)> = upstreams
@@ -182,8 +208,14 @@ async fn reflected_transcoder(
         match crate::reflection::fetch(channel.clone(), Duration::from_secs(3)).await {
             Ok(reflected) => {
                 tracing::info!(upstream = %name, services = reflected.services.len(), files = reflected.files.len(), "descriptors from reflection");
+                let principal = audiences.get(&name).copied();
                 for service in reflected.services {
-                    upstreams.entry(service).or_insert_with(|| channel.clone());
+                    upstreams
+                        .entry(service.clone())
+                        .or_insert_with(|| channel.clone());
+                    if let Some(principal) = principal {
+                        audiences.entry(service).or_insert(principal);
+                    }
                 }
                 files.extend(reflected.files);
             }
