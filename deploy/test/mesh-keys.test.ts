@@ -14,6 +14,7 @@ import {
   formatKey,
   formatPublicKeys,
   generateKey,
+  generationOf,
   generationStage,
   handle,
   parseKey,
@@ -108,6 +109,12 @@ describe('keys', () => {
     expect(parsePublicKeys('')).toEqual([]);
   });
 
+  test('the generation of a version is its highest treven-generation-N stage', () => {
+    expect(generationOf(['AWSCURRENT', generationStage(3)])).toBe(3);
+    expect(generationOf([generationStage(2), generationStage(10)])).toBe(10);
+    expect(generationOf(['AWSCURRENT', 'treven-generation-x', 'treven-generation-0'])).toBe(0);
+  });
+
   test('properties are validated', () => {
     expect(readProperties({ Secrets: SECRETS, Generation: '3' })).toMatchObject({ generation: 3, publishOnly: false, keepPrevious: true });
     expect(readProperties({ Secrets: SECRETS, Generation: '1', PublishOnly: 'true', KeepPrevious: 'false' })).toMatchObject({
@@ -155,7 +162,9 @@ class FakeSecrets {
     get: async (id: string, stage: string) => {
       const s = this.secret(id);
       const versionId = s.stages.get(stage);
-      return versionId === undefined ? undefined : { versionId, value: s.values.get(versionId) };
+      if (versionId === undefined) return undefined;
+      const stages = [...s.stages].filter(([, v]) => v === versionId).map(([name]) => name);
+      return { versionId, value: s.values.get(versionId), stages };
     },
     put: async (id: string, value: string, stages: string[]) => {
       const s = this.secret(id);
@@ -260,18 +269,34 @@ describe('reconcile: the secrets over a stack life', () => {
     expect(PRINCIPALS.every((p) => sm.value(SECRETS[p], AWSCURRENT) === sm.value(SECRETS[p], generationStage(2)))).toBe(true);
   });
 
-  test('a CloudFormation rollback to the previous generation brings its seeds back, without new ones', async () => {
+  test('a lower generation (a deploy without the flag, a CloudFormation rollback) never brings an old seed back', async () => {
     const sm = new FakeSecrets(Object.values(SECRETS));
     await reconcile(sm.store, props(1));
     const oldSeeds = PRINCIPALS.map((p) => sm.value(SECRETS[p], AWSCURRENT));
-    await reconcile(sm.store, props(2));
+    const two = await reconcile(sm.store, props(2));
     const newSeeds = PRINCIPALS.map((p) => sm.value(SECRETS[p], AWSCURRENT));
+    const writes = sm.writes;
+    // Rolled back (or deployed without -c meshKeyGeneration): the new seeds stay, both keys verify.
     const back = await reconcile(sm.store, props(1));
-    expect(back.generated).toEqual([]);
-    expect(PRINCIPALS.map((p) => sm.value(SECRETS[p], AWSCURRENT))).toEqual(oldSeeds);
-    // Tasks that started with the new seeds still verify during the rollback.
-    expect(PRINCIPALS.map((p) => sm.value(SECRETS[p], AWSPREVIOUS))).toEqual(newSeeds);
-    expect(back.publicKeys.split(',')).toHaveLength(14);
+    expect(back).toEqual({ publicKeys: two.publicKeys, generated: [] });
+    expect(sm.writes).toBe(writes);
+    expect(PRINCIPALS.map((p) => sm.value(SECRETS[p], AWSCURRENT))).toEqual(newSeeds);
+    expect(PRINCIPALS.map((p) => sm.value(SECRETS[p], AWSPREVIOUS))).toEqual(oldSeeds);
+    // After the old keys are dropped, asking for generation 1 changes nothing either.
+    const dropped = await reconcile(sm.store, props(2, { KeepPrevious: 'false' }));
+    expect((await reconcile(sm.store, props(1))).publicKeys).toBe(dropped.publicKeys);
+    expect(PRINCIPALS.map((p) => sm.value(SECRETS[p], AWSCURRENT))).toEqual(newSeeds);
+  });
+
+  test('a rollback of the publish step keeps signing with the current seeds and stops publishing the pending ones', async () => {
+    const sm = new FakeSecrets(Object.values(SECRETS));
+    const one = await reconcile(sm.store, props(1));
+    await reconcile(sm.store, props(2, { PublishOnly: 'true' }));
+    expect(await reconcile(sm.store, props(1))).toEqual({ publicKeys: one.publicKeys, generated: [] });
+    // Trying again reuses the pending seeds.
+    const again = await reconcile(sm.store, props(2, { PublishOnly: 'true' }));
+    expect(again.generated).toEqual([]);
+    expect(again.publicKeys.split(',')).toHaveLength(14);
   });
 
   test('a secret holding something else (a placeholder, a hand edit) gets a valid seed', async () => {

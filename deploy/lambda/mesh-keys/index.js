@@ -22,7 +22,7 @@ const store = {
   async get(secretId, stage) {
     try {
       const out = await client.send(new GetSecretValueCommand({ SecretId: secretId, VersionStage: stage }));
-      return { versionId: out.VersionId, value: out.SecretString };
+      return { versionId: out.VersionId, value: out.SecretString, stages: out.VersionStages || [] };
     } catch (e) {
       // No version carries the stage (or the secret is still empty).
       if (e && e.name === 'ResourceNotFoundException') return undefined;

@@ -11,9 +11,10 @@
  * logs, and no error message carries a secret value.
  *
  * Generations are Secrets Manager version stages: the seed of generation N
- * carries the custom stage `treven-generation-N`, so a stack update, a
- * retried invocation or a CloudFormation rollback finds the seed it wants
- * instead of making another one (README "Rotating secrets").
+ * carries the custom stage `treven-generation-N`, so a stack update or a
+ * retried invocation finds the seed it wants instead of making another
+ * one, and a lower generation never replaces a higher one (README
+ * "Rotating secrets").
  */
 'use strict';
 
@@ -138,7 +139,7 @@ function parsePublicKeys(text) {
 
 /**
  * One version of a secret as the store answers it.
- * @typedef {{ versionId: string, value: string | undefined }} StoredVersion
+ * @typedef {{ versionId: string, value: string | undefined, stages: string[] }} StoredVersion
  */
 
 /**
@@ -193,15 +194,29 @@ function readProperties(props) {
 }
 
 /**
- * A stored version that holds a valid key of `principal`, with its seed.
+ * The highest generation whose stage a version carries (0: none).
+ * @param {string[]} stages
+ */
+function generationOf(stages) {
+  let highest = 0;
+  for (const stage of stages) {
+    const m = /^treven-generation-([1-9][0-9]*)$/.exec(stage);
+    if (m) highest = Math.max(highest, Number(m[1]));
+  }
+  return highest;
+}
+
+/**
+ * A stored version that holds a valid key of `principal`: its seed and generation.
  * @param {StoredVersion | undefined} version
  * @param {string} principal
- * @returns {{ versionId: string, seed: Buffer } | undefined}
+ * @returns {{ versionId: string, seed: Buffer, generation: number } | undefined}
  */
 function validVersion(version, principal) {
   if (!version || version.value === undefined) return undefined;
   try {
-    return { versionId: version.versionId, seed: parseKey(version.value, principal).key };
+    const seed = parseKey(version.value, principal).key;
+    return { versionId: version.versionId, seed, generation: generationOf(version.stages ?? []) };
   } catch {
     return undefined;
   }
@@ -212,16 +227,19 @@ function validVersion(version, principal) {
  * public keys to publish. Idempotent: with the same properties and the
  * same stored versions it changes nothing and returns the same text.
  *
- * Per principal, for generation G (stage `treven-generation-G`):
+ * `Generation` G is a floor: a current seed of generation G or later is
+ * kept (so a deploy that leaves `-c meshKeyGeneration` out, or a
+ * CloudFormation rollback to a lower G, never brings an older seed back).
+ * Otherwise, per principal (stage `treven-generation-G`):
  * 1. no valid version carries G's stage → generate one and store it as
  *    AWSCURRENT, or as AWSPENDING when `PublishOnly` and a current key exists
- *    (then the tasks keep signing with the current key while every verifier
- *    already knows the new one);
- * 2. otherwise, unless `PublishOnly`, G's version becomes AWSCURRENT (the
- *    one it replaces becomes AWSPREVIOUS; a rollback to G-1 moves it back);
- * 3. published: AWSCURRENT, G's pending version (when `PublishOnly`), and
- *    AWSPREVIOUS unless `KeepPrevious` is "false", in which case AWSPREVIOUS
- *    is removed so a later deploy cannot bring the old key back.
+ *    (the tasks keep signing with the current key while every verifier
+ *    learns the new one);
+ * 2. it exists and `PublishOnly` is not set → it becomes AWSCURRENT (the
+ *    seed it replaces becomes AWSPREVIOUS).
+ * Published: AWSCURRENT; G's pending seed while `PublishOnly`; AWSPREVIOUS
+ * unless `KeepPrevious` is "false", in which case the AWSPREVIOUS stage is
+ * removed, so a later deploy cannot publish that key again.
  *
  * @param {SecretStore} store
  * @param {MeshKeysProperties} properties
@@ -236,30 +254,32 @@ async function reconcile(store, properties, generate = generateKey) {
   const generated = [];
   for (const principal of Object.keys(secrets).sort()) {
     const id = secrets[principal];
-    let current = validVersion(await store.get(id, AWSCURRENT), principal);
-    let target = validVersion(await store.get(id, stage), principal);
-    if (!target) {
-      const { seed } = generate();
-      const makeCurrent = !publishOnly || !current;
-      const stages = makeCurrent ? [AWSCURRENT, stage] : [AWSPENDING, stage];
-      const versionId = await store.put(id, formatKey(principal, seed), stages);
-      target = { versionId, seed };
-      if (makeCurrent) current = target;
-      generated.push(principal);
-    } else if (!publishOnly && (!current || current.versionId !== target.versionId)) {
-      const raw = await store.get(id, AWSCURRENT);
-      await store.moveStage(id, AWSCURRENT, target.versionId, raw ? raw.versionId : undefined);
-      const pending = await store.get(id, AWSPENDING);
-      if (pending && pending.versionId === target.versionId) {
-        await store.moveStage(id, AWSPENDING, undefined, target.versionId);
+    const currentRaw = await store.get(id, AWSCURRENT);
+    let current = validVersion(currentRaw, principal);
+    /** @type {{ versionId: string, seed: Buffer } | undefined} */
+    let next;
+    if (!current || current.generation < generation) {
+      let target = validVersion(await store.get(id, stage), principal);
+      if (!target) {
+        const { seed } = generate();
+        const makeCurrent = !publishOnly || !current;
+        const versionId = await store.put(id, formatKey(principal, seed), [makeCurrent ? AWSCURRENT : AWSPENDING, stage]);
+        target = { versionId, seed, generation };
+        generated.push(principal);
+        if (makeCurrent) current = target;
+      } else if (!publishOnly || !current) {
+        await store.moveStage(id, AWSCURRENT, target.versionId, currentRaw ? currentRaw.versionId : undefined);
+        const pending = await store.get(id, AWSPENDING);
+        if (pending && pending.versionId === target.versionId) {
+          await store.moveStage(id, AWSPENDING, undefined, target.versionId);
+        }
+        current = target;
       }
-      current = target;
+      if (current && target.versionId !== current.versionId) next = target;
     }
     if (!current) throw new Error(`the secret of ${principal} has no current key`);
     published.push({ principal, key: publicKeyFromSeed(current.seed) });
-    if (target.versionId !== current.versionId) {
-      published.push({ principal, key: publicKeyFromSeed(target.seed) });
-    }
+    if (next) published.push({ principal, key: publicKeyFromSeed(next.seed) });
     const previousRaw = await store.get(id, AWSPREVIOUS);
     if (previousRaw && previousRaw.versionId !== current.versionId) {
       if (keepPrevious) {
@@ -301,6 +321,7 @@ module.exports = {
   formatKey,
   formatPublicKeys,
   generateKey,
+  generationOf,
   generationStage,
   handle,
   parseKey,
