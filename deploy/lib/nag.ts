@@ -93,7 +93,7 @@ export function acknowledgeFindings(_registry: RegistryStack, platform: TrevenSt
         reason:
           'The plain environment holds only non-secret configuration (environment name, region, listen addresses, ' +
           'Cloud Map URLs, table/bucket names, secret ARNs, the DB URL without password, the CA bundle path, the mesh ' +
-          'TLS names, the model choice). The DB password, the Redis URL with its AUTH token, the mesh CA seed and the ' +
+          'TLS names, the mesh public keys, the model choice). The DB password, the Redis URL with its AUTH token, the mesh CA seed and the ' +
           'Gemini API key are injected from Secrets Manager.',
       },
     ]);
