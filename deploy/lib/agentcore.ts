@@ -5,8 +5,9 @@
  * `POST /invocations` and `GET /ping` on :8080). aws-cdk-lib has only the
  * L1 `CfnRuntime` for it (the L2 lives in the alpha package
  * `@aws-cdk/aws-bedrock-agentcore-alpha`, which this app does not take on).
- * It runs in the VPC's app subnets with the agents table, the mesh key, the
- * mesh CA seed (read by secret id), the same Bedrock model permissions as
+ * It runs in the VPC's app subnets with the agents table, its own mesh
+ * signing key (principal `agent-runtime`) and the mesh CA seed (both read by
+ * secret id), every principal's public key, the same Bedrock model permissions as
  * the agents service, and may reach documents and reports on their gRPC
  * ports (mesh TLS, https Cloud Map URLs).
  */
@@ -81,7 +82,8 @@ export class AgentCore extends Construct {
     this.role.addToPrincipalPolicy(
       new iam.PolicyStatement({ actions: DYNAMODB_ITEM_ACTIONS, resources: [table.tableArn, `${table.tableArn}/index/*`] }),
     );
-    data.meshKey.grantRead(this.role);
+    // It signs as `agent-runtime` and reads no other principal's key.
+    data.meshKeys.secrets['agent-runtime'].grantRead(this.role);
     // The runtime has no ECS secrets: the binary reads the CA seed itself
     // (TREVEN_MESH_CA_SEED_SECRET_ID, AWSCURRENT and AWSPREVIOUS).
     data.meshCaSeed.grantRead(this.role);
@@ -115,7 +117,8 @@ export function agentCoreEnvironment(settings: Settings, data: Data): Record<str
     TREVEN_ENV: settings.env.envName,
     TREVEN_LOG_FORMAT: 'json',
     AWS_REGION: REGION,
-    TREVEN_MESH_KEY_SECRET_ID: data.meshKey.secretArn,
+    TREVEN_MESH_SIGNING_KEY_SECRET_ID: data.meshKeys.secrets['agent-runtime'].secretArn,
+    TREVEN_MESH_PUBLIC_KEYS: data.meshKeys.publicKeys,
     TREVEN_MESH_CA_SEED_SECRET_ID: data.meshCaSeed.secretArn,
     TREVEN_AGENTS_TABLE: data.tables.agents.tableName,
     ...modelEnvironment(settings, { gemini: false }),

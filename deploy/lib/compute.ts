@@ -12,6 +12,8 @@
  *
  * Every task gets exactly the variables its role of the binary reads, with
  * TLS on every hop: https Cloud Map URLs and the mesh CA seed (ECS secret),
+ * its own principal's mesh signing key (by secret ARN) and every principal's
+ * public key (TREVEN_MESH_PUBLIC_KEYS),
  * Postgres URLs with `sslmode=verify-full` and the RDS CA bundle, Redis as
  * a `rediss://` secret (README "TLS and secrets per task").
  *
@@ -40,6 +42,7 @@ import {
   meshTlsNames,
   NAMESPACE,
   POSTGRES_USERS,
+  principalOf,
   RDS_CA_BUNDLE_PATH,
   REDIS_USERS,
   REGION,
@@ -286,7 +289,9 @@ export class Compute extends Construct {
       TREVEN_ENV: settings.env.envName,
       TREVEN_LOG_FORMAT: 'json',
       AWS_REGION: REGION,
-      TREVEN_MESH_KEY_SECRET_ID: data.meshKey.secretArn,
+      // Its own principal's seed (read with the task role), everyone's public keys.
+      TREVEN_MESH_SIGNING_KEY_SECRET_ID: data.meshKeys.secrets[principalOf(name)].secretArn,
+      TREVEN_MESH_PUBLIC_KEYS: data.meshKeys.publicKeys,
     };
     if (settings.otlpEndpoint) vars.OTEL_EXPORTER_OTLP_ENDPOINT = settings.otlpEndpoint;
     if (spec.target === 'gateway') {
@@ -341,8 +346,9 @@ export class Compute extends Construct {
   /** The task role of one service: only its actions on only its resources. */
   private grant(name: ServiceName, role: iam.IRole, props: ComputeProps): void {
     const { data, settings } = props;
-    // Every service verifies (and the gateway mints) mesh context tokens.
-    data.meshKey.grantRead(role);
+    // Each service signs mesh context tokens with its own principal's key
+    // only (both gateway services are `gateway`); verifying needs no secret.
+    data.meshKeys.secrets[principalOf(name)].grantRead(role);
     if (POSTGRES_USERS.includes(name)) data.dbSecret.grantRead(role);
     const tableStatements = (table: { tableArn: string }) => [
       new iam.PolicyStatement({

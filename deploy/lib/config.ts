@@ -178,6 +178,28 @@ export const GEMINI_LOCATION = 'europe-west2';
 export type MeshCaAlsoTrust = 'AWSPENDING' | 'AWSPREVIOUS';
 export const MESH_CA_ALSO_TRUST_STAGES: readonly MeshCaAlsoTrust[] = ['AWSPENDING', 'AWSPREVIOUS'];
 
+/**
+ * Principals of the mesh context token, each with its own Ed25519 signing
+ * key (README "Mesh signing keys"): the two gateway services share
+ * `gateway`, the AgentCore runtime is `agent-runtime`, and `operator` (for
+ * `treven admin mint-context`) is held by no task.
+ */
+export type MeshPrincipal = 'gateway' | 'tenants' | 'documents' | 'reports' | 'agents' | 'agent-runtime' | 'operator';
+export const MESH_PRINCIPALS: readonly MeshPrincipal[] = [
+  'gateway',
+  'tenants',
+  'documents',
+  'reports',
+  'agents',
+  'agent-runtime',
+  'operator',
+];
+
+/** The principal whose key an ECS service signs with. */
+export function principalOf(service: ServiceName): MeshPrincipal {
+  return service === 'gateway-api' || service === 'gateway-ws' ? 'gateway' : service;
+}
+
 /** Postgres database and master user created by RDS. */
 export const DB_NAME = 'treven';
 export const DB_USER = 'treven';
@@ -243,6 +265,12 @@ export interface Settings {
   readonly geminiProject?: string;
   /** Mesh CA rotation in progress: the seed version stage every task also trusts. */
   readonly meshCaAlsoTrust?: MeshCaAlsoTrust;
+  /** Generation of the mesh signing keys; a new number makes new keys (README "Rotating secrets"). */
+  readonly meshKeyGeneration: number;
+  /** With a new generation: publish its public keys but keep signing with the current keys. */
+  readonly meshKeyPublishOnly: boolean;
+  /** Keep publishing the previous generation's public keys (false after a rotation has rolled out). */
+  readonly meshKeyKeepPrevious: boolean;
 }
 
 function str(node: Node, key: string): string | undefined {
@@ -293,6 +321,18 @@ export function readSettings(node: Node): Settings {
     throw new Error(`-c meshCaAlsoTrust must be AWSPENDING or AWSPREVIOUS (got ${meshCaAlsoTrust})`);
   }
 
+  const meshKeyGeneration = str(node, 'meshKeyGeneration') ?? '1';
+  if (!/^[1-9][0-9]{0,8}$/.test(meshKeyGeneration)) {
+    throw new Error(`-c meshKeyGeneration must be a positive integer (got ${meshKeyGeneration})`);
+  }
+  const bool = (key: string, fallback: boolean): boolean => {
+    const v = str(node, key);
+    if (v === undefined) return fallback;
+    if (v === 'true') return true;
+    if (v === 'false') return false;
+    throw new Error(`-c ${key} must be true or false (got ${v})`);
+  };
+
   return {
     env,
     account,
@@ -310,5 +350,8 @@ export function readSettings(node: Node): Settings {
     otlpEndpoint: str(node, 'otlpEndpoint'),
     geminiProject,
     meshCaAlsoTrust: meshCaAlsoTrust as MeshCaAlsoTrust | undefined,
+    meshKeyGeneration: Number(meshKeyGeneration),
+    meshKeyPublishOnly: bool('meshKeyPublishOnly', false),
+    meshKeyKeepPrevious: bool('meshKeyKeepPrevious', true),
   };
 }

@@ -28,8 +28,6 @@ export function acknowledgeFindings(_registry: RegistryStack, platform: TrevenSt
     'start, so a rotation is paired with a forced redeployment; a Lambda rotation alone would break running tasks.';
   const secrets: IConstruct[] = [
     data.db.node.findChild('Secret'),
-    data.meshKey,
-    data.meshKeyMaterial,
     data.meshCaSeed,
     data.redisAuthToken,
     data.redisUrl,
@@ -38,6 +36,13 @@ export function acknowledgeFindings(_registry: RegistryStack, platform: TrevenSt
   if (data.geminiApiKey) secrets.push(data.geminiApiKey);
   for (const secret of secrets) {
     ack(secret, [{ id: 'AwsSolutions-SMG4', reason: rotationReason }]);
+  }
+  const meshKeyReason =
+    'Rotated by a deploy with a new -c meshKeyGeneration (deploy/README.md "Rotating secrets"): the TrevenMeshKeys ' +
+    'custom resource writes the new seeds and publishes old and new public keys while the services roll; a Secrets ' +
+    'Manager rotation Lambda could not update every task\'s TREVEN_MESH_PUBLIC_KEYS.';
+  for (const secret of Object.values(data.meshKeys.secrets)) {
+    ack(secret, [{ id: 'AwsSolutions-SMG4', reason: meshKeyReason }]);
   }
 
   // --- RDS ----------------------------------------------------------------------
@@ -88,7 +93,7 @@ export function acknowledgeFindings(_registry: RegistryStack, platform: TrevenSt
         reason:
           'The plain environment holds only non-secret configuration (environment name, region, listen addresses, ' +
           'Cloud Map URLs, table/bucket names, secret ARNs, the DB URL without password, the CA bundle path, the mesh ' +
-          'TLS names, the model choice). The DB password, the Redis URL with its AUTH token, the mesh CA seed and the ' +
+          'TLS names, the mesh public keys, the model choice). The DB password, the Redis URL with its AUTH token, the mesh CA seed and the ' +
           'Gemini API key are injected from Secrets Manager.',
       },
     ]);

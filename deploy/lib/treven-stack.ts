@@ -69,7 +69,9 @@ export class TrevenStack extends Stack {
     new CfnOutput(this, 'CognitoIssuer', { value: this.identity.issuer });
     new CfnOutput(this, 'HostedUiDomain', { value: this.identity.domain.baseUrl() });
     new CfnOutput(this, 'ApiEndpoint', { value: this.edge.api.httpApi.apiEndpoint });
-    new CfnOutput(this, 'MeshKeySecretArn', { value: this.data.meshKey.secretArn });
+    // `treven admin mint-context` signs as `operator` with this secret (no task can read it).
+    new CfnOutput(this, 'OperatorSigningKeySecretArn', { value: this.data.meshKeys.secrets.operator.secretArn });
+    new CfnOutput(this, 'MeshPublicKeys', { value: this.data.meshKeys.publicKeys });
     new CfnOutput(this, 'ClusterName', { value: this.compute.cluster.clusterName });
   }
 }

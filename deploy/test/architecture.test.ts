@@ -94,7 +94,9 @@ describe.each(['dev', 'prod'] as const)('%s', (env) => {
     for (const name of ['gateway-api', 'gateway-ws', 'tenants', 'documents', 'reports', 'agents']) {
       const { vars, secrets } = envOf(name);
       expect(vars).toMatchObject({ TREVEN_ENV: env, TREVEN_LOG_FORMAT: 'json', AWS_REGION: 'eu-west-2' });
-      expect(vars.TREVEN_MESH_KEY_SECRET_ID).toBeDefined();
+      expect(vars.TREVEN_MESH_SIGNING_KEY_SECRET_ID).toBeDefined();
+      expect(vars.TREVEN_MESH_PUBLIC_KEYS).toBeDefined();
+      expect(Object.keys(vars).filter((n) => n.startsWith('TREVEN_MESH_KEY'))).toEqual([]);
       expect(secrets).toContain('TREVEN_MESH_CA_SEED');
       expect(vars.TREVEN_MESH_CA_SEED).toBeUndefined();
     }

@@ -433,7 +433,124 @@ export const secrets: Check = (t) => {
     }
   }
   const secretNames = resources(t, 'AWS::SecretsManager::Secret').map(([, p]) => String(p.Name));
-  expect_(secretNames.some((n) => n.endsWith('/mesh-signing-key')), 'the mesh signing key must be in Secrets Manager');
+  for (const principal of MESH_PRINCIPALS) {
+    expect_(secretNames.some((n) => n.endsWith(`/mesh-signing-key/${principal}`)), `the mesh signing key of ${principal} must be in Secrets Manager`);
+  }
+};
+
+// --- Security: per-principal mesh signing keys ---------------------------------------------
+
+/** The mesh principals, each with its own signing key (lib/config.ts MESH_PRINCIPALS). */
+export const MESH_PRINCIPALS = ['gateway', 'tenants', 'documents', 'reports', 'agents', 'agent-runtime', 'operator'];
+
+/** The principal an ECS task family signs as. */
+export const principalOfFamily = (family: string) => (family.startsWith('gateway') ? 'gateway' : family);
+
+/** principal → logical id of its signing-key secret. */
+export function signingKeySecrets(t: TemplateJson): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [id, p] of resources(t, 'AWS::SecretsManager::Secret')) {
+    const m = String(p.Name).match(/\/mesh-signing-key\/([a-z-]+)$/);
+    if (m) out[m[1]] = id;
+  }
+  return out;
+}
+
+/** Logical id of the Custom::TrevenMeshKeys resource. */
+export function meshKeysResource(t: TemplateJson): string {
+  const found = Object.entries(t.Resources).filter(([, r]) => r.Type === 'Custom::TrevenMeshKeys');
+  expect_(found.length === 1, `expected one Custom::TrevenMeshKeys resource, found ${found.length}`);
+  return found[0][0];
+}
+
+/** Every role's policy documents: [role logical id, policy document]. */
+function roleDocuments(t: TemplateJson): [string, any][] {
+  return [
+    ...resources(t, 'AWS::IAM::Policy').flatMap(([, p]) => asList(p.Roles).map((r: any) => [refOf(r) ?? '', p.PolicyDocument] as [string, any])),
+    ...resources(t, 'AWS::IAM::Role').flatMap(([id, r]) => (r.Policies ?? []).map((p: any) => [id, p.PolicyDocument] as [string, any])),
+  ];
+}
+
+/** role logical id → the principals whose signing key its policies name. */
+export function signingKeyReaders(t: TemplateJson): Map<string, Set<string>> {
+  const secrets = signingKeySecrets(t);
+  const readers = new Map<string, Set<string>>();
+  for (const [role, doc] of roleDocuments(t)) {
+    const text = flatten(doc);
+    for (const [principal, id] of Object.entries(secrets)) {
+      if (text.includes(`"Ref":"${id}"`)) {
+        if (!readers.has(role)) readers.set(role, new Set());
+        readers.get(role)!.add(principal);
+      }
+    }
+  }
+  return readers;
+}
+
+/**
+ * Per-principal mesh signing keys (issue #19): an empty secret per principal
+ * that only the Custom::TrevenMeshKeys Lambda writes; every task (and the
+ * AgentCore runtime) gets its own principal's secret ARN and every public
+ * key from the custom resource; each task role may read its own principal's
+ * secret only, execution roles none, no task the operator's.
+ */
+export const meshSigningKeys: Check = (t) => {
+  const secrets = signingKeySecrets(t);
+  expect_(JSON.stringify(Object.keys(secrets).sort()) === JSON.stringify([...MESH_PRINCIPALS].sort()),
+    `signing-key secrets are for ${Object.keys(secrets).sort()}, expected ${[...MESH_PRINCIPALS].sort()}`);
+  for (const [principal, id] of Object.entries(secrets)) {
+    const p = t.Resources[id].Properties;
+    expect_(p.SecretString === undefined && p.GenerateSecretString === undefined,
+      `the signing key of ${principal} must be created empty (only the custom resource writes it)`);
+  }
+  const cr = meshKeysResource(t);
+  const props = t.Resources[cr].Properties;
+  for (const principal of MESH_PRINCIPALS) {
+    expect_(refOf(props.Secrets?.[principal]) === secrets[principal], `the custom resource must write ${principal}'s secret`);
+  }
+  const publicKeys = (v: any) => Array.isArray(v?.['Fn::GetAtt']) && v['Fn::GetAtt'][0] === cr && v['Fn::GetAtt'][1] === 'PublicKeys';
+
+  // Who may read which key: task role → its principal; the key Lambda → all; nobody else.
+  const allowed = new Map<string, string[]>();
+  for (const [, td] of resources(t, 'AWS::ECS::TaskDefinition')) {
+    const family = String(td.Family).replace(/^treven-(dev|prod)-/, '');
+    allowed.set(refOf(td.TaskRoleArn) ?? '', [principalOfFamily(family)]);
+    allowed.set(refOf(td.ExecutionRoleArn) ?? '', []);
+  }
+  for (const [, rt] of resources(t, 'AWS::BedrockAgentCore::Runtime')) allowed.set(refOf(rt.RoleArn) ?? '', ['agent-runtime']);
+  const handler = refOf(props.ServiceToken) ?? '';
+  const lambdaRole = refOf(t.Resources[handler]?.Properties?.Role) ?? '';
+  expect_(lambdaRole !== '', 'the custom resource must be backed by a Lambda function with its own role');
+  allowed.set(lambdaRole, [...MESH_PRINCIPALS]);
+  for (const [role, principals] of signingKeyReaders(t)) {
+    const may = allowed.get(role) ?? [];
+    const extra = [...principals].filter((p) => !may.includes(p));
+    expect_(extra.length === 0, `role ${role} may read the signing key of ${extra.join(', ')}`);
+  }
+  // The Lambda may touch only the signing keys.
+  const lambdaDocs = roleDocuments(t).filter(([role]) => role === lambdaRole).map(([, doc]) => doc);
+  for (const doc of lambdaDocs) {
+    for (const st of doc.Statement as any[]) {
+      for (const r of asList(st.Resource)) {
+        expect_(Object.values(secrets).includes(refOf(r) ?? ''), `the mesh-keys Lambda may act on ${flatten(r)}, not a signing key`);
+      }
+    }
+  }
+
+  for (const task of taskEnvironments(t)) {
+    const principal = principalOfFamily(task.family);
+    expect_(refOf(task.vars.TREVEN_MESH_SIGNING_KEY_SECRET_ID) === secrets[principal],
+      `${task.family} must read the signing key of ${principal} (TREVEN_MESH_SIGNING_KEY_SECRET_ID)`);
+    expect_(publicKeys(task.vars.TREVEN_MESH_PUBLIC_KEYS), `${task.family} must get TREVEN_MESH_PUBLIC_KEYS from the custom resource`);
+    const stray = [...Object.keys(task.vars), ...Object.keys(task.secrets)].filter((n) => n.startsWith('TREVEN_MESH_KEY') || n === 'TREVEN_MESH_SIGNING_KEYS');
+    expect_(stray.length === 0, `${task.family} has ${stray.join(', ')}`);
+    expect_(!flatten(task.secrets).includes('mesh-signing-key') && !Object.values(secrets).some((id) => flatten(task.secrets).includes(`"${id}"`)),
+      `${task.family} gets a signing key injected by ECS (its execution role would read it)`);
+  }
+  for (const vars of runtimeEnvironments(t)) {
+    expect_(refOf(vars.TREVEN_MESH_SIGNING_KEY_SECRET_ID) === secrets['agent-runtime'], 'AgentCore must read the agent-runtime signing key');
+    expect_(publicKeys(vars.TREVEN_MESH_PUBLIC_KEYS), 'AgentCore must get TREVEN_MESH_PUBLIC_KEYS from the custom resource');
+  }
 };
 
 // --- Security: TLS on every hop and what each task is given -------------------------------
@@ -613,6 +730,7 @@ export const CHECKS: Record<string, Check> = {
   privateSubnets,
   iamLeastPrivilege,
   secrets,
+  meshSigningKeys,
   meshTls,
   postgresTls,
   models,

@@ -9,24 +9,41 @@
  *
  * Also: the Gemini secondary with and without `-c geminiProject`, the mesh
  * CA rotation setting, the AgentCore runtime's environment and network, and
- * the form of the generated mesh signing key.
+ * the per-principal mesh signing keys (secrets, custom resource, who reads what).
  */
+import * as fs from 'fs';
+import * as path from 'path';
 import { App } from 'aws-cdk-lib';
 import { buildApp } from '../lib/app';
 import { CALLS, ServiceName } from '../lib/config';
-import { CHECKS, models, resources, taskEnvironments } from './checks';
+import {
+  CHECKS,
+  MESH_PRINCIPALS,
+  meshKeysResource,
+  models,
+  principalOfFamily,
+  resources,
+  signingKeyReaders,
+  signingKeySecrets,
+  taskEnvironments,
+} from './checks';
 import { synth } from './synth';
 
-/** Read by every role (`treven serve`): environment, telemetry, shutdown, mesh key, mesh TLS, extra roots. */
+/**
+ * Read by every role (`treven serve`): environment, telemetry, shutdown, mesh
+ * signing keys (TREVEN_MESH_SIGNING_KEYS is the inline form for local runs
+ * only; in AWS the task's own principal's secret by id and every public key),
+ * mesh TLS, extra roots.
+ */
 const COMMON = [
   'TREVEN_ENV',
   'TREVEN_LOG',
   'TREVEN_LOG_FORMAT',
   'TREVEN_DRAIN_DELAY_SECS',
   'TREVEN_SHUTDOWN_GRACE_SECS',
-  'TREVEN_MESH_KEY',
-  'TREVEN_MESH_KEY_PREVIOUS',
-  'TREVEN_MESH_KEY_SECRET_ID',
+  'TREVEN_MESH_SIGNING_KEYS',
+  'TREVEN_MESH_SIGNING_KEY_SECRET_ID',
+  'TREVEN_MESH_PUBLIC_KEYS',
   'TREVEN_MESH_CA_SEED',
   'TREVEN_MESH_CA_SEED_PREVIOUS',
   'TREVEN_MESH_CA_SEED_SECRET_ID',
@@ -98,6 +115,7 @@ const VARIANTS: [string, string, Record<string, string>][] = [
   ['prod', 'prod', {}],
   ['prod with Gemini', 'prod', { geminiProject: 'treven-prod-ai' }],
   ['prod during a mesh CA rotation', 'prod', { meshCaAlsoTrust: 'AWSPENDING' }],
+  ['prod during a mesh key rotation', 'prod', { meshKeyGeneration: '2', meshKeyPublishOnly: 'true' }],
 ];
 
 describe.each(VARIANTS)('%s: every task gets exactly what its role reads', (_label, env, extra) => {
@@ -118,7 +136,7 @@ describe.each(VARIANTS)('%s: every task gets exactly what its role reads', (_lab
       const name = task.family as ServiceName;
       const given = new Set([...Object.keys(task.vars), ...Object.keys(task.secrets)]);
       const must = [
-        'TREVEN_ENV', 'TREVEN_LOG_FORMAT', 'TREVEN_MESH_KEY_SECRET_ID', 'TREVEN_MESH_CA_SEED',
+        'TREVEN_ENV', 'TREVEN_LOG_FORMAT', 'TREVEN_MESH_SIGNING_KEY_SECRET_ID', 'TREVEN_MESH_PUBLIC_KEYS', 'TREVEN_MESH_CA_SEED',
         ...MUST_SET[name],
         ...CALLS[name].map(urlVar),
         ...(task.port >= 50051 ? ['TREVEN_MESH_TLS_NAMES'] : []),
@@ -129,7 +147,7 @@ describe.each(VARIANTS)('%s: every task gets exactly what its role reads', (_lab
     }
   });
 
-  test.each(['meshTls', 'postgresTls', 'models', 'streaming', 'secrets', 'networkIngress', 'iamLeastPrivilege'])('check %s', (check) => {
+  test.each(['meshTls', 'meshSigningKeys', 'postgresTls', 'models', 'streaming', 'secrets', 'networkIngress', 'iamLeastPrivilege'])('check %s', (check) => {
     CHECKS[check](synth(env, extra).platformJson, { env: env as 'dev' | 'prod' });
   });
 });
@@ -195,19 +213,90 @@ describe('mesh CA seed and its rotation', () => {
   });
 });
 
-test('the mesh signing key is base64 of 32 bytes: 42 generated alphanumerics + "A="', () => {
-  const t = synth('dev').platformJson;
-  const byName = (n: string) => resources(t, 'AWS::SecretsManager::Secret').find(([, p]) => p.Name === n)!;
-  const [materialId, material] = byName('treven/dev/mesh-signing-key-material');
-  expect(material.GenerateSecretString).toMatchObject({ PasswordLength: 42, ExcludePunctuation: true });
-  const [, key] = byName('treven/dev/mesh-signing-key');
-  expect(key.SecretString).toEqual({
-    'Fn::Join': ['', ['{{resolve:secretsmanager:', { Ref: materialId }, ':SecretString:::}}A=']],
+describe('per-principal mesh signing keys', () => {
+  const t = () => synth('prod', { agentCore: 'true' }).platformJson;
+
+  test('one empty secret per principal, named for it; the custom resource writes each', () => {
+    const secrets = signingKeySecrets(t());
+    expect(Object.keys(secrets).sort()).toEqual([...MESH_PRINCIPALS].sort());
+    for (const principal of MESH_PRINCIPALS) {
+      const p = t().Resources[secrets[principal]].Properties;
+      expect(p.Name).toBe(`treven/prod/mesh-signing-key/${principal}`);
+      expect(p.SecretString).toBeUndefined();
+      expect(p.GenerateSecretString).toBeUndefined();
+    }
+    const cr = t().Resources[meshKeysResource(t())].Properties;
+    expect(cr.Secrets).toEqual(Object.fromEntries(MESH_PRINCIPALS.map((p) => [p, { Ref: secrets[p] }])));
+    expect(cr).toMatchObject({ Generation: '1', PublishOnly: 'false', KeepPrevious: 'true' });
   });
-  // 42 alphanumerics + "A=" decode to exactly 32 bytes and re-encode to the same text (canonical).
-  const sample = 'x'.repeat(21) + '0Z'.repeat(10) + '9' + 'A=';
-  expect(Buffer.from(sample, 'base64')).toHaveLength(32);
-  expect(Buffer.from(sample, 'base64').toString('base64')).toBe(sample);
+
+  test('every task: its own principal\'s secret by ARN and every public key from the custom resource', () => {
+    const secrets = signingKeySecrets(t());
+    const cr = meshKeysResource(t());
+    for (const task of taskEnvironments(t())) {
+      expect({ task: task.family, id: task.vars.TREVEN_MESH_SIGNING_KEY_SECRET_ID, keys: task.vars.TREVEN_MESH_PUBLIC_KEYS }).toEqual({
+        task: task.family,
+        id: { Ref: secrets[principalOfFamily(task.family)] },
+        keys: { 'Fn::GetAtt': [cr, 'PublicKeys'] },
+      });
+    }
+    const [[, runtime]] = resources(t(), 'AWS::BedrockAgentCore::Runtime');
+    expect(runtime.EnvironmentVariables.TREVEN_MESH_SIGNING_KEY_SECRET_ID).toEqual({ Ref: secrets['agent-runtime'] });
+    expect(runtime.EnvironmentVariables.TREVEN_MESH_PUBLIC_KEYS).toEqual({ 'Fn::GetAtt': [cr, 'PublicKeys'] });
+  });
+
+  test('each task role reads only its own key; execution roles none; no task the operator\'s; the gateway no service\'s', () => {
+    const readers = signingKeyReaders(t());
+    const tds = resources(t(), 'AWS::ECS::TaskDefinition').map(([, p]) => p);
+    const family = (p: any) => String(p.Family).replace(/^treven-prod-/, '');
+    for (const td of tds) {
+      const taskRole = td.TaskRoleArn['Fn::GetAtt'][0];
+      expect({ family: family(td), reads: [...(readers.get(taskRole) ?? [])] }).toEqual({ family: family(td), reads: [principalOfFamily(family(td))] });
+      expect({ family: family(td), execution: [...(readers.get(td.ExecutionRoleArn['Fn::GetAtt'][0]) ?? [])] }).toEqual({ family: family(td), execution: [] });
+    }
+    const [[, runtime]] = resources(t(), 'AWS::BedrockAgentCore::Runtime');
+    expect([...readers.get(runtime.RoleArn['Fn::GetAtt'][0])!]).toEqual(['agent-runtime']);
+    // The operator's key: only the Lambda that writes every key.
+    const operatorReaders = [...readers].filter(([, ps]) => ps.has('operator')).map(([role]) => role);
+    expect(operatorReaders).toHaveLength(1);
+    expect([...readers.get(operatorReaders[0])!].sort()).toEqual([...MESH_PRINCIPALS].sort());
+    expect(operatorReaders[0]).toMatch(/^CustomTrevenMeshKeysProvider/);
+  });
+
+  test('the key Lambda: Node.js 24, code from lambda/mesh-keys, may only get, put and relabel the seven secrets', () => {
+    const s = synth('prod', { agentCore: 'true' });
+    const cr = s.platformJson.Resources[meshKeysResource(s.platformJson)];
+    const fnId = cr.Properties.ServiceToken['Fn::GetAtt'][0];
+    const fn = s.platformJson.Resources[fnId];
+    expect(fn.Properties).toMatchObject({ Runtime: 'nodejs24.x', Handler: '__entrypoint__.handler', Timeout: 120 });
+    const assetDir = path.join(s.app.outdir, `asset.${String(fn.Properties.Code.S3Key).replace(/\.zip$/, '')}`);
+    expect(fs.readdirSync(assetDir).sort()).toEqual(['__entrypoint__.js', 'index.js', 'keys.js']);
+    const role = s.platformJson.Resources[fn.Properties.Role['Fn::GetAtt'][0]].Properties;
+    expect(role.Policies).toHaveLength(1);
+    expect(role.Policies[0].PolicyDocument.Statement).toEqual([
+      {
+        Effect: 'Allow',
+        Action: ['secretsmanager:GetSecretValue', 'secretsmanager:PutSecretValue', 'secretsmanager:UpdateSecretVersionStage'],
+        Resource: MESH_PRINCIPALS.map((p) => ({ Ref: signingKeySecrets(s.platformJson)[p] })),
+      },
+    ]);
+  });
+
+  test('the shared mesh key is gone: no TREVEN_MESH_KEY* anywhere, no mesh-signing-key(-material) secret', () => {
+    for (const tpl of [t(), synth('dev').platformJson]) {
+      expect(JSON.stringify(tpl)).not.toMatch(/TREVEN_MESH_KEY/);
+      const names = resources(tpl, 'AWS::SecretsManager::Secret').map(([, p]) => String(p.Name));
+      expect(names.filter((n) => /\/mesh-signing-key(-material)?$/.test(n))).toEqual([]);
+    }
+  });
+
+  test('-c meshKeyGeneration, meshKeyPublishOnly, meshKeyKeepPrevious reach the custom resource; bad values are refused', () => {
+    const tpl = synth('dev', { meshKeyGeneration: '3', meshKeyPublishOnly: 'true', meshKeyKeepPrevious: 'false' }).platformJson;
+    expect(tpl.Resources[meshKeysResource(tpl)].Properties).toMatchObject({ Generation: '3', PublishOnly: 'true', KeepPrevious: 'false' });
+    for (const [key, value] of [['meshKeyGeneration', '0'], ['meshKeyGeneration', 'next'], ['meshKeyPublishOnly', 'yes'], ['meshKeyKeepPrevious', '1']]) {
+      expect(() => buildApp(new App({ context: { env: 'dev', [key]: value } }))).toThrow(new RegExp(key));
+    }
+  });
 });
 
 describe('AgentCore runtime (-c agentCore=true)', () => {

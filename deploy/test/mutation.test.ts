@@ -4,7 +4,7 @@
  * the suite catches, e.g., a bucket losing versioning, Redis losing TLS, the
  * region changing, or a security group opening a service port to the world.
  */
-import { CHECKS, CheckFailed, ecr, resources } from './checks';
+import { CHECKS, CheckFailed, ecr, refOf, resources, signingKeySecrets } from './checks';
 import { synth, TemplateJson } from './synth';
 
 type Mutation = { check: keyof typeof CHECKS; env: 'dev' | 'prod'; mutate: (t: TemplateJson) => void };
@@ -190,6 +190,60 @@ const MUTATIONS: Record<string, Mutation> = {
     mutate: (t) => {
       const cfg = only(t, 'AWS::CloudFront::Distribution').DistributionConfig;
       cfg.CacheBehaviors = cfg.CacheBehaviors.filter((b: any) => b.PathPattern !== '/api/conversations/*/messages');
+    },
+  },
+  'the reports task signs with the tenants key': {
+    check: 'meshSigningKeys', env: 'prod',
+    mutate: (t) => {
+      const c = only(t, 'AWS::ECS::TaskDefinition', (p) => String(p.Family).endsWith('-reports')).ContainerDefinitions[0];
+      c.Environment.find((e: any) => e.Name === 'TREVEN_MESH_SIGNING_KEY_SECRET_ID').Value = { Ref: signingKeySecrets(t).tenants };
+    },
+  },
+  'the gateway task role may read the tenants key': {
+    check: 'meshSigningKeys', env: 'dev',
+    mutate: (t) => {
+      const td = only(t, 'AWS::ECS::TaskDefinition', (p) => String(p.Family).endsWith('-gateway-api'));
+      const role = refOf(td.TaskRoleArn);
+      only(t, 'AWS::IAM::Policy', (p) => p.Roles.some((r: any) => r.Ref === role)).PolicyDocument.Statement.push({
+        Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: { Ref: signingKeySecrets(t).tenants },
+      });
+    },
+  },
+  'an execution role may read the operator key': {
+    check: 'meshSigningKeys', env: 'prod',
+    mutate: (t) => {
+      const td = only(t, 'AWS::ECS::TaskDefinition', (p) => String(p.Family).endsWith('-agents'));
+      const role = refOf(td.ExecutionRoleArn);
+      only(t, 'AWS::IAM::Policy', (p) => p.Roles.some((r: any) => r.Ref === role)).PolicyDocument.Statement.push({
+        Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: { Ref: signingKeySecrets(t).operator },
+      });
+    },
+  },
+  'a task gets its signing key as an ECS secret': {
+    check: 'meshSigningKeys', env: 'dev',
+    mutate: (t) => {
+      const c = only(t, 'AWS::ECS::TaskDefinition', (p) => String(p.Family).endsWith('-documents')).ContainerDefinitions[0];
+      c.Secrets.push({ Name: 'TREVEN_MESH_SIGNING_KEYS', ValueFrom: { Ref: signingKeySecrets(t).documents } });
+    },
+  },
+  'a task loses the public keys': {
+    check: 'meshSigningKeys', env: 'prod',
+    mutate: (t) => {
+      const c = only(t, 'AWS::ECS::TaskDefinition', (p) => String(p.Family).endsWith('-tenants')).ContainerDefinitions[0];
+      c.Environment = c.Environment.filter((e: any) => e.Name !== 'TREVEN_MESH_PUBLIC_KEYS');
+    },
+  },
+  'a signing key gets a CloudFormation-generated value': {
+    check: 'meshSigningKeys', env: 'dev',
+    mutate: (t) => (t.Resources[signingKeySecrets(t).agents].Properties.GenerateSecretString = { PasswordLength: 44 }),
+  },
+  'the key Lambda may also write the Postgres secret': {
+    check: 'meshSigningKeys', env: 'prod',
+    mutate: (t) => {
+      const [postgres] = resources(t, 'AWS::SecretsManager::Secret').find(([, p]) => String(p.Name).endsWith('/postgres'))!;
+      const cr = only(t, 'Custom::TrevenMeshKeys');
+      const role = t.Resources[refOf(cr.ServiceToken)!].Properties.Role;
+      t.Resources[refOf(role)!].Properties.Policies[0].PolicyDocument.Statement[0].Resource.push({ Ref: postgres });
     },
   },
   'the ALB streaming rule stops requiring the origin header': {
