@@ -87,12 +87,24 @@ async fn a_report_is_generated_edited_gated_approved_and_exported() {
         version.quality_checks
     );
     assert_eq!(version.quality_checks.len(), 7);
-    let events = stream_events(&redis, org, &id).await;
+    // The last event is published after the commit the status read saw:
+    // wait (bounded) for it rather than race it.
+    let mut events = stream_events(&redis, org, &id).await;
+    for _ in 0..50 {
+        if events.last().is_some_and(|e| e.contains("\"draft\"")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        events = stream_events(&redis, org, &id).await;
+    }
     assert!(
         events.iter().filter(|e| e.contains("\"section\"")).count() >= 9,
         "{events:?}"
     );
-    assert!(events.last().unwrap().contains("\"draft\""));
+    assert!(
+        events.last().unwrap().contains("\"draft\""),
+        "{events:?}"
+    );
 
     // Export is refused before approval.
     let refused = reports
