@@ -20,8 +20,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 use support::template::{
-    Stand, TaskSpec, Template, attached_secret, is_image_file, json_key_of, named_reference,
-    parse_value_from,
+    Stand, TaskSpec, Template, attached_secret, is_image_file, json_key_of, mesh_keys_attribute,
+    named_reference, parse_value_from,
 };
 use support::tls::TestCa;
 
@@ -60,6 +60,9 @@ impl Stand for Placeholders {
                 "redis.example.internal".to_owned()
             }
             ("AWS::ElastiCache::ReplicationGroup", "PrimaryEndPoint.Port") => "6379".to_owned(),
+            ("Custom::TrevenMeshKeys", attribute) => {
+                mesh_keys_attribute(attribute)
+            }
             (_, "Arn") => format!("arn:aws:placeholder:eu-west-2:123456789012:{id}"),
             (kind, _) => panic!("no placeholder for Fn::GetAtt {id}.{attribute} ({kind})"),
         }

@@ -123,6 +123,9 @@ impl Stand for LocalStand {
             ("AWS::ElastiCache::ReplicationGroup", "PrimaryEndPoint.Port") => {
                 self.redis_port.to_string()
             }
+            ("Custom::TrevenMeshKeys", attribute) => {
+                super::template::mesh_keys_attribute(attribute)
+            }
             (kind, _) => panic!("no local stand-in for Fn::GetAtt {id}.{attribute} ({kind})"),
         }
     }
@@ -305,24 +308,17 @@ impl ProdStack {
 
         // Bucket, tables and user pool (xtask/dev_aws.py, as `cargo xtask
         // dev` provisions them), under the template's names.
-        let mesh_key_arn = template.resolve(
-            &specs
-                .iter()
-                .find_map(|t| {
-                    t.environment
-                        .iter()
-                        .find(|(k, _)| k == "TREVEN_MESH_KEY_SECRET_ID")
-                        .map(|(_, v)| v.clone())
-                })
-                .expect("a task names the mesh key secret"),
-            &stand,
-        );
-        let mesh_key_id = stand
-            .secret_arns
-            .iter()
-            .find(|(_, arn)| **arn == mesh_key_arn)
-            .map(|(id, _)| id.clone())
-            .expect("the mesh key secret is in the template");
+        // The operator's signing key secret (filled above as the
+        // Custom::TrevenMeshKeys Lambda would): dev_aws.py is given it so it
+        // finds the secret it would otherwise create already in place.
+        let mesh_key_id = template
+            .of_type("AWS::SecretsManager::Secret")
+            .into_iter()
+            .find(|id| {
+                super::template::mesh_key_secret_principal(&template, id)
+                    == Some(treven_mesh::Principal::Operator)
+            })
+            .expect("the template has the operator's signing key secret");
         let bucket = template
             .of_type("AWS::S3::Bucket")
             .into_iter()
@@ -341,7 +337,7 @@ impl ProdStack {
                     .expect("the mesh key secret's name"),
             )
             .envs(aws_env.iter().cloned())
-            .env("TREVEN_MESH_KEY", &values[&mesh_key_id])
+            .env("TREVEN_MESH_SIGNING_KEYS", &values[&mesh_key_id])
             .stderr(Stdio::inherit())
             .output()
             .expect("dev_aws.py provision runs");

@@ -345,6 +345,15 @@ impl Template {
                 None => generated,
             });
         }
+        if properties.get("SecretString").is_none()
+            && let Some(principal) = mesh_key_secret_principal(self, id)
+        {
+            // Filled by the Custom::TrevenMeshKeys Lambda: `principal:seed`.
+            let signer = stand_in_mesh_keys()
+                .signer(principal)
+                .expect("every principal's key");
+            return Some(format!("{principal}:{}", signer.key().to_base64()));
+        }
         let text = self.resolve(
             properties.get("SecretString").unwrap_or_else(|| {
                 panic!("secret {id}: neither GenerateSecretString nor SecretString")
@@ -456,6 +465,35 @@ pub trait Stand {
     fn reference(&self, template: &Template, id: &str) -> String;
     /// `Fn::GetAtt` of `attribute` of the resource `id`.
     fn attribute(&self, template: &Template, id: &str, attribute: &str) -> String;
+}
+
+/// The mesh keys the stand-ins of the `Custom::TrevenMeshKeys` resource
+/// hand out (one set per test process): what its Lambda would generate.
+pub fn stand_in_mesh_keys() -> &'static treven_mesh::keys::MeshKeys {
+    static KEYS: std::sync::OnceLock<treven_mesh::keys::MeshKeys> = std::sync::OnceLock::new();
+    KEYS.get_or_init(treven_mesh::keys::MeshKeys::generate)
+}
+
+/// The principal whose signing key the `Custom::TrevenMeshKeys` resource
+/// writes into secret `id` (the secrets are created empty; the resource's
+/// Lambda fills them), if it is one of those.
+pub fn mesh_key_secret_principal(template: &Template, id: &str) -> Option<treven_mesh::Principal> {
+    template
+        .of_type("Custom::TrevenMeshKeys")
+        .iter()
+        .filter_map(|resource| template.resource(resource)["Properties"]["Secrets"].as_object())
+        .flat_map(|secrets| secrets.iter())
+        .find(|(_, reference)| reference["Ref"].as_str() == Some(id))
+        .map(|(principal, _)| principal.parse().expect("a principal name"))
+}
+
+/// What the `Custom::TrevenMeshKeys` Lambda answers: `PublicKeys`, every
+/// principal's public key (from [`stand_in_mesh_keys`]).
+pub fn mesh_keys_attribute(attribute: &str) -> String {
+    match attribute {
+        "PublicKeys" => stand_in_mesh_keys().public().to_list(),
+        other => panic!("Custom::TrevenMeshKeys has no attribute {other}"),
+    }
 }
 
 /// `Ref` of a resource whose name is set in the template: a bucket's or
