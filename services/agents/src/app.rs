@@ -1,7 +1,9 @@
 //! The agents service's use cases, one file each: [`conversations`],
 //! [`chat`] (the streamed reply), [`generation`] (KJ sections for the
-//! reports service), [`runs`] (agent runs), [`usage`] (token metering) and
-//! [`pii`]. `run_records` stores runs as they start and end;
+//! reports service), [`runs`] (agent runs), [`usage`] (token metering),
+//! [`pii`] and [`oversight`] (admins' audited reads of others'
+//! conversations). [`prompt`] holds the bounds of every user-controlled
+//! text that reaches a model. `run_records` stores runs as they start and end;
 //! `events` publishes to WebSocket clients. Nothing here sees
 //! protobuf: the `api` adapter converts; storage is [`crate::store`] and
 //! outbound calls are [`crate::clients`].
@@ -10,7 +12,9 @@ pub mod chat;
 pub mod conversations;
 mod events;
 pub mod generation;
+pub mod oversight;
 pub mod pii;
+pub mod prompt;
 mod run_records;
 pub mod runs;
 pub mod usage;
@@ -27,6 +31,7 @@ use uuid::Uuid;
 pub use chat::{ChatEvent, HISTORY_MESSAGES};
 pub use conversations::MAX_TITLE_CHARS;
 pub use generation::{GENERATION_SOURCES, GenerateInput, GenerationEvent, MAX_INSTRUCTIONS_CHARS};
+pub use oversight::{OVERSIGHT_READ_ACTION, OversightAudit};
 pub use runs::LOCAL_PII_MODEL;
 pub use usage::MonthUsage;
 
@@ -41,6 +46,9 @@ use crate::tools::ToolBox;
 #[derive(Clone)]
 pub struct Agents {
     inner: Arc<Inner>,
+    /// Where admins' reads of others' conversations are audited; none
+    /// means no such reads.
+    oversight: Option<OversightAudit>,
 }
 
 struct Inner {
@@ -112,6 +120,7 @@ impl Agents {
                 cursors,
                 limits,
             }),
+            oversight: None,
         }
     }
 

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use treven_mesh::{ErrorCode, MeshContext, OrgId, ServiceError};
 use uuid::Uuid;
 
+use super::prompt::{bounded_text, check_prompt_chars, checked_scope};
 use super::{Agents, GenerateInput, parse_uuid, require_member, require_writer};
 use crate::agent::{self, AgentEvent, Outcome};
 use crate::generator::ScopeBrief;
@@ -80,7 +81,12 @@ impl Agents {
             AgentKind::Osint => Plan::Loop {
                 prompt: format!(
                     "Collect and rank trusted sources for this scenario, citing each and rating confidence.\n---\n{}",
-                    text("scenario")?
+                    bounded_text(
+                        "input.scenario",
+                        &text("scenario")?,
+                        limits.max_message_chars,
+                        true,
+                    )?
                 ),
                 tools: vec![
                     Tool::SearchSources,
@@ -142,7 +148,7 @@ impl Agents {
                 Plan::Pii(body)
             }
             AgentKind::Generator => {
-                let scope = ScopeBrief {
+                let scope = checked_scope(ScopeBrief {
                     country: input
                         .get("country")
                         .and_then(Value::as_str)
@@ -164,16 +170,35 @@ impl Agents {
                         .unwrap_or_default()
                         .to_lowercase(),
                     ..ScopeBrief::default()
+                }, "input.")?;
+                let generation = GenerateInput {
+                    scope: scope.clone(),
+                    ..GenerateInput::default()
                 };
-                if scope.country.is_empty() && scope.region.is_empty() {
-                    return Err(ServiceError::invalid_field(
-                        "input.country",
-                        "a country or region is required",
-                    ));
-                }
+                self.check_generation_prompt(&generation, "input")?;
                 Plan::Generate(scope)
             }
         };
+        if let Plan::Loop { prompt, system, .. } = &request {
+            // What is sent: the system prompt and the assembled prompt.
+            let (field, what) = match kind {
+                AgentKind::Summarise
+                    if input.get("before").and_then(Value::as_str).is_some()
+                        && input.get("after").and_then(Value::as_str).is_some() =>
+                {
+                    ("input.after", "the two versions")
+                }
+                AgentKind::Summarise => ("input.text", "the text"),
+                AgentKind::Social => ("input.report_id", "the report's key judgements"),
+                _ => ("input", "the input"),
+            };
+            check_prompt_chars(
+                field,
+                what,
+                system.chars().count() + prompt.chars().count(),
+                limits.max_prompt_chars,
+            )?;
+        }
         let model = if matches!(request, Plan::Pii(_)) {
             LOCAL_PII_MODEL.to_owned()
         } else if model_id.is_empty() {
