@@ -125,9 +125,14 @@ async fn another_user_cannot_list_read_or_write_a_conversation_and_an_admin_read
     let admin = app.token_of(org, "admin-1", Role::Admin);
 
     let conversation = create(&app, &alice, "alice's research").await;
-    send(&app, &alice, &conversation, "labour exploitation agriculture")
-        .await
-        .unwrap();
+    send(
+        &app,
+        &alice,
+        &conversation,
+        "labour exploitation agriculture",
+    )
+    .await
+    .unwrap();
     let own = messages(&app, &alice, &conversation).await.unwrap();
     assert_eq!(own.len(), 2, "{own:?}");
     let bobs = create(&app, &bob, "bob's research").await;
@@ -151,10 +156,18 @@ async fn another_user_cannot_list_read_or_write_a_conversation_and_an_admin_read
         None,
     );
     // Nothing of Bob's reached Alice's conversation.
-    assert_eq!(messages(&app, &alice, &conversation).await.unwrap().len(), 2);
+    assert_eq!(
+        messages(&app, &alice, &conversation).await.unwrap().len(),
+        2
+    );
     // No oversight entry for Bob's refused reads.
     let resource = conversation.clone();
-    assert!(app.tenants().audit(&admin, "conversation", &resource).await.is_empty());
+    assert!(
+        app.tenants()
+            .audit(&admin, "conversation", &resource)
+            .await
+            .is_empty()
+    );
 
     // The admin lists only their own conversations…
     assert!(all_ids(&app, &admin, 50).await.is_empty());
@@ -181,7 +194,10 @@ async fn another_user_cannot_list_read_or_write_a_conversation_and_an_admin_read
         "NOT_FOUND",
         None,
     );
-    assert_eq!(messages(&app, &alice, &conversation).await.unwrap().len(), 2);
+    assert_eq!(
+        messages(&app, &alice, &conversation).await.unwrap().len(),
+        2
+    );
     // The owner's own reads are not oversight: still one entry.
     assert_eq!(
         app.tenants()
@@ -266,7 +282,10 @@ async fn put_legacy_row(app: &TestApp, org: OrgId, owner: &str, minute: u32) -> 
     let item: HashMap<String, AttributeValue> = HashMap::from([
         ("PK".into(), AttributeValue::S(format!("ORG#{org}"))),
         ("SK".into(), AttributeValue::S(format!("CONV#{id}"))),
-        ("GSI1PK".into(), AttributeValue::S(format!("ORG#{org}#CONV"))),
+        (
+            "GSI1PK".into(),
+            AttributeValue::S(format!("ORG#{org}#CONV")),
+        ),
         ("GSI1SK".into(), AttributeValue::S(format!("{at}#{id}"))),
         ("kind".into(), AttributeValue::S("conversation".into())),
         ("body".into(), AttributeValue::S(body.to_string())),
@@ -300,7 +319,11 @@ async fn rows_written_before_owner_partitions_stay_listed_for_their_owner_only()
     expected.extend(legacy.iter().cloned());
     // Page sizes that end inside each partition and across them.
     for limit in [1, 2, 3, 50] {
-        assert_eq!(all_ids(&app, &alice, limit).await, expected, "limit {limit}");
+        assert_eq!(
+            all_ids(&app, &alice, limit).await,
+            expected,
+            "limit {limit}"
+        );
     }
     assert_eq!(all_ids(&app, &bob, 50).await.len(), 3);
     // Owned legacy rows are readable and writable by their owner only.

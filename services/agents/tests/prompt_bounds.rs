@@ -43,7 +43,11 @@ fn request(instructions: String, document_ids: Vec<String>) -> pb::GenerateRepor
 
 /// Characters of a request as sent: system blocks and message texts.
 fn sent_chars(request: &RecordedRequest) -> usize {
-    let system: usize = request.system_texts().iter().map(|t| t.chars().count()).sum();
+    let system: usize = request
+        .system_texts()
+        .iter()
+        .map(|t| t.chars().count())
+        .sum();
     let messages: usize = request
         .messages()
         .iter()
@@ -201,12 +205,19 @@ async fn sources_that_would_overflow_the_prompt_are_left_out_least_trusted_first
         "{events:?}"
     );
     let sent = &app.bedrock().requests()[0];
-    assert!(sent_chars(sent) <= LIMIT, "{} characters sent", sent_chars(sent));
+    assert!(
+        sent_chars(sent) <= LIMIT,
+        "{} characters sent",
+        sent_chars(sent)
+    );
     let prompt = sent.messages()[0]["content"][0]["text"]
         .as_str()
         .unwrap()
         .to_owned();
-    let kept = sources.iter().filter(|id| prompt.contains(id.as_str())).count();
+    let kept = sources
+        .iter()
+        .filter(|id| prompt.contains(id.as_str()))
+        .count();
     assert!((1..sources.len()).contains(&kept), "{kept} sources kept");
 }
 
@@ -304,7 +315,11 @@ async fn a_chat_prompt_as_sent_stays_within_the_limit_as_history_grows() {
     let requests = app.bedrock().requests();
     assert_eq!(requests.len(), 4);
     for request in &requests {
-        assert!(sent_chars(request) <= LIMIT, "{} characters sent", sent_chars(request));
+        assert!(
+            sent_chars(request) <= LIMIT,
+            "{} characters sent",
+            sent_chars(request)
+        );
     }
     // The newest message is always sent; the oldest were dropped.
     let last = requests.last().unwrap();

@@ -62,7 +62,8 @@ pub(super) fn bounded_text(
 pub(super) fn checked_scope(scope: ScopeBrief, prefix: &str) -> Result<ScopeBrief, ServiceError> {
     let field = |name: &str| format!("{prefix}{name}");
     let country = scope.country.trim().to_ascii_uppercase();
-    if !country.is_empty() && !(country.len() == 2 && country.bytes().all(|b| b.is_ascii_uppercase())) {
+    let iso = country.len() == 2 && country.bytes().all(|b| b.is_ascii_uppercase());
+    if !country.is_empty() && !iso {
         return Err(ServiceError::invalid_field(
             field("country"),
             "must be an ISO 3166-1 alpha-2 code such as GB",
@@ -104,7 +105,10 @@ pub(super) fn checked_document_ids(ids: &[String]) -> Result<Vec<String>, Servic
     if ids.len() > MAX_DOCUMENT_IDS {
         return Err(ServiceError::invalid_field(
             "document_ids",
-            format!("must name at most {MAX_DOCUMENT_IDS} documents, got {}", ids.len()),
+            format!(
+                "must name at most {MAX_DOCUMENT_IDS} documents, got {}",
+                ids.len()
+            ),
         ));
     }
     ids.iter()

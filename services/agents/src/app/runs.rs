@@ -148,29 +148,32 @@ impl Agents {
                 Plan::Pii(body)
             }
             AgentKind::Generator => {
-                let scope = checked_scope(ScopeBrief {
-                    country: input
-                        .get("country")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned(),
-                    region: input
-                        .get("region")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned(),
-                    sector: input
-                        .get("sector")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned(),
-                    exploitation: input
-                        .get("exploitation_type")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_lowercase(),
-                    ..ScopeBrief::default()
-                }, "input.")?;
+                let scope = checked_scope(
+                    ScopeBrief {
+                        country: input
+                            .get("country")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_owned(),
+                        region: input
+                            .get("region")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_owned(),
+                        sector: input
+                            .get("sector")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_owned(),
+                        exploitation: input
+                            .get("exploitation_type")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_lowercase(),
+                        ..ScopeBrief::default()
+                    },
+                    "input.",
+                )?;
                 let generation = GenerateInput {
                     scope: scope.clone(),
                     ..GenerateInput::default()

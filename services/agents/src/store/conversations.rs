@@ -113,7 +113,12 @@ impl Store {
                 let (items, next) = self
                     .query_conversations(org, &owner_partition(org, owner), None, limit, after)
                     .await?;
-                found.extend(items.iter().map(parse).collect::<Result<Vec<Conversation>>>()?);
+                found.extend(
+                    items
+                        .iter()
+                        .map(parse)
+                        .collect::<Result<Vec<Conversation>>>()?,
+                );
                 if next.is_some() {
                     return Ok((found, next));
                 }

@@ -35,9 +35,9 @@ use treven_proto::treven::documents::v1 as docs;
 use treven_proto::treven::documents::v1::documents_service_client::DocumentsServiceClient;
 use treven_proto::treven::tenants::v1 as tenants;
 use treven_proto::treven::tenants::v1::tenants_service_client::TenantsServiceClient;
-use treven_testkit::{Moto, TestDatabase};
 use treven_testkit::bedrock::BedrockFake;
 use treven_testkit::gemini::GeminiFake;
+use treven_testkit::{Moto, TestDatabase};
 use uuid::Uuid;
 
 pub const TABLE: &str = "treven-agents-test";
@@ -128,7 +128,8 @@ impl Tenants {
             db.url.clone(),
         )]))
         .unwrap();
-        let store = treven_tenants::store::PgStore::connect_lazy(config.database.clone(), &config.pool);
+        let store =
+            treven_tenants::store::PgStore::connect_lazy(config.database.clone(), &config.pool);
         store.migrate().await.expect("tenants migrations");
         let (address, shutdown) = serve_routes(
             "tenants",
@@ -368,9 +369,9 @@ impl TestApp {
             None
         };
         let agents = match &tenants {
-            Some(tenants) => agents.with_oversight_audit(
-                treven_agents::app::OversightAudit::new(connect(tenants.address).await),
-            ),
+            Some(tenants) => agents.with_oversight_audit(treven_agents::app::OversightAudit::new(
+                connect(tenants.address).await,
+            )),
             None => agents,
         };
         let (address, shutdown) = serve_routes(
