@@ -137,7 +137,8 @@ export const CALLS: Record<ServiceName, readonly GrpcServiceName[]> = {
   tenants: [],
   documents: [],
   reports: ['tenants', 'documents', 'agents'],
-  agents: ['documents', 'reports'],
+  // tenants: the audit log of admins' oversight reads of conversations.
+  agents: ['tenants', 'documents', 'reports'],
 };
 
 /** Services that hold a Postgres connection (each owns its tables, RLS per org). */

@@ -60,9 +60,7 @@ impl Stand for Placeholders {
                 "redis.example.internal".to_owned()
             }
             ("AWS::ElastiCache::ReplicationGroup", "PrimaryEndPoint.Port") => "6379".to_owned(),
-            ("Custom::TrevenMeshKeys", attribute) => {
-                mesh_keys_attribute(attribute)
-            }
+            ("Custom::TrevenMeshKeys", attribute) => mesh_keys_attribute(attribute),
             (_, "Arn") => format!("arn:aws:placeholder:eu-west-2:123456789012:{id}"),
             (kind, _) => panic!("no placeholder for Fn::GetAtt {id}.{attribute} ({kind})"),
         }

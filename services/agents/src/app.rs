@@ -1,7 +1,9 @@
 //! The agents service's use cases, one file each: [`conversations`],
 //! [`chat`] (the streamed reply), [`generation`] (KJ sections for the
-//! reports service), [`runs`] (agent runs), [`usage`] (token metering) and
-//! [`pii`]. `run_records` stores runs as they start and end;
+//! reports service), [`runs`] (agent runs), [`usage`] (token metering),
+//! [`pii`] and [`oversight`] (admins' audited reads of others'
+//! conversations). [`prompt`] holds the bounds of every user-controlled
+//! text that reaches a model. `run_records` stores runs as they start and end;
 //! `events` publishes to WebSocket clients. Nothing here sees
 //! protobuf: the `api` adapter converts; storage is [`crate::store`] and
 //! outbound calls are [`crate::clients`].
@@ -10,7 +12,9 @@ pub mod chat;
 pub mod conversations;
 mod events;
 pub mod generation;
+pub mod oversight;
 pub mod pii;
+pub mod prompt;
 mod run_records;
 pub mod runs;
 pub mod usage;
@@ -21,12 +25,13 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use treven_mesh::events::EventPublisher;
 use treven_mesh::pagination::CursorCodec;
-use treven_mesh::{MeshContext, OrgId, Role, ServiceError};
+use treven_mesh::{OrgId, ServiceError};
 use uuid::Uuid;
 
 pub use chat::{ChatEvent, HISTORY_MESSAGES};
 pub use conversations::MAX_TITLE_CHARS;
 pub use generation::{GENERATION_SOURCES, GenerateInput, GenerationEvent, MAX_INSTRUCTIONS_CHARS};
+pub use oversight::{OVERSIGHT_READ_ACTION, OversightAudit};
 pub use runs::LOCAL_PII_MODEL;
 pub use usage::MonthUsage;
 
@@ -41,6 +46,9 @@ use crate::tools::ToolBox;
 #[derive(Clone)]
 pub struct Agents {
     inner: Arc<Inner>,
+    /// Where admins' reads of others' conversations are audited; none
+    /// means no such reads.
+    oversight: Option<OversightAudit>,
 }
 
 struct Inner {
@@ -76,17 +84,6 @@ fn parse_uuid(field: &str, raw: &str) -> Result<Uuid, ServiceError> {
     Uuid::parse_str(raw).map_err(|_| ServiceError::invalid_field(field, "must be a UUID"))
 }
 
-/// Chat, conversations and runs: analysts and admins.
-fn require_writer(ctx: &MeshContext) -> Result<(), ServiceError> {
-    ctx.require_any(Role::EDITORS)
-}
-
-/// Reads: any member. (GenerateReport and DetectPii, called by the reports
-/// service on a user's behalf, need only a verified context.)
-fn require_member(ctx: &MeshContext) -> Result<(), ServiceError> {
-    ctx.require_any(Role::MEMBERS)
-}
-
 impl Agents {
     /// The service over its parts.
     #[allow(clippy::too_many_arguments)]
@@ -112,6 +109,7 @@ impl Agents {
                 cursors,
                 limits,
             }),
+            oversight: None,
         }
     }
 

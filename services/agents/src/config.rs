@@ -162,6 +162,9 @@ pub struct AgentsConfig {
     pub breaker: BreakerConfig,
     /// Input limits.
     pub limits: Limits,
+    /// `TREVEN_TENANTS_URL` (default `http://127.0.0.1:50051`): the audit
+    /// log of admins' oversight reads.
+    pub tenants_url: String,
     /// `TREVEN_DOCUMENTS_URL` (default `http://127.0.0.1:50052`).
     pub documents_url: String,
     /// `TREVEN_REPORTS_URL` (default `http://127.0.0.1:50053`).
@@ -291,6 +294,7 @@ impl AgentsConfig {
             gemini,
             breaker,
             limits,
+            tenants_url: service_url(env, "TREVEN_TENANTS_URL", "http://127.0.0.1:50051")?,
             documents_url: service_url(env, "TREVEN_DOCUMENTS_URL", "http://127.0.0.1:50052")?,
             reports_url: service_url(env, "TREVEN_REPORTS_URL", "http://127.0.0.1:50053")?,
             redis_url: match (local, env.get("TREVEN_REDIS_URL")) {
@@ -361,6 +365,10 @@ mod tests {
             (
                 "TREVEN_MESH_CA_SEED",
                 "0123456789abcdefghijklmnopqrstuvwxyz",
+            ),
+            (
+                "TREVEN_TENANTS_URL",
+                "https://tenants.treven.internal:50051",
             ),
             (
                 "TREVEN_DOCUMENTS_URL",

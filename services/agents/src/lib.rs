@@ -44,7 +44,7 @@ use treven_proto::treven::agents::v1::agents_service_server::AgentsServiceServer
 pub use clients::ReportsClient;
 pub use config::AgentsConfig;
 
-use crate::app::Agents;
+use crate::app::{Agents, OversightAudit};
 use crate::clients::{Documents, ReportsLookup};
 use crate::config::ProviderKind;
 use crate::provider::Provider;
@@ -108,6 +108,10 @@ pub fn build_with(
         signer.clone(),
     );
     let cursors = CursorCodec::new(signer.key(), "agents");
+    let oversight = OversightAudit::new(
+        upstream("TREVEN_TENANTS_URL", &config.tenants_url, options).context("tenants url")?,
+        signer.clone(),
+    );
     Ok(Agents::new(
         Store::new(dynamodb, config.table.clone()),
         router,
@@ -117,7 +121,8 @@ pub fn build_with(
         guardrail,
         cursors,
         config.limits,
-    ))
+    )
+    .with_oversight_audit(oversight))
 }
 
 /// The service wired from `config` and `sdk`, calling other services with

@@ -2,8 +2,12 @@
 //! item's partition key is `ORG#<org>`, so no query can leave the caller's
 //! organisation. Sort keys: `CONV#<id>`, `MSG#<conversation>#<message v7>`
 //! (time-ordered), `RUN#<id>`, `USAGE#<YYYY-MM>#<model>` (counters added
-//! atomically). Conversations are also indexed by last activity on GSI1
-//! (`GSI1PK = ORG#<org>#CONV`, `GSI1SK = <updated_at>#<id>`).
+//! atomically). Conversations are also indexed by last activity on GSI1,
+//! one partition per owner (`GSI1PK = ORG#<org>#CONV#OWNER#<user>`,
+//! `GSI1SK = <updated_at>#<id>`), so listing one user's conversations is a
+//! key condition, not a filter. Rows written before conversations had
+//! owners' partitions sit under `ORG#<org>#CONV` and move to their owner's
+//! partition the next time they are written (see `store::conversations`).
 //!
 //! Records are stored as one JSON attribute `body` besides their keys.
 //! Per record kind: `conversations` (and their messages), `runs`,
@@ -71,6 +75,10 @@ pub struct Position {
     pub sk: String,
     /// `GSI1SK` of the last item, for index listings.
     pub gsi1sk: Option<String>,
+    /// Whether the listing had reached the pre-owner (legacy) partition of
+    /// conversations (see `store::conversations`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub legacy: bool,
 }
 
 /// The agents table.

@@ -101,10 +101,7 @@ async fn a_report_is_generated_edited_gated_approved_and_exported() {
         events.iter().filter(|e| e.contains("\"section\"")).count() >= 9,
         "{events:?}"
     );
-    assert!(
-        events.last().unwrap().contains("\"draft\""),
-        "{events:?}"
-    );
+    assert!(events.last().unwrap().contains("\"draft\""), "{events:?}");
 
     // Export is refused before approval.
     let refused = reports

@@ -9,7 +9,7 @@ use treven_mesh::{ErrorCode, MeshContext, OrgId, ServiceError};
 use uuid::Uuid;
 
 use super::events::{message_json, tool_call_json};
-use super::{Agents, parse_uuid, require_writer};
+use super::{Agents, parse_uuid};
 use crate::agent::{self, AgentEvent, LoopError};
 use crate::model::{Conversation, Message, MessageRole, Tool};
 use crate::provider::{ModelRequest, Turn};
@@ -52,7 +52,6 @@ impl Agents {
         conversation_id: &str,
         content: String,
     ) -> Result<mpsc::Receiver<ChatEvent>, ServiceError> {
-        require_writer(ctx)?;
         let limits = self.inner.limits;
         let org = ctx.org_id();
         if content.trim().is_empty() {
@@ -70,11 +69,12 @@ impl Agents {
         }
         // The conversation and its history are read at once: both sit in
         // front of the time to first token. The history query is keyed by
-        // the caller's organisation, so reading it before the conversation
-        // is known to exist shows nothing of anyone else's.
+        // the caller's organisation, and is used only once the conversation
+        // is known to be the caller's own (only its owner writes to it), so
+        // reading it first shows nothing of anyone else's.
         let id = parse_uuid("conversation_id", conversation_id)?;
         let (conversation, history) =
-            tokio::try_join!(self.conversation(org, conversation_id), async {
+            tokio::try_join!(self.own_conversation(ctx, conversation_id), async {
                 self.inner
                     .store
                     .list_messages(org, id, HISTORY_MESSAGES, None)

@@ -11,6 +11,7 @@ use treven_mesh::{ErrorCode, MeshContext, OrgId, ServiceError};
 use uuid::Uuid;
 
 use super::Agents;
+use super::prompt::{bounded_text, check_prompt_chars, checked_document_ids, checked_scope};
 use crate::agent::{self, Outcome};
 use crate::generator::{
     CitationIds, GeneratedSection, ScopeBrief, SectionKey, SectionTask, SourceBrief,
@@ -18,7 +19,9 @@ use crate::generator::{
 use crate::model::{AgentKind, Tool, ToolCallRecord};
 use crate::provider::{ModelEvent, ModelRequest, Turn, Usage, cost_nanos};
 
-/// Longest generation instructions.
+/// Longest generation instructions (as sent, the document ids are
+/// appended to them; the whole prompt is bounded by
+/// `TREVEN_MAX_PROMPT_CHARS`).
 pub const MAX_INSTRUCTIONS_CHARS: usize = 2_000;
 /// Sources a generation draws on.
 pub const GENERATION_SOURCES: i32 = 20;
@@ -77,12 +80,7 @@ impl Agents {
         ctx: &MeshContext,
         input: GenerateInput,
     ) -> Result<mpsc::Receiver<GenerationEvent>, ServiceError> {
-        if input.instructions.chars().count() > MAX_INSTRUCTIONS_CHARS {
-            return Err(ServiceError::invalid_field(
-                "instructions",
-                "must be at most 2000 characters",
-            ));
-        }
+        let input = self.checked_generate_input(input)?;
         if input.sections.contains(&SectionKey::Disclaimer) {
             return Err(ServiceError::invalid_field(
                 "sections",
@@ -173,30 +171,43 @@ impl Agents {
             sections
         };
         let mut ids = CitationIds::after(input.existing_citation_ids.iter().map(String::as_str));
-        let mut instructions = input.instructions.clone();
-        if !input.document_ids.is_empty() {
-            instructions.push_str(&format!(
-                "\nAlso draw on documents {}.",
-                input.document_ids.join(", ")
-            ));
-        }
+        let instructions = analyst_instructions(&input);
+        let limit = self.inner.limits.max_prompt_chars;
         let mut written = Vec::new();
         let mut cost = 0;
         for section in sections {
-            let task = SectionTask {
+            let mut task = SectionTask {
                 section,
                 scope: input.scope.clone(),
                 sources: sources.clone(),
                 instructions: instructions.clone(),
             };
-            let request = ModelRequest {
-                system: crate::generator::system_prompt().to_owned(),
-                turns: vec![Turn::user(crate::generator::user_prompt(&task))],
-                tools: Vec::new(),
-                max_tokens: self.inner.limits.max_output_tokens,
-                model_override: None,
-                task: Some(task.clone()),
-            };
+            let mut request = self.section_request(&task);
+            // Sources come highest trust first: the least trusted go first
+            // when the prompt would be too long.
+            while request.prompt_chars() > limit && task.sources.pop().is_some() {
+                request = self.section_request(&task);
+            }
+            if task.sources.len() < sources.len() {
+                tracing::warn!(
+                    section = section.as_str(),
+                    kept = task.sources.len(),
+                    dropped = sources.len() - task.sources.len(),
+                    limit,
+                    "sources dropped to keep the prompt within its limit"
+                );
+            }
+            if request.prompt_chars() > limit {
+                return Err((
+                    ErrorCode::ValidationError,
+                    format!(
+                        "the prompt for the {} section would be {} characters; the limit is {limit}",
+                        section.as_str(),
+                        request.prompt_chars()
+                    ),
+                    Box::new(outcome),
+                ));
+            }
             let mut stream = self.inner.router.stream(request);
             let mut text = String::new();
             let mut started = false;
@@ -248,6 +259,74 @@ impl Agents {
         Ok((written, outcome, cost))
     }
 
+    /// The model request writing `task`'s section.
+    fn section_request(&self, task: &SectionTask) -> ModelRequest {
+        ModelRequest {
+            system: crate::generator::system_prompt().to_owned(),
+            turns: vec![Turn::user(crate::generator::user_prompt(task))],
+            tools: Vec::new(),
+            max_tokens: self.inner.limits.max_output_tokens,
+            model_override: None,
+            task: Some(task.clone()),
+        }
+    }
+
+    /// `input` with every free-text field bounded (see [`super::prompt`]),
+    /// refused when a section's prompt would exceed
+    /// `TREVEN_MAX_PROMPT_CHARS` before any source is added.
+    fn checked_generate_input(&self, input: GenerateInput) -> Result<GenerateInput, ServiceError> {
+        let input = GenerateInput {
+            instructions: bounded_text(
+                "instructions",
+                &input.instructions,
+                MAX_INSTRUCTIONS_CHARS,
+                true,
+            )?,
+            scope: checked_scope(input.scope, "scope.")?,
+            document_ids: checked_document_ids(&input.document_ids)?,
+            ..input
+        };
+        self.check_generation_prompt(&input, "instructions")?;
+        Ok(input)
+    }
+
+    /// INVALID_ARGUMENT naming `field` when the prompt of any section of
+    /// `input` — system prompt, scope, answer shape, instructions and
+    /// document ids, before sources — exceeds `TREVEN_MAX_PROMPT_CHARS`.
+    /// (Sources are added later, within the same limit, dropping the least
+    /// trusted first.)
+    pub(super) fn check_generation_prompt(
+        &self,
+        input: &GenerateInput,
+        field: &str,
+    ) -> Result<(), ServiceError> {
+        let instructions = analyst_instructions(input);
+        let sections = if input.sections.is_empty() {
+            SectionKey::generated()
+        } else {
+            input.sections.clone()
+        };
+        let longest = sections
+            .into_iter()
+            .map(|section| {
+                self.section_request(&SectionTask {
+                    section,
+                    scope: input.scope.clone(),
+                    sources: Vec::new(),
+                    instructions: instructions.clone(),
+                })
+                .prompt_chars()
+            })
+            .max()
+            .unwrap_or_default();
+        check_prompt_chars(
+            field,
+            "the scope, instructions and document ids",
+            longest,
+            self.inner.limits.max_prompt_chars,
+        )
+    }
+
     async fn sources_for(
         &self,
         caller: &MeshContext,
@@ -277,4 +356,17 @@ impl Agents {
         }
         Ok(sources)
     }
+}
+
+/// The analyst's part of a section prompt: the instructions, then the
+/// documents to draw on.
+fn analyst_instructions(input: &GenerateInput) -> String {
+    let mut instructions = input.instructions.clone();
+    if !input.document_ids.is_empty() {
+        instructions.push_str(&format!(
+            "\nAlso draw on documents {}.",
+            input.document_ids.join(", ")
+        ));
+    }
+    instructions
 }

@@ -9,7 +9,8 @@ use tokio::sync::mpsc;
 use treven_mesh::{ErrorCode, MeshContext, OrgId, ServiceError};
 use uuid::Uuid;
 
-use super::{Agents, GenerateInput, parse_uuid, require_member, require_writer};
+use super::prompt::{bounded_text, check_prompt_chars, checked_scope};
+use super::{Agents, GenerateInput, parse_uuid};
 use crate::agent::{self, AgentEvent, Outcome};
 use crate::generator::ScopeBrief;
 use crate::model::{AgentKind, Run, Tool};
@@ -22,7 +23,6 @@ pub const LOCAL_PII_MODEL: &str = "treven-pii";
 impl Agents {
     /// One run of the caller's organisation.
     pub async fn get_run(&self, ctx: &MeshContext, id: &str) -> Result<Run, ServiceError> {
-        require_member(ctx)?;
         let id = parse_uuid("id", id)?;
         self.inner
             .store
@@ -39,7 +39,6 @@ impl Agents {
         input: Value,
         model_id: &str,
     ) -> Result<Run, ServiceError> {
-        require_writer(ctx)?;
         let limits = self.inner.limits;
         let size = input.to_string().chars().count();
         if size > limits.max_prompt_chars {
@@ -80,7 +79,12 @@ impl Agents {
             AgentKind::Osint => Plan::Loop {
                 prompt: format!(
                     "Collect and rank trusted sources for this scenario, citing each and rating confidence.\n---\n{}",
-                    text("scenario")?
+                    bounded_text(
+                        "input.scenario",
+                        &text("scenario")?,
+                        limits.max_message_chars,
+                        true,
+                    )?
                 ),
                 tools: vec![
                     Tool::SearchSources,
@@ -142,38 +146,60 @@ impl Agents {
                 Plan::Pii(body)
             }
             AgentKind::Generator => {
-                let scope = ScopeBrief {
-                    country: input
-                        .get("country")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned(),
-                    region: input
-                        .get("region")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned(),
-                    sector: input
-                        .get("sector")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned(),
-                    exploitation: input
-                        .get("exploitation_type")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_lowercase(),
-                    ..ScopeBrief::default()
+                let scope = checked_scope(
+                    ScopeBrief {
+                        country: input
+                            .get("country")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_owned(),
+                        region: input
+                            .get("region")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_owned(),
+                        sector: input
+                            .get("sector")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_owned(),
+                        exploitation: input
+                            .get("exploitation_type")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_lowercase(),
+                        ..ScopeBrief::default()
+                    },
+                    "input.",
+                )?;
+                let generation = GenerateInput {
+                    scope: scope.clone(),
+                    ..GenerateInput::default()
                 };
-                if scope.country.is_empty() && scope.region.is_empty() {
-                    return Err(ServiceError::invalid_field(
-                        "input.country",
-                        "a country or region is required",
-                    ));
-                }
+                self.check_generation_prompt(&generation, "input")?;
                 Plan::Generate(scope)
             }
         };
+        if let Plan::Loop { prompt, system, .. } = &request {
+            // What is sent: the system prompt and the assembled prompt.
+            let (field, what) = match kind {
+                AgentKind::Summarise
+                    if input.get("before").and_then(Value::as_str).is_some()
+                        && input.get("after").and_then(Value::as_str).is_some() =>
+                {
+                    ("input.after", "the two versions")
+                }
+                AgentKind::Summarise => ("input.text", "the text"),
+                AgentKind::Social => ("input.report_id", "the report's key judgements"),
+                _ => ("input", "the input"),
+            };
+            check_prompt_chars(
+                field,
+                what,
+                system.chars().count() + prompt.chars().count(),
+                limits.max_prompt_chars,
+            )?;
+        }
         let model = if matches!(request, Plan::Pii(_)) {
             LOCAL_PII_MODEL.to_owned()
         } else if model_id.is_empty() {

@@ -4,7 +4,7 @@
 use chrono::{NaiveDate, Utc};
 use treven_mesh::{MeshContext, ServiceError};
 
-use super::{Agents, month_of, require_member};
+use super::{Agents, month_of};
 use crate::model::ModelUsage;
 use crate::provider::Usage;
 
@@ -25,7 +25,6 @@ impl Agents {
     /// The caller's organisation's tokens in `month` (`YYYY-MM`, default
     /// the current month).
     pub async fn usage(&self, ctx: &MeshContext, month: &str) -> Result<MonthUsage, ServiceError> {
-        require_member(ctx)?;
         let month = if month.is_empty() {
             month_of(Utc::now())
         } else {

@@ -2,6 +2,8 @@
 //! the documents service and the agents service on port 0, in-process, and
 //! model providers chosen per test (offline, or the real Bedrock SDK
 //! pointed at the Bedrock fake, or Gemini pointed at the Gemini fake).
+//! [`TestApp::spawn_with_tenants`] adds the real tenants service on a fresh
+//! Postgres database as the audit log of admins' oversight reads.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -31,9 +33,11 @@ use treven_proto::treven::agents::v1 as pb;
 use treven_proto::treven::agents::v1::agents_service_client::AgentsServiceClient;
 use treven_proto::treven::documents::v1 as docs;
 use treven_proto::treven::documents::v1::documents_service_client::DocumentsServiceClient;
-use treven_testkit::Moto;
+use treven_proto::treven::tenants::v1 as tenants;
+use treven_proto::treven::tenants::v1::tenants_service_client::TenantsServiceClient;
 use treven_testkit::bedrock::BedrockFake;
 use treven_testkit::gemini::GeminiFake;
+use treven_testkit::{Moto, TestDatabase};
 use uuid::Uuid;
 
 pub const TABLE: &str = "treven-agents-test";
@@ -95,7 +99,104 @@ pub struct TestApp {
     pub gemini: Option<GeminiFake>,
     pub agents: treven_agents::app::Agents,
     pub config: AgentsConfig,
+    /// The real tenants service, when spawned with it.
+    pub tenants: Option<Tenants>,
     shutdown: CancellationToken,
+}
+
+/// The real tenants service on a fresh database: the audit log.
+pub struct Tenants {
+    pub db: TestDatabase,
+    pub store: treven_tenants::store::PgStore,
+    pub address: SocketAddr,
+    keys: MeshKeys,
+    shutdown: CancellationToken,
+}
+
+impl Tenants {
+    async fn start(keys: &MeshKeys) -> Self {
+        let db = TestDatabase::create("treven_agents_test").await;
+        let config = treven_tenants::TenantsConfig::from_env(&Env::from_pairs([(
+            "TREVEN_TENANTS_DATABASE_URL",
+            db.url.clone(),
+        )]))
+        .unwrap();
+        let store =
+            treven_tenants::store::PgStore::connect_lazy(config.database.clone(), &config.pool);
+        store.migrate().await.expect("tenants migrations");
+        let (address, shutdown) = serve_routes(
+            "tenants",
+            treven_tenants::routes(store.clone(), keys).unwrap(),
+            "treven.tenants.v1.TenantsService",
+        )
+        .await;
+        Self {
+            db,
+            store,
+            address,
+            keys: keys.clone(),
+            shutdown,
+        }
+    }
+
+    /// A new organisation in tenants.
+    pub async fn org(&self) -> OrgId {
+        use treven_tenants::model::{Name, OrgKind};
+        self.store
+            .admin_ensure_org(
+                &Name::parse("name", &format!("agents test {}", Uuid::new_v4())).unwrap(),
+                OrgKind::Ngo,
+            )
+            .await
+            .unwrap()
+            .id
+    }
+
+    pub async fn client(&self) -> TenantsServiceClient<Channel> {
+        TenantsServiceClient::new(connect(self.address).await)
+    }
+
+    /// The audit entries on `resource_type/resource_id`, newest first, as
+    /// the admin of `admin_token` (an agents token) reads them at the edge.
+    pub async fn audit(
+        &self,
+        admin_token: &str,
+        resource_type: &str,
+        resource_id: &str,
+    ) -> Vec<tenants::AuditEvent> {
+        let admin = self
+            .keys
+            .verifier(Principal::Agents)
+            .verify(admin_token)
+            .expect("an agents token of this app");
+        let for_tenants = self
+            .keys
+            .signer(Principal::Gateway)
+            .unwrap()
+            .onward(&admin, Principal::Tenants);
+        self.client()
+            .await
+            .list_audit_events(authed(
+                &for_tenants,
+                tenants::ListAuditEventsRequest {
+                    limit: 100,
+                    resource_type: resource_type.into(),
+                    resource_id: resource_id.into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .items
+    }
+
+    /// Stops the service and drops its database.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.store.pool().close().await;
+        self.db.drop().await;
+    }
 }
 
 pub fn config(documents: SocketAddr, extra: &[(&str, &str)]) -> AgentsConfig {
@@ -106,6 +207,12 @@ pub fn config(documents: SocketAddr, extra: &[(&str, &str)]) -> AgentsConfig {
             format!("http://{documents}"),
         ),
         ("TREVEN_SHUTDOWN_GRACE_SECS".to_owned(), "2".to_owned()),
+        // No tenants unless a test starts one (`spawn_with_tenants`): the
+        // audit log of oversight reads is then unreachable.
+        (
+            "TREVEN_TENANTS_URL".to_owned(),
+            "http://127.0.0.1:1".to_owned(),
+        ),
         ("TREVEN_MAX_MESSAGE_CHARS".to_owned(), "2000".to_owned()),
         ("TREVEN_MAX_PROMPT_CHARS".to_owned(), "20000".to_owned()),
     ];
@@ -177,6 +284,27 @@ impl TestApp {
         events: Option<EventPublisher>,
         guardrail: Option<&BedrockFake>,
     ) -> Self {
+        Self::spawn_inner(models, reports, events, guardrail, &[], false).await
+    }
+
+    /// With the real tenants service as the audit log of oversight reads.
+    pub async fn spawn_with_tenants(models: Models) -> Self {
+        Self::spawn_inner(models, FakeReports::default(), None, None, &[], true).await
+    }
+
+    /// With extra `TREVEN_*` configuration.
+    pub async fn spawn_configured(models: Models, extra: &[(&str, &str)]) -> Self {
+        Self::spawn_inner(models, FakeReports::default(), None, None, extra, false).await
+    }
+
+    async fn spawn_inner(
+        models: Models,
+        reports: FakeReports,
+        events: Option<EventPublisher>,
+        guardrail: Option<&BedrockFake>,
+        extra: &[(&str, &str)],
+        with_tenants: bool,
+    ) -> Self {
         let guardrail = guardrail.map(|fake| {
             treven_agents::guardrail::Guardrail::new(
                 bedrock_client(fake),
@@ -206,7 +334,7 @@ impl TestApp {
         )
         .await;
 
-        let config = config(documents_address, &[]);
+        let config = config(documents_address, extra);
         treven_agents::provision::create_table(&sdk, &config.table)
             .await
             .unwrap();
@@ -238,6 +366,18 @@ impl TestApp {
             keys.require_signer(Principal::Agents).unwrap(),
         )
         .unwrap();
+        let tenants = if with_tenants {
+            Some(Tenants::start(&keys).await)
+        } else {
+            None
+        };
+        let agents = match &tenants {
+            Some(tenants) => agents.with_oversight_audit(treven_agents::app::OversightAudit::new(
+                connect(tenants.address).await,
+                keys.require_signer(Principal::Agents).unwrap(),
+            )),
+            None => agents,
+        };
         let (address, shutdown) = serve_routes(
             "agents",
             treven_agents::routes(agents.clone(), &keys),
@@ -258,8 +398,25 @@ impl TestApp {
             gemini,
             agents,
             config,
+            tenants,
             shutdown,
         }
+    }
+
+    /// Stops the tenants service, if any, and drops its database.
+    pub async fn stop_tenants(&mut self) {
+        if let Some(tenants) = self.tenants.take() {
+            tenants.stop().await;
+        }
+    }
+
+    pub fn tenants(&self) -> &Tenants {
+        self.tenants.as_ref().unwrap()
+    }
+
+    /// A token of `user` in `org` with `role`.
+    pub fn token_of(&self, org: OrgId, user: &str, role: Role) -> String {
+        self.mint(Principal::Gateway, Principal::Agents, org, user, &[role])
     }
 
     pub fn bedrock(&self) -> &BedrockFake {
