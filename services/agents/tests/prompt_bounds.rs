@@ -12,6 +12,7 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use support::{Models, TestApp, assert_code, authed, org};
 use tonic::Code;
+use treven_mesh::Principal;
 use treven_mesh::wire::json_to_struct;
 use treven_proto::treven::agents::v1 as pb;
 use treven_proto::treven::agents::v1::generate_report_response::Event;
@@ -123,7 +124,9 @@ async fn oversize_or_malformed_generation_fields_are_refused_by_name() {
     ];
     for (request, field) in cases {
         assert_code(
-            client.generate_report(authed(&token, request)).await,
+            client
+                .generate_report(authed(&app.via(Principal::Reports, &token), request))
+                .await,
             Code::InvalidArgument,
             "VALIDATION_ERROR",
             Some(field),
@@ -140,7 +143,12 @@ async fn oversize_or_malformed_generation_fields_are_refused_by_name() {
             (0..100).map(|_| uuid::Uuid::now_v7().to_string()).collect(),
         )
     };
-    assert!(client.generate_report(authed(&token, ok)).await.is_ok());
+    assert!(
+        client
+            .generate_report(authed(&app.via(Principal::Reports, &token), ok))
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test]
@@ -152,7 +160,10 @@ async fn a_generation_whose_assembled_prompt_exceeds_the_limit_is_refused_before
     // the instructions the prompt would not fit.
     let ids: Vec<String> = (0..100).map(|_| uuid::Uuid::now_v7().to_string()).collect();
     let status = client
-        .generate_report(authed(&app.token(a), request("x".repeat(2_000), ids)))
+        .generate_report(authed(
+            &app.via(Principal::Reports, &app.token(a)),
+            request("x".repeat(2_000), ids),
+        ))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -188,7 +199,7 @@ async fn sources_that_would_overflow_the_prompt_are_left_out_least_trusted_first
         .client()
         .await
         .generate_report(authed(
-            &app.token(a),
+            &app.via(Principal::Reports, &app.token(a)),
             request("Focus on seasonal work. ".repeat(80), Vec::new()),
         ))
         .await
