@@ -186,8 +186,14 @@ async fn api(State(gateway): State<Gateway>, request: Request) -> Response {
                 "the headers are too large",
             ));
         }
+        // The route first: a path that is no public route is refused
+        // without authentication, so nothing reaches a service.
+        let matched = match crate::rest::find_route(&gateway, &request) {
+            Ok(matched) => matched,
+            Err(refused) => return Ok(refused),
+        };
         let caller = gateway.caller(request.headers(), id.clone()).await?;
-        crate::rest::handle(&gateway, &caller, request).await
+        crate::rest::handle_matched(&gateway, &caller, matched, request).await
     }
     .instrument(span)
     .await;

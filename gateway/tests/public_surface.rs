@@ -20,7 +20,6 @@ use std::time::Duration;
 use axum::extract::State;
 use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor};
 use support::{Edge, grpc_web};
-use tonic::metadata::MetadataMap;
 use tonic::transport::{Channel, Endpoint};
 use tower::ServiceExt as _;
 use treven_mesh::Role;
@@ -131,22 +130,27 @@ async fn record(
     }
 }
 
-/// A native gRPC call (HTTP/2) of `rpc` through the gateway.
+/// A native gRPC call (HTTP/2) of `rpc` through the gateway, sent as one
+/// request message whatever the RPC's streaming kind (the edge decides by
+/// path alone).
 async fn native_grpc(
     channel: &Channel,
     rpc: &MethodDescriptor,
     token: &str,
 ) -> Result<DynamicMessage, tonic::Status> {
-    let mut metadata = MetadataMap::new();
-    metadata.insert("authorization", format!("Bearer {token}").parse().unwrap());
-    treven_transcode::call_unary(
-        channel.clone(),
-        rpc,
-        DynamicMessage::new(rpc.input()),
-        metadata,
-        Duration::from_secs(10),
-    )
-    .await
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready()
+        .await
+        .map_err(|error| tonic::Status::unavailable(error.to_string()))?;
+    let mut request = tonic::Request::new(DynamicMessage::new(rpc.input()));
+    request.set_timeout(Duration::from_secs(10));
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let path = http::uri::PathAndQuery::try_from(path_of(rpc)).unwrap();
+    grpc.unary(request, path, DynamicCodec::for_client(rpc))
+        .await
+        .map(tonic::Response::into_inner)
 }
 
 #[tokio::test]
