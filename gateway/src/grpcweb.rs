@@ -71,7 +71,11 @@ pub fn service(
 async fn forward(gateway: Gateway, request: Request<Body>) -> Response<Body> {
     // The public surface first: an internal RPC is refused before anything
     // else is looked at, so it cannot be told apart from a missing one.
-    if !gateway.transcoder.public().contains_path(request.uri().path()) {
+    if !gateway
+        .transcoder
+        .public()
+        .contains_path(request.uri().path())
+    {
         return not_public();
     }
     let service = request

@@ -14,8 +14,8 @@ use tonic::metadata::{MetadataMap, MetadataValue};
 use treven_mesh::ErrorCode;
 use treven_mesh::context::CONTEXT_HEADER;
 use treven_transcode::{
-    HttpError, MatchError, RequestLimits, RouteMatch, build_request, call_server_streaming, call_unary,
-    encode_response, http_error, http_error_of, message_json,
+    HttpError, MatchError, RequestLimits, RouteMatch, build_request, call_server_streaming,
+    call_unary, encode_response, http_error, http_error_of, message_json,
 };
 
 use crate::caller::Caller;
@@ -62,26 +62,27 @@ fn deadline(headers: &axum::http::HeaderMap, default: std::time::Duration) -> st
 const REFRESH_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The route of a request, looked up before the caller is authenticated:
-/// a path that is no public route answers 404 (or 405 with `Allow`) without
-/// a token being needed or any service being asked.
-pub fn find_route(gateway: &Gateway, request: &Request) -> Result<RouteMatch, Response> {
-    match gateway
+/// a path that is no public route is refused ([`no_route`]) without a token
+/// being needed or any service being asked.
+pub fn find_route(gateway: &Gateway, request: &Request) -> Result<RouteMatch, MatchError> {
+    gateway
         .transcoder
         .routes()
         .find(request.method(), request.uri().path())
-    {
-        Ok(matched) => Ok(matched),
-        Err(MatchError::NotFound) => {
-            Err(ApiError::new(ErrorCode::NotFound, "no such route").into_response())
-        }
-        Err(MatchError::MethodNotAllowed { allowed }) => {
+}
+
+/// The answer when no route matched: 404, or 405 with `Allow`.
+pub fn no_route(error: MatchError) -> Response {
+    match error {
+        MatchError::NotFound => ApiError::new(ErrorCode::NotFound, "no such route").into_response(),
+        MatchError::MethodNotAllowed { allowed } => {
             let allow: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
             let body = serde_json::json!({"error": {"code": "VALIDATION_ERROR", "message": "method not allowed", "details": {"allow": allow}}});
             let mut response = (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response();
             if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
                 response.headers_mut().insert(header::ALLOW, value);
             }
-            Err(response)
+            response
         }
     }
 }
@@ -94,7 +95,7 @@ pub async fn handle(
 ) -> Result<Response, ApiError> {
     match find_route(gateway, &request) {
         Ok(matched) => handle_matched(gateway, caller, matched, request).await,
-        Err(refused) => Ok(refused),
+        Err(error) => Ok(no_route(error)),
     }
 }
 

@@ -190,7 +190,7 @@ async fn api(State(gateway): State<Gateway>, request: Request) -> Response {
         // without authentication, so nothing reaches a service.
         let matched = match crate::rest::find_route(&gateway, &request) {
             Ok(matched) => matched,
-            Err(refused) => return Ok(refused),
+            Err(error) => return Ok(crate::rest::no_route(error)),
         };
         let caller = gateway.caller(request.headers(), id.clone()).await?;
         crate::rest::handle_matched(&gateway, &caller, matched, request).await

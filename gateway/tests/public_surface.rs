@@ -247,7 +247,11 @@ async fn internal_rpcs_are_refused_at_the_edge_over_every_protocol_and_reach_no_
             for text in [false, true] {
                 let answer = grpc_web(&edge.http, &base, &path, token, text, &[]).await;
                 assert_eq!(
-                    (answer.http, answer.status.as_deref(), answer.message.as_str()),
+                    (
+                        answer.http,
+                        answer.status.as_deref(),
+                        answer.message.as_str()
+                    ),
                     (200, Some("12"), missing.message.as_str()),
                     "{path} (text: {text}, token: {})",
                     token.is_some()

@@ -10,8 +10,8 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor, Value};
 use prost::Message as _;
+use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor, Value};
 use support::{Edge, grpc_web};
 use tonic::server::{NamedService, UnaryService};
 use treven_mesh::Role;

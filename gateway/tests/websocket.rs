@@ -906,8 +906,14 @@ async fn a_removed_users_websocket_stops_receiving_events_within_10_s() {
     subscribe(&mut removed, report, None).await;
     subscribe(&mut staying, report, None).await;
     let first = publish(acme, report, json!({"n": 0})).await;
-    assert_eq!(next_event(&mut removed, report).await["id"], first.to_string());
-    assert_eq!(next_event(&mut staying, report).await["id"], first.to_string());
+    assert_eq!(
+        next_event(&mut removed, report).await["id"],
+        first.to_string()
+    );
+    assert_eq!(
+        next_event(&mut staying, report).await["id"],
+        first.to_string()
+    );
 
     // An admin removes ann through tenants.
     let ann_id = user_id(&edge, &ann).await;
@@ -1043,7 +1049,10 @@ async fn a_demoted_user_loses_the_subscriptions_their_new_role_may_not_follow() 
     let dropped = next_within(&mut client, Duration::from_secs(10))
         .await
         .expect("told within 10 s");
-    eprintln!("demoted user: run subscription dropped after {:?}", demoted_at.elapsed());
+    eprintln!(
+        "demoted user: run subscription dropped after {:?}",
+        demoted_at.elapsed()
+    );
     assert_eq!(dropped["type"], "error", "{dropped}");
     assert_eq!(dropped["code"], "FORBIDDEN", "{dropped}");
     assert_eq!(dropped["channel"], run.to_string());

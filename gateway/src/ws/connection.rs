@@ -536,8 +536,7 @@ impl Session {
                         .keys()
                         .filter(|channel| !checked.contains(channel))
                         .map(|channel| {
-                            let again =
-                                ServiceError::new(ErrorCode::Forbidden, "subscribe again");
+                            let again = ServiceError::new(ErrorCode::Forbidden, "subscribe again");
                             (*channel, again)
                         })
                         .collect::<Vec<_>>();

@@ -539,4 +539,3 @@ pub async fn grpc_web(
         messages,
     }
 }
-
