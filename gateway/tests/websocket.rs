@@ -780,6 +780,7 @@ struct Proxy {
 }
 
 impl Proxy {
+    /// A proxy in front of Redis; `url` is Redis' URL through it.
     async fn start() -> Self {
         let url = redis_url();
         let rest = url.trim_start_matches("redis://");
@@ -790,6 +791,11 @@ impl Proxy {
             .next()
             .unwrap()
             .to_owned();
+        Self::to(url, target).await
+    }
+
+    /// A proxy in front of `target` (`host:port`), which appears in `url`.
+    async fn to(url: String, target: String) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let proxied = url.replace(&target, &listener.local_addr().unwrap().to_string());
         let up = Arc::new(AtomicBool::new(true));
@@ -1143,4 +1149,47 @@ async fn a_token_in_the_url_is_refused_clearly_and_never_logged() {
     let signature = token.rsplit('.').next().unwrap();
     assert!(!logged.contains(signature), "the token was logged");
     assert!(!logged.contains("token="), "the URL was logged");
+}
+
+#[tokio::test]
+async fn a_connection_whose_membership_cannot_be_checked_closes_after_three_tries() {
+    let edge = Edge::start(10_000).await;
+    let acme = edge.org("Acme").await;
+    let (_, token) = edge
+        .member("ann@acme.example", acme, Some(Role::Analyst))
+        .await;
+    let tenants_url = edge
+        .pairs
+        .iter()
+        .find(|(name, _)| *name == "TREVEN_TENANTS_URL")
+        .map(|(_, url)| url.clone())
+        .unwrap();
+    let target = tenants_url.trim_start_matches("http://").to_owned();
+    let tenants = Proxy::to(tenants_url, target).await;
+    let instance = edge
+        .ws_instance(
+            &[
+                ("TREVEN_TENANTS_URL", tenants.url.clone()),
+                ("TREVEN_GATEWAY_WS_RECHECK_SECS", "1".to_owned()),
+            ],
+            Some(Arc::new(Resources::default())),
+        )
+        .await;
+    let mut client = connect(&instance, &token, Via::Protocol).await;
+    // Checks pass while tenants answers.
+    assert_silent(&mut client, Duration::from_millis(2500)).await;
+
+    // Tenants unreachable: a few failed checks are tolerated, then the
+    // connection is told and closed (never kept open unverified).
+    tenants.cut();
+    let cut_at = Instant::now();
+    let notice = next_json(&mut client).await;
+    assert_eq!(notice["type"], "error", "{notice}");
+    assert_eq!(notice["code"], "UNAVAILABLE", "{notice}");
+    let (code, reason) = close_frame(&mut client, WAIT).await.expect("a close frame");
+    assert_eq!((code, reason.as_str()), (1013, "cannot verify access"));
+    let after = cut_at.elapsed();
+    assert!(after >= Duration::from_secs(2), "three checks: {after:?}");
+    assert!(after < Duration::from_secs(15), "{after:?}");
+    edge.stop().await;
 }
