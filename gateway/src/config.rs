@@ -83,6 +83,11 @@ pub struct WsConfig {
     /// `TREVEN_WS_SEND_TIMEOUT_SECS` (default 10): a write that does not
     /// complete in this long drops the connection.
     pub send_timeout: Duration,
+    /// `TREVEN_GATEWAY_WS_RECHECK_SECS` (default 5, 1–300): how often each
+    /// connection asks tenants again whether its user is still a member and
+    /// with which role; a removed user's connection is closed, a demoted
+    /// user's subscriptions are checked again with the new role.
+    pub recheck_interval: Duration,
 }
 
 impl WsConfig {
@@ -124,6 +129,7 @@ impl WsConfig {
             max_connections: bounded("TREVEN_WS_MAX_CONNECTIONS", 10_000, 1..=1_000_000)?,
             replay_max: bounded("TREVEN_WS_REPLAY_MAX", 100, 0..=1000)?,
             send_timeout: env.seconds_or("TREVEN_WS_SEND_TIMEOUT_SECS", 10, 1..=300)?,
+            recheck_interval: env.seconds_or("TREVEN_GATEWAY_WS_RECHECK_SECS", 5, 1..=300)?,
         })
     }
 }

@@ -1,8 +1,13 @@
-//! gRPC-web on :8080 for the same services: tonic-web turns each grpc-web
-//! request into a gRPC one, and this proxy authenticates it exactly as REST
-//! (bearer token in the `authorization` header), rebuilds the metadata — the
-//! minted mesh context, the request id, the deadline and trace context;
-//! nothing else the client sent — and forwards it to the owning service.
+//! gRPC-web (and native gRPC over HTTP/2) on :8080 for the public RPCs:
+//! tonic-web turns each grpc-web request into a gRPC one, and this proxy
+//! first refuses any RPC outside the public surface (those without a
+//! `google.api.http` rule, see [`treven_transcode::PublicSurface`]) with
+//! UNIMPLEMENTED — before authentication, without reaching a service, and
+//! exactly as it answers a method that does not exist. A public call is
+//! authenticated exactly as REST (bearer token in the `authorization`
+//! header), its metadata rebuilt — the minted mesh context, the request id,
+//! the deadline and trace context; nothing else the client sent — and
+//! forwarded to the owning service.
 
 use std::convert::Infallible;
 
@@ -27,14 +32,29 @@ const FORWARDED: &[&str] = &[
     "tracestate",
 ];
 
+/// Whether a request speaks gRPC or gRPC-web (binary or text): what the
+/// router hands to [`service`] rather than to REST.
+pub fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+/// What every RPC outside the public surface is answered, whoever asks:
+/// the same as for a method that does not exist.
+fn not_public() -> Response<Body> {
+    tonic::Status::unimplemented("no such method").into_http()
+}
+
 /// A gRPC error as a trailers-only response.
 fn grpc_error(code: ErrorCode, message: &str) -> Response<Body> {
     let status: tonic::Status = treven_mesh::ServiceError::new(code, message).into();
     status.into_http()
 }
 
-/// The gRPC-web service for every upstream (mount it under each service's
-/// `/{package.Service}/` path).
+/// The gRPC-web / gRPC proxy for every path (the router sends it every
+/// request whose content type is gRPC; see [`is_grpc`]).
 pub fn service(
     gateway: Gateway,
 ) -> tonic_web::GrpcWebService<
@@ -49,6 +69,15 @@ pub fn service(
 }
 
 async fn forward(gateway: Gateway, request: Request<Body>) -> Response<Body> {
+    // The public surface first: an internal RPC is refused before anything
+    // else is looked at, so it cannot be told apart from a missing one.
+    if !gateway
+        .transcoder
+        .public()
+        .contains_path(request.uri().path())
+    {
+        return not_public();
+    }
     let service = request
         .uri()
         .path()

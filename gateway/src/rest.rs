@@ -14,8 +14,8 @@ use tonic::metadata::{MetadataMap, MetadataValue};
 use treven_mesh::context::CONTEXT_HEADER;
 use treven_mesh::{ErrorCode, Principal};
 use treven_transcode::{
-    HttpError, MatchError, RequestLimits, build_request, call_server_streaming, call_unary,
-    encode_response, http_error, http_error_of, message_json,
+    HttpError, MatchError, RequestLimits, RouteMatch, build_request, call_server_streaming,
+    call_unary, encode_response, http_error, http_error_of, message_json,
 };
 
 use crate::caller::Caller;
@@ -65,33 +65,54 @@ fn deadline(headers: &axum::http::HeaderMap, default: std::time::Duration) -> st
 /// before its one retry.
 const REFRESH_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// Transcodes and answers one `/api` request of an authenticated caller.
-pub async fn handle(
-    gateway: &Gateway,
-    caller: &Caller,
-    request: Request,
-) -> Result<Response, ApiError> {
-    let (parts, body) = request.into_parts();
-    gateway.retries.deposit();
-    let matched = match gateway
+/// The route of a request, looked up before the caller is authenticated:
+/// a path that is no public route is refused ([`no_route`]) without a token
+/// being needed or any service being asked.
+pub fn find_route(gateway: &Gateway, request: &Request) -> Result<RouteMatch, MatchError> {
+    gateway
         .transcoder
         .routes()
-        .find(&parts.method, parts.uri.path())
-    {
-        Ok(matched) => matched,
-        Err(MatchError::NotFound) => {
-            return Err(ApiError::new(ErrorCode::NotFound, "no such route"));
-        }
-        Err(MatchError::MethodNotAllowed { allowed }) => {
+        .find(request.method(), request.uri().path())
+}
+
+/// The answer when no route matched: 404, or 405 with `Allow`.
+pub fn no_route(error: MatchError) -> Response {
+    match error {
+        MatchError::NotFound => ApiError::new(ErrorCode::NotFound, "no such route").into_response(),
+        MatchError::MethodNotAllowed { allowed } => {
             let allow: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
             let body = serde_json::json!({"error": {"code": "VALIDATION_ERROR", "message": "method not allowed", "details": {"allow": allow}}});
             let mut response = (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response();
             if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
                 response.headers_mut().insert(header::ALLOW, value);
             }
-            return Ok(response);
+            response
         }
-    };
+    }
+}
+
+/// Transcodes and answers one `/api` request of an authenticated caller.
+pub async fn handle(
+    gateway: &Gateway,
+    caller: &Caller,
+    request: Request,
+) -> Result<Response, ApiError> {
+    match find_route(gateway, &request) {
+        Ok(matched) => handle_matched(gateway, caller, matched, request).await,
+        Err(error) => Ok(no_route(error)),
+    }
+}
+
+/// [`handle`] for a request already matched to its route by
+/// [`find_route`].
+pub async fn handle_matched(
+    gateway: &Gateway,
+    caller: &Caller,
+    matched: RouteMatch,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    gateway.retries.deposit();
     let limit = gateway.config.max_body_bytes;
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => bytes,

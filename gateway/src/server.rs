@@ -1,5 +1,6 @@
 //! The HTTP server on :8080: `/healthz`, `/readyz`, `/openapi.json`,
-//! `/docs`, and everything under `/api` transcoded to gRPC.
+//! `/docs`, everything under `/api` transcoded to gRPC, and gRPC-web / gRPC
+//! requests (by content type) proxied — all limited to the public RPCs.
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
+use tower::ServiceExt as _;
 use tracing::Instrument as _;
 use treven_mesh::CancellationToken;
 use treven_mesh::server::ShutdownPolicy;
@@ -19,7 +21,7 @@ use crate::state::Gateway;
 
 /// The router (exposed for tests that drive it without sockets).
 pub fn router(gateway: Gateway) -> Router {
-    let mut router = Router::new()
+    let router = Router::new()
         .route(
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
@@ -27,13 +29,24 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi))
         .route("/docs", get(|| async { Html(DOCS_PAGE) }));
-    // gRPC-web: `/{package.Service}/{Method}` of every upstream.
-    let grpc_web = crate::grpcweb::service(gateway.clone());
-    for service in gateway.upstreams.keys() {
-        router = router.route_service(&format!("/{service}/{{method}}"), grpc_web.clone());
-    }
+    // gRPC-web and gRPC go to the proxy, whatever the path (it serves only
+    // the public RPCs and answers every other path alike); the rest is REST.
+    let grpc = crate::grpcweb::service(gateway.clone());
+    let fallback = move |state: State<Gateway>, request: Request| {
+        let grpc = grpc.clone();
+        async move {
+            if crate::grpcweb::is_grpc(request.headers()) {
+                match grpc.oneshot(request).await {
+                    Ok(response) => response.into_response(),
+                    Err(never) => match never {},
+                }
+            } else {
+                api(state, request).await
+            }
+        }
+    };
     router
-        .fallback(api)
+        .fallback(fallback)
         .with_state(gateway.clone())
         // Browsers on the configured origins only (none by default).
         .layer(cors(&gateway.config.cors_origins))
@@ -173,8 +186,14 @@ async fn api(State(gateway): State<Gateway>, request: Request) -> Response {
                 "the headers are too large",
             ));
         }
+        // The route first: a path that is no public route is refused
+        // without authentication, so nothing reaches a service.
+        let matched = match crate::rest::find_route(&gateway, &request) {
+            Ok(matched) => matched,
+            Err(error) => return Ok(crate::rest::no_route(error)),
+        };
         let caller = gateway.caller(request.headers(), id.clone()).await?;
-        crate::rest::handle(&gateway, &caller, request).await
+        crate::rest::handle_matched(&gateway, &caller, matched, request).await
     }
     .instrument(span)
     .await;

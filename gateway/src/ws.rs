@@ -5,11 +5,16 @@
 //!   ID token is verified, the role looked up in tenants, the rate limit
 //!   counted; anything wrong is answered with HTTP 401/403/429/503 *before*
 //!   the upgrade. Browsers cannot set headers on a WebSocket, so the token
-//!   comes in the `Sec-WebSocket-Protocol` offer
+//!   comes in the `Sec-WebSocket-Protocol` offer, and only there
 //!   (`new WebSocket(url, ["treven.v1", "bearer." + idToken])`, answered
-//!   with `treven.v1` — the token is never echoed) or as `?token=` (which
-//!   ends up in access logs: prefer the protocol). An `Authorization: Bearer`
-//!   header works for other clients. Identity headers are never read.
+//!   with `treven.v1` — the token is never echoed). A URL carrying a token
+//!   (`?token=`, `?access_token=`) is refused with 400 whatever else the
+//!   request holds: URLs end up in load balancer and CDN access logs, and
+//!   this server never logs one. Identity headers are never read.
+//! - **Membership** is checked again every `TREVEN_GATEWAY_WS_RECHECK_SECS`
+//!   ([`recheck`]): a user removed from the organisation is told and the
+//!   connection closed (1008, `access revoked`); a user whose role changed
+//!   keeps only the subscriptions the new role is allowed.
 //! - **Messages** are described in [`protocol`].
 //! - **Channels** are always resolved inside the caller's organisation (the
 //!   registry and the Redis names are keyed by it), and a subscription is
@@ -31,15 +36,15 @@ mod chat;
 mod connection;
 pub mod hub;
 pub mod protocol;
+mod recheck;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
@@ -49,6 +54,7 @@ use treven_mesh::events::EventPublisher;
 use treven_mesh::server::ShutdownPolicy;
 use treven_mesh::{CancellationToken, ErrorCode};
 use treven_proto::treven::agents::v1::agents_service_client::AgentsServiceClient;
+use treven_proto::treven::tenants::v1::tenants_service_client::TenantsServiceClient;
 
 use crate::caller::request_id;
 use crate::config::WsConfig;
@@ -78,6 +84,8 @@ pub(crate) struct Shared {
     events: EventPublisher,
     authorizer: Arc<dyn ChannelAuthorizer>,
     agents: AgentsServiceClient<Channel>,
+    /// Where memberships are checked again.
+    tenants: TenantsServiceClient<Channel>,
     /// Cancelled when connections must close (after the drain delay).
     closing: CancellationToken,
     permits: Arc<Semaphore>,
@@ -135,9 +143,16 @@ impl WsServer {
             .get("treven.agents.v1.AgentsService")
             .cloned()
             .ok_or_else(|| anyhow::anyhow!("no agents channel"))?;
+        let tenants = self
+            .gateway
+            .upstreams
+            .get("treven.tenants.v1.TenantsService")
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("no tenants channel"))?;
         let config = self.gateway.config.ws;
         Ok(Arc::new(Shared {
             agents: AgentsServiceClient::new(agents),
+            tenants: TenantsServiceClient::new(tenants),
             permits: Arc::new(Semaphore::new(config.max_connections)),
             closing: CancellationToken::new(),
             config,
@@ -231,42 +246,54 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
-/// The bearer token of an upgrade request: from the subprotocol offer, else
-/// `?token=`, else `Authorization`.
-fn token(headers: &HeaderMap, query: Option<&HashMap<String, String>>) -> Option<String> {
-    let offered = headers
+/// The bearer token of an upgrade request: the `bearer.<token>` entry of
+/// its `Sec-WebSocket-Protocol` offer, the only place one is read from.
+fn token(headers: &HeaderMap) -> Option<String> {
+    headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .find_map(|entry| entry.trim().strip_prefix(BEARER_PROTOCOL_PREFIX));
-    if let Some(token) = offered.filter(|t| !t.is_empty()) {
-        return Some(token.to_owned());
-    }
-    if let Some(token) = query.and_then(|q| q.get("token")).filter(|t| !t.is_empty()) {
-        return Some(token.clone());
-    }
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
+        .find_map(|entry| entry.trim().strip_prefix(BEARER_PROTOCOL_PREFIX))
+        .filter(|token| !token.is_empty())
+        .map(str::to_owned)
+}
+
+/// Query parameters that would carry a token in the URL.
+const TOKEN_PARAMETERS: &[&str] = &["token", "access_token", "id_token"];
+
+/// Whether the URL's query names a token parameter (with or without a
+/// value): such a request is refused, never logged.
+fn token_in_url(uri: &Uri) -> bool {
+    uri.query().is_some_and(|query| {
+        query.split('&').any(|pair| {
+            let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+            TOKEN_PARAMETERS
+                .iter()
+                .any(|parameter| name.eq_ignore_ascii_case(parameter))
+        })
+    })
 }
 
 /// `GET /ws`: authenticate, then upgrade.
 async fn upgrade(
     State(shared): State<Arc<Shared>>,
+    uri: Uri,
     headers: HeaderMap,
-    query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let id = request_id(&headers);
-    let query = query.ok().map(|Query(q)| q);
-    let mut response =
-        match authenticate_and_upgrade(&shared, &headers, query.as_ref(), &id, upgrade).await {
-            Ok(response) => response,
-            Err(error) => error.into_response(),
-        };
+    let outcome = if token_in_url(&uri) {
+        // Only the fact is logged: the URL holds the token.
+        tracing::info!(request_id = %id, "websocket upgrade with a token in the url refused");
+        Err(ApiError::new(
+            ErrorCode::ValidationError,
+            "tokens in the URL are refused: send it in Sec-WebSocket-Protocol (treven.v1, bearer.<token>)",
+        ))
+    } else {
+        authenticate_and_upgrade(&shared, &headers, &id, upgrade).await
+    };
+    let mut response = outcome.unwrap_or_else(IntoResponse::into_response);
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
     }
@@ -276,11 +303,10 @@ async fn upgrade(
 async fn authenticate_and_upgrade(
     shared: &Arc<Shared>,
     headers: &HeaderMap,
-    query: Option<&HashMap<String, String>>,
     id: &str,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let token = token(headers, query).ok_or_else(ApiError::unauthorized)?;
+    let token = token(headers).ok_or_else(ApiError::unauthorized)?;
     let authorization =
         HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| ApiError::unauthorized())?;
     let mut only_token = HeaderMap::new();
@@ -303,7 +329,7 @@ async fn authenticate_and_upgrade(
         .max_frame_size(size)
         .on_upgrade(move |socket| async move {
             let _permit = permit;
-            connection::run(shared, socket, caller.identity).await;
+            connection::run(shared, socket, caller.identity, caller.role).await;
         }))
 }
 
@@ -312,30 +338,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_token_comes_from_the_protocol_offer_then_the_query_then_the_header() {
+    fn the_token_comes_only_from_the_protocol_offer() {
         let mut headers = HeaderMap::new();
         headers.insert(
             header::SEC_WEBSOCKET_PROTOCOL,
             HeaderValue::from_static("treven.v1, bearer.aaa.bbb.ccc"),
         );
+        assert_eq!(token(&headers).as_deref(), Some("aaa.bbb.ccc"));
+        headers.remove(header::SEC_WEBSOCKET_PROTOCOL);
         headers.insert(
             header::AUTHORIZATION,
             HeaderValue::from_static("Bearer hdr"),
         );
-        let query: HashMap<String, String> = [("token".to_owned(), "qqq".to_owned())].into();
-        assert_eq!(
-            token(&headers, Some(&query)).as_deref(),
-            Some("aaa.bbb.ccc")
-        );
-        headers.remove(header::SEC_WEBSOCKET_PROTOCOL);
-        assert_eq!(token(&headers, Some(&query)).as_deref(), Some("qqq"));
-        assert_eq!(token(&headers, None).as_deref(), Some("hdr"));
-        headers.remove(header::AUTHORIZATION);
-        assert_eq!(token(&headers, None), None);
+        assert_eq!(token(&headers), None, "no Authorization header");
         headers.insert(
             header::SEC_WEBSOCKET_PROTOCOL,
             HeaderValue::from_static("treven.v1, bearer."),
         );
-        assert_eq!(token(&headers, None), None);
+        assert_eq!(token(&headers), None);
+    }
+
+    #[test]
+    fn a_token_parameter_in_the_url_is_recognised() {
+        for refused in [
+            "/ws?token=abc",
+            "/ws?x=1&TOKEN=abc",
+            "/ws?access_token=abc",
+            "/ws?id_token",
+            "/ws?token=",
+        ] {
+            let uri: Uri = refused.parse().unwrap_or_default();
+            assert!(token_in_url(&uri), "{refused}");
+        }
+        for allowed in ["/ws", "/ws?", "/ws?tokens=1", "/ws?x=token"] {
+            let uri: Uri = allowed.parse().unwrap_or_default();
+            assert!(!token_in_url(&uri), "{allowed}");
+        }
     }
 }

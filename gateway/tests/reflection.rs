@@ -1,15 +1,18 @@
 //! With reflection on, a route of a service the gateway was not built with
-//! works: its descriptors come from the service at start-up.
+//! works: its descriptors come from the service at start-up. Its RPCs
+//! without an http rule stay internal: the edge refuses them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use prost::Message as _;
 use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor, Value};
-use support::Edge;
+use support::{Edge, grpc_web};
 use tonic::server::{NamedService, UnaryService};
 use treven_mesh::Role;
 use treven_transcode::DynamicCodec;
@@ -23,10 +26,12 @@ fn echo_descriptors() -> Vec<u8> {
     compiler.encode_file_descriptor_set()
 }
 
-/// `echo.v1.EchoService` served by descriptor, no generated code.
+/// `echo.v1.EchoService` served by descriptor, no generated code: every
+/// method echoes, and the path of each call is recorded.
 #[derive(Clone)]
 struct Echo {
     method: MethodDescriptor,
+    calls: Arc<Mutex<Vec<String>>>,
 }
 
 impl NamedService for Echo {
@@ -66,6 +71,10 @@ impl tower::Service<http::Request<tonic::body::Body>> for Echo {
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
         let method = self.method.clone();
+        self.calls
+            .lock()
+            .unwrap()
+            .push(request.uri().path().to_owned());
         Box::pin(async move {
             let mut grpc = tonic::server::Grpc::new(DynamicCodec::for_server(&method));
             Ok(grpc.unary(EchoCall(method), request).await)
@@ -84,6 +93,7 @@ async fn a_new_service_is_routed_from_its_reflection_without_a_gateway_build() {
         .methods()
         .next()
         .unwrap();
+    let calls: Arc<Mutex<Vec<String>>> = Arc::default();
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(&encoded)
         .build_v1()
@@ -92,7 +102,10 @@ async fn a_new_service_is_routed_from_its_reflection_without_a_gateway_build() {
     let address = listener.local_addr().unwrap();
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(Echo { method })
+            .add_service(Echo {
+                method: method.clone(),
+                calls: calls.clone(),
+            })
             .add_service(reflection)
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
@@ -136,6 +149,37 @@ async fn a_new_service_is_routed_from_its_reflection_without_a_gateway_build() {
         .await
         .unwrap();
     assert!(doc["paths"]["/api/echo/{name}"].is_object());
+    // Over gRPC-web too: the reflected RPC with a rule is public, the one
+    // without stays internal and never reaches the service.
+    let mut hello = DynamicMessage::new(method.input());
+    hello.set_field_by_name("name", Value::String("ada".into()));
+    let payload = hello.encode_to_vec();
+    let echoed = grpc_web(
+        &edge.http,
+        &reflective,
+        "/echo.v1.EchoService/Echo",
+        Some(&token),
+        false,
+        &payload,
+    )
+    .await;
+    assert_eq!(echoed.status.as_deref(), Some("0"), "{}", echoed.message);
+    assert_eq!(echoed.messages.len(), 1);
+    let secret = grpc_web(
+        &edge.http,
+        &reflective,
+        "/echo.v1.EchoService/Secret",
+        Some(&token),
+        false,
+        &payload,
+    )
+    .await;
+    assert_eq!(secret.status.as_deref(), Some("12"), "UNIMPLEMENTED");
+    assert_eq!(
+        calls.lock().unwrap().as_slice(),
+        ["/echo.v1.EchoService/Echo", "/echo.v1.EchoService/Echo"],
+        "REST and gRPC-web reached Echo, nothing reached Secret"
+    );
     // Built-in routes still work next to it.
     assert_eq!(
         edge.http

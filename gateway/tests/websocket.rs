@@ -94,7 +94,7 @@ async fn publish(org: OrgId, channel: EventChannel, data: Value) -> EventId {
 enum Via {
     /// `Sec-WebSocket-Protocol: treven.v1, bearer.<jwt>` (what browsers do).
     Protocol,
-    /// `?token=<jwt>`.
+    /// `?token=<jwt>`: refused.
     Query,
 }
 
@@ -233,10 +233,8 @@ async fn events_reach_subscribers_on_every_gateway_instance() {
     let one = edge.ws_instance(&[], Some(resources.clone())).await;
     let two = edge.ws_instance(&[], Some(resources.clone())).await;
 
-    // The token in the subprotocol offer on one instance, in the query on
-    // the other.
     let mut first = connect(&one, &token, Via::Protocol).await;
-    let mut second = connect(&two, &token, Via::Query).await;
+    let mut second = connect(&two, &token, Via::Protocol).await;
     assert_eq!(subscribe(&mut first, report, None).await["replayed"], 0);
     assert_eq!(subscribe(&mut second, report, None).await["replayed"], 0);
 
@@ -351,7 +349,7 @@ async fn resuming_after_a_reconnect_delivers_the_missed_events_once() {
     }
     // Reconnect to the other instance and resume while more events are
     // published at the same time, so some arrive live during the replay.
-    let mut client = connect(&two, &token, Via::Query).await;
+    let mut client = connect(&two, &token, Via::Protocol).await;
     let racing = tokio::spawn(async move {
         for n in 6..=40 {
             publish(acme, report, json!({"n": n})).await;
@@ -442,7 +440,9 @@ async fn bad_tokens_are_refused_before_the_upgrade() {
     let refusals = [
         (request(&instance, None, Via::Protocol), 401),
         (request(&instance, Some("not-a-jwt"), Via::Protocol), 401),
-        (request(&instance, Some("not-a-jwt"), Via::Query), 401),
+        // A token in the URL is refused before it is even looked at.
+        (request(&instance, Some("not-a-jwt"), Via::Query), 400),
+        (request(&instance, Some(&token), Via::Query), 400),
         (request(&instance, Some(&wrong_issuer), Via::Protocol), 401),
         // Signed in, but no user in tenants.
         (request(&instance, Some(&stranger), Via::Protocol), 403),
@@ -459,13 +459,13 @@ async fn bad_tokens_are_refused_before_the_upgrade() {
     assert_eq!(try_connect(forged).await.err(), Some(401));
     assert_eq!(instance.hub.connections(), 0);
 
-    // A plain Authorization header also works (for non-browser clients).
+    // The subprotocol offer is the only form: not an Authorization header.
     let mut with_header = request(&instance, None, Via::Protocol);
     with_header.headers_mut().insert(
         "authorization",
         HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
     );
-    assert!(try_connect(with_header).await.is_ok());
+    assert_eq!(try_connect(with_header).await.err(), Some(401));
 
     // A connection ends when its token expires.
     let short = edge.pool.forge(
@@ -669,7 +669,7 @@ async fn heartbeats_keep_readers_and_close_silent_clients() {
         )
         .await;
     let mut silent = connect(&instance, &token, Via::Protocol).await;
-    let mut reader = connect(&instance, &token, Via::Query).await;
+    let mut reader = connect(&instance, &token, Via::Protocol).await;
     assert_eq!(instance.hub.connections(), 2);
 
     // The reader reads (and so answers pings) for well past the idle
@@ -780,6 +780,7 @@ struct Proxy {
 }
 
 impl Proxy {
+    /// A proxy in front of Redis; `url` is Redis' URL through it.
     async fn start() -> Self {
         let url = redis_url();
         let rest = url.trim_start_matches("redis://");
@@ -790,6 +791,11 @@ impl Proxy {
             .next()
             .unwrap()
             .to_owned();
+        Self::to(url, target).await
+    }
+
+    /// A proxy in front of `target` (`host:port`), which appears in `url`.
+    async fn to(url: String, target: String) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let proxied = url.replace(&target, &listener.local_addr().unwrap().to_string());
         let up = Arc::new(AtomicBool::new(true));
@@ -867,5 +873,323 @@ async fn a_redis_outage_is_reported_and_events_resume_after_it() {
     publish(acme, report, json!({"n": 3})).await;
     assert_eq!(next_event(&mut client, report).await["data"]["n"], 3);
     assert_silent(&mut client, Duration::from_millis(300)).await;
+    edge.stop().await;
+}
+
+/// The user id of the caller holding `token` (`GET /api/me`).
+async fn user_id(edge: &Edge, token: &str) -> String {
+    let me: Value = edge
+        .http
+        .get(edge.url("/api/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    me["user"]["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_removed_users_websocket_stops_receiving_events_within_10_s() {
+    let edge = Edge::start(10_000).await;
+    let acme = edge.org("Acme").await;
+    let (_, admin) = edge
+        .member("ada@acme.example", acme, Some(Role::Admin))
+        .await;
+    let (_, ann) = edge
+        .member("ann@acme.example", acme, Some(Role::Analyst))
+        .await;
+    let resources = Arc::new(Resources::default());
+    let report = new_report();
+    resources.add(acme, report);
+    // The default recheck interval, and the default role cache (30 s): the
+    // recheck must not depend on the cache expiring.
+    let instance = edge.ws_instance(&[], Some(resources)).await;
+    let mut removed = connect(&instance, &ann, Via::Protocol).await;
+    let mut staying = connect(&instance, &admin, Via::Protocol).await;
+    subscribe(&mut removed, report, None).await;
+    subscribe(&mut staying, report, None).await;
+    let first = publish(acme, report, json!({"n": 0})).await;
+    assert_eq!(
+        next_event(&mut removed, report).await["id"],
+        first.to_string()
+    );
+    assert_eq!(
+        next_event(&mut staying, report).await["id"],
+        first.to_string()
+    );
+
+    // An admin removes ann through tenants.
+    let ann_id = user_id(&edge, &ann).await;
+    let deleted = edge
+        .http
+        .delete(edge.url(&format!("/api/users/{ann_id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    let removed_at = Instant::now();
+
+    // Events keep coming on the report meanwhile.
+    let publishing = tokio::spawn(async move {
+        let mut last = None;
+        for n in 1..=48 {
+            last = Some(publish(acme, report, json!({"n": n})).await);
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        last.unwrap()
+    });
+    let deadline = tokio::time::Instant::from_std(removed_at + Duration::from_secs(10));
+    let mut told_at = None;
+    let mut events_after_removal = 0;
+    let (code, reason) = loop {
+        match tokio::time::timeout_at(deadline, removed.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let message: Value = serde_json::from_str(&text).unwrap();
+                assert!(told_at.is_none(), "nothing after the notice: {message}");
+                match message["type"].as_str() {
+                    Some("report:update") => events_after_removal += 1,
+                    Some("error") => {
+                        assert_eq!(message["code"], "FORBIDDEN", "{message}");
+                        told_at = Some(removed_at.elapsed());
+                    }
+                    _ => panic!("unexpected {message}"),
+                }
+            }
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                let frame = frame.expect("a close frame with a reason");
+                break (u16::from(frame.code), frame.reason.to_string());
+            }
+            Ok(Some(Ok(_))) => continue,
+            Ok(Some(Err(error))) => panic!("the socket failed instead of closing: {error}"),
+            Ok(None) => panic!("the socket ended without a close frame"),
+            Err(_) => panic!("still open 10 s after the removal"),
+        }
+    };
+    let closed_after = removed_at.elapsed();
+    eprintln!(
+        "removed user: told after {told_at:?}, closed after {closed_after:?}, \
+         {events_after_removal} events reached them in between"
+    );
+    assert_eq!((code, reason.as_str()), (1008, "access revoked"));
+    assert!(told_at.is_some(), "told why before the close");
+    assert!(closed_after < Duration::from_secs(10), "{closed_after:?}");
+    wait_for_connections(&instance, 1).await;
+
+    // Events published afterwards still reach the member who stayed.
+    let last = publishing.await.unwrap();
+    loop {
+        let event = next_event(&mut staying, report).await;
+        if event["id"] == last.to_string() {
+            break;
+        }
+    }
+    edge.stop().await;
+}
+
+/// Reports are readable by every member, runs only by analysts and admins
+/// (as the owning services would answer).
+#[derive(Debug, Default)]
+struct ByRole(Resources);
+
+impl ChannelAuthorizer for ByRole {
+    fn authorize<'a>(
+        &'a self,
+        caller: &'a Caller,
+        channel: EventChannel,
+    ) -> BoxFuture<'a, Result<(), ServiceError>> {
+        let allowed = !matches!(channel, EventChannel::Run(_)) || caller.role != Role::Viewer;
+        let exists = self.0.authorize(caller, channel);
+        Box::pin(async move {
+            exists.await?;
+            if allowed {
+                Ok(())
+            } else {
+                Err(refusal(ErrorCode::Forbidden, &channel))
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_demoted_user_loses_the_subscriptions_their_new_role_may_not_follow() {
+    let edge = Edge::start(10_000).await;
+    let acme = edge.org("Acme").await;
+    let (_, admin) = edge
+        .member("ada@acme.example", acme, Some(Role::Admin))
+        .await;
+    let (_, ann) = edge
+        .member("ann@acme.example", acme, Some(Role::Analyst))
+        .await;
+    let authorizer = Arc::new(ByRole::default());
+    let (report, run) = (new_report(), EventChannel::Run(uuid::Uuid::now_v7()));
+    authorizer.0.add(acme, report);
+    authorizer.0.add(acme, run);
+    let instance = edge
+        .ws_instance(
+            &[("TREVEN_GATEWAY_WS_RECHECK_SECS", "1".to_owned())],
+            Some(authorizer),
+        )
+        .await;
+    let mut client = connect(&instance, &ann, Via::Protocol).await;
+    subscribe(&mut client, report, None).await;
+    subscribe(&mut client, run, None).await;
+    publish(acme, run, json!({"step": 1})).await;
+    assert_eq!(next_event(&mut client, run).await["data"]["step"], 1);
+
+    // An admin makes ann a viewer.
+    let ann_id = user_id(&edge, &ann).await;
+    let demoted = edge
+        .http
+        .patch(edge.url(&format!("/api/users/{ann_id}")))
+        .bearer_auth(&admin)
+        .json(&json!({"role": "ROLE_VIEWER"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(demoted.status(), 200);
+    let demoted_at = Instant::now();
+    let dropped = next_within(&mut client, Duration::from_secs(10))
+        .await
+        .expect("told within 10 s");
+    eprintln!(
+        "demoted user: run subscription dropped after {:?}",
+        demoted_at.elapsed()
+    );
+    assert_eq!(dropped["type"], "error", "{dropped}");
+    assert_eq!(dropped["code"], "FORBIDDEN", "{dropped}");
+    assert_eq!(dropped["channel"], run.to_string());
+
+    // The run's events stop; the report's still come; the connection stays.
+    publish(acme, run, json!({"step": 2})).await;
+    let kept = publish(acme, report, json!({"still": "here"})).await;
+    let event = next_event(&mut client, report).await;
+    assert_eq!(event["id"], kept.to_string());
+    assert_silent(&mut client, Duration::from_millis(500)).await;
+
+    // Subscribing to the run again is refused, though the gateway's role
+    // cache (30 s) still says analyst.
+    send(
+        &mut client,
+        json!({"type": "subscribe", "channel": run.to_string()}),
+    )
+    .await;
+    let refused = next_json(&mut client).await;
+    assert_eq!(refused["code"], "FORBIDDEN", "{refused}");
+    assert_eq!(instance.hub.connections(), 1);
+    edge.stop().await;
+}
+
+/// A `Write` into a shared buffer, to read what was logged.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_token_in_the_url_is_refused_clearly_and_never_logged() {
+    // Everything this (single-threaded) test runtime logs, at debug.
+    let logs = Logs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
+        .with_writer({
+            let logs = logs.clone();
+            move || logs.clone()
+        })
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+
+    let edge = Edge::start(10_000).await;
+    let acme = edge.org("Acme").await;
+    let (_, token) = edge
+        .member("ann@acme.example", acme, Some(Role::Analyst))
+        .await;
+    let instance = edge
+        .ws_instance(&[], Some(Arc::new(Resources::default())))
+        .await;
+    // In the URL, even next to a valid offer: refused with a reason.
+    let mut both = request(&instance, Some(&token), Via::Protocol);
+    *both.uri_mut() = format!("{}?token={token}", instance.url).parse().unwrap();
+    let refused = match tokio_tungstenite::connect_async(both).await {
+        Err(tungstenite::Error::Http(response)) => response,
+        other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+    };
+    assert_eq!(refused.status(), 400);
+    let body: Value = serde_json::from_slice(refused.body().as_deref().unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "VALIDATION_ERROR");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Sec-WebSocket-Protocol"),
+        "{body}"
+    );
+    assert_eq!(instance.hub.connections(), 0);
+    // The same token in the offer works.
+    let _client = connect(&instance, &token, Via::Protocol).await;
+    edge.stop().await;
+
+    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logged.contains("token in the url refused"),
+        "the refusal is logged"
+    );
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(!logged.contains(signature), "the token was logged");
+    assert!(!logged.contains("token="), "the URL was logged");
+}
+
+#[tokio::test]
+async fn a_connection_whose_membership_cannot_be_checked_closes_after_three_tries() {
+    let edge = Edge::start(10_000).await;
+    let acme = edge.org("Acme").await;
+    let (_, token) = edge
+        .member("ann@acme.example", acme, Some(Role::Analyst))
+        .await;
+    let tenants_url = edge
+        .pairs
+        .iter()
+        .find(|(name, _)| *name == "TREVEN_TENANTS_URL")
+        .map(|(_, url)| url.clone())
+        .unwrap();
+    let target = tenants_url.trim_start_matches("http://").to_owned();
+    let tenants = Proxy::to(tenants_url, target).await;
+    let instance = edge
+        .ws_instance(
+            &[
+                ("TREVEN_TENANTS_URL", tenants.url.clone()),
+                ("TREVEN_GATEWAY_WS_RECHECK_SECS", "1".to_owned()),
+            ],
+            Some(Arc::new(Resources::default())),
+        )
+        .await;
+    let mut client = connect(&instance, &token, Via::Protocol).await;
+    // Checks pass while tenants answers.
+    assert_silent(&mut client, Duration::from_millis(2500)).await;
+
+    // Tenants unreachable: a few failed checks are tolerated, then the
+    // connection is told and closed (never kept open unverified).
+    tenants.cut();
+    let cut_at = Instant::now();
+    let notice = next_json(&mut client).await;
+    assert_eq!(notice["type"], "error", "{notice}");
+    assert_eq!(notice["code"], "UNAVAILABLE", "{notice}");
+    let (code, reason) = close_frame(&mut client, WAIT).await.expect("a close frame");
+    assert_eq!((code, reason.as_str()), (1013, "cannot verify access"));
+    let after = cut_at.elapsed();
+    assert!(after >= Duration::from_secs(2), "three checks: {after:?}");
+    assert!(after < Duration::from_secs(15), "{after:?}");
     edge.stop().await;
 }

@@ -10,7 +10,9 @@
 //! - [`request`]: path variables, query parameters and JSON body → request message;
 //! - [`response`] and [`errors`]: response message / gRPC status → JSON and HTTP status;
 //! - [`codec`] and [`client`]: call any RPC by descriptor over a tonic channel;
-//! - [`openapi`]: the OpenAPI 3.1 document of the same routes.
+//! - [`openapi`]: the OpenAPI 3.1 document of the same routes;
+//! - [`public`]: the public surface — exactly the RPCs with a rule — that
+//!   every edge protocol (REST, gRPC-web, gRPC) is limited to.
 //!
 //! [`Transcoder`] bundles a pool with its route table.
 
@@ -21,6 +23,7 @@ pub mod fields;
 mod input;
 mod json;
 pub mod openapi;
+pub mod public;
 mod query;
 pub mod request;
 pub mod response;
@@ -36,6 +39,7 @@ pub use codec::DynamicCodec;
 pub use errors::{HttpError, http_error, http_error_of};
 pub use fields::FieldPath;
 pub use openapi::{OpenApiInfo, openapi_document};
+pub use public::{PublicSurface, grpc_path};
 pub use request::{RequestLimits, build_request};
 pub use response::{encode_response, message_json, response_json};
 pub use routes::{MatchError, Route, RouteBody, RouteError, RouteMatch, RouteTable};

@@ -3,16 +3,18 @@
 use prost_reflect::DescriptorPool;
 
 use crate::openapi::{OpenApiInfo, openapi_document};
+use crate::public::PublicSurface;
 use crate::routes::{RouteError, RouteTable};
 use crate::rules;
 
-/// A pool and its routes. Immutable: adding descriptors returns a new
+/// A pool, its routes and the public surface they define. Immutable: adding descriptors returns a new
 /// `Transcoder`, so the gateway can swap it atomically while requests use the
 /// old one.
 #[derive(Debug)]
 pub struct Transcoder {
     pool: DescriptorPool,
     routes: RouteTable,
+    public: PublicSurface,
 }
 
 impl Transcoder {
@@ -24,7 +26,12 @@ impl Transcoder {
     /// Routes for every rule in `pool`.
     pub fn from_pool(pool: DescriptorPool) -> Result<Self, RouteError> {
         let routes = RouteTable::from_pool(&pool)?;
-        Ok(Self { pool, routes })
+        let public = PublicSurface::of(&routes);
+        Ok(Self {
+            pool,
+            routes,
+            public,
+        })
     }
 
     /// A new transcoder with the files of an encoded `FileDescriptorSet`
@@ -50,6 +57,11 @@ impl Transcoder {
     /// The routes.
     pub fn routes(&self) -> &RouteTable {
         &self.routes
+    }
+
+    /// The RPCs the edge may serve: exactly those with a route.
+    pub fn public(&self) -> &PublicSurface {
+        &self.public
     }
 
     /// The OpenAPI 3.1 document of the routes.

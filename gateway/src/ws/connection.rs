@@ -6,6 +6,12 @@
 //! owning service whether a subscription is allowed, relaying a chat) runs
 //! in child tasks that report back; they end with the connection.
 //!
+//! Membership is checked again on a timer ([`super::recheck`]): a removed
+//! user's connection is closed with 1008 `access revoked` and a demoted
+//! user's subscriptions the new role may not follow are dropped, each told
+//! with an `error` frame. Subscriptions are always checked with the least
+//! privileged of the cached role and the last rechecked one.
+//!
 //! Exactly-once across resume: each subscription keeps a cursor, the id of
 //! the last event the client was given (or the newest event in the stream
 //! when it subscribed without `lastEventId`). The live subscription is
@@ -21,13 +27,14 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use treven_mesh::events::{EventChannel, EventError, EventId, STREAM_RETENTION};
-use treven_mesh::{ErrorCode, ServiceError};
+use treven_mesh::{ErrorCode, Role, ServiceError};
 
 use super::Shared;
 use super::authorize::act_as;
 use super::chat::relay_chat;
 use super::hub::{Delivered, Delivery, Membership};
 use super::protocol::{self, ClientMessage, Scope};
+use super::recheck::{self, MAX_UNKNOWN, Recheck};
 use crate::auth::Identity;
 
 /// Chats one connection may have streaming at once.
@@ -50,10 +57,11 @@ enum End {
 
 /// What child tasks report to the connection.
 enum Internal {
-    /// The owner allows the subscription.
+    /// The owner allows the subscription (checked with `role`).
     Authorized {
         channel: EventChannel,
         resume: Option<EventId>,
+        role: Role,
     },
     /// The subscription is refused.
     Refused {
@@ -62,6 +70,8 @@ enum Internal {
     },
     /// A chat finished.
     ChatEnded,
+    /// A membership check finished.
+    Rechecked(Recheck),
 }
 
 /// The outcome of reading a channel's stream after a cursor.
@@ -75,6 +85,12 @@ enum CatchUp {
 struct Session {
     shared: Arc<Shared>,
     identity: Identity,
+    /// The role tenants last gave (at the upgrade, then at each recheck).
+    role: Role,
+    /// A membership check is running.
+    rechecking: bool,
+    /// Membership checks in a row that could not be answered.
+    unknown_checks: u32,
     member: Membership,
     /// Live subscriptions and their cursors.
     subscriptions: HashMap<EventChannel, EventId>,
@@ -90,7 +106,7 @@ struct Session {
 }
 
 /// Serves one upgraded connection of `identity` until it ends.
-pub async fn run(shared: Arc<Shared>, mut socket: WebSocket, identity: Identity) {
+pub async fn run(shared: Arc<Shared>, mut socket: WebSocket, identity: Identity, role: Role) {
     let member = shared.hub.join(shared.config.queue_events);
     let connection = member.id;
     let org_id = identity.org_id;
@@ -103,6 +119,7 @@ pub async fn run(shared: Arc<Shared>, mut socket: WebSocket, identity: Identity)
     let expires_in = Duration::from_secs(
         u64::try_from(identity.expires_at - chrono::Utc::now().timestamp()).unwrap_or(0),
     );
+    let mut recheck_tick = recheck_timer(shared.config.recheck_interval);
     let expiry = tokio::time::sleep(expires_in);
     tokio::pin!(expiry);
     let slow = member.slow.clone();
@@ -111,6 +128,9 @@ pub async fn run(shared: Arc<Shared>, mut socket: WebSocket, identity: Identity)
         interrupted: !shared.hub.bridge_connected(),
         shared,
         identity,
+        role,
+        rechecking: false,
+        unknown_checks: 0,
         member,
         subscriptions: HashMap::new(),
         pending: HashSet::new(),
@@ -133,6 +153,10 @@ pub async fn run(shared: Arc<Shared>, mut socket: WebSocket, identity: Identity)
             Some(internal) = internal_rx.recv() => session.on_internal(&mut socket, internal).await,
             Some(message) = chat_rx.recv() => session.send(&mut socket, message).await,
             _ = ping.tick() => session.on_tick(&mut socket).await,
+            _ = recheck_tick.tick() => {
+                session.start_recheck();
+                Ok(())
+            }
             Some(_) = session.tasks.join_next(), if !session.tasks.is_empty() => Ok(()),
         };
         if let Err(end) = step {
@@ -142,6 +166,32 @@ pub async fn run(shared: Arc<Shared>, mut socket: WebSocket, identity: Identity)
     session.tasks.abort_all();
     farewell(&mut socket, &end).await;
     tracing::info!(connection, %org_id, reason = ?end, "websocket closed");
+}
+
+/// [`act_as`] with the least privileged of the cached role and `known`, the
+/// role the last membership check found (the cache may be older).
+async fn act_as_known(
+    shared: &Shared,
+    identity: &Identity,
+    known: Role,
+) -> Result<crate::caller::Caller, ServiceError> {
+    let caller = act_as(shared, identity).await?;
+    let role = recheck::least(caller.role, known);
+    if role == caller.role {
+        return Ok(caller);
+    }
+    Ok(recheck::caller_with_role(shared, identity, role))
+}
+
+/// Ticks every `period`, the first one at a random point of the first
+/// period, so connections opened together do not check together.
+fn recheck_timer(period: Duration) -> tokio::time::Interval {
+    let period_ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX).max(1);
+    let offset = u64::try_from(uuid::Uuid::new_v4().as_u128() % u128::from(period_ms)).unwrap_or(0);
+    let first = tokio::time::Instant::now() + Duration::from_millis(offset.max(1));
+    let mut timer = tokio::time::interval_at(first, period);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    timer
 }
 
 /// The last frames of a connection the server ends.
@@ -286,18 +336,27 @@ impl Session {
             return self.send(socket, error).await;
         }
         self.pending.insert(channel);
-        let (shared, identity, report) = (
+        let (shared, identity, report, known) = (
             Arc::clone(&self.shared),
             self.identity.clone(),
             self.internal.clone(),
+            self.role,
         );
         self.tasks.spawn(async move {
-            let verdict = match act_as(&shared, &identity).await {
-                Ok(caller) => shared.authorizer.authorize(&caller, channel).await,
+            let verdict = match act_as_known(&shared, &identity, known).await {
+                Ok(caller) => shared
+                    .authorizer
+                    .authorize(&caller, channel)
+                    .await
+                    .map(|()| caller.role),
                 Err(error) => Err(error),
             };
             let outcome = match verdict {
-                Ok(()) => Internal::Authorized { channel, resume },
+                Ok(role) => Internal::Authorized {
+                    channel,
+                    resume,
+                    role,
+                },
                 Err(error) => Internal::Refused { channel, error },
             };
             let _ = report.send(outcome).await;
@@ -348,14 +407,15 @@ impl Session {
                 .await;
         }
         self.chats += 1;
-        let (shared, identity, out, report) = (
+        let (shared, identity, out, report, known) = (
             Arc::clone(&self.shared),
             self.identity.clone(),
             self.chat_out.clone(),
             self.internal.clone(),
+            self.role,
         );
         self.tasks.spawn(async move {
-            match act_as(&shared, &identity).await {
+            match act_as_known(&shared, &identity, known).await {
                 Ok(caller) => {
                     let pool = shared.gateway.transcoder.pool().clone();
                     let agents = shared.agents.clone();
@@ -375,11 +435,24 @@ impl Session {
 
     async fn on_internal(&mut self, socket: &mut WebSocket, internal: Internal) -> Result<(), End> {
         match internal {
-            Internal::Authorized { channel, resume } => {
-                if self.pending.remove(&channel) {
-                    self.activate(socket, channel, resume).await
-                } else {
+            Internal::Authorized {
+                channel,
+                resume,
+                role,
+            } => {
+                if !self.pending.remove(&channel) {
                     Ok(()) // unsubscribed while it was being checked
+                } else if role != recheck::least(role, self.role) {
+                    // Demoted while it was being checked.
+                    let raw = channel.to_string();
+                    let frame = protocol::error(
+                        ErrorCode::Forbidden,
+                        "your role changed; subscribe again",
+                        Scope::Channel(&raw),
+                    );
+                    self.send(socket, frame).await
+                } else {
+                    self.activate(socket, channel, resume).await
                 }
             }
             Internal::Refused { channel, error } => {
@@ -396,7 +469,105 @@ impl Session {
                 self.chats = self.chats.saturating_sub(1);
                 Ok(())
             }
+            Internal::Rechecked(outcome) => {
+                self.rechecking = false;
+                self.on_recheck(socket, outcome).await
+            }
         }
+    }
+
+    /// Starts a membership check unless one is running.
+    fn start_recheck(&mut self) {
+        if std::mem::replace(&mut self.rechecking, true) {
+            return;
+        }
+        let channels: Vec<EventChannel> = self.subscriptions.keys().copied().collect();
+        let (shared, identity, report, known) = (
+            Arc::clone(&self.shared),
+            self.identity.clone(),
+            self.internal.clone(),
+            self.role,
+        );
+        self.tasks.spawn(async move {
+            let outcome = recheck::recheck(&shared, &identity, known, channels).await;
+            let _ = report.send(Internal::Rechecked(outcome)).await;
+        });
+    }
+
+    /// Acts on a membership check: closes a removed user's connection, drops
+    /// the subscriptions a changed role may no longer follow.
+    async fn on_recheck(&mut self, socket: &mut WebSocket, outcome: Recheck) -> Result<(), End> {
+        match outcome {
+            Recheck::Revoked => {
+                tracing::info!(connection = self.member.id, org_id = %self.identity.org_id, "websocket user no longer a member");
+                let frame = protocol::error(
+                    ErrorCode::Forbidden,
+                    "you are no longer a member of this organisation",
+                    Scope::Connection,
+                );
+                let _ = self.send(socket, frame).await;
+                Err(End::Close(close_code::POLICY, "access revoked"))
+            }
+            Recheck::Unknown(error) => {
+                self.unknown_checks += 1;
+                if self.unknown_checks < MAX_UNKNOWN {
+                    return Ok(());
+                }
+                tracing::warn!(connection = self.member.id, %error, "websocket membership unverifiable, closing");
+                let frame = protocol::error(
+                    ErrorCode::Unavailable,
+                    "cannot verify your access right now; reconnect later",
+                    Scope::Connection,
+                );
+                let _ = self.send(socket, frame).await;
+                Err(End::Close(close_code::AGAIN, "cannot verify access"))
+            }
+            Recheck::Member {
+                role,
+                checked,
+                mut refused,
+            } => {
+                self.unknown_checks = 0;
+                self.role = role;
+                if let Some(checked) = checked {
+                    // Made live with the old role while the check ran.
+                    let unchecked = self
+                        .subscriptions
+                        .keys()
+                        .filter(|channel| !checked.contains(channel))
+                        .map(|channel| {
+                            let again = ServiceError::new(ErrorCode::Forbidden, "subscribe again");
+                            (*channel, again)
+                        })
+                        .collect::<Vec<_>>();
+                    refused.extend(unchecked);
+                }
+                for (channel, error) in refused {
+                    self.drop_subscription(socket, channel, &error).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends a live subscription the caller's new role may not follow, and
+    /// tells the client why.
+    async fn drop_subscription(
+        &mut self,
+        socket: &mut WebSocket,
+        channel: EventChannel,
+        error: &ServiceError,
+    ) -> Result<(), End> {
+        if self.subscriptions.remove(&channel).is_none() {
+            return Ok(()); // unsubscribed meanwhile
+        }
+        self.shared
+            .hub
+            .unsubscribe(self.member.id, self.identity.org_id, channel);
+        let raw = channel.to_string();
+        let message = format!("your role changed: {}", error.message());
+        let frame = protocol::error(error.code(), &message, Scope::Channel(&raw));
+        self.send(socket, frame).await
     }
 
     /// Makes an allowed subscription live: registers it, replays what the

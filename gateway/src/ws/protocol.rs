@@ -19,7 +19,10 @@
 //!   than can be replayed: reload the resource, live events follow;
 //! - `{"type":"error","code","message"[,"channel"|"conversationId"]}` with a
 //!   code of the REST error table (`FORBIDDEN`, `NOT_FOUND`,
-//!   `VALIDATION_ERROR`, `RATE_LIMITED`, `UNAVAILABLE`, …).
+//!   `VALIDATION_ERROR`, `RATE_LIMITED`, `UNAVAILABLE`, …); a `FORBIDDEN`
+//!   naming a channel after a role change means that subscription was
+//!   dropped, and one without a channel, followed by close 1008 `access
+//!   revoked`, that the user is no longer a member.
 
 use axum::extract::ws::{Message, Utf8Bytes};
 use serde::Deserialize;

@@ -459,3 +459,88 @@ impl Edge {
         }
     }
 }
+
+/// The gRPC status and message of a gRPC-web answer: from the headers
+/// (trailers-only) or from the trailer frame of a binary body.
+pub struct GrpcWebAnswer {
+    /// The HTTP status.
+    pub http: u16,
+    /// `grpc-status`.
+    pub status: Option<String>,
+    /// `grpc-message`.
+    pub message: String,
+    /// The reply messages (binary mode only).
+    pub messages: Vec<Vec<u8>>,
+}
+
+/// Calls `path` on `base` over gRPC-web (binary, or base64 `text`) with one
+/// request message (`payload`, encoded) and an optional bearer token.
+pub async fn grpc_web(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+    token: Option<&str>,
+    text: bool,
+    payload: &[u8],
+) -> GrpcWebAnswer {
+    use base64::Engine as _;
+    let mut empty = vec![0u8];
+    empty.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_be_bytes());
+    empty.extend_from_slice(payload);
+    let (content_type, body) = if text {
+        (
+            "application/grpc-web-text",
+            base64::engine::general_purpose::STANDARD
+                .encode(&empty)
+                .into_bytes(),
+        )
+    } else {
+        ("application/grpc-web+proto", empty)
+    };
+    let mut request = http
+        .post(format!("{base}{path}"))
+        .header("content-type", content_type)
+        .header("x-grpc-web", "1")
+        .body(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let http = response.status().as_u16();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let mut status = header("grpc-status");
+    let mut message = header("grpc-message").unwrap_or_default();
+    let body = response.bytes().await.unwrap();
+    let mut messages = Vec::new();
+    if !text {
+        let mut rest = &body[..];
+        while rest.len() >= 5 {
+            let length = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+            let payload = &rest[5..5 + length];
+            if rest[0] & 0x80 != 0 {
+                for line in String::from_utf8_lossy(payload).lines() {
+                    if let Some(value) = line.strip_prefix("grpc-status:") {
+                        status = Some(value.trim().to_owned());
+                    }
+                    if let Some(value) = line.strip_prefix("grpc-message:") {
+                        message = value.trim().to_owned();
+                    }
+                }
+            } else {
+                messages.push(payload.to_vec());
+            }
+            rest = &rest[5 + length..];
+        }
+    }
+    GrpcWebAnswer {
+        http,
+        status,
+        message,
+        messages,
+    }
+}
