@@ -652,5 +652,20 @@ async fn every_rpc_answers_each_principal_and_role_as_its_table_says() {
         .record_audit_event(authed(&app.via(Principal::Reports, &admin), audit()))
         .await
         .expect("the reports service records for its user");
+    // The gateway's key claiming to be the reports service: refused, the
+    // signature is checked against the issuer's own key.
+    let gateway_key = app.keys.signer(Principal::Gateway).unwrap().key().clone();
+    let forged = Signer::new(Principal::Reports, gateway_key).mint(
+        Principal::Tenants,
+        org,
+        "ann",
+        &[Role::Admin],
+        "forged",
+        std::time::Duration::from_secs(60),
+    );
+    assert_code(
+        client.record_audit_event(authed(&forged, audit())).await,
+        Code::Unauthenticated,
+    );
     app.stop().await;
 }
