@@ -90,6 +90,8 @@ impl<S, B, ResBody> tower::Service<http::Request<B>> for ConcurrencyLimit<S>
 where
     S: tower::Service<http::Request<B>, Response = http::Response<ResBody>>,
     S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ResBody: Send + 'static,
 {
     type Response = http::Response<SlotBody<ResBody>>;
     type Error = S::Error;

@@ -94,9 +94,10 @@ impl StreamingPut {
     /// part, else the last part and CompleteMultipartUpload. Returns the
     /// new version id. On an error the upload is aborted.
     pub async fn finish(mut self) -> Result<String> {
-        let result = match self.upload_id.is_some() {
-            false => self.put_whole().await,
-            true => self.complete().await,
+        let result = if self.upload_id.is_some() {
+            self.complete().await
+        } else {
+            self.put_whole().await
         };
         if result.is_err() {
             self.abort().await;
