@@ -230,13 +230,14 @@ async fn twenty_concurrent_48_mb_artifacts_stream_within_the_memory_limit() {
                     sha256: sha256.clone(),
                 })),
             };
-            let chunks = futures::stream::iter(0..ARTIFACT_BYTES.div_ceil(CHUNK_BYTES)).map(
-                move |index| pb::PutArtifactRequest {
-                    part: Some(pb::put_artifact_request::Part::Chunk(artifact_chunk(
-                        &block, stream, index,
-                    ))),
-                },
-            );
+            let chunks =
+                futures::stream::iter(0..ARTIFACT_BYTES.div_ceil(CHUNK_BYTES)).map(move |index| {
+                    pb::PutArtifactRequest {
+                        part: Some(pb::put_artifact_request::Part::Chunk(artifact_chunk(
+                            &block, stream, index,
+                        ))),
+                    }
+                });
             let messages = futures::stream::iter([header]).chain(chunks);
             // One connection per caller, as 20 separate report workers.
             let channel = tonic::transport::Endpoint::from_shared(endpoint)

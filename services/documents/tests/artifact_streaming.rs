@@ -162,7 +162,10 @@ async fn large_artifacts_stream_in_parts_and_nothing_half_written_becomes_visibl
 
     assert_eq!(open_multipart_uploads(&app).await, 0, "refusals abort");
     for report in [&too_big, &mismatched] {
-        assert!(!object_exists(&app, org, report).await, "{report} is visible");
+        assert!(
+            !object_exists(&app, org, report).await,
+            "{report} is visible"
+        );
         assert_code(
             client
                 .presign_artifact(authed(
@@ -191,11 +194,7 @@ async fn a_cancelled_stream_aborts_its_multipart_upload() {
     // More than one part goes in (the first is sent once the next byte
     // arrives), then the caller goes away with the stream still open.
     let (mut sender, receiver) = futures::channel::mpsc::channel(4);
-    let call = tokio::spawn(async move {
-        client
-            .put_artifact(authed(&analyst, receiver))
-            .await
-    });
+    let call = tokio::spawn(async move { client.put_artifact(authed(&analyst, receiver)).await });
     for message in messages(&report, "", &artifact_bytes(PART_BYTES + 1024, 3)) {
         sender.send(message).await.unwrap();
     }

@@ -283,7 +283,11 @@ mod tests {
             assert_eq!(status.code(), Code::NotFound, "{status:?}");
         }
         let status = call().await.expect_err("not found");
-        assert_eq!(status.code(), Code::NotFound, "a slot is free again: {status:?}");
+        assert_eq!(
+            status.code(),
+            Code::NotFound,
+            "a slot is free again: {status:?}"
+        );
         shutdown.cancel();
     }
 }

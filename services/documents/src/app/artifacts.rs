@@ -35,7 +35,10 @@ impl UploadSlots {
     /// caller retries later rather than queueing behind 50 MB streams.
     fn acquire(&self) -> Result<OwnedSemaphorePermit> {
         self.semaphore.clone().try_acquire_owned().map_err(|_| {
-            tracing::warn!(limit = self.limit, "artifact upload refused: every slot is busy");
+            tracing::warn!(
+                limit = self.limit,
+                "artifact upload refused: every slot is busy"
+            );
             ServiceError::new(
                 ErrorCode::RateLimited,
                 format!(

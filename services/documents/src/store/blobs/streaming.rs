@@ -224,9 +224,12 @@ impl Drop for StreamingPut {
         let (client, bucket, key) = (self.client.clone(), self.bucket.clone(), self.key.clone());
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                runtime.spawn(async move { abort_upload(&client, &bucket, &key, &upload_id).await });
+                runtime
+                    .spawn(async move { abort_upload(&client, &bucket, &key, &upload_id).await });
             }
-            Err(_) => tracing::warn!(%key, %upload_id, "multipart upload left to the lifecycle rule"),
+            Err(_) => {
+                tracing::warn!(%key, %upload_id, "multipart upload left to the lifecycle rule")
+            }
         }
     }
 }
