@@ -261,3 +261,29 @@ fn tls_incoming(
     });
     tokio_stream::wrappers::ReceiverStream::new(incoming)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_limit_defaults_per_server_and_refuses_nonsense_naming_the_variable() {
+        let policy =
+            ShutdownPolicy::from_env(&Env::from_pairs::<&str, &str>([])).expect("defaults");
+        assert_eq!(
+            policy.max_concurrent_requests,
+            DEFAULT_MAX_CONCURRENT_REQUESTS
+        );
+        let set = |value: &str| {
+            ShutdownPolicy::from_env(&Env::from_pairs([(
+                "TREVEN_MAX_CONCURRENT_REQUESTS",
+                value,
+            )]))
+        };
+        assert_eq!(set("64").expect("valid").max_concurrent_requests, 64);
+        for bad in ["0", "-1", "lots", "100001"] {
+            let error = set(bad).expect_err(bad);
+            assert_eq!(error.variable, "TREVEN_MAX_CONCURRENT_REQUESTS", "{bad}");
+        }
+    }
+}

@@ -261,3 +261,22 @@ async fn uploads_beyond_the_bound_are_refused_with_resource_exhausted() {
         .await
         .expect("the retry is stored");
 }
+
+#[test]
+fn the_upload_bound_defaults_to_8_and_refuses_nonsense_naming_the_variable() {
+    use treven_documents::DocumentsConfig;
+    use treven_mesh::config::Env;
+    let config = DocumentsConfig::from_env(&Env::from_pairs::<&str, &str>([])).expect("defaults");
+    assert_eq!(config.max_concurrent_uploads, 8);
+    for bad in ["0", "many", "1025"] {
+        let error = DocumentsConfig::from_env(&Env::from_pairs([(
+            "TREVEN_DOCUMENTS_MAX_CONCURRENT_UPLOADS",
+            bad,
+        )]))
+        .expect_err(bad);
+        assert_eq!(
+            error.variable, "TREVEN_DOCUMENTS_MAX_CONCURRENT_UPLOADS",
+            "{bad}"
+        );
+    }
+}
