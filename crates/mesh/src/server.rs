@@ -9,6 +9,13 @@
 //!    `drain_delay` (time for load balancers to notice) the server stops
 //!    accepting and waits for in-flight calls;
 //! 3. calls still running after `grace` are dropped.
+//!
+//! Each server also bounds the calls it runs at once
+//! ([`ShutdownPolicy::max_concurrent_requests`]): beyond it, a call of the
+//! service is refused at once with RESOURCE_EXHAUSTED (see [`shed`]) rather
+//! than queued until memory runs out. Health and reflection are never shed.
+
+pub mod shed;
 
 use std::time::Duration;
 
@@ -22,26 +29,47 @@ use tonic_health::ServingStatus;
 use crate::config::{ConfigError, Env, Environment};
 use crate::telemetry::request_span;
 
-/// How a server stops.
+/// Calls one gRPC server runs at once unless `TREVEN_MAX_CONCURRENT_REQUESTS`
+/// says otherwise.
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 512;
+
+/// How a server bounds its load and stops.
 #[derive(Debug, Clone, Copy)]
 pub struct ShutdownPolicy {
     /// NOT_SERVING is reported this long before the server stops accepting.
     pub drain_delay: Duration,
     /// In-flight calls get this long to finish after that.
     pub grace: Duration,
+    /// Calls of the service (health and reflection excepted) served at once;
+    /// more are refused with RESOURCE_EXHAUSTED. A call counts until its
+    /// response, stream included, has been sent.
+    pub max_concurrent_requests: usize,
 }
 
 impl ShutdownPolicy {
-    /// Reads `TREVEN_DRAIN_DELAY_SECS` (default 0 locally, 5 in AWS) and
-    /// `TREVEN_SHUTDOWN_GRACE_SECS` (default 20).
+    /// Reads `TREVEN_DRAIN_DELAY_SECS` (default 0 locally, 5 in AWS),
+    /// `TREVEN_SHUTDOWN_GRACE_SECS` (default 20) and
+    /// `TREVEN_MAX_CONCURRENT_REQUESTS` (default
+    /// [`DEFAULT_MAX_CONCURRENT_REQUESTS`]).
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let default_delay = match Environment::from_env(env)? {
             Environment::Local => 0,
             Environment::Dev | Environment::Prod => 5,
         };
+        let max_concurrent_requests: usize = env.parse_or(
+            "TREVEN_MAX_CONCURRENT_REQUESTS",
+            DEFAULT_MAX_CONCURRENT_REQUESTS,
+        )?;
+        if !(1..=100_000).contains(&max_concurrent_requests) {
+            return Err(env.error(
+                "TREVEN_MAX_CONCURRENT_REQUESTS",
+                "must be between 1 and 100000",
+            ));
+        }
         Ok(Self {
             drain_delay: env.seconds_or("TREVEN_DRAIN_DELAY_SECS", default_delay, 0..=60)?,
             grace: env.seconds_or("TREVEN_SHUTDOWN_GRACE_SECS", 20, 1..=300)?,
+            max_concurrent_requests,
         })
     }
 }
@@ -108,13 +136,19 @@ pub async fn serve(
         // Dead peers are noticed and their streams freed.
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        // Each handler knows its caller's deadline, so the calls it makes
-        // carry what is left of it (see `crate::deadline`).
         .add_routes(Routes::from(
             service
                 .routes
                 .into_axum_router()
-                .layer(crate::deadline::DeadlineLayer),
+                // Each handler knows its caller's deadline, so the calls it
+                // makes carry what is left of it (see `crate::deadline`).
+                .layer(crate::deadline::DeadlineLayer)
+                // Outermost: a call beyond the limit is refused before any
+                // work (context check, decoding) is spent on it.
+                .layer(shed::ConcurrencyLimitLayer::new(
+                    name,
+                    policy.max_concurrent_requests,
+                )),
         ))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -226,4 +260,30 @@ fn tls_incoming(
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(incoming)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_limit_defaults_per_server_and_refuses_nonsense_naming_the_variable() {
+        let policy =
+            ShutdownPolicy::from_env(&Env::from_pairs::<&str, &str>([])).expect("defaults");
+        assert_eq!(
+            policy.max_concurrent_requests,
+            DEFAULT_MAX_CONCURRENT_REQUESTS
+        );
+        let set = |value: &str| {
+            ShutdownPolicy::from_env(&Env::from_pairs([(
+                "TREVEN_MAX_CONCURRENT_REQUESTS",
+                value,
+            )]))
+        };
+        assert_eq!(set("64").expect("valid").max_concurrent_requests, 64);
+        for bad in ["0", "-1", "lots", "100001"] {
+            let error = set(bad).expect_err(bad);
+            assert_eq!(error.variable, "TREVEN_MAX_CONCURRENT_REQUESTS", "{bad}");
+        }
+    }
 }

@@ -323,7 +323,6 @@ impl pb::documents_service_server::DocumentsService for DocumentsGrpc {
         request: Request<Streaming<pb::PutArtifactRequest>>,
     ) -> Reply<pb::PutArtifactResponse> {
         let context = context_of(&request)?;
-        let max = self.documents.config().max_artifact_bytes;
         let mut stream = request.into_inner();
         let result = async {
             let header = match stream.next().await {
@@ -357,31 +356,21 @@ impl pb::documents_service_server::DocumentsService for DocumentsGrpc {
             } else {
                 Some(Sha256Hex::parse("header.sha256", &header.sha256)?)
             };
-            let mut bytes = Vec::new();
-            while let Some(message) = stream.next().await {
+            // The rest of the stream, as chunks; the app streams them to S3.
+            let chunks = stream.map(|message| {
                 match message
                     .map_err(|s| ServiceError::invalid_field("chunk", s.message().to_owned()))?
                     .part
                 {
-                    Some(pb::put_artifact_request::Part::Chunk(chunk)) => {
-                        if bytes.len() + chunk.len() > max {
-                            return Err(ServiceError::invalid_field(
-                                "chunk",
-                                format!("the artifact exceeds {max} bytes"),
-                            ));
-                        }
-                        bytes.extend_from_slice(&chunk);
-                    }
-                    _ => {
-                        return Err(ServiceError::invalid_field(
-                            "header",
-                            "only the first message may be a header",
-                        ));
-                    }
+                    Some(pb::put_artifact_request::Part::Chunk(chunk)) => Ok(chunk),
+                    _ => Err(ServiceError::invalid_field(
+                        "header",
+                        "only the first message may be a header",
+                    )),
                 }
-            }
+            });
             self.documents
-                .put_artifact(&context, report, version, format, bytes, declared)
+                .put_artifact(&context, report, version, format, declared, chunks)
                 .await
         }
         .await;

@@ -18,6 +18,7 @@ use treven_mesh::pagination::CursorCodec;
 use treven_mesh::{MeshContext, ServiceError};
 use uuid::Uuid;
 
+use self::artifacts::UploadSlots;
 use crate::config::DocumentsConfig;
 use crate::model::Document;
 use crate::store::blobs::{BlobStore, Presigned};
@@ -63,6 +64,7 @@ pub struct Documents {
     meta: MetaStore,
     blobs: BlobStore,
     cursors: CursorCodec,
+    uploads: UploadSlots,
 }
 
 impl Documents {
@@ -73,11 +75,13 @@ impl Documents {
         blobs: BlobStore,
         cursors: CursorCodec,
     ) -> Self {
+        let uploads = UploadSlots::new(config.max_concurrent_uploads);
         Self {
             config,
             meta,
             blobs,
             cursors,
+            uploads,
         }
     }
 

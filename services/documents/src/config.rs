@@ -35,6 +35,10 @@ pub struct DocumentsConfig {
     pub max_upload_bytes: i64,
     /// `TREVEN_ARTIFACT_MAX_BYTES` (default 50 MB).
     pub max_artifact_bytes: usize,
+    /// `TREVEN_DOCUMENTS_MAX_CONCURRENT_UPLOADS` (default 8): artifact
+    /// uploads streamed at once; more are refused with RESOURCE_EXHAUSTED.
+    /// Each holds at most one multipart part in memory.
+    pub max_concurrent_uploads: usize,
     /// `TREVEN_UPLOAD_URL_TTL_SECS` (default 600).
     pub upload_url_ttl: Duration,
     /// `TREVEN_DOWNLOAD_URL_TTL_SECS` (default 300).
@@ -85,6 +89,14 @@ impl DocumentsConfig {
         if !(1..=500 * 1000 * 1000).contains(&max_artifact_bytes) {
             return Err(env.error("TREVEN_ARTIFACT_MAX_BYTES", "must be between 1 and 500 MB"));
         }
+        let max_concurrent_uploads: usize =
+            env.parse_or("TREVEN_DOCUMENTS_MAX_CONCURRENT_UPLOADS", 8)?;
+        if !(1..=1024).contains(&max_concurrent_uploads) {
+            return Err(env.error(
+                "TREVEN_DOCUMENTS_MAX_CONCURRENT_UPLOADS",
+                "must be between 1 and 1024",
+            ));
+        }
         let env_name = environment.as_str();
         Ok(Self {
             listen: env.socket_addr_or(
@@ -100,6 +112,7 @@ impl DocumentsConfig {
             content_types,
             max_upload_bytes,
             max_artifact_bytes,
+            max_concurrent_uploads,
             upload_url_ttl: env.seconds_or("TREVEN_UPLOAD_URL_TTL_SECS", 600, 60..=3600)?,
             download_url_ttl: env.seconds_or("TREVEN_DOWNLOAD_URL_TTL_SECS", 300, 10..=3600)?,
             verify_upload_bytes: env.parse_or(

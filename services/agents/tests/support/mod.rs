@@ -622,6 +622,7 @@ pub async fn serve_routes(
     let policy = treven_mesh::server::ShutdownPolicy {
         drain_delay: Duration::ZERO,
         grace: Duration::from_secs(1),
+        max_concurrent_requests: treven_mesh::server::DEFAULT_MAX_CONCURRENT_REQUESTS,
     };
     tokio::spawn({
         let shutdown = shutdown.clone();

@@ -1,5 +1,8 @@
 //! Object storage in S3: presigned URLs, verification, and the few objects
-//! the service writes itself. Every write asks for SSE-S3.
+//! the service writes itself (small ones whole, artifacts streamed in parts
+//! by [`StreamingPut`]). Every write asks for SSE-S3.
+
+mod streaming;
 
 use std::time::Duration;
 
@@ -12,6 +15,8 @@ use treven_mesh::ServiceError;
 
 use crate::aws::classify;
 use crate::model::{DocumentVersion, Sha256Hex};
+
+pub use self::streaming::{PART_BYTES, StreamingPut};
 
 type Result<T> = std::result::Result<T, ServiceError>;
 
@@ -209,6 +214,13 @@ impl BlobStore {
             .await
             .map_err(|e| classify("s3 put", e))?;
         Ok(output.version_id().unwrap_or_default().to_owned())
+    }
+
+    /// Starts writing `key` chunk by chunk, holding at most one part
+    /// ([`PART_BYTES`]) in memory; nothing is visible until
+    /// [`StreamingPut::finish`].
+    pub fn start_put(&self, key: &str, content_type: &str) -> StreamingPut {
+        StreamingPut::new(self.client.clone(), self.bucket.clone(), key, content_type)
     }
 
     /// Deletes the current version (versioning keeps the bytes behind a

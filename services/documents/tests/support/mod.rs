@@ -45,15 +45,22 @@ pub async fn provision(sdk: &aws_config::SdkConfig, config: &DocumentsConfig) {
 }
 
 pub fn test_config() -> DocumentsConfig {
-    let env = Env::from_pairs([
+    test_config_with(&[])
+}
+
+/// [`test_config`] with some variables set otherwise.
+pub fn test_config_with(overrides: &[(&str, &str)]) -> DocumentsConfig {
+    let mut pairs = vec![
         ("TREVEN_DATA_BUCKET", BUCKET),
         ("TREVEN_DOCUMENTS_TABLE", TABLE),
         ("TREVEN_S3_FORCE_PATH_STYLE", "true"),
         ("TREVEN_UPLOAD_MAX_BYTES", "1000000"),
         ("TREVEN_ARTIFACT_MAX_BYTES", "200000"),
         ("TREVEN_SHUTDOWN_GRACE_SECS", "2"),
-    ]);
-    DocumentsConfig::from_env(&env).expect("config")
+    ];
+    pairs.retain(|(name, _)| !overrides.iter().any(|(o, _)| o == name));
+    pairs.extend_from_slice(overrides);
+    DocumentsConfig::from_env(&Env::from_pairs(pairs)).expect("config")
 }
 
 /// The documents service running against moto.
@@ -68,9 +75,15 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    /// [`TestApp::spawn`] with some variables set otherwise (see
+    /// [`test_config_with`]).
+    pub async fn spawn_with(overrides: &[(&str, &str)]) -> Self {
         let moto = Moto::start();
         let sdk = moto.sdk().await;
-        let config = test_config();
+        let config = test_config_with(overrides);
         provision(&sdk, &config).await;
         let keys = MeshKeys::generate();
         let service_keys =

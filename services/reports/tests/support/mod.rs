@@ -34,6 +34,7 @@ pub async fn serve_routes(
     let policy = treven_mesh::server::ShutdownPolicy {
         drain_delay: Duration::ZERO,
         grace: Duration::from_secs(1),
+        max_concurrent_requests: treven_mesh::server::DEFAULT_MAX_CONCURRENT_REQUESTS,
     };
     // The one way tests start a role (treven_testkit::InProcess).
     treven_testkit::InProcess::start_with(shutdown, |listener, shutdown| async move {
