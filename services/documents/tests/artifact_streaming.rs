@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use futures::SinkExt as _;
 use tonic::Code;
 use treven_documents::store::blobs::PART_BYTES;
-use treven_mesh::{ErrorCode, Role};
+use treven_mesh::{ErrorCode, Principal, Role};
 use treven_proto::treven::documents::v1 as pb;
 
 use support::{TestApp, assert_code, authed, curl_get, org, sha256_hex, violated_fields};
@@ -92,7 +92,7 @@ async fn object_exists(app: &TestApp, org: treven_mesh::OrgId, report: &str) -> 
 async fn large_artifacts_stream_in_parts_and_nothing_half_written_becomes_visible() {
     let app = TestApp::spawn_with(&[("TREVEN_ARTIFACT_MAX_BYTES", "20000000")]).await;
     let org = org();
-    let analyst = app.token(org, Role::Analyst);
+    let analyst = app.token_from(Principal::Reports, org, Role::Analyst);
     let mut client = app.client().await;
 
     // Three parts: two full ones and a short last one.
@@ -187,7 +187,7 @@ async fn large_artifacts_stream_in_parts_and_nothing_half_written_becomes_visibl
 async fn a_cancelled_stream_aborts_its_multipart_upload() {
     let app = TestApp::spawn_with(&[("TREVEN_ARTIFACT_MAX_BYTES", "20000000")]).await;
     let org = org();
-    let analyst = app.token(org, Role::Analyst);
+    let analyst = app.token_from(Principal::Reports, org, Role::Analyst);
     let mut client = app.client().await;
     let report = uuid::Uuid::now_v7().to_string();
 
@@ -215,7 +215,7 @@ async fn uploads_beyond_the_bound_are_refused_with_resource_exhausted() {
     ])
     .await;
     let org = org();
-    let analyst = app.token(org, Role::Analyst);
+    let analyst = app.token_from(Principal::Reports, org, Role::Analyst);
     let mut client = app.client().await;
 
     // One upload holds the only slot: its bytes are in (the first part in
