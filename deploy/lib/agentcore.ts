@@ -8,7 +8,7 @@
  * It runs in the VPC's app subnets with the agents table, its own mesh
  * signing key (principal `agent-runtime`) and the mesh CA seed (both read by
  * secret id), every principal's public key, the same Bedrock model permissions as
- * the agents service, and may reach documents and reports on their gRPC
+ * the agents service, and may reach tenants (the audit log), documents and reports on their gRPC
  * ports (mesh TLS, https Cloud Map URLs).
  */
 import { Stack } from 'aws-cdk-lib';

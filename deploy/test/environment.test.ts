@@ -95,7 +95,7 @@ const READS: Record<string, readonly string[]> = {
     'TREVEN_GEMINI_ACCESS_TOKEN', 'TREVEN_BREAKER_FAILURES', 'TREVEN_BREAKER_COOLDOWN_SECS',
     'TREVEN_MODEL_RETRIES', 'TREVEN_MODEL_RETRY_BASE_MS', 'TREVEN_MAX_MESSAGE_CHARS', 'TREVEN_MAX_PROMPT_CHARS',
     'TREVEN_MAX_STREAM_SECS', 'TREVEN_MAX_TOOL_TURNS', 'TREVEN_MAX_OUTPUT_TOKENS', 'TREVEN_OFFLINE_LATENCY_MS',
-    'TREVEN_DOCUMENTS_URL', 'TREVEN_REPORTS_URL', 'TREVEN_REDIS_URL',
+    'TREVEN_TENANTS_URL', 'TREVEN_DOCUMENTS_URL', 'TREVEN_REPORTS_URL', 'TREVEN_REDIS_URL',
   ],
 };
 
@@ -303,7 +303,7 @@ describe('per-principal mesh signing keys', () => {
 describe('AgentCore runtime (-c agentCore=true)', () => {
   const t = () => synth('prod', { agentCore: 'true' }).platformJson;
 
-  test('gets what the agents role reads: https URLs of documents and reports, models, the CA seed by id', () => {
+  test('gets what the agents role reads: https URLs of tenants, documents and reports, models, the CA seed by id', () => {
     const [[, runtime]] = resources(t(), 'AWS::BedrockAgentCore::Runtime');
     const vars = runtime.EnvironmentVariables;
     expect(vars).toMatchObject({
@@ -322,18 +322,18 @@ describe('AgentCore runtime (-c agentCore=true)', () => {
     expect(JSON.stringify(policies)).toContain(`"Ref":"${seedId}"`);
   });
 
-  test('may reach documents :50052 and reports :50053, nothing else of the mesh', () => {
+  test('may reach tenants :50051 (audit), documents :50052 and reports :50053, nothing else of the mesh', () => {
     const [[sgId]] = resources(t(), 'AWS::EC2::SecurityGroup').filter(([, p]) => String(p.GroupDescription).startsWith('Bedrock AgentCore'));
     const ingress = resources(t(), 'AWS::EC2::SecurityGroupIngress')
       .filter(([, p]) => String(JSON.stringify(p.SourceSecurityGroupId)).includes(sgId))
       .map(([, p]) => p.FromPort)
       .sort();
-    expect(ingress).toEqual([50052, 50053]);
+    expect(ingress).toEqual([50051, 50052, 50053]);
     const egress = resources(t(), 'AWS::EC2::SecurityGroupEgress')
       .filter(([, p]) => String(JSON.stringify(p.GroupId)).includes(sgId))
       .map(([, p]) => p.FromPort)
       .sort();
-    expect(egress).toEqual([50052, 50053]);
+    expect(egress).toEqual([50051, 50052, 50053]);
     for (const name of Object.keys(CHECKS)) CHECKS[name](t(), { env: 'prod' });
   });
 
