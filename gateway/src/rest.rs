@@ -62,8 +62,13 @@ fn deadline(headers: &axum::http::HeaderMap, default: std::time::Duration) -> st
 }
 
 /// How long a call waits for the discovery loop to drop a dead endpoint
-/// before its one retry.
-const REFRESH_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+/// before a retry (the probe round usually ends in milliseconds; on a
+/// loaded machine it can take longer, and retrying before it ends picks the
+/// dead endpoint again).
+const REFRESH_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
+/// Retries of a call that never reached a server (connection refused:
+/// nothing was sent, so even a write may go again).
+const UNREACHABLE_RETRIES: usize = 2;
 
 /// The route of a request, looked up before the caller is authenticated:
 /// a path that is no public route is refused ([`no_route`]) without a token
@@ -170,14 +175,29 @@ pub async fn handle_matched(
             Ok(_) => false,
         };
         if retry {
-            tracing::info!(
-                rpc = route.rpc().full_name(),
-                "retrying an unreachable or unavailable upstream"
-            );
-            if let Some(refresher) = gateway.refreshers.get(route.service_name()) {
-                refresher.refresh_now(REFRESH_WAIT).await;
+            // A second retry only for a call that again reached no server.
+            for attempt in 1..=UNREACHABLE_RETRIES {
+                tracing::info!(
+                    rpc = route.rpc().full_name(),
+                    attempt,
+                    "retrying an unreachable or unavailable upstream"
+                );
+                if let Some(refresher) = gateway.refreshers.get(route.service_name()) {
+                    refresher.refresh_now(REFRESH_WAIT).await;
+                }
+                result = call_unary(
+                    channel.clone(),
+                    route.rpc(),
+                    message.clone(),
+                    metadata.clone(),
+                    timeout,
+                )
+                .await;
+                match &result {
+                    Err(status) if treven_mesh::discovery::is_unreachable(status) => {}
+                    _ => break,
+                }
             }
-            result = call_unary(channel, route.rpc(), message, metadata, timeout).await;
         }
         return Ok(match result {
             Ok(reply) => match encode_response(&route, &reply) {
