@@ -1,6 +1,14 @@
 //! The quality checks run on every version (see `kj-contract`): section
 //! order, key judgement, headline card and red flag counts, word count, the
 //! fixed disclaimer, and citations.
+//!
+//! Each check is blocking or advisory ([`QualityKind::is_blocking`]):
+//! SubmitReport refuses a version failing a blocking one (key judgement
+//! count, headline card count, word count, disclaimer, citations) unless an
+//! admin overrides it with a justification; section order and red flag
+//! count are advisory. A draft generated without usable sources has no
+//! citation markers, so it fails [`QualityKind::ClaimsCited`] and cannot be
+//! submitted uncited.
 
 use std::collections::HashSet;
 
@@ -11,7 +19,7 @@ pub const WORDS: std::ops::RangeInclusive<usize> = 2_000..=3_000;
 /// Fewest and most key judgements (and red flags).
 pub const JUDGEMENTS: std::ops::RangeInclusive<usize> = 5..=10;
 
-/// Runs every check on `content`.
+/// Runs every check on `content`, blocking and advisory alike.
 pub fn checks(content: &Content) -> Vec<QualityCheck> {
     vec![
         section_order(content),
@@ -167,10 +175,11 @@ fn claims_cited(content: &Content) -> QualityCheck {
     let mut copy = content.clone();
     for section in Section::ALL {
         let key = section.as_str();
+        // A citation counts only if it names a source.
         let cited: HashSet<&str> = content
             .citations
             .iter()
-            .filter(|c| c.section == key)
+            .filter(|c| c.section == key && !c.source.source_id.trim().is_empty())
             .map(|c| c.id.as_str())
             .collect();
         for (path, text) in copy.text_fields_mut(section) {

@@ -301,6 +301,7 @@ async fn a_report_is_generated_edited_gated_approved_and_exported() {
             pb::SubmitReportRequest {
                 id: id.clone(),
                 version: 3,
+                override_justification: String::new(),
             },
         ))
         .await
@@ -323,6 +324,7 @@ async fn a_report_is_generated_edited_gated_approved_and_exported() {
             pb::SubmitReportRequest {
                 id: id.clone(),
                 version: 2,
+                override_justification: String::new(),
             },
         ))
         .await
@@ -334,6 +336,7 @@ async fn a_report_is_generated_edited_gated_approved_and_exported() {
             pb::SubmitReportRequest {
                 id: id.clone(),
                 version: 3,
+                override_justification: String::new(),
             },
         ))
         .await
@@ -628,6 +631,7 @@ async fn other_organisations_cannot_see_or_touch_a_report_and_bad_input_changes_
                 pb::SubmitReportRequest {
                     id: id.clone(),
                     version: 1,
+                    override_justification: String::new(),
                 },
             ))
             .await
@@ -870,6 +874,7 @@ async fn other_organisations_cannot_see_or_touch_a_report_and_bad_input_changes_
             pb::SubmitReportRequest {
                 id: id.clone(),
                 version: 2,
+                override_justification: String::new(),
             },
         ))
         .await
