@@ -21,8 +21,8 @@ use crate::diff::{Change, OpKind};
 use crate::model::{Section, parse_id, parse_override_justification, parse_reason};
 use convert::{
     decisions_from_pb, edited, exploitation_from_pb, finding_to_pb, format_from_pb, format_to_pb,
-    optional_country, quality_check_to_pb, report_to_pb, scope_from_pb, short_text, status_from_pb, trend_to_pb,
-    version_to_pb,
+    optional_country, quality_check_to_pb, report_to_pb, scope_from_pb, short_text, status_from_pb,
+    trend_to_pb, version_to_pb,
 };
 
 /// `treven.reports.v1.ReportsService` over [`Reports`].

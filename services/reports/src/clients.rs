@@ -242,7 +242,8 @@ impl Clients {
             .into_inner()
             .organisation
             .unwrap_or_default();
-        let settings = treven_mesh::wire::struct_to_json(&organisation.settings.unwrap_or_default());
+        let settings =
+            treven_mesh::wire::struct_to_json(&organisation.settings.unwrap_or_default());
         Ok(settings.get("allow_self_approval") == Some(&serde_json::Value::Bool(true)))
     }
 

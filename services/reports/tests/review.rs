@@ -169,7 +169,9 @@ async fn a_draft_citing_nothing_cannot_be_submitted_unless_an_admin_overrides_it
     assert!(cited.detail.contains("not cited"), "{cited:?}");
 
     // The analyst's submit is refused, naming the check; nothing changes.
-    let refused = submit(&stack, &analyst, &id, "").await.expect_err("uncited");
+    let refused = submit(&stack, &analyst, &id, "")
+        .await
+        .expect_err("uncited");
     assert_eq!(code_of(&refused), "FAILED_PRECONDITION", "{refused:?}");
     assert!(refused.message().contains("claims_cited"), "{refused:?}");
     let failed = failed_checks(&refused);
@@ -210,7 +212,10 @@ async fn a_draft_citing_nothing_cannot_be_submitted_unless_an_admin_overrides_it
     let submitted = submit(&stack, &admin, &id, justification).await.unwrap();
     assert_eq!(submitted.status, pb::ReportStatus::InReview as i32);
     let submission = submitted.submission.unwrap();
-    assert_eq!((submission.submitted_by.as_str(), submission.version), ("admin-1", 1));
+    assert_eq!(
+        (submission.submitted_by.as_str(), submission.version),
+        ("admin-1", 1)
+    );
     let details = audited(&stack, &admin, &id, "report.quality_override").await;
     assert_eq!(details["justification"], justification, "{details}");
     assert_eq!(
@@ -288,33 +293,51 @@ async fn the_organisation_may_allow_self_approval_and_it_is_audited() {
     let (analyst, _, _, admin) = tokens(&stack, org);
 
     // The setting is a boolean; analysts cannot change it.
-    let bad = set_settings(&stack, &admin, serde_json::json!({"allow_self_approval": "yes"}))
-        .await
-        .expect_err("not a boolean");
+    let bad = set_settings(
+        &stack,
+        &admin,
+        serde_json::json!({"allow_self_approval": "yes"}),
+    )
+    .await
+    .expect_err("not a boolean");
     assert_eq!(code_of(&bad), "VALIDATION_ERROR", "{bad:?}");
     assert_eq!(
         violated_fields(&bad),
         vec!["organisation.settings.allow_self_approval"]
     );
-    let denied = set_settings(&stack, &analyst, serde_json::json!({"allow_self_approval": true}))
-        .await
-        .expect_err("analyst");
+    let denied = set_settings(
+        &stack,
+        &analyst,
+        serde_json::json!({"allow_self_approval": true}),
+    )
+    .await
+    .expect_err("analyst");
     assert_eq!(code_of(&denied), "FORBIDDEN", "{denied:?}");
 
     // Explicitly false is the default: refused.
-    set_settings(&stack, &admin, serde_json::json!({"allow_self_approval": false}))
-        .await
-        .unwrap();
+    set_settings(
+        &stack,
+        &admin,
+        serde_json::json!({"allow_self_approval": false}),
+    )
+    .await
+    .unwrap();
     let first = create(&stack, &analyst, "agriculture").await;
     submit(&stack, &analyst, &first, "").await.unwrap();
-    let refused = approve(&stack, &analyst, &first).await.expect_err("default");
+    let refused = approve(&stack, &analyst, &first)
+        .await
+        .expect_err("default");
     assert_eq!(code_of(&refused), "FORBIDDEN", "{refused:?}");
 
     // Allowed: the same analyst writes, submits and approves, and the
     // approval says it was a self-approval.
-    set_settings(&stack, &admin, serde_json::json!({"allow_self_approval": true}))
-        .await
-        .unwrap();
+    set_settings(
+        &stack,
+        &admin,
+        serde_json::json!({"allow_self_approval": true}),
+    )
+    .await
+    .unwrap();
     let approved = approve(&stack, &analyst, &first).await.unwrap();
     assert_eq!(approved.status, pb::ReportStatus::Approved as i32);
     assert_eq!(approved.approval.unwrap().approved_by, "analyst-1");

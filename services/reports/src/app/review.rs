@@ -14,8 +14,7 @@ use super::trends::derive_trends;
 use super::{Reports, ReportsError, Result, failed_precondition, not_found, stale};
 
 /// Why the submitter or author of a version may not approve it.
-pub const SELF_APPROVAL_REFUSED: &str =
-    "a report cannot be approved by the analyst who submitted or wrote it; \
+pub const SELF_APPROVAL_REFUSED: &str = "a report cannot be approved by the analyst who submitted or wrote it; \
      another analyst must approve it (or an admin may allow self-approval in the organisation's settings)";
 
 impl Reports {

@@ -640,7 +640,10 @@ pub fn failed_checks(status: &Status) -> Vec<pb::QualityCheck> {
     decoded
         .details
         .iter()
-        .find(|any| any.type_url.ends_with("treven.reports.v1.QualityChecksFailed"))
+        .find(|any| {
+            any.type_url
+                .ends_with("treven.reports.v1.QualityChecksFailed")
+        })
         .map(|any| {
             pb::QualityChecksFailed::decode(any.value.as_slice())
                 .unwrap()
