@@ -267,6 +267,51 @@ mod tests {
     }
 
     #[test]
+    fn the_blocking_checks_are_the_five_submit_enforces() {
+        let blocking: Vec<QualityKind> = checks(&Content::default())
+            .into_iter()
+            .map(|c| c.kind)
+            .filter(|k| k.is_blocking())
+            .collect();
+        assert_eq!(
+            blocking,
+            vec![
+                QualityKind::KeyJudgementCount,
+                QualityKind::HeadlineCardCount,
+                QualityKind::WordCount,
+                QualityKind::DisclaimerPresent,
+                QualityKind::ClaimsCited,
+            ]
+        );
+    }
+
+    #[test]
+    fn a_judgement_without_a_sourced_citation_is_not_cited() {
+        use crate::model::{Citation, KeyJudgement, SourceRef};
+        let judgement = |text: &str| KeyJudgement {
+            letter: "A".into(),
+            text: text.into(),
+            ..Default::default()
+        };
+        let mut content = Content {
+            key_judgements: vec![judgement("Exploitation is likely to rise.")],
+            ..Default::default()
+        };
+        assert!(!claims_cited(&content).passed);
+        content.key_judgements = vec![judgement("Exploitation is likely to rise [c1].")];
+        content.citations = vec![Citation {
+            id: "c1".into(),
+            section: "key_judgements".into(),
+            claim: "rise".into(),
+            source: SourceRef::default(),
+        }];
+        let unsourced = claims_cited(&content);
+        assert!(!unsourced.passed, "{unsourced:?}");
+        content.citations[0].source.source_id = "0191a3c4".into();
+        assert!(claims_cited(&content).passed);
+    }
+
+    #[test]
     fn an_empty_report_fails_every_check() {
         let checks = checks(&Content::default());
         assert_eq!(checks.len(), 7);

@@ -361,7 +361,7 @@ pub fn uncited(mut content: pb::ReportContent) -> pb::ReportContent {
             }
         }
         out.push_str(rest);
-        out.replace('[', "").replace(']', "")
+        out.replace(['[', ']'], "")
     }
     content.citations.clear();
     for kj in &mut content.key_judgements {
