@@ -4,7 +4,8 @@
 //! sign in → upload a source document with the presigned URL → add a source
 //! → chat with streaming over WebSocket → create a report and watch its
 //! generation over WebSocket → edit a section (PII blocked, then redacted) →
-//! submit → approve → export PDF → download it → share with a partner →
+//! submit (every blocking quality check passes) → self-approval refused →
+//! a second analyst approves → export PDF → download it → share with a partner →
 //! read the audit trail. Neither organisation ever sees the other's data.
 //! The steps are in `support/journey.rs`; `prodlike.rs` runs them against
 //! the production shape.

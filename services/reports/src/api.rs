@@ -18,11 +18,11 @@ use treven_proto::treven::tenants::v1 as tenants;
 
 use crate::app::{Reports, ReportsError, SectionEdit};
 use crate::diff::{Change, OpKind};
-use crate::model::{Section, parse_id, parse_reason};
+use crate::model::{Section, parse_id, parse_override_justification, parse_reason};
 use convert::{
     decisions_from_pb, edited, exploitation_from_pb, finding_to_pb, format_from_pb, format_to_pb,
-    optional_country, report_to_pb, scope_from_pb, short_text, status_from_pb, trend_to_pb,
-    version_to_pb,
+    optional_country, quality_check_to_pb, report_to_pb, scope_from_pb, short_text, status_from_pb,
+    trend_to_pb, version_to_pb,
 };
 
 /// `treven.reports.v1.ReportsService` over [`Reports`].
@@ -45,10 +45,35 @@ impl ReportsGrpc {
 type Reply<T> = Result<Response<T>, Status>;
 
 /// The status of a failed call: PII findings travel as a typed
-/// `treven.reports.v1.PiiDetected` detail next to the `ErrorInfo`.
+/// `treven.reports.v1.PiiDetected` detail next to the `ErrorInfo`, failed
+/// blocking quality checks as a `treven.reports.v1.QualityChecksFailed`
+/// detail (and their names in the `ErrorInfo` metadata `failed_checks`).
 pub fn status_of(error: ReportsError) -> Status {
     match error {
         ReportsError::Service(error) => error.into(),
+        ReportsError::QualityFailed(failed) => {
+            let names: Vec<&str> = failed.iter().map(|c| c.kind.as_str()).collect();
+            let message = format!(
+                "the version fails blocking quality checks: {}; fix them, or an admin may \
+                 override with a justification",
+                names.join(", ")
+            );
+            let info = tonic_types::pb::ErrorInfo {
+                reason: ErrorCode::FailedPrecondition.as_str().to_owned(),
+                domain: ERROR_DOMAIN.to_owned(),
+                metadata: HashMap::from([("failed_checks".to_owned(), names.join(","))]),
+            };
+            let detail = pb::QualityChecksFailed {
+                checks: failed.into_iter().map(quality_check_to_pb).collect(),
+            };
+            typed_status(
+                ErrorCode::FailedPrecondition,
+                message,
+                info,
+                "treven.reports.v1.QualityChecksFailed",
+                detail.encode_to_vec(),
+            )
+        }
         ReportsError::Pii(findings) => {
             let info = tonic_types::pb::ErrorInfo {
                 reason: ErrorCode::PiiDetected.as_str().to_owned(),
@@ -62,27 +87,41 @@ pub fn status_of(error: ReportsError) -> Status {
                 "personal data found ({} findings): redact each or keep it with a justification",
                 detected.findings.len()
             );
-            let status = tonic_types::pb::Status {
-                code: ErrorCode::PiiDetected.grpc_code() as i32,
-                message: message.clone(),
-                details: vec![
-                    prost_types::Any {
-                        type_url: "type.googleapis.com/google.rpc.ErrorInfo".into(),
-                        value: info.encode_to_vec(),
-                    },
-                    prost_types::Any {
-                        type_url: "type.googleapis.com/treven.reports.v1.PiiDetected".into(),
-                        value: detected.encode_to_vec(),
-                    },
-                ],
-            };
-            Status::with_details(
-                ErrorCode::PiiDetected.grpc_code(),
+            typed_status(
+                ErrorCode::PiiDetected,
                 message,
-                status.encode_to_vec().into(),
+                info,
+                "treven.reports.v1.PiiDetected",
+                detected.encode_to_vec(),
             )
         }
     }
+}
+
+/// A status of `code` whose details are the `ErrorInfo` and one typed
+/// message of this package (which the gateway renders as JSON).
+fn typed_status(
+    code: ErrorCode,
+    message: String,
+    info: tonic_types::pb::ErrorInfo,
+    type_name: &str,
+    value: Vec<u8>,
+) -> Status {
+    let status = tonic_types::pb::Status {
+        code: code.grpc_code() as i32,
+        message: message.clone(),
+        details: vec![
+            prost_types::Any {
+                type_url: "type.googleapis.com/google.rpc.ErrorInfo".into(),
+                value: info.encode_to_vec(),
+            },
+            prost_types::Any {
+                type_url: format!("type.googleapis.com/{type_name}"),
+                value,
+            },
+        ],
+    };
+    Status::with_details(code.grpc_code(), message, status.encode_to_vec().into())
 }
 
 fn reply<T>(result: Result<T, ReportsError>) -> Reply<T> {
@@ -328,7 +367,11 @@ impl pb::reports_service_server::ReportsService for ReportsGrpc {
         let m = request.into_inner();
         let result = async {
             let id = parse_id("id", &m.id)?;
-            self.reports.submit(&context, id, m.version).await
+            let justification =
+                parse_override_justification("override_justification", &m.override_justification)?;
+            self.reports
+                .submit(&context, id, m.version, justification.as_deref())
+                .await
         }
         .await;
         reply(result.map(|r| pb::SubmitReportResponse {

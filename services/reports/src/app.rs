@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use crate::clients::{AuditEntry, Clients};
 use crate::config::Limits;
-use crate::model::{Content, ExportFormat, PiiFinding, Report, Section};
+use crate::model::{Content, ExportFormat, PiiFinding, QualityCheck, Report, Section};
 use crate::store::{OrgTx, PgStore};
 
 pub use trends::derive_trends;
@@ -45,6 +45,8 @@ pub enum ReportsError {
     Service(ServiceError),
     /// PII_DETECTED with the undecided findings.
     Pii(Vec<PiiFinding>),
+    /// FAILED_PRECONDITION: the version fails these blocking quality checks.
+    QualityFailed(Vec<QualityCheck>),
 }
 
 impl From<ServiceError> for ReportsError {

@@ -224,6 +224,29 @@ impl Clients {
         Ok(())
     }
 
+    /// Whether the context's organisation lets the analyst who submitted or
+    /// wrote a version approve it: its settings' `allow_self_approval`,
+    /// false when absent or not `true`.
+    pub async fn allows_self_approval(&self, context: &MeshContext) -> Result<bool, ServiceError> {
+        let request = self.request(
+            context,
+            Principal::Tenants,
+            tenants::GetOrganisationRequest {},
+        )?;
+        let organisation = self
+            .tenants
+            .clone()
+            .get_organisation(request)
+            .await
+            .map_err(|s| remote_error("tenants", s))?
+            .into_inner()
+            .organisation
+            .unwrap_or_default();
+        let settings =
+            treven_mesh::wire::struct_to_json(&organisation.settings.unwrap_or_default());
+        Ok(settings.get("allow_self_approval") == Some(&serde_json::Value::Bool(true)))
+    }
+
     /// Grants `partner` access to `report` (tenants checks the partner is
     /// in the caller's organisation and audits the grant).
     pub async fn grant_access(

@@ -13,6 +13,9 @@ pub const MAX_REASON_CHARS: usize = 1_000;
 pub const MAX_INSTRUCTIONS_CHARS: usize = 2_000;
 /// Shortest and longest justification to keep a PII finding, in characters.
 pub const JUSTIFICATION_CHARS: std::ops::RangeInclusive<usize> = 10..=2_000;
+/// Shortest and longest justification of an admin's quality-gate override,
+/// in characters.
+pub const OVERRIDE_JUSTIFICATION_CHARS: std::ops::RangeInclusive<usize> = 10..=1_000;
 
 /// A section of a report, named by its key (`key_judgements`).
 pub use treven_kj::SectionKey as Section;
@@ -148,6 +151,18 @@ pub struct Approval {
     pub version: i32,
 }
 
+/// Who sent which version for review, and when (four-eyes approval compares
+/// the approver with the submitter).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submission {
+    /// The submitter's subject.
+    pub submitted_by: String,
+    /// When.
+    pub submitted_at: DateTime<Utc>,
+    /// The version submitted.
+    pub version: i32,
+}
+
 /// A report without its content.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
@@ -165,6 +180,8 @@ pub struct Report {
     pub latest_version: i32,
     /// Set when approved or exported.
     pub approval: Option<Approval>,
+    /// The last submission for review; `None` if never submitted.
+    pub submission: Option<Submission>,
     /// Why generation failed.
     pub failure_reason: String,
     /// The requester.
@@ -186,7 +203,9 @@ pub struct QualityCheck {
     pub detail: String,
 }
 
-/// The quality checks.
+/// The quality checks. Each is either blocking (SubmitReport refuses a
+/// version that fails it, unless an admin overrides with a justification)
+/// or advisory (shown, never enforced): see [`QualityKind::is_blocking`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum QualityKind {
@@ -204,6 +223,35 @@ pub enum QualityKind {
     ClaimsCited,
     /// 5–10 red flags.
     RedFlagCount,
+}
+
+impl QualityKind {
+    /// Whether SubmitReport enforces the check. Blocking: key judgement
+    /// count, headline card count, word count, disclaimer and citations.
+    /// Advisory: section order and red flag count.
+    pub const fn is_blocking(self) -> bool {
+        match self {
+            QualityKind::KeyJudgementCount
+            | QualityKind::HeadlineCardCount
+            | QualityKind::WordCount
+            | QualityKind::DisclaimerPresent
+            | QualityKind::ClaimsCited => true,
+            QualityKind::SectionOrder | QualityKind::RedFlagCount => false,
+        }
+    }
+
+    /// The snake_case name, as stored and audited (`claims_cited`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            QualityKind::SectionOrder => "section_order",
+            QualityKind::KeyJudgementCount => "key_judgement_count",
+            QualityKind::HeadlineCardCount => "headline_card_count",
+            QualityKind::WordCount => "word_count",
+            QualityKind::DisclaimerPresent => "disclaimer_present",
+            QualityKind::ClaimsCited => "claims_cited",
+            QualityKind::RedFlagCount => "red_flag_count",
+        }
+    }
 }
 
 /// What an analyst decided on a PII finding.
@@ -369,6 +417,25 @@ pub fn parse_reason(field: &str, raw: &str) -> Result<String, ServiceError> {
         ));
     }
     Ok(reason.to_owned())
+}
+
+/// An admin's justification to override failed blocking quality checks:
+/// `None` when empty, else trimmed and 10–1,000 characters.
+pub fn parse_override_justification(
+    field: &str,
+    raw: &str,
+) -> Result<Option<String>, ServiceError> {
+    let justification = raw.trim();
+    if justification.is_empty() {
+        return Ok(None);
+    }
+    if !OVERRIDE_JUSTIFICATION_CHARS.contains(&justification.chars().count()) {
+        return Err(ServiceError::invalid_field(
+            field,
+            "an override needs a justification of 10–1,000 characters",
+        ));
+    }
+    Ok(Some(justification.to_owned()))
 }
 
 /// A country code: two ASCII letters, returned in upper case.

@@ -1,6 +1,14 @@
 //! The quality checks run on every version (see `kj-contract`): section
 //! order, key judgement, headline card and red flag counts, word count, the
 //! fixed disclaimer, and citations.
+//!
+//! Each check is blocking or advisory ([`QualityKind::is_blocking`]):
+//! SubmitReport refuses a version failing a blocking one (key judgement
+//! count, headline card count, word count, disclaimer, citations) unless an
+//! admin overrides it with a justification; section order and red flag
+//! count are advisory. A draft generated without usable sources has no
+//! citation markers, so it fails [`QualityKind::ClaimsCited`] and cannot be
+//! submitted uncited.
 
 use std::collections::HashSet;
 
@@ -11,7 +19,7 @@ pub const WORDS: std::ops::RangeInclusive<usize> = 2_000..=3_000;
 /// Fewest and most key judgements (and red flags).
 pub const JUDGEMENTS: std::ops::RangeInclusive<usize> = 5..=10;
 
-/// Runs every check on `content`.
+/// Runs every check on `content`, blocking and advisory alike.
 pub fn checks(content: &Content) -> Vec<QualityCheck> {
     vec![
         section_order(content),
@@ -167,10 +175,11 @@ fn claims_cited(content: &Content) -> QualityCheck {
     let mut copy = content.clone();
     for section in Section::ALL {
         let key = section.as_str();
+        // A citation counts only if it names a source.
         let cited: HashSet<&str> = content
             .citations
             .iter()
-            .filter(|c| c.section == key)
+            .filter(|c| c.section == key && !c.source.source_id.trim().is_empty())
             .map(|c| c.id.as_str())
             .collect();
         for (path, text) in copy.text_fields_mut(section) {
@@ -255,6 +264,51 @@ mod tests {
         );
         assert_eq!(thousands(2412), "2,412");
         assert_eq!(thousands(999), "999");
+    }
+
+    #[test]
+    fn the_blocking_checks_are_the_five_submit_enforces() {
+        let blocking: Vec<QualityKind> = checks(&Content::default())
+            .into_iter()
+            .map(|c| c.kind)
+            .filter(|k| k.is_blocking())
+            .collect();
+        assert_eq!(
+            blocking,
+            vec![
+                QualityKind::KeyJudgementCount,
+                QualityKind::HeadlineCardCount,
+                QualityKind::WordCount,
+                QualityKind::DisclaimerPresent,
+                QualityKind::ClaimsCited,
+            ]
+        );
+    }
+
+    #[test]
+    fn a_judgement_without_a_sourced_citation_is_not_cited() {
+        use crate::model::{Citation, KeyJudgement, SourceRef};
+        let judgement = |text: &str| KeyJudgement {
+            letter: "A".into(),
+            text: text.into(),
+            ..Default::default()
+        };
+        let mut content = Content {
+            key_judgements: vec![judgement("Exploitation is likely to rise.")],
+            ..Default::default()
+        };
+        assert!(!claims_cited(&content).passed);
+        content.key_judgements = vec![judgement("Exploitation is likely to rise [c1].")];
+        content.citations = vec![Citation {
+            id: "c1".into(),
+            section: "key_judgements".into(),
+            claim: "rise".into(),
+            source: SourceRef::default(),
+        }];
+        let unsourced = claims_cited(&content);
+        assert!(!unsourced.passed, "{unsourced:?}");
+        content.citations[0].source.source_id = "0191a3c4".into();
+        assert!(claims_cited(&content).passed);
     }
 
     #[test]

@@ -301,6 +301,7 @@ async fn a_report_is_generated_edited_gated_approved_and_exported() {
             pb::SubmitReportRequest {
                 id: id.clone(),
                 version: 3,
+                override_justification: String::new(),
             },
         ))
         .await
@@ -323,17 +324,35 @@ async fn a_report_is_generated_edited_gated_approved_and_exported() {
             pb::SubmitReportRequest {
                 id: id.clone(),
                 version: 2,
+                override_justification: String::new(),
             },
         ))
         .await
         .expect_err("stale");
     assert_eq!(code_of(&stale), "CONFLICT");
-    reports
+    // The short edits left too few words: a blocking check, which a second
+    // admin overrides with a justification.
+    let short = reports
         .submit_report(authed(
             &analyst,
             pb::SubmitReportRequest {
                 id: id.clone(),
                 version: 3,
+                override_justification: String::new(),
+            },
+        ))
+        .await
+        .expect_err("too few words");
+    assert_eq!(code_of(&short), "FAILED_PRECONDITION");
+    let failed: Vec<i32> = failed_checks(&short).iter().map(|c| c.kind).collect();
+    assert_eq!(failed, vec![pb::QualityCheckKind::WordCount as i32]);
+    reports
+        .submit_report(authed(
+            &stack.token(org, "admin-2", Role::Admin),
+            pb::SubmitReportRequest {
+                id: id.clone(),
+                version: 3,
+                override_justification: "A short briefing agreed with the client.".into(),
             },
         ))
         .await
@@ -628,6 +647,7 @@ async fn other_organisations_cannot_see_or_touch_a_report_and_bad_input_changes_
                 pb::SubmitReportRequest {
                     id: id.clone(),
                     version: 1,
+                    override_justification: String::new(),
                 },
             ))
             .await
@@ -870,6 +890,7 @@ async fn other_organisations_cannot_see_or_touch_a_report_and_bad_input_changes_
             pb::SubmitReportRequest {
                 id: id.clone(),
                 version: 2,
+                override_justification: String::new(),
             },
         ))
         .await

@@ -16,7 +16,7 @@ use self::convert::{
 use crate::app::Tenants;
 use crate::model::{
     AuditFilter, CognitoSub, Email, Name, NewAuditEvent, OrganisationChanges, UserChanges,
-    bounded_json, parse_id,
+    organisation_settings, parse_id,
 };
 
 /// `treven.tenants.v1.TenantsService` over [`Tenants`].
@@ -113,7 +113,8 @@ impl pb::tenants_service_server::TenantsService for TenantsGrpc {
                     "name" => changes.name = Some(Name::parse("organisation.name", &org.name)?),
                     _ => {
                         let settings = struct_to_json(&org.settings.clone().unwrap_or_default());
-                        changes.settings = Some(bounded_json("organisation.settings", settings)?);
+                        changes.settings =
+                            Some(organisation_settings("organisation.settings", settings)?);
                     }
                 }
             }

@@ -118,6 +118,26 @@ pub fn bounded_json(
     Ok(json)
 }
 
+/// The settings key that lets the analyst who submitted or wrote a report
+/// version approve it (reports reads it; a boolean, false when absent).
+pub const ALLOW_SELF_APPROVAL: &str = "allow_self_approval";
+
+/// Organisation settings as sent: a bounded JSON object whose known keys
+/// have their types (`allow_self_approval` is a boolean).
+pub fn organisation_settings(
+    field: &str,
+    json: serde_json::Value,
+) -> Result<serde_json::Value, ServiceError> {
+    let json = bounded_json(field, json)?;
+    match json.get(ALLOW_SELF_APPROVAL) {
+        None | Some(serde_json::Value::Bool(_)) => Ok(json),
+        Some(_) => Err(ServiceError::invalid_field(
+            format!("{field}.{ALLOW_SELF_APPROVAL}"),
+            "must be true or false",
+        )),
+    }
+}
+
 treven_mesh::text_enum! {
     /// What kind of body an organisation or partner is.
     OrgKind { /** Financial institution. */ Fi = "fi", /** NGO. */ Ngo = "ngo", /** Law enforcement. */ Le = "le", /** Platform owner. */ Owner = "owner" }

@@ -21,7 +21,12 @@ pub static POLICY: Policy = Policy {
             callers: &[Gateway, Operator],
             roles: Roles::Any,
         },
-        rule("GetOrganisation", EDGE, Role::MEMBERS),
+        // Reports reads the settings (`allow_self_approval`) at approval.
+        rule(
+            "GetOrganisation",
+            &[Gateway, Operator, Reports],
+            Role::MEMBERS,
+        ),
         rule("UpdateOrganisation", EDGE, Role::ADMINS),
         rule("ListUsers", EDGE, Role::MEMBERS),
         rule("GetUser", EDGE, Role::MEMBERS),

@@ -1,6 +1,8 @@
 //! The analyst journey's steps, shared by the development-shape mesh
 //! (`journey.rs`) and the production shape (`prodlike.rs`): everything goes
-//! through the gateway of a [`Stack`], as the frontend drives it.
+//! through the gateway of a [`Stack`], as the frontend drives it. The
+//! report is written and submitted by one analyst and approved by another
+//! (four-eyes); self-approval is refused.
 
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -14,6 +16,7 @@ use super::mesh::User;
 #[derive(Debug)]
 pub struct Made {
     pub analyst: User,
+    pub reviewer: User,
     pub report_id: String,
     pub document_id: String,
     pub conversation_id: String,
@@ -25,7 +28,10 @@ pub const CHAT_REPLY: [&str; 3] = ["Recruitment ", "moved to closed ", "messagin
 pub async fn journey(mesh: &(impl Stack + ?Sized), org: &str) -> Made {
     let admin = mesh.sign_in(org, "ngo", &format!("admin@{org}.test"), "admin");
     let analyst = mesh.sign_in(org, "ngo", &format!("analyst@{org}.test"), "analyst");
+    // Four-eyes: a second analyst approves what the first wrote and submitted.
+    let reviewer = mesh.sign_in(org, "ngo", &format!("reviewer@{org}.test"), "analyst");
     let api = Api::new(mesh, &analyst);
+    let reviewer_api = Api::new(mesh, &reviewer);
     let admin_api = Api::new(mesh, &admin);
 
     // Signed in: the gateway knows who and in which organisation.
@@ -180,11 +186,42 @@ pub async fn journey(mesh: &(impl Stack + ?Sized), org: &str) -> Made {
         "cites {cited:?}; {}",
         got["version"]
     );
+    // The generated draft passes every blocking quality check.
+    let checks = got["version"]["qualityChecks"].as_array().unwrap();
+    let blocking: Vec<&Value> = checks.iter().filter(|c| c["blocking"] == true).collect();
+    assert_eq!(blocking.len(), 5, "{checks:?}");
+    assert!(
+        blocking.iter().all(|c| c["passed"] == true),
+        "blocking checks fail: {checks:#?}"
+    );
+
+    // The edit keeps the generated introduction (and its citations) and adds
+    // a cited paragraph, so the report still passes its checks.
+    let introduction_citations: Vec<Value> = got["content"]["citations"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .filter(|c| c["section"] == "introduction")
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let marker = introduction_citations
+        .first()
+        .and_then(|c| c["id"].as_str())
+        .expect("the generated introduction cites a source")
+        .to_owned();
+    let generated_introduction = got["content"]["introduction"].as_str().unwrap().to_owned();
 
     // An edit with personal data is blocked, then saved once redacted.
     let edit = |decisions: Value| {
         json!({
-            "content": {"introduction": "Recruiters used jane.doe@example.com to contact workers [c1]."},
+            "content": {
+                "introduction": format!(
+                    "{generated_introduction}\n\nRecruiters used jane.doe@example.com to contact workers [{marker}]."
+                ),
+                "citations": introduction_citations,
+            },
             "reason": "add the recruiter contact",
             "baseVersion": version,
             "piiDecisions": decisions,
@@ -220,13 +257,26 @@ pub async fn journey(mesh: &(impl Stack + ?Sized), org: &str) -> Made {
         .await;
     assert_eq!(status, 409, "{refused}");
     assert_eq!(refused["error"]["code"], "FAILED_PRECONDITION", "{refused}");
-    api.ok(
-        reqwest::Method::POST,
-        &format!("/api/reports/{report_id}/submit"),
-        Some(json!({"version": version})),
-    )
-    .await;
-    let approved = api
+    let submitted = api
+        .ok(
+            reqwest::Method::POST,
+            &format!("/api/reports/{report_id}/submit"),
+            Some(json!({"version": version})),
+        )
+        .await;
+    assert_eq!(
+        submitted["submission"]["submittedBy"], analyst.sub,
+        "{submitted}"
+    );
+    let (status, refused) = api
+        .post(
+            &format!("/api/reports/{report_id}/approve"),
+            json!({"version": version}),
+        )
+        .await;
+    assert_eq!(status, 403, "self-approval: {refused}");
+    assert_eq!(refused["error"]["code"], "FORBIDDEN", "{refused}");
+    let approved = reviewer_api
         .ok(
             reqwest::Method::POST,
             &format!("/api/reports/{report_id}/approve"),
@@ -234,6 +284,10 @@ pub async fn journey(mesh: &(impl Stack + ?Sized), org: &str) -> Made {
         )
         .await;
     assert_eq!(approved["status"], "REPORT_STATUS_APPROVED", "{approved}");
+    assert_eq!(
+        approved["approval"]["approvedBy"], reviewer.sub,
+        "{approved}"
+    );
 
     // The approved version's evidence pack holds the source it cites.
     let pack = api
@@ -321,6 +375,7 @@ pub async fn journey(mesh: &(impl Stack + ?Sized), org: &str) -> Made {
 
     Made {
         analyst,
+        reviewer,
         report_id,
         document_id,
         conversation_id,

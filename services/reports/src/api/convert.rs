@@ -13,7 +13,7 @@ use treven_proto::treven::tenants::v1 as tenants;
 
 use crate::model::{
     ClientType, Content, ExploitationType, ExportFormat, PiiAction, PiiDecision, PiiFinding,
-    QualityKind, Report, Scope, Status as ReportStatus, Trend, Version, VersionCause,
+    QualityCheck, QualityKind, Report, Scope, Status as ReportStatus, Trend, Version, VersionCause,
     parse_country,
 };
 use crate::wire::{exploitation_to_pb, scope_to_pb};
@@ -189,6 +189,11 @@ pub(super) fn report_to_pb(r: Report) -> pb::Report {
             approved_at: Some(timestamp(a.approved_at)),
             version: a.version,
         }),
+        submission: r.submission.map(|s| pb::Submission {
+            submitted_by: s.submitted_by,
+            submitted_at: Some(timestamp(s.submitted_at)),
+            version: s.version,
+        }),
         failure_reason: r.failure_reason,
         created_by: r.created_by,
         created_at: Some(timestamp(r.created_at)),
@@ -205,6 +210,15 @@ pub(super) fn quality_kind_to_pb(k: QualityKind) -> pb::QualityCheckKind {
         QualityKind::DisclaimerPresent => pb::QualityCheckKind::DisclaimerPresent,
         QualityKind::ClaimsCited => pb::QualityCheckKind::ClaimsCited,
         QualityKind::RedFlagCount => pb::QualityCheckKind::RedFlagCount,
+    }
+}
+
+pub(super) fn quality_check_to_pb(q: QualityCheck) -> pb::QualityCheck {
+    pb::QualityCheck {
+        kind: quality_kind_to_pb(q.kind).into(),
+        passed: q.passed,
+        detail: q.detail,
+        blocking: q.kind.is_blocking(),
     }
 }
 
@@ -232,11 +246,7 @@ pub(super) fn version_to_pb(v: Version) -> pb::ReportVersion {
         quality_checks: v
             .quality_checks
             .into_iter()
-            .map(|q| pb::QualityCheck {
-                kind: quality_kind_to_pb(q.kind).into(),
-                passed: q.passed,
-                detail: q.detail,
-            })
+            .map(quality_check_to_pb)
             .collect(),
         pii_decisions: v.pii_decisions.iter().map(decision_to_pb).collect(),
         created_at: Some(timestamp(v.created_at)),

@@ -1,20 +1,34 @@
-//! Review: submit a draft for review, approve the version in review (which
-//! derives its trends).
+//! Review: submit a draft for review (the blocking quality gates), approve
+//! the version in review (four-eyes; derives its trends).
 
 use chrono::Utc;
 use serde_json::json;
-use treven_mesh::{MeshContext, ServiceError};
+use treven_mesh::{MeshContext, Role, ServiceError};
 use uuid::Uuid;
 
 use crate::clients::AuditEntry;
-use crate::model::{Approval, Report, Status};
+use crate::model::{Approval, QualityCheck, Report, Status, Submission};
+use crate::quality;
 
 use super::trends::derive_trends;
-use super::{Reports, Result, failed_precondition, not_found, stale};
+use super::{Reports, ReportsError, Result, failed_precondition, not_found, stale};
+
+/// Why the submitter or author of a version may not approve it.
+pub const SELF_APPROVAL_REFUSED: &str = "a report cannot be approved by the analyst who submitted or wrote it; \
+     another analyst must approve it (or an admin may allow self-approval in the organisation's settings)";
 
 impl Reports {
-    /// Sends the latest version of a draft for review (analysts, admins).
-    pub async fn submit(&self, context: &MeshContext, id: Uuid, version: i32) -> Result<Report> {
+    /// Sends the latest version of a draft for review (analysts, admins),
+    /// recording who submitted it. A version failing a blocking quality
+    /// check is refused (FAILED_PRECONDITION naming each check) unless an
+    /// admin gives `override_justification`, which is audited.
+    pub async fn submit(
+        &self,
+        context: &MeshContext,
+        id: Uuid,
+        version: i32,
+        override_justification: Option<&str>,
+    ) -> Result<Report> {
         let mut tx = self.begin(context).await?;
         let report = tx.report(id, true).await?.ok_or_else(not_found)?;
         if report.status != Status::Draft {
@@ -27,7 +41,7 @@ impl Reports {
         if version != report.latest_version {
             return Err(stale("version", report.latest_version).into());
         }
-        let (latest, _) = tx
+        let (latest, content) = tx
             .version(id, version)
             .await?
             .ok_or_else(|| ServiceError::not_found("version"))?;
@@ -43,7 +57,45 @@ impl Reports {
             ))
             .into());
         }
-        let updated = tx.set_status(id, Status::InReview, None, "").await?;
+        let failed: Vec<QualityCheck> = quality::checks(&content)
+            .into_iter()
+            .filter(|c| c.kind.is_blocking() && !c.passed)
+            .collect();
+        let overridden = if failed.is_empty() {
+            None
+        } else {
+            let Some(justification) = override_justification else {
+                return Err(ReportsError::QualityFailed(failed));
+            };
+            if !context.has_role(Role::Admin) {
+                return Err(ServiceError::forbidden(
+                    "only an admin may override failed quality checks",
+                )
+                .into());
+            }
+            Some((failed, justification))
+        };
+        let submission = Submission {
+            submitted_by: context.user_id().to_owned(),
+            submitted_at: Utc::now(),
+            version,
+        };
+        let updated = tx.set_submitted(id, &submission).await?;
+        if let Some((failed, justification)) = overridden {
+            let checks: Vec<_> = failed
+                .iter()
+                .map(|c| json!({"check": c.kind.as_str(), "detail": c.detail}))
+                .collect();
+            self.audit(
+                context,
+                AuditEntry::report(
+                    "report.quality_override",
+                    id,
+                    json!({"version": version, "failed_checks": checks, "justification": justification}),
+                ),
+            )
+            .await?;
+        }
         self.audit(
             context,
             AuditEntry::report("report.submit", id, json!({"version": version})),
@@ -55,6 +107,8 @@ impl Reports {
     }
 
     /// Approves the version in review (analysts, admins) and derives trends.
+    /// FORBIDDEN when the approver submitted or wrote the version, unless
+    /// the organisation's settings allow self-approval.
     pub async fn approve(&self, context: &MeshContext, id: Uuid, version: i32) -> Result<Report> {
         let mut tx = self.begin(context).await?;
         let report = tx.report(id, true).await?.ok_or_else(not_found)?;
@@ -68,10 +122,18 @@ impl Reports {
         if version != report.latest_version {
             return Err(stale("version", report.latest_version).into());
         }
-        let (_, content) = tx
+        let (approved, content) = tx
             .version(id, version)
             .await?
             .ok_or_else(|| ServiceError::not_found("version"))?;
+        // Four-eyes: neither the submitter nor the version's author approves
+        // it, unless the organisation allows it (then audited as such).
+        let approver = context.user_id();
+        let submitted_by = report.submission.as_ref().map(|s| s.submitted_by.as_str());
+        let self_approval = submitted_by == Some(approver) || approved.author_id == approver;
+        if self_approval && !self.clients.allows_self_approval(context).await? {
+            return Err(ServiceError::forbidden(SELF_APPROVAL_REFUSED).into());
+        }
         let approval = Approval {
             approved_by: context.user_id().to_owned(),
             approved_at: Utc::now(),
@@ -105,7 +167,12 @@ impl Reports {
             AuditEntry::report(
                 "report.approve",
                 id,
-                json!({"version": version, "trends": trends.len(), "evidence_sources": evidence}),
+                json!({
+                    "version": version,
+                    "trends": trends.len(),
+                    "evidence_sources": evidence,
+                    "self_approval": self_approval,
+                }),
             ),
         )
         .await?;

@@ -7,14 +7,15 @@ use treven_mesh::{OrgId, Role};
 use uuid::Uuid;
 
 use crate::model::{
-    Approval, Content, PiiDecision, QualityCheck, Report, Scope, Section, Status, Version,
-    VersionCause,
+    Approval, Content, PiiDecision, QualityCheck, Report, Scope, Section, Status, Submission,
+    Version, VersionCause,
 };
 
 use super::{OrgTx, Result, StoreError, column, from_json, to_json};
 
 const REPORT_COLUMNS: &str = "id, org_id, title, scope, status, latest_version, approved_by, approved_at, \
-     approved_version, failure_reason, created_by, created_at, updated_at";
+     approved_version, submitted_by, submitted_at, submitted_version, failure_reason, created_by, \
+     created_at, updated_at";
 const VERSION_COLUMNS: &str = "report_id, number, content_hash, cause, section, author_id, reason, \
      change_summary, rejected_sections, quality_checks, pii_decisions, created_at";
 
@@ -263,6 +264,24 @@ impl OrgTx {
         .await?;
         row.try_into()
     }
+
+    /// Moves a draft to `in_review`, recording `submission` (who sent which
+    /// version, for four-eyes approval).
+    pub async fn set_submitted(&mut self, id: Uuid, submission: &Submission) -> Result<Report> {
+        let row: ReportRow = sqlx::query_as(&format!(
+            "UPDATE reports SET status = 'in_review', failure_reason = '', submitted_by = $3, \
+                    submitted_at = $4, submitted_version = $5, updated_at = clock_timestamp() \
+             WHERE org_id = $1 AND id = $2 RETURNING {REPORT_COLUMNS}"
+        ))
+        .bind(self.tx.org_id().as_uuid())
+        .bind(id)
+        .bind(&submission.submitted_by)
+        .bind(submission.submitted_at)
+        .bind(submission.version)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        row.try_into()
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -276,6 +295,9 @@ struct ReportRow {
     approved_by: Option<String>,
     approved_at: Option<DateTime<Utc>>,
     approved_version: Option<i32>,
+    submitted_by: Option<String>,
+    submitted_at: Option<DateTime<Utc>>,
+    submitted_version: Option<i32>,
     failure_reason: String,
     created_by: String,
     created_at: DateTime<Utc>,
@@ -293,6 +315,14 @@ impl TryFrom<ReportRow> for Report {
             }),
             _ => None,
         };
+        let submission = match (row.submitted_by, row.submitted_at, row.submitted_version) {
+            (Some(submitted_by), Some(submitted_at), Some(version)) => Some(Submission {
+                submitted_by,
+                submitted_at,
+                version,
+            }),
+            _ => None,
+        };
         Ok(Report {
             id: row.id,
             org_id: OrgId::new(row.org_id),
@@ -301,6 +331,7 @@ impl TryFrom<ReportRow> for Report {
             status: column("status", &row.status)?,
             latest_version: row.latest_version,
             approval,
+            submission,
             failure_reason: row.failure_reason,
             created_by: row.created_by,
             created_at: row.created_at,

@@ -66,6 +66,9 @@ pub async fn channel(address: std::net::SocketAddr) -> Channel {
 /// How the agents double behaves for a report, chosen by the scope's sector.
 pub const SECTOR_FAIL: &str = "always-failing";
 pub const SECTOR_SLOW: &str = "slow";
+/// The draft the offline generator writes for an organisation with no
+/// usable sources: the same text with no citation markers and no citations.
+pub const SECTOR_UNCITED: &str = "no-sources";
 
 /// The agents double: GenerateReport streams a valid report section by
 /// section; sector `always-failing` ends with an error event; sector `slow`
@@ -125,7 +128,10 @@ impl agents::agents_service_server::AgentsService for FakeAgents {
             .unwrap()
             .push((m.report_id.clone(), m.sections.clone()));
         let scope = m.scope.unwrap_or_default();
-        let full = report_content(&scope.country, &m.instructions);
+        let mut full = report_content(&scope.country, &m.instructions);
+        if scope.sector == SECTOR_UNCITED {
+            full = uncited(full);
+        }
         let wanted: Vec<String> = if m.sections.is_empty() {
             GENERATED.iter().map(|s| s.to_string()).collect()
         } else {
@@ -335,6 +341,44 @@ and how money moves."
         citations,
         uncertainty_flags: vec![],
     }
+}
+
+/// `content` as written without sources: no citations, and no markers in
+/// any judgement, card or paragraph (as the offline generator does when the
+/// organisation has no usable sources).
+pub fn uncited(mut content: pb::ReportContent) -> pb::ReportContent {
+    fn strip(text: &str) -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(open) = rest.find(" [") {
+            out.push_str(&rest[..open]);
+            match rest[open..].find(']') {
+                Some(close) => rest = &rest[open + close + 1..],
+                None => {
+                    rest = &rest[open..];
+                    break;
+                }
+            }
+        }
+        out.push_str(rest);
+        out.replace(['[', ']'], "")
+    }
+    content.citations.clear();
+    for kj in &mut content.key_judgements {
+        kj.text = strip(&kj.text);
+    }
+    for card in &mut content.headline_cards {
+        card.detail = strip(&card.detail);
+    }
+    for text in [
+        &mut content.introduction,
+        &mut content.recruitment,
+        &mut content.demand,
+        &mut content.money,
+    ] {
+        *text = strip(text);
+    }
+    content
 }
 
 /// `full` with only `key`'s field, citations and flags, as the agents
@@ -585,6 +629,26 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
         .get_error_details()
         .bad_request()
         .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// The checks of a FAILED_PRECONDITION from SubmitReport, from its
+/// `QualityChecksFailed` detail.
+pub fn failed_checks(status: &Status) -> Vec<pb::QualityCheck> {
+    use prost::Message as _;
+    let decoded = tonic_types::pb::Status::decode(status.details()).expect("status details");
+    decoded
+        .details
+        .iter()
+        .find(|any| {
+            any.type_url
+                .ends_with("treven.reports.v1.QualityChecksFailed")
+        })
+        .map(|any| {
+            pb::QualityChecksFailed::decode(any.value.as_slice())
+                .unwrap()
+                .checks
+        })
         .unwrap_or_default()
 }
 
