@@ -126,7 +126,11 @@ pub fn applies_to(method: &Method) -> bool {
 /// The fingerprint of a request: method, path and query, caller, body.
 pub fn fingerprint(method: &Method, path_and_query: &str, user: &str, body: &[u8]) -> String {
     let mut hash = Sha256::new();
-    for part in [method.as_str().as_bytes(), path_and_query.as_bytes(), user.as_bytes()] {
+    for part in [
+        method.as_str().as_bytes(),
+        path_and_query.as_bytes(),
+        user.as_bytes(),
+    ] {
         hash.update((part.len() as u64).to_be_bytes());
         hash.update(part);
     }
@@ -418,10 +422,25 @@ mod tests {
     #[test]
     fn the_fingerprint_covers_method_path_user_and_body() {
         let base = fingerprint(&Method::POST, "/api/partners", "u1", b"{}");
-        assert_eq!(base, fingerprint(&Method::POST, "/api/partners", "u1", b"{}"));
-        assert_ne!(base, fingerprint(&Method::PATCH, "/api/partners", "u1", b"{}"));
-        assert_ne!(base, fingerprint(&Method::POST, "/api/partner", "u1", b"{}"));
-        assert_ne!(base, fingerprint(&Method::POST, "/api/partners", "u2", b"{}"));
-        assert_ne!(base, fingerprint(&Method::POST, "/api/partners", "u1", b"{ }"));
+        assert_eq!(
+            base,
+            fingerprint(&Method::POST, "/api/partners", "u1", b"{}")
+        );
+        assert_ne!(
+            base,
+            fingerprint(&Method::PATCH, "/api/partners", "u1", b"{}")
+        );
+        assert_ne!(
+            base,
+            fingerprint(&Method::POST, "/api/partner", "u1", b"{}")
+        );
+        assert_ne!(
+            base,
+            fingerprint(&Method::POST, "/api/partners", "u2", b"{}")
+        );
+        assert_ne!(
+            base,
+            fingerprint(&Method::POST, "/api/partners", "u1", b"{ }")
+        );
     }
 }

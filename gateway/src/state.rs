@@ -14,8 +14,8 @@ use treven_transcode::{OpenApiInfo, Transcoder};
 
 use crate::GatewayConfig;
 use crate::auth::JwtVerifier;
-use crate::identity::ContextMinter;
 use crate::idempotency::Idempotency;
+use crate::identity::ContextMinter;
 use crate::ratelimit::RateLimiter;
 
 /// The mesh's own services and the principal that serves each.
