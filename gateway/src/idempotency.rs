@@ -41,8 +41,9 @@ use crate::ratelimit::RateLimiter;
 pub const KEY_HEADER: &str = "idempotency-key";
 /// The response header set on a replayed answer.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
-/// The stable code of a key used again with another request.
-pub const KEY_REUSED: &str = "IDEMPOTENCY_KEY_REUSED";
+/// The stable code of a key used again with another request (documented in
+/// the OpenAPI error codes).
+pub const KEY_REUSED: &str = treven_transcode::openapi::IDEMPOTENCY_KEY_REUSED;
 /// How long a key and its answer are kept.
 pub const KEY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// Longest key accepted, in characters (printable ASCII).
