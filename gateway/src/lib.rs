@@ -9,6 +9,7 @@ pub mod caller;
 pub mod config;
 pub mod error;
 pub mod grpcweb;
+pub mod idempotency;
 pub mod identity;
 pub mod ratelimit;
 pub mod reflection;

@@ -133,6 +133,12 @@ impl RateLimiter {
         self.redis.read().map(|r| r.is_some()).unwrap_or(false)
     }
 
+    /// The shared Redis connection, once reached (the idempotency store uses
+    /// the same one); `None` while Redis has not been reached yet.
+    pub fn connection(&self) -> Option<ConnectionManager> {
+        self.redis.read().ok().and_then(|r| r.clone())
+    }
+
     /// Takes one call of `user` in `org` from both buckets.
     pub async fn check(&self, org: OrgId, user: &str) -> Verdict {
         let redis = self.redis.read().ok().and_then(|r| r.clone());

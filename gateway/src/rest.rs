@@ -20,6 +20,7 @@ use treven_transcode::{
 
 use crate::caller::Caller;
 use crate::error::ApiError;
+use crate::idempotency::Begin;
 use crate::state::Gateway;
 
 fn http_error_response(error: HttpError) -> Response {
@@ -126,6 +127,52 @@ pub async fn handle_matched(
             return Ok((StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response());
         }
     };
+    // Idempotency keys: writes of unary routes (a stream is not replayed).
+    let streaming = matched.route().is_server_streaming();
+    let key = if crate::idempotency::applies_to(&parts.method) && !streaming {
+        crate::idempotency::key_of(&parts.headers)?
+    } else {
+        None
+    };
+    let Some(key) = key else {
+        return transcode(gateway, caller, matched, parts, bytes).await;
+    };
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path(), |p| p.as_str());
+    let fingerprint =
+        crate::idempotency::fingerprint(&parts.method, path, &caller.identity.sub, &bytes);
+    match gateway
+        .idempotency
+        .begin(caller.identity.org_id, &key, fingerprint.clone())
+        .await
+    {
+        Begin::Proceed(claim) => {
+            let response = transcode(gateway, caller, matched, parts, bytes)
+                .await
+                .unwrap_or_else(IntoResponse::into_response);
+            Ok(claim.finish(fingerprint, response).await)
+        }
+        Begin::Replay(response) => {
+            tracing::info!("idempotent replay");
+            Ok(response)
+        }
+        Begin::Refused(response) => Ok(response),
+        Begin::PassThrough => transcode(gateway, caller, matched, parts, bytes).await,
+    }
+}
+
+/// Transcodes a request whose body has been read, calls the service and
+/// answers.
+async fn transcode(
+    gateway: &Gateway,
+    caller: &Caller,
+    matched: RouteMatch,
+    parts: axum::http::request::Parts,
+    bytes: bytes::Bytes,
+) -> Result<Response, ApiError> {
+    let limit = gateway.config.max_body_bytes;
     let limits = RequestLimits {
         max_body_bytes: limit,
         ..RequestLimits::default()

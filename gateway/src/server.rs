@@ -77,12 +77,14 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
             HeaderName::from_static("x-user-agent"),
             HeaderName::from_static("grpc-timeout"),
             HeaderName::from_static("x-request-id"),
+            HeaderName::from_static(crate::idempotency::KEY_HEADER),
         ])
         .expose_headers([
             HeaderName::from_static("grpc-status"),
             HeaderName::from_static("grpc-message"),
             HeaderName::from_static("grpc-status-details-bin"),
             HeaderName::from_static("x-request-id"),
+            HeaderName::from_static(crate::idempotency::REPLAYED_HEADER),
             header::RETRY_AFTER,
         ])
         .max_age(Duration::from_secs(600))

@@ -14,6 +14,7 @@ use treven_transcode::{OpenApiInfo, Transcoder};
 
 use crate::GatewayConfig;
 use crate::auth::JwtVerifier;
+use crate::idempotency::Idempotency;
 use crate::identity::ContextMinter;
 use crate::ratelimit::RateLimiter;
 
@@ -36,6 +37,8 @@ pub struct Gateway {
     pub minter: Arc<ContextMinter>,
     /// Per-user limits.
     pub limiter: RateLimiter,
+    /// Idempotency keys of REST writes (on the limiter's Redis).
+    pub idempotency: Idempotency,
     /// A channel per upstream gRPC service, by full service name.
     pub upstreams: Arc<HashMap<String, Channel>>,
     /// The mesh principal serving each of those services: the audience of
@@ -181,6 +184,7 @@ impl Gateway {
             transcoder: Arc::new(transcoder),
             openapi: Arc::new(openapi),
             retries: Arc::new(RetryBudget::default()),
+            idempotency: Idempotency::new(limiter.clone(), config.upstream_timeout),
             config: Arc::new(config),
             verifier: Arc::new(verifier),
             minter: Arc::new(minter),

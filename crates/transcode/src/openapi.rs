@@ -5,7 +5,8 @@
 //! parameters); query parameters are the fields neither in the path nor in
 //! the body, flattened with dotted lowerCamelCase names; bodies and
 //! responses are proto3 JSON schemas; every operation lists the error
-//! responses of the mesh error table; security is a bearer JWT.
+//! responses of the mesh error table; security is a bearer JWT. Unary
+//! writes take the gateway's `Idempotency-Key` header.
 //! Operation ids are `Service_Method`, tags the services, summaries and
 //! descriptions the proto comments. Object keys are sorted, so the same
 //! descriptors always give the same bytes. Routes with an HTTP method that
@@ -28,6 +29,19 @@ use schema::{Schemas, component_ref};
 
 /// Name of the error body schema in `components.schemas`.
 pub const ERROR_SCHEMA: &str = "ErrorResponse";
+
+/// Name of the `Idempotency-Key` header in `components.parameters`, taken
+/// by every unary `POST`, `PATCH` and `DELETE`.
+pub const IDEMPOTENCY_KEY_PARAMETER: &str = "IdempotencyKey";
+
+/// The code the gateway answers (409) when an `Idempotency-Key` comes back
+/// with another request. It is the edge's own: services never return it, so
+/// it is not in the mesh error table, but it is in the documented codes.
+pub const IDEMPOTENCY_KEY_REUSED: &str = "IDEMPOTENCY_KEY_REUSED";
+
+/// Codes answered by the gateway itself, outside the mesh error table, with
+/// their HTTP status.
+const EDGE_CODES: [(&str, u16); 1] = [(IDEMPOTENCY_KEY_REUSED, 409)];
 
 /// The document's `info` and `servers`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +119,7 @@ pub fn openapi_document(table: &RouteTable, info: &OpenApiInfo) -> Value {
                 "bearerAuth": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" },
             },
             "responses": error_responses(),
+            "parameters": { IDEMPOTENCY_KEY_PARAMETER: idempotency_key_parameter() },
         },
     });
     if !info.servers.is_empty() {
@@ -297,6 +312,12 @@ fn operation(route: &Route, pieces: &[Piece], names: &[String], schemas: &mut Sc
     if !matches!(route.body(), RouteBody::Whole) {
         query_parameters(route, &rpc.input(), &[], schemas, &mut parameters);
     }
+    let idempotent = takes_idempotency_key(route);
+    if idempotent {
+        parameters.push(
+            json!({ "$ref": format!("#/components/parameters/{IDEMPOTENCY_KEY_PARAMETER}") }),
+        );
+    }
     let mut op = json!({
         "operationId": route.operation_id(),
         "tags": [rpc.parent_service().name()],
@@ -304,6 +325,14 @@ fn operation(route: &Route, pieces: &[Piece], names: &[String], schemas: &mut Sc
         "parameters": parameters,
         "responses": responses(route, schemas),
     });
+    if idempotent {
+        op["responses"]["200"]["headers"] = json!({
+            "Idempotent-Replayed": {
+                "description": "`true` when this is the stored answer of an earlier request with the same `Idempotency-Key`.",
+                "schema": { "type": "string", "enum": ["true"] },
+            },
+        });
+    }
     if let Some(comment) = schemas.comments.of(&rpc.parent_file(), rpc.path()) {
         op["summary"] = summary(&comment).into();
         op["description"] = comment.into();
@@ -413,7 +442,24 @@ fn responses(route: &Route, schemas: &mut Schemas) -> Value {
     Value::Object(responses)
 }
 
-/// The error codes of each HTTP status, from the mesh error table.
+/// Whether `route` takes an `Idempotency-Key`: a unary write.
+fn takes_idempotency_key(route: &Route) -> bool {
+    matches!(route.method().as_str(), "POST" | "PATCH" | "DELETE") && !route.is_server_streaming()
+}
+
+/// The `Idempotency-Key` header parameter.
+fn idempotency_key_parameter() -> Value {
+    json!({
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": false,
+        "description": "Makes a write safe to retry: the first answer (2xx, or 4xx other than 408 and 429) is kept for 24 hours per organisation and key and sent again, with `Idempotent-Replayed: true`, for a repeat of the same request by the same user. The same key with another method, path, body or user is 409 `IDEMPOTENCY_KEY_REUSED`; a repeat while the first is still running is 409 `CONFLICT` with `Retry-After`. An invalid key is 400.",
+        "schema": { "type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7E]+$" },
+    })
+}
+
+/// The error codes of each HTTP status, from the mesh error table and the
+/// gateway's own codes.
 fn error_statuses() -> BTreeMap<u16, Vec<&'static str>> {
     let mut statuses: BTreeMap<u16, Vec<&'static str>> = BTreeMap::new();
     for code in ErrorCode::ALL {
@@ -421,6 +467,9 @@ fn error_statuses() -> BTreeMap<u16, Vec<&'static str>> {
             .entry(code.http_status())
             .or_default()
             .push(code.as_str());
+    }
+    for (code, status) in EDGE_CODES {
+        statuses.entry(status).or_default().push(code);
     }
     statuses
 }
@@ -446,7 +495,11 @@ fn error_responses() -> Value {
 }
 
 fn error_schema() -> Value {
-    let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    let codes: Vec<&str> = ErrorCode::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .chain(EDGE_CODES.iter().map(|(code, _)| *code))
+        .collect();
     json!({
         "type": "object",
         "required": ["error"],

@@ -483,3 +483,65 @@ async fn pagination_returns_every_document_exactly_once_newest_first() {
     assert_eq!(csv.len(), 6);
     assert!(csv.iter().all(|t| t == "text/csv"));
 }
+
+/// A pending upload that is never completed expires (the table's TTL
+/// attribute, and hidden from lists once past it); a completed one does
+/// not.
+#[tokio::test]
+async fn pending_uploads_expire_and_completed_ones_do_not() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let app = TestApp::spawn().await;
+    let org = org();
+    let analyst = app.token(org, Role::Analyst);
+    let mut client = app.client().await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&app.sdk);
+    let table = support::test_config().table;
+    let expires_at = |id: String| {
+        let (dynamo, table) = (dynamo.clone(), table.clone());
+        async move {
+            let item = dynamo
+                .get_item()
+                .table_name(table)
+                .key("PK", AttributeValue::S(format!("ORG#{org}")))
+                .key("SK", AttributeValue::S(format!("DOC#{id}")))
+                .send()
+                .await
+                .unwrap()
+                .item
+                .unwrap();
+            item.get("expires_at")
+                .map(|v| v.as_n().unwrap().parse::<i64>().unwrap())
+        }
+    };
+
+    let pending = support::put_file(&mut client, &analyst, "never.txt", b"never completed").await;
+    let now = chrono::Utc::now().timestamp();
+    let expiry = expires_at(pending.id.clone()).await.expect("a TTL");
+    assert!(
+        (now + 23 * 3600..=now + 25 * 3600).contains(&expiry),
+        "about a day: {expiry} vs {now}"
+    );
+    let completed = upload_file(&mut client, &analyst, "done.txt", b"completed").await;
+    assert_eq!(completed.status, pb::DocumentStatus::Available as i32);
+    assert_eq!(expires_at(completed.id.clone()).await, None, "kept");
+
+    // Past its expiry (DynamoDB deletes lazily), the pending one is no
+    // longer listed.
+    dynamo
+        .update_item()
+        .table_name(&table)
+        .key("PK", AttributeValue::S(format!("ORG#{org}")))
+        .key("SK", AttributeValue::S(format!("DOC#{}", pending.id)))
+        .update_expression("SET expires_at = :past")
+        .expression_attribute_values(":past", AttributeValue::N((now - 1).to_string()))
+        .send()
+        .await
+        .unwrap();
+    let listed = client
+        .list_documents(authed(&analyst, pb::ListDocumentsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<&str> = listed.items.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, [completed.id.as_str()]);
+}

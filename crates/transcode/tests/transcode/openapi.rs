@@ -175,6 +175,40 @@ fn the_treven_document_is_complete_and_resolvable() {
     assert!(body["properties"].get("id").is_none());
     assert!(body["properties"].get("version").is_some());
 
+    // Unary writes take an Idempotency-Key; reads and streams do not.
+    let key = serde_json::json!({"$ref": "#/components/parameters/IdempotencyKey"});
+    let takes_key = |method: &str, path: &str| {
+        doc["paths"][path][method]["parameters"]
+            .as_array()
+            .is_some_and(|p| p.contains(&key))
+    };
+    assert!(takes_key("post", "/api/partners"));
+    assert!(takes_key("delete", "/api/partners/{id}"));
+    assert!(takes_key("patch", "/api/users/{id}"));
+    assert!(!takes_key("get", "/api/partners"));
+    assert!(!takes_key(
+        "post",
+        "/api/conversations/{conversationId}/messages"
+    ));
+    assert_eq!(
+        doc["components"]["parameters"]["IdempotencyKey"]["in"],
+        "header"
+    );
+    let codes = &doc["components"]["schemas"]["ErrorResponse"]["properties"]["error"]["properties"]
+        ["code"]["enum"];
+    assert!(
+        codes
+            .as_array()
+            .expect("present")
+            .contains(&"IDEMPOTENCY_KEY_REUSED".into())
+    );
+    assert!(
+        doc["components"]["responses"]["Error409"]["description"]
+            .as_str()
+            .expect("present")
+            .contains("IDEMPOTENCY_KEY_REUSED")
+    );
+
     // The streamed reply is documented as NDJSON and SSE.
     let send = &doc["paths"]["/api/conversations/{conversationId}/messages"]["post"];
     let content = &send["responses"]["200"]["content"];
@@ -237,10 +271,10 @@ fn the_shapes_document_covers_every_rule_shape() {
         page_size["schema"]["type"],
         serde_json::json!(["integer", "null"])
     );
-    assert!(
-        search["post"]["parameters"]
-            .as_array()
-            .is_some_and(Vec::is_empty)
+    // A whole-body POST has no query parameters, only the idempotency key.
+    assert_eq!(
+        search["post"]["parameters"],
+        serde_json::json!([{"$ref": "#/components/parameters/IdempotencyKey"}])
     );
     // The note route binds `note.id` and takes the note as body.
     let note = &doc["paths"]["/v1/notes/{note.id}"]["patch"];

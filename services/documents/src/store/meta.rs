@@ -3,6 +3,11 @@
 //! keys: `DOC#<id>`, `SRC#<id>`, `EVID#<report>#<version>#<source>`,
 //! `EXPORT#<id>`, `ART#<report>#<version>#<ext>`. Creates are conditional
 //! (`attribute_not_exists`), so nothing is silently overwritten.
+//!
+//! A pending upload carries `expires_at` (epoch seconds, the table's TTL
+//! attribute): one never completed is deleted by DynamoDB after
+//! [`PENDING_UPLOAD_TTL`], and hidden from lists once past it (TTL deletion
+//! lags). Completing the upload removes the attribute.
 
 use std::collections::HashMap;
 
@@ -22,6 +27,9 @@ type Result<T> = std::result::Result<T, ServiceError>;
 /// Most DynamoDB pages one list call reads while filling a page (bounds the
 /// work a sparse filter can cause).
 const MAX_QUERY_ROUNDS: usize = 10;
+/// How long a pending upload that is never completed is kept.
+pub const PENDING_UPLOAD_TTL: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
 /// Most sources one organisation's search ranks.
 pub const MAX_SOURCES_SCANNED: usize = 10_000;
 
@@ -93,24 +101,29 @@ impl MetaStore {
     /// Registers a new document; fails if the id exists.
     pub async fn create_document(&self, record: &DocumentRecord) -> Result<()> {
         let d = &record.document;
+        let mut item = HashMap::from([
+            ("PK".into(), pk(d.org_id)),
+            ("SK".into(), s(format!("DOC#{}", d.id))),
+            ("kind".into(), s("document")),
+            ("id".into(), s(d.id.to_string())),
+            ("file_name".into(), s(d.file_name.as_str())),
+            ("content_type".into(), s(&d.content_type)),
+            ("size_bytes".into(), n(d.size_bytes)),
+            ("sha256".into(), s(d.sha256.as_str())),
+            ("status".into(), s(d.status.as_str())),
+            ("s3_key".into(), s(&record.s3_key)),
+            ("created_by".into(), s(&d.created_by)),
+            ("created_at".into(), s(d.created_at.to_rfc3339())),
+            ("updated_at".into(), s(d.updated_at.to_rfc3339())),
+        ]);
+        if d.status == DocumentStatus::Pending {
+            let expires = d.created_at + PENDING_UPLOAD_TTL;
+            item.insert("expires_at".into(), n(expires.timestamp()));
+        }
         self.client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(HashMap::from([
-                ("PK".into(), pk(d.org_id)),
-                ("SK".into(), s(format!("DOC#{}", d.id))),
-                ("kind".into(), s("document")),
-                ("id".into(), s(d.id.to_string())),
-                ("file_name".into(), s(d.file_name.as_str())),
-                ("content_type".into(), s(&d.content_type)),
-                ("size_bytes".into(), n(d.size_bytes)),
-                ("sha256".into(), s(d.sha256.as_str())),
-                ("status".into(), s(d.status.as_str())),
-                ("s3_key".into(), s(&record.s3_key)),
-                ("created_by".into(), s(&d.created_by)),
-                ("created_at".into(), s(d.created_at.to_rfc3339())),
-                ("updated_at".into(), s(d.updated_at.to_rfc3339())),
-            ])))
+            .set_item(Some(item))
             .condition_expression("attribute_not_exists(PK)")
             .send()
             .await
@@ -187,7 +200,7 @@ impl MetaStore {
             .table_name(&self.table)
             .key("PK", pk(org))
             .key("SK", s(format!("DOC#{id}")))
-            .update_expression("SET #status = :to, rejection_reason = :reason, version_id = :version, updated_at = :now")
+            .update_expression("SET #status = :to, rejection_reason = :reason, version_id = :version, updated_at = :now REMOVE expires_at")
             .condition_expression("#status = :from")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":to", s(to.as_str()))
@@ -242,11 +255,15 @@ impl MetaStore {
         after: Option<String>,
         limit: usize,
     ) -> Result<(Vec<Document>, bool)> {
-        let mut filter = vec!["#status <> :deleted".to_owned()];
+        let mut filter = vec![
+            "#status <> :deleted".to_owned(),
+            "(attribute_not_exists(expires_at) OR expires_at > :now)".to_owned(),
+        ];
         let mut values = HashMap::from([
             (":pk".to_owned(), pk(org)),
             (":doc".to_owned(), s("DOC#")),
             (":deleted".to_owned(), s(DocumentStatus::Deleted.as_str())),
+            (":now".to_owned(), n(Utc::now().timestamp())),
         ]);
         if let Some(status) = status {
             filter.push("#status = :status".into());
