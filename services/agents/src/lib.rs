@@ -20,6 +20,7 @@ pub mod model;
 pub mod policy;
 pub mod provider;
 pub mod provision;
+pub mod redaction;
 pub mod store;
 pub mod tools;
 

@@ -349,6 +349,7 @@ async fn bad_chat_input_gets_precise_errors() {
             pb::SendMessageRequest {
                 conversation_id,
                 content,
+                ..Default::default()
             },
         )
     };
@@ -458,6 +459,7 @@ async fn bad_chat_input_gets_precise_errors() {
                 pb::SendMessageRequest {
                     conversation_id: conversation,
                     content: "hi".into(),
+                    ..Default::default()
                 },
             ))
             .await,

@@ -551,6 +551,7 @@ impl TestApp {
                 pb::SendMessageRequest {
                     conversation_id: conversation.to_owned(),
                     content: content.to_owned(),
+                    ..Default::default()
                 },
             ))
             .await
