@@ -15,10 +15,10 @@ use treven_mesh::ErrorCode;
 use crate::generator::SourceRef;
 use crate::model::{Tool, ToolCallRecord, ToolStatus};
 use crate::provider::router::Router;
-use crate::redaction::{Redactions, redact_json, redact_text};
 use crate::provider::{
     Block, ModelEvent, ModelRequest, ProviderError, Role, StopReason, Turn, Usage,
 };
+use crate::redaction::{Redactions, redact_json, redact_text};
 use crate::tools::{ToolBox, ToolContext};
 
 /// What the loop reports as it goes.

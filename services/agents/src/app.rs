@@ -29,10 +29,10 @@ use treven_mesh::pagination::CursorCodec;
 use treven_mesh::{OrgId, ServiceError};
 use uuid::Uuid;
 
+pub use audit::{AuditEntry, AuditLog};
 pub use chat::{ChatEvent, HISTORY_MESSAGES, SendError};
 pub use conversations::MAX_TITLE_CHARS;
 pub use generation::{GENERATION_SOURCES, GenerateInput, GenerationEvent, MAX_INSTRUCTIONS_CHARS};
-pub use audit::{AuditEntry, AuditLog};
 pub use oversight::OVERSIGHT_READ_ACTION;
 pub use runs::LOCAL_PII_MODEL;
 pub use usage::MonthUsage;

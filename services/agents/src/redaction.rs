@@ -222,8 +222,12 @@ impl StreamRedactor {
             let start = (window + f.start).max(self.released);
             let end = (window + f.end).min(cut);
             if start < end {
-                let mut finding =
-                    Finding::new(f.kind, chunk, start - self.released..end - self.released, 0.0);
+                let mut finding = Finding::new(
+                    f.kind,
+                    chunk,
+                    start - self.released..end - self.released,
+                    0.0,
+                );
                 finding.placeholder = f.placeholder;
                 clipped.push(finding);
             }
@@ -264,7 +268,10 @@ mod tests {
         let (text, counts) = redact_text(REPLY);
         assert!(!text.contains("jane.smith@example.org"), "{text}");
         assert!(!text.contains("900123"), "{text}");
-        assert!(text.contains("[EMAIL]") && text.contains("[PHONE]"), "{text}");
+        assert!(
+            text.contains("[EMAIL]") && text.contains("[PHONE]"),
+            "{text}"
+        );
         assert_eq!(counts.count(PiiKind::Email), 1);
         assert_eq!(counts.count(PiiKind::Phone), 1);
         assert_eq!(counts.to_json()["email"], 1);
@@ -287,7 +294,14 @@ mod tests {
             assert_eq!(streamed_counts, counts);
             assert!(pieces.len() > 1, "released as it arrives, not at the end");
             for piece in &pieces {
-                for secret in ["jane.smith", "example.org", "07700", "900123", "Jane", "Smith"] {
+                for secret in [
+                    "jane.smith",
+                    "example.org",
+                    "07700",
+                    "900123",
+                    "Jane",
+                    "Smith",
+                ] {
                     assert!(!piece.contains(secret), "{piece:?} leaks {secret}");
                 }
             }

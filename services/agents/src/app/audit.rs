@@ -45,7 +45,11 @@ impl AuditLog {
 
     /// Appends `entry` to the audit log of the organisation of the user
     /// `context` acts for, with them as the actor.
-    pub async fn record(&self, context: &MeshContext, entry: AuditEntry) -> Result<(), ServiceError> {
+    pub async fn record(
+        &self,
+        context: &MeshContext,
+        entry: AuditEntry,
+    ) -> Result<(), ServiceError> {
         let mut request = tonic::Request::new(tenants::RecordAuditEventRequest {
             action: entry.action.to_owned(),
             resource_type: entry.resource_type.to_owned(),

@@ -25,8 +25,8 @@ use super::pii::{GateError, gate_message};
 use super::{Agents, parse_uuid};
 use crate::agent::{self, AgentEvent, LoopError};
 use crate::model::{Conversation, Message, MessageFinding, MessageRole, PiiDecision, Tool};
-use crate::redaction::{Redactions, StreamRedactor, redact_text};
 use crate::provider::{ModelRequest, Turn};
+use crate::redaction::{Redactions, StreamRedactor, redact_text};
 use crate::tools::{ToolContext, spec};
 
 /// Messages of history sent with a new message.

@@ -171,7 +171,8 @@ mod tests {
     #[test]
     fn stray_and_repeated_decisions_are_refused() {
         let found = findings();
-        let mut all: Vec<PiiDecision> = found.iter().map(|f| decide(f, PiiAction::Redact)).collect();
+        let mut all: Vec<PiiDecision> =
+            found.iter().map(|f| decide(f, PiiAction::Redact)).collect();
         all.push(PiiDecision {
             finding_id: "0".repeat(32),
             ..all[0].clone()
@@ -181,7 +182,10 @@ mod tests {
             Err(GateError::Service(e)) if e.violations()[0].field == "pii_decisions[3].finding_id"
         ));
         all[3] = all[0].clone();
-        assert!(matches!(gate_message(MESSAGE, &all), Err(GateError::Service(_))));
+        assert!(matches!(
+            gate_message(MESSAGE, &all),
+            Err(GateError::Service(_))
+        ));
         assert!(gate_message("No personal data here.", &[]).is_ok());
     }
 }
