@@ -45,6 +45,9 @@ pub async fn relay_chat(
     let mut request = tonic::Request::new(SendMessageRequest {
         conversation_id: conversation_id.clone(),
         content,
+        // The WebSocket message carries no decisions: a message with
+        // personal data is refused (PII_DETECTED) and decided over REST.
+        pii_decisions: Vec::new(),
     });
     if let Err(error) = attach_context(&mut request, &caller.context_for(Principal::Agents)) {
         let _ = out.send(fail(error.code(), "internal error")).await;

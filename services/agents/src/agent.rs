@@ -1,6 +1,12 @@
 //! The agent loop: call the model, run the tools it asks for, send the
 //! results back, until it answers (or the turn limit is reached, when the
 //! last call is made without tools so it must answer).
+//!
+//! Tool call arguments the model writes are redacted (every finding of the
+//! PII detector replaced by its placeholder) before the call is reported,
+//! stored, run or sent back to the model; only `detect_pii`, which runs
+//! locally and keeps nothing, reads the text as written. Tool summaries are
+//! redacted too.
 
 use futures::StreamExt as _;
 use tokio::sync::mpsc;
@@ -12,6 +18,7 @@ use crate::provider::router::Router;
 use crate::provider::{
     Block, ModelEvent, ModelRequest, ProviderError, Role, StopReason, Turn, Usage,
 };
+use crate::redaction::{Redactions, redact_json, redact_text};
 use crate::tools::{ToolBox, ToolContext};
 
 /// What the loop reports as it goes.
@@ -47,6 +54,8 @@ pub struct Outcome {
     pub usage: Usage,
     /// The model that answered (the last one used).
     pub model_id: String,
+    /// Personal data redacted from tool call arguments and summaries.
+    pub redactions: Redactions,
 }
 
 /// Why a loop failed.
@@ -147,7 +156,9 @@ pub async fn run(
             assistant.push(Block::Text(text));
         }
         let mut results = Vec::new();
-        for (id, name, input) in calls {
+        for (id, name, written) in calls {
+            let mut input = written.clone();
+            outcome.redactions.add(&redact_json(&mut input));
             assistant.push(Block::ToolUse {
                 id: id.clone(),
                 name: name.clone(),
@@ -168,14 +179,21 @@ pub async fn run(
                     if !outcome.tools_used.contains(&tool) {
                         outcome.tools_used.push(tool);
                     }
-                    toolbox.call(ctx, tool, &input).await
+                    let input = if tool == Tool::DetectPii {
+                        &written
+                    } else {
+                        &input
+                    };
+                    toolbox.call(ctx, tool, input).await
                 }
                 None => Err(format!("unknown tool `{name}`")),
             };
             let (content, is_error) = match result {
                 Ok(output) => {
                     record.status = ToolStatus::Succeeded;
-                    record.summary = output.summary;
+                    let (summary, found) = redact_text(&output.summary);
+                    outcome.redactions.add(&found);
+                    record.summary = summary;
                     if let Some(citation) = output.citation
                         && !outcome.citations.contains(&citation)
                     {
@@ -187,7 +205,9 @@ pub async fn run(
                 Err(message) => {
                     tracing::info!(tool = %name, error = %message, "tool call failed");
                     record.status = ToolStatus::Failed;
-                    record.summary = message.chars().take(200).collect();
+                    let (summary, found) = redact_text(&message);
+                    outcome.redactions.add(&found);
+                    record.summary = summary.chars().take(200).collect();
                     (serde_json::json!({ "error": message }), true)
                 }
             };

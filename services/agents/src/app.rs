@@ -1,13 +1,14 @@
 //! The agents service's use cases, one file each: [`conversations`],
 //! [`chat`] (the streamed reply), [`generation`] (KJ sections for the
 //! reports service), [`runs`] (agent runs), [`usage`] (token metering),
-//! [`pii`] and [`oversight`] (admins' audited reads of others'
-//! conversations). [`prompt`] holds the bounds of every user-controlled
+//! [`pii`] (the gate on chat messages), [`oversight`] (admins' audited
+//! reads of others' conversations) and [`audit`] (the audit log). [`prompt`] holds the bounds of every user-controlled
 //! text that reaches a model. `run_records` stores runs as they start and end;
 //! `events` publishes to WebSocket clients. Nothing here sees
 //! protobuf: the `api` adapter converts; storage is [`crate::store`] and
 //! outbound calls are [`crate::clients`].
 
+pub mod audit;
 pub mod chat;
 pub mod conversations;
 mod events;
@@ -28,10 +29,11 @@ use treven_mesh::pagination::CursorCodec;
 use treven_mesh::{OrgId, ServiceError};
 use uuid::Uuid;
 
-pub use chat::{ChatEvent, HISTORY_MESSAGES};
+pub use audit::{AuditEntry, AuditLog};
+pub use chat::{ChatEvent, HISTORY_MESSAGES, SendError};
 pub use conversations::MAX_TITLE_CHARS;
 pub use generation::{GENERATION_SOURCES, GenerateInput, GenerationEvent, MAX_INSTRUCTIONS_CHARS};
-pub use oversight::{OVERSIGHT_READ_ACTION, OversightAudit};
+pub use oversight::OVERSIGHT_READ_ACTION;
 pub use runs::LOCAL_PII_MODEL;
 pub use usage::MonthUsage;
 
@@ -46,9 +48,9 @@ use crate::tools::ToolBox;
 #[derive(Clone)]
 pub struct Agents {
     inner: Arc<Inner>,
-    /// Where admins' reads of others' conversations are audited; none
-    /// means no such reads.
-    oversight: Option<OversightAudit>,
+    /// The audit log (oversight reads, PII decisions, redactions); none
+    /// means no oversight reads and no PII decisions.
+    audit: Option<AuditLog>,
 }
 
 struct Inner {
@@ -109,7 +111,7 @@ impl Agents {
                 cursors,
                 limits,
             }),
-            oversight: None,
+            audit: None,
         }
     }
 

@@ -20,6 +20,7 @@ pub mod model;
 pub mod policy;
 pub mod provider;
 pub mod provision;
+pub mod redaction;
 pub mod store;
 pub mod tools;
 
@@ -44,7 +45,7 @@ use treven_proto::treven::agents::v1::agents_service_server::AgentsServiceServer
 pub use clients::ReportsClient;
 pub use config::AgentsConfig;
 
-use crate::app::{Agents, OversightAudit};
+use crate::app::{Agents, AuditLog};
 use crate::clients::{Documents, ReportsLookup};
 use crate::config::ProviderKind;
 use crate::provider::Provider;
@@ -108,7 +109,7 @@ pub fn build_with(
         signer.clone(),
     );
     let cursors = CursorCodec::new(signer.key(), "agents");
-    let oversight = OversightAudit::new(
+    let audit = AuditLog::new(
         upstream("TREVEN_TENANTS_URL", &config.tenants_url, options).context("tenants url")?,
         signer.clone(),
     );
@@ -122,7 +123,7 @@ pub fn build_with(
         cursors,
         config.limits,
     )
-    .with_oversight_audit(oversight))
+    .with_audit_log(audit))
 }
 
 /// The service wired from `config` and `sdk`, calling other services with

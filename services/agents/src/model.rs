@@ -225,3 +225,95 @@ pub struct ModelUsage {
     /// Model calls.
     pub calls: i64,
 }
+
+/// What an analyst decided on personal data in their chat message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PiiAction {
+    /// Replace it with the finding's placeholder before it is stored or sent.
+    Redact,
+    /// Keep it, with a justification.
+    Keep,
+}
+
+impl PiiAction {
+    /// `redact` or `keep`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PiiAction::Redact => "redact",
+            PiiAction::Keep => "keep",
+        }
+    }
+}
+
+/// Keeping personal data needs a justification of this many characters.
+pub const JUSTIFICATION_CHARS: std::ops::RangeInclusive<usize> = 10..=2_000;
+/// At most this many decisions in one request.
+pub const MAX_PII_DECISIONS: usize = 500;
+
+/// A decision on one finding of a chat message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PiiDecision {
+    /// The finding's id.
+    pub finding_id: String,
+    /// Redact or keep.
+    pub action: PiiAction,
+    /// Why it is kept; empty for a redaction.
+    pub justification: String,
+}
+
+impl PiiDecision {
+    /// Validates a decision from a request; `index` names it in errors.
+    pub fn parse(
+        index: usize,
+        finding_id: &str,
+        action: Option<PiiAction>,
+        justification: &str,
+    ) -> Result<PiiDecision, treven_mesh::ServiceError> {
+        use treven_mesh::ServiceError;
+        let field = |name: &str| format!("pii_decisions[{index}].{name}");
+        if finding_id.is_empty() || finding_id.len() > 64 {
+            return Err(ServiceError::invalid_field(
+                field("finding_id"),
+                "is required (the id of a finding)",
+            ));
+        }
+        let action = action.ok_or_else(|| {
+            ServiceError::invalid_field(field("action"), "must be redact or keep")
+        })?;
+        let justification = justification.trim();
+        if action == PiiAction::Keep
+            && !JUSTIFICATION_CHARS.contains(&justification.chars().count())
+        {
+            return Err(ServiceError::invalid_field(
+                field("justification"),
+                "keeping personal data needs a justification of 10–2,000 characters",
+            ));
+        }
+        Ok(PiiDecision {
+            finding_id: finding_id.to_owned(),
+            action,
+            justification: if action == PiiAction::Keep {
+                justification.to_owned()
+            } else {
+                String::new()
+            },
+        })
+    }
+}
+
+/// Personal data found in a chat message's `content`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageFinding {
+    /// Stable id ([`treven_pii::Finding::stable_id`] with an empty scope,
+    /// as `DetectPii` gives it), the same on a retry of the same text.
+    pub id: String,
+    /// What kind of personal data it is.
+    pub kind: treven_pii::PiiKind,
+    /// Byte offset of its first byte in the message.
+    pub start: usize,
+    /// Byte offset just past its last byte.
+    pub end: usize,
+    /// The redaction, e.g. `[EMAIL]`.
+    pub placeholder: &'static str,
+}

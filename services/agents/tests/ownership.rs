@@ -50,6 +50,7 @@ async fn send(app: &TestApp, token: &str, conversation: &str, content: &str) -> 
             pb::SendMessageRequest {
                 conversation_id: conversation.into(),
                 content: content.into(),
+                ..Default::default()
             },
         ))
         .await?

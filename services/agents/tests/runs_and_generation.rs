@@ -518,6 +518,7 @@ async fn org_b_cannot_read_org_a_conversations_messages_runs_or_usage() {
                 pb::SendMessageRequest {
                     conversation_id: conversation.clone(),
                     content: "hi".into(),
+                    ..Default::default()
                 },
             ))
             .await,

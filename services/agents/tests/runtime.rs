@@ -103,6 +103,43 @@ async fn ping_and_invocations_follow_the_runtime_contract() {
         .unwrap();
     assert_eq!(other_org.status(), 404);
 
+    // Personal data: 422 with the findings, as through the gateway; then a
+    // bad decision is a validation error.
+    let pii = serde_json::json!({
+        "conversation_id": conversation,
+        "message": "Victim Jane Smith, jane.smith@example.org, phone 07700 900123",
+    });
+    let refused = http
+        .post(format!("http://{address}/invocations"))
+        .header("x-treven-context", app.token_to(Principal::AgentRuntime, a))
+        .json(&pii)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 422);
+    let refused: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(refused["error"]["code"], "PII_DETECTED");
+    let findings = refused["error"]["details"]["piiDetected"]["findings"]
+        .as_array()
+        .unwrap();
+    let types: Vec<&str> = findings
+        .iter()
+        .map(|f| f["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["name", "email", "phone"]);
+    assert!(!refused.to_string().contains("jane.smith"));
+    let mut undecidable = pii.clone();
+    undecidable["pii_decisions"] =
+        serde_json::json!([{"finding_id": findings[0]["id"], "action": "keep"}]);
+    let bad_decision = http
+        .post(format!("http://{address}/invocations"))
+        .header("x-treven-context", app.token_to(Principal::AgentRuntime, a))
+        .json(&undecidable)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_decision.status(), 400);
+
     let response = http
         .post(format!("http://{address}/invocations"))
         .header("x-treven-context", app.token_to(Principal::AgentRuntime, a))

@@ -4,7 +4,7 @@
 //! [`treven_mesh::policy::Guarded`] before any handler runs; the role-table
 //! test walks every RPC of the service against it.
 
-use treven_mesh::Principal::{Agents, Documents, Gateway, Operator, Reports};
+use treven_mesh::Principal::{AgentRuntime, Agents, Documents, Gateway, Operator, Reports};
 use treven_mesh::Role;
 use treven_mesh::policy::{EDGE, Policy, Roles, Rule, rule};
 
@@ -55,7 +55,7 @@ pub static POLICY: Policy = Policy {
         // make the changes, for the user who made them.
         rule(
             "RecordAuditEvent",
-            &[Reports, Documents, Agents, Operator],
+            &[Reports, Documents, Agents, AgentRuntime, Operator],
             Role::MEMBERS,
         ),
         rule("ListAuditEvents", EDGE, Role::EDITORS),

@@ -10,8 +10,8 @@ use treven_proto::treven::reports::v1 as reports;
 use crate::app::GenerateInput;
 use crate::generator::{GeneratedSection, ScopeBrief, SectionKey};
 use crate::model::{
-    AgentKind, Conversation, ConversationContext, Message, MessageRole, Run, RunStatus, Tool,
-    ToolCallRecord, ToolStatus,
+    AgentKind, Conversation, ConversationContext, MAX_PII_DECISIONS, Message, MessageFinding,
+    MessageRole, PiiAction, PiiDecision, Run, RunStatus, Tool, ToolCallRecord, ToolStatus,
 };
 use crate::provider::Usage;
 
@@ -280,4 +280,77 @@ pub(super) fn context_from_pb(
             .map(|t| from_timestamp("context.time_range.end", t))
             .transpose()?,
     })
+}
+
+/// The decisions of a request, validated (at most
+/// [`crate::model::MAX_PII_DECISIONS`]).
+pub(super) fn decisions_from_pb(
+    raw: &[reports::PiiDecision],
+) -> Result<Vec<PiiDecision>, ServiceError> {
+    if raw.len() > MAX_PII_DECISIONS {
+        return Err(ServiceError::invalid_field(
+            "pii_decisions",
+            format!("at most {MAX_PII_DECISIONS} decisions"),
+        ));
+    }
+    raw.iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let action = match reports::PiiAction::try_from(d.action) {
+                Ok(reports::PiiAction::Redact) => Some(PiiAction::Redact),
+                Ok(reports::PiiAction::Keep) => Some(PiiAction::Keep),
+                _ => None,
+            };
+            PiiDecision::parse(i, &d.finding_id, action, &d.justification)
+        })
+        .collect()
+}
+
+/// A finding of a chat message as protobuf (`field_path` `content`).
+pub(super) fn message_finding_to_pb(f: &MessageFinding) -> reports::PiiFinding {
+    reports::PiiFinding {
+        id: f.id.clone(),
+        r#type: f.kind.proto_value(),
+        section: String::new(),
+        field_path: "content".to_owned(),
+        start: i64::try_from(f.start).unwrap_or_default(),
+        end: i64::try_from(f.end).unwrap_or_default(),
+        placeholder: f.placeholder.to_owned(),
+    }
+}
+
+/// The status of a message refused for personal data: PII_DETECTED with
+/// the findings in a `treven.reports.v1.PiiDetected` detail next to the
+/// `ErrorInfo`, as the reports service answers (the gateway shows it as 422
+/// with `details.piiDetected.findings`).
+pub(super) fn pii_detected_status(findings: &[MessageFinding]) -> tonic::Status {
+    use prost::Message as _;
+    let code = treven_mesh::ErrorCode::PiiDetected;
+    let info = tonic_types::pb::ErrorInfo {
+        reason: code.as_str().to_owned(),
+        domain: treven_mesh::error::ERROR_DOMAIN.to_owned(),
+        metadata: std::collections::HashMap::new(),
+    };
+    let detected = reports::PiiDetected {
+        findings: findings.iter().map(message_finding_to_pb).collect(),
+    };
+    let message = format!(
+        "personal data found ({} findings): redact each or keep it with a justification",
+        detected.findings.len()
+    );
+    let status = tonic_types::pb::Status {
+        code: code.grpc_code() as i32,
+        message: message.clone(),
+        details: vec![
+            prost_types::Any {
+                type_url: "type.googleapis.com/google.rpc.ErrorInfo".into(),
+                value: info.encode_to_vec(),
+            },
+            prost_types::Any {
+                type_url: "type.googleapis.com/treven.reports.v1.PiiDetected".into(),
+                value: detected.encode_to_vec(),
+            },
+        ],
+    };
+    tonic::Status::with_details(code.grpc_code(), message, status.encode_to_vec().into())
 }

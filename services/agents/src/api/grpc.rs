@@ -14,12 +14,13 @@ use treven_proto::treven::agents::v1 as pb;
 use treven_proto::treven::reports::v1 as reports;
 
 use crate::agent::AgentEvent;
-use crate::app::{Agents, ChatEvent, GenerationEvent};
+use crate::app::{Agents, ChatEvent, GenerationEvent, SendError};
 use crate::provider::cost_nanos;
 
 use super::convert::{
-    context_from_pb, conversation_to_pb, generate_input, kind_from_pb, message_to_pb, run_to_pb,
-    section_to_pb, source_to_pb, tool_call_to_pb, usage_to_pb,
+    context_from_pb, conversation_to_pb, decisions_from_pb, generate_input, kind_from_pb,
+    message_to_pb, pii_detected_status, run_to_pb, section_to_pb, source_to_pb, tool_call_to_pb,
+    usage_to_pb,
 };
 
 /// `treven.agents.v1.AgentsService` over [`Agents`].
@@ -183,10 +184,15 @@ impl pb::agents_service_server::AgentsService for AgentsGrpc {
     ) -> Reply<Self::SendMessageStream> {
         let ctx = context_of(&request)?;
         let message = request.into_inner();
+        let decisions = decisions_from_pb(&message.pii_decisions)?;
         let events = self
             .agents
-            .send_message(&ctx, &message.conversation_id, message.content)
-            .await?;
+            .send_message(&ctx, &message.conversation_id, message.content, decisions)
+            .await
+            .map_err(|error| match error {
+                SendError::PiiDetected(findings) => pii_detected_status(&findings),
+                SendError::Service(error) => Status::from(error),
+            })?;
         Ok(Response::new(chat_stream(events)))
     }
 

@@ -8,7 +8,12 @@
 //! so the organisation always comes from a verified token, never from the
 //! payload. `/ping` is open, as the contract requires.
 //!
-//! Payload: `{"conversation_id": "<uuid>", "message": "<text>"}`. Events:
+//! Payload: `{"conversation_id": "<uuid>", "message": "<text>",
+//! "pii_decisions": [{"finding_id", "action": "redact"|"keep",
+//! "justification"}]}` (decisions optional). A message with undecided
+//! personal data answers 422 `{"error": {"code": "PII_DETECTED", "message",
+//! "details": {"piiDetected": {"findings": […]}}}}`, as the gateway shows the
+//! gRPC answer, and nothing is stored or sent to a model. Events:
 //! `{"type":"text","text":…}`, `{"type":"tool","tool_call":{…}}`,
 //! `{"type":"citation",…}`, `{"type":"usage",…}`, then one
 //! `{"type":"done",…}` or `{"type":"error","code":…,"message":…}`.
@@ -27,7 +32,8 @@ use treven_mesh::context::{CONTEXT_HEADER, ContextVerifier};
 use treven_mesh::{ErrorCode, ServiceError};
 
 use crate::agent::AgentEvent;
-use crate::app::{Agents, ChatEvent};
+use crate::app::{Agents, ChatEvent, SendError};
+use crate::model::{MAX_PII_DECISIONS, MessageFinding, PiiAction, PiiDecision};
 
 #[derive(Clone)]
 struct RuntimeState {
@@ -44,6 +50,23 @@ pub struct Invocation {
     /// The analyst's message.
     #[serde(default)]
     pub message: String,
+    /// Decisions on the personal data in `message`.
+    #[serde(default)]
+    pub pii_decisions: Vec<InvocationDecision>,
+}
+
+/// A decision of an invocation, as `treven.reports.v1.PiiDecision`.
+#[derive(Debug, Deserialize)]
+pub struct InvocationDecision {
+    /// The finding's id.
+    #[serde(default)]
+    pub finding_id: String,
+    /// `redact` or `keep`.
+    #[serde(default)]
+    pub action: String,
+    /// Why it is kept.
+    #[serde(default)]
+    pub justification: String,
 }
 
 /// The runtime's routes.
@@ -122,13 +145,23 @@ async fn invoke(
             );
         }
     };
+    let decisions = match decisions(&invocation.pii_decisions) {
+        Ok(decisions) => decisions,
+        Err(e) => return service_error(&e),
+    };
     let mut events = match state
         .agents
-        .send_message(&ctx, &invocation.conversation_id, invocation.message)
+        .send_message(
+            &ctx,
+            &invocation.conversation_id,
+            invocation.message,
+            decisions,
+        )
         .await
     {
         Ok(events) => events,
-        Err(e) => return service_error(&e),
+        Err(SendError::PiiDetected(findings)) => return pii_detected(&findings),
+        Err(SendError::Service(e)) => return service_error(&e),
     };
     let stream = async_stream::stream! {
         while let Some(event) = events.recv().await {
@@ -150,4 +183,55 @@ fn service_error(e: &ServiceError) -> Response {
         _ => e.message(),
     };
     error(e.code(), message)
+}
+
+fn decisions(raw: &[InvocationDecision]) -> Result<Vec<PiiDecision>, ServiceError> {
+    if raw.len() > MAX_PII_DECISIONS {
+        return Err(ServiceError::invalid_field(
+            "pii_decisions",
+            format!("at most {MAX_PII_DECISIONS} decisions"),
+        ));
+    }
+    raw.iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let action = match d.action.to_ascii_lowercase().as_str() {
+                "redact" => Some(PiiAction::Redact),
+                "keep" => Some(PiiAction::Keep),
+                _ => None,
+            };
+            PiiDecision::parse(i, &d.finding_id, action, &d.justification)
+        })
+        .collect()
+}
+
+fn pii_detected(findings: &[MessageFinding]) -> Response {
+    let code = ErrorCode::PiiDetected;
+    let status =
+        StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+    let findings: Vec<Value> = findings
+        .iter()
+        .map(|f| {
+            json!({
+                "id": f.id,
+                "type": f.kind.as_str(),
+                "fieldPath": "content",
+                "start": f.start,
+                "end": f.end,
+                "placeholder": f.placeholder,
+            })
+        })
+        .collect();
+    (
+        status,
+        axum::Json(json!({ "error": {
+            "code": code.as_str(),
+            "message": format!(
+                "personal data found ({} findings): redact each or keep it with a justification",
+                findings.len()
+            ),
+            "details": { "piiDetected": { "findings": findings } },
+        } })),
+    )
+        .into_response()
 }

@@ -1,5 +1,15 @@
-//! Chat: the analyst's message stored, the reply streamed from the agent
-//! loop, stored, and published to WebSocket clients.
+//! Chat: the analyst's message passed through the PII gate and stored, the
+//! reply streamed from the agent loop, stored, and published to WebSocket
+//! clients.
+//!
+//! The reply is redacted before anyone sees it: its text deltas go through
+//! a [`StreamRedactor`], which holds back the last
+//! [`crate::redaction::STREAM_HOLDBACK_BYTES`] bytes and lets text out only
+//! up to whitespace outside any finding, so personal data split over several
+//! deltas is redacted whole while the reply still streams (buffering the
+//! whole reply would hold every token until the end). The stored reply is
+//! what was streamed, scanned once more whole. Tool call arguments and
+//! summaries are redacted by the agent loop.
 
 use chrono::Utc;
 use serde_json::json;
@@ -8,11 +18,15 @@ use treven_mesh::events::{EventChannel, EventKind};
 use treven_mesh::{ErrorCode, MeshContext, OrgId, ServiceError};
 use uuid::Uuid;
 
+use super::audit::AuditEntry;
 use super::events::{message_json, tool_call_json};
+use super::oversight::CONVERSATION_RESOURCE;
+use super::pii::{GateError, gate_message};
 use super::{Agents, parse_uuid};
 use crate::agent::{self, AgentEvent, LoopError};
-use crate::model::{Conversation, Message, MessageRole, Tool};
+use crate::model::{Conversation, Message, MessageFinding, MessageRole, PiiDecision, Tool};
 use crate::provider::{ModelRequest, Turn};
+use crate::redaction::{Redactions, StreamRedactor, redact_text};
 use crate::tools::{ToolContext, spec};
 
 /// Messages of history sent with a new message.
@@ -44,18 +58,42 @@ pub enum ChatEvent {
     },
 }
 
+/// The audit action of a decision on personal data in a chat message.
+pub const PII_DECISION_ACTION: &str = "conversation.pii_decision";
+/// The audit action of a chat message refused for undecided personal data.
+pub const PII_BLOCKED_ACTION: &str = "conversation.pii_blocked";
+/// The audit action of personal data redacted from a reply.
+pub const PII_REDACTED_ACTION: &str = "conversation.pii_redacted";
+
+/// Why a message was not accepted.
+#[derive(Debug)]
+pub enum SendError {
+    /// Personal data without a decision: nothing was stored or sent.
+    PiiDetected(Vec<MessageFinding>),
+    /// Anything else.
+    Service(ServiceError),
+}
+
+impl From<ServiceError> for SendError {
+    fn from(error: ServiceError) -> Self {
+        SendError::Service(error)
+    }
+}
+
 impl Agents {
-    /// Stores the analyst's message and streams the reply.
+    /// Passes the analyst's message through the PII gate (`decisions` on its
+    /// findings, each audited), stores it and streams the reply.
     pub async fn send_message(
         &self,
         ctx: &MeshContext,
         conversation_id: &str,
         content: String,
-    ) -> Result<mpsc::Receiver<ChatEvent>, ServiceError> {
+        decisions: Vec<PiiDecision>,
+    ) -> Result<mpsc::Receiver<ChatEvent>, SendError> {
         let limits = self.inner.limits;
         let org = ctx.org_id();
         if content.trim().is_empty() {
-            return Err(ServiceError::invalid_field("content", "must not be empty"));
+            return Err(ServiceError::invalid_field("content", "must not be empty").into());
         }
         let chars = content.chars().count();
         if chars > limits.max_message_chars {
@@ -65,7 +103,8 @@ impl Agents {
                     "must be at most {} characters, got {chars}",
                     limits.max_message_chars
                 ),
-            ));
+            )
+            .into());
         }
         // The conversation and its history are read at once: both sit in
         // front of the time to first token. The history query is keyed by
@@ -81,6 +120,16 @@ impl Agents {
                     .await
                     .map(|(history, _)| history)
             },)?;
+        let gated = match gate_message(&content, &decisions) {
+            Ok(gated) => gated,
+            Err(GateError::Service(error)) => return Err(error.into()),
+            Err(GateError::Undecided(findings)) => {
+                self.audit_blocked_message(ctx, conversation.id, &findings)
+                    .await;
+                return Err(SendError::PiiDetected(findings));
+            }
+        };
+        let content = gated.text;
         let mut system = CHAT_SYSTEM.to_owned();
         let context = &conversation.context;
         if !context.country.is_empty() || !context.sector.is_empty() {
@@ -134,11 +183,15 @@ impl Agents {
                     "the prompt exceeds the limit of {} characters",
                     limits.max_prompt_chars
                 ),
-            ));
+            )
+            .into());
         }
+        let message_id = Uuid::now_v7();
+        self.audit_decisions(ctx, conversation.id, message_id, &gated.decided)
+            .await?;
         let now = Utc::now();
         let user = Message {
-            id: Uuid::now_v7(),
+            id: message_id,
             conversation_id: conversation.id,
             role: MessageRole::User,
             content,
@@ -162,15 +215,114 @@ impl Agents {
         Ok(receiver)
     }
 
+    /// Records each decision on the message `message` of `conversation`;
+    /// an error (nothing is stored) when one cannot be recorded.
+    async fn audit_decisions(
+        &self,
+        ctx: &MeshContext,
+        conversation: Uuid,
+        message: Uuid,
+        decided: &[(MessageFinding, PiiDecision)],
+    ) -> Result<(), ServiceError> {
+        if decided.is_empty() {
+            return Ok(());
+        }
+        let Some(audit) = &self.audit else {
+            tracing::warn!(org = %ctx.org_id(), %conversation, "pii decisions refused: no audit log is wired");
+            return Err(ServiceError::new(
+                ErrorCode::Unavailable,
+                "decisions on personal data cannot be recorded; retry later",
+            ));
+        };
+        for (finding, decision) in decided {
+            let entry = AuditEntry {
+                action: PII_DECISION_ACTION,
+                resource_type: CONVERSATION_RESOURCE,
+                resource_id: conversation.to_string(),
+                details: json!({
+                    "message_id": message,
+                    "finding_id": finding.id,
+                    "type": finding.kind.as_str(),
+                    "field_path": "content",
+                    "action": decision.action.as_str(),
+                    "justification": decision.justification,
+                }),
+            };
+            if let Err(error) = audit.record(ctx, entry).await {
+                tracing::warn!(org = %ctx.org_id(), %conversation, error = %error, "pii decision not recorded; message refused");
+                return Err(ServiceError::new(
+                    ErrorCode::Unavailable,
+                    "decisions on personal data could not be recorded in the audit log; retry later",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Records that a message was refused for undecided personal data
+    /// (finding ids and kinds only); a failure is logged.
+    async fn audit_blocked_message(
+        &self,
+        ctx: &MeshContext,
+        conversation: Uuid,
+        findings: &[MessageFinding],
+    ) {
+        let ids: Vec<&str> = findings.iter().map(|f| f.id.as_str()).collect();
+        let types: Vec<&str> = findings.iter().map(|f| f.kind.as_str()).collect();
+        self.audit_best_effort(
+            ctx,
+            AuditEntry {
+                action: PII_BLOCKED_ACTION,
+                resource_type: CONVERSATION_RESOURCE,
+                resource_id: conversation.to_string(),
+                details: json!({ "findings": ids, "types": types }),
+            },
+        )
+        .await;
+    }
+
+    /// Records `entry` when an audit log is wired; a failure is logged (for
+    /// entries about something already made safe, such as a redaction).
+    pub(super) async fn audit_best_effort(&self, ctx: &MeshContext, entry: AuditEntry) {
+        let Some(audit) = &self.audit else {
+            return;
+        };
+        let action = entry.action;
+        if let Err(error) = audit.record(ctx, entry).await {
+            tracing::warn!(org = %ctx.org_id(), action, error = %error, "audit entry not recorded");
+        }
+    }
+
+    /// Relays the loop's events to the caller and WebSocket clients, text
+    /// through `redactor`; returns the cost of the model calls.
     async fn forward_chat(
         &self,
         org: OrgId,
         channel: EventChannel,
         mut events: mpsc::Receiver<AgentEvent>,
         out: &mpsc::Sender<ChatEvent>,
+        redactor: &mut StreamRedactor,
     ) -> i64 {
         let mut cost = 0;
         while let Some(event) = events.recv().await {
+            let event = match event {
+                AgentEvent::Text(delta) => match redactor.push(&delta) {
+                    Some(text) => AgentEvent::Text(text),
+                    None => continue,
+                },
+                AgentEvent::Tool(record) => {
+                    // The text before a tool call is complete.
+                    if let Some(text) = redactor.finish() {
+                        self.relay_text(org, channel, out, text).await;
+                    }
+                    AgentEvent::Tool(record)
+                }
+                other => other,
+            };
+            if let AgentEvent::Text(text) = event {
+                self.relay_text(org, channel, out, text).await;
+                continue;
+            }
             match &event {
                 AgentEvent::Usage { model_id, usage } => {
                     cost += self.record_usage(org, model_id, *usage).await;
@@ -184,15 +336,7 @@ impl Agents {
                     )
                     .await;
                 }
-                AgentEvent::Text(text) => {
-                    self.publish(
-                        org,
-                        channel,
-                        EventKind::ChatResponse,
-                        json!({ "textDelta": { "text": text } }),
-                    )
-                    .await;
-                }
+                AgentEvent::Text(_) => {}
                 AgentEvent::Citation(citation) => {
                     self.publish(
                         org,
@@ -205,7 +349,28 @@ impl Agents {
             }
             let _ = out.send(ChatEvent::Agent(event)).await;
         }
+        if let Some(text) = redactor.finish() {
+            self.relay_text(org, channel, out, text).await;
+        }
         cost
+    }
+
+    /// Publishes and sends redacted reply text.
+    async fn relay_text(
+        &self,
+        org: OrgId,
+        channel: EventChannel,
+        out: &mpsc::Sender<ChatEvent>,
+        text: String,
+    ) {
+        self.publish(
+            org,
+            channel,
+            EventKind::ChatResponse,
+            json!({ "textDelta": { "text": text } }),
+        )
+        .await;
+        let _ = out.send(ChatEvent::Agent(AgentEvent::Text(text))).await;
     }
 
     async fn reply(
@@ -235,7 +400,11 @@ impl Agents {
             )
             .await
         };
-        let (result, cost) = tokio::join!(run, self.forward_chat(org, channel, receiver, &out));
+        let mut redactor = StreamRedactor::new();
+        let (result, cost) = tokio::join!(
+            run,
+            self.forward_chat(org, channel, receiver, &out, &mut redactor)
+        );
         let outcome = match result {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(LoopError { code, message, .. })) => {
@@ -254,11 +423,20 @@ impl Agents {
                 return;
             }
         };
+        // What was streamed, scanned once more whole (personal data split
+        // across a tool call is caught here).
+        let mut redactions = redactor.redactions().clone();
+        redactions.add(&outcome.redactions);
+        let (content, late) = redact_text(redactor.released_text());
+        if !late.is_empty() {
+            tracing::warn!(%org, conversation = %conversation.id, found = late.total(), "personal data found only in the whole reply");
+            redactions.add(&late);
+        }
         let assistant = Message {
             id: Uuid::now_v7(),
             conversation_id: conversation.id,
             role: MessageRole::Assistant,
-            content: outcome.text,
+            content,
             tool_calls: outcome.tool_calls,
             citations: outcome.citations,
             model_id: outcome.model_id,
@@ -292,6 +470,8 @@ impl Agents {
         if let Err(error) = self.inner.store.update_conversation(&conversation).await {
             tracing::warn!(conversation = %conversation.id, error = %error, "conversation activity not updated");
         }
+        self.audit_reply_redactions(&tool_ctx.context, &conversation, assistant.id, &redactions)
+            .await;
         self.publish(
             org,
             channel,
@@ -308,6 +488,33 @@ impl Agents {
                 assistant: Box::new(assistant),
             })
             .await;
+    }
+
+    /// Records what was redacted from a reply (kinds and counts).
+    async fn audit_reply_redactions(
+        &self,
+        ctx: &MeshContext,
+        conversation: &Conversation,
+        message: Uuid,
+        redactions: &Redactions,
+    ) {
+        if redactions.is_empty() {
+            return;
+        }
+        self.audit_best_effort(
+            ctx,
+            AuditEntry {
+                action: PII_REDACTED_ACTION,
+                resource_type: CONVERSATION_RESOURCE,
+                resource_id: conversation.id.to_string(),
+                details: json!({
+                    "message_id": message,
+                    "redacted": redactions.to_json(),
+                    "total": redactions.total(),
+                }),
+            },
+        )
+        .await;
     }
 
     async fn fail_chat(

@@ -7,14 +7,10 @@
 //! log wired the read answers NOT_FOUND, and a failed write UNAVAILABLE.
 
 use serde_json::json;
-use tonic::transport::Channel;
-use treven_mesh::context::attach_context;
-use treven_mesh::wire::json_to_struct;
-use treven_mesh::{ErrorCode, MeshContext, Principal, ServiceError, Signer};
-use treven_proto::treven::tenants::v1 as tenants;
-use treven_proto::treven::tenants::v1::tenants_service_client::TenantsServiceClient;
+use treven_mesh::{ErrorCode, MeshContext, ServiceError};
 
 use super::Agents;
+use super::audit::{AuditEntry, AuditLog};
 use crate::model::Conversation;
 
 /// The audit action of an admin's read of another user's conversation.
@@ -22,59 +18,14 @@ pub const OVERSIGHT_READ_ACTION: &str = "conversation.read_for_oversight";
 /// The audit resource type of conversations.
 pub const CONVERSATION_RESOURCE: &str = "conversation";
 
-/// The audit log of the tenants service, as oversight reads use it.
-#[derive(Debug, Clone)]
-pub struct OversightAudit {
-    client: TenantsServiceClient<Channel>,
-    signer: Signer,
-}
-
-impl OversightAudit {
-    /// Records through the tenants service on `channel`, with tokens
-    /// minted by `signer` (the agents key).
-    pub fn new(channel: Channel, signer: Signer) -> Self {
-        Self {
-            client: TenantsServiceClient::new(channel),
-            signer,
-        }
-    }
-
-    /// Appends the oversight read of `conversation` by the user `context`
-    /// acts for (through `rpc`) to their organisation's audit log.
-    async fn record(
-        &self,
-        context: &MeshContext,
-        conversation: &Conversation,
-        rpc: &str,
-    ) -> Result<(), ServiceError> {
-        let mut request = tonic::Request::new(tenants::RecordAuditEventRequest {
-            action: OVERSIGHT_READ_ACTION.to_owned(),
-            resource_type: CONVERSATION_RESOURCE.to_owned(),
-            resource_id: conversation.id.to_string(),
-            details: Some(json_to_struct(&json!({
-                "owner": conversation.created_by,
-                "rpc": rpc,
-            }))),
-        });
-        attach_context(
-            &mut request,
-            &self.signer.onward(context, Principal::Tenants),
-        )?;
-        self.client
-            .clone()
-            .record_audit_event(request)
-            .await
-            .map_err(|status| ServiceError::from_remote("tenants", &status))?;
-        Ok(())
-    }
-}
-
 impl Agents {
-    /// The service with oversight reads audited through `audit`; without
-    /// it, admins read only their own conversations.
+    /// The service with its audit log: oversight reads, PII decisions on
+    /// chat messages and redactions of model output are recorded there.
+    /// Without it admins read only their own conversations and messages
+    /// with PII decisions are refused (UNAVAILABLE).
     #[must_use]
-    pub fn with_oversight_audit(mut self, audit: OversightAudit) -> Self {
-        self.oversight = Some(audit);
+    pub fn with_audit_log(mut self, audit: AuditLog) -> Self {
+        self.audit = Some(audit);
         self
     }
 
@@ -86,7 +37,7 @@ impl Agents {
         conversation: &Conversation,
         rpc: &str,
     ) -> Result<(), ServiceError> {
-        let Some(audit) = &self.oversight else {
+        let Some(audit) = &self.audit else {
             tracing::info!(
                 org = %ctx.org_id(),
                 conversation = %conversation.id,
@@ -94,7 +45,13 @@ impl Agents {
             );
             return Err(ServiceError::not_found("conversation"));
         };
-        if let Err(error) = audit.record(ctx, conversation, rpc).await {
+        let entry = AuditEntry {
+            action: OVERSIGHT_READ_ACTION,
+            resource_type: CONVERSATION_RESOURCE,
+            resource_id: conversation.id.to_string(),
+            details: json!({ "owner": conversation.created_by, "rpc": rpc }),
+        };
+        if let Err(error) = audit.record(ctx, entry).await {
             tracing::warn!(
                 org = %ctx.org_id(),
                 conversation = %conversation.id,

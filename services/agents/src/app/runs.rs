@@ -1,6 +1,11 @@
 //! Agent runs: checked, recorded as running, executed in the background
 //! (the agent loop, the local PII detector or the generator) and recorded
 //! with their result, tokens and cost.
+//!
+//! The text of social and osint runs is redacted before it is stored (every
+//! finding replaced by its placeholder), as are tool call arguments of every
+//! run; what was redacted is audited as [`RUN_PII_REDACTED_ACTION`] with
+//! kinds and counts, never the text.
 
 use std::time::Instant;
 
@@ -9,16 +14,23 @@ use tokio::sync::mpsc;
 use treven_mesh::{ErrorCode, MeshContext, OrgId, ServiceError};
 use uuid::Uuid;
 
+use super::audit::AuditEntry;
 use super::prompt::{bounded_text, check_prompt_chars, checked_scope};
 use super::{Agents, GenerateInput, parse_uuid};
 use crate::agent::{self, AgentEvent, Outcome};
 use crate::generator::ScopeBrief;
 use crate::model::{AgentKind, Run, Tool};
 use crate::provider::{ModelRequest, Turn, cost_nanos};
+use crate::redaction::redact_text;
 use crate::tools::{ToolContext, spec};
 
 /// The model id recorded for runs that use no model (pii).
 pub const LOCAL_PII_MODEL: &str = "treven-pii";
+/// The audit action of personal data redacted from a run's output or tool
+/// calls.
+pub const RUN_PII_REDACTED_ACTION: &str = "agent_run.pii_redacted";
+/// The audit resource type of agent runs.
+pub const RUN_RESOURCE: &str = "agent_run";
 
 impl Agents {
     /// One run of the caller's organisation.
@@ -218,6 +230,23 @@ impl Agents {
             let (result, outcome, cost) = service
                 .execute(&caller, org, kind, request, override_model)
                 .await;
+            if !outcome.redactions.is_empty() {
+                service
+                    .audit_best_effort(
+                        &caller,
+                        AuditEntry {
+                            action: RUN_PII_REDACTED_ACTION,
+                            resource_type: RUN_RESOURCE,
+                            resource_id: run.id.to_string(),
+                            details: json!({
+                                "kind": kind,
+                                "redacted": outcome.redactions.to_json(),
+                                "total": outcome.redactions.total(),
+                            }),
+                        },
+                    )
+                    .await;
+            }
             service
                 .finish_run(run, result, &outcome, cost, started)
                 .await;
@@ -323,18 +352,18 @@ impl Agents {
                 };
                 let (result, cost) = tokio::join!(work, usage);
                 match result {
-                    Ok(Ok(outcome)) => {
+                    Ok(Ok(mut outcome)) => {
                         let output = match kind {
                             AgentKind::Social => {
-                                let redacted = treven_pii::detect(&outcome.text)
-                                    .ok()
-                                    .and_then(|f| treven_pii::redact(&outcome.text, &f).ok())
-                                    .unwrap_or_else(|| outcome.text.clone());
+                                let (redacted, found) = redact_text(&outcome.text);
+                                outcome.redactions.add(&found);
                                 json!({ "post": redacted.trim() })
                             }
                             AgentKind::Summarise => json!({ "summary": outcome.text.trim() }),
                             _ => {
-                                json!({ "text": outcome.text.trim(), "citations": outcome.citations })
+                                let (redacted, found) = redact_text(&outcome.text);
+                                outcome.redactions.add(&found);
+                                json!({ "text": redacted.trim(), "citations": outcome.citations })
                             }
                         };
                         (Ok(output), outcome, cost)

@@ -372,7 +372,7 @@ impl TestApp {
             None
         };
         let agents = match &tenants {
-            Some(tenants) => agents.with_oversight_audit(treven_agents::app::OversightAudit::new(
+            Some(tenants) => agents.with_audit_log(treven_agents::app::AuditLog::new(
                 connect(tenants.address).await,
                 keys.require_signer(Principal::Agents).unwrap(),
             )),
@@ -551,6 +551,7 @@ impl TestApp {
                 pb::SendMessageRequest {
                     conversation_id: conversation.to_owned(),
                     content: content.to_owned(),
+                    ..Default::default()
                 },
             ))
             .await
