@@ -200,8 +200,6 @@ async fn internal_rpcs_are_refused_at_the_edge_over_every_protocol_and_reach_no_
         "LookupUserBySub",
         "RecordAuditEvent",
         "GrantReportAccess",
-        "ListReportAccess",
-        "GetOrganisation",
         "GenerateReport",
         "DetectPii",
         "StoreEvidence",

@@ -201,7 +201,9 @@ async fn sigterm_to_a_gateway_under_load_fails_no_request_in_flight() {
         reply.contains("\"done\""),
         "the reply in flight at shutdown completes: {reply}"
     );
-    assert!(reply.contains("\"h\""), "{reply}");
+    // The reply's deltas may be merged (the PII redactor holds text back
+    // until a safe boundary), so look for the last token in the text.
+    assert!(reply.contains("g h"), "{reply}");
     let (mut ok, mut failed) = (0, Vec::new());
     while let Some(joined) = workers.join_next().await {
         let (worker_ok, worker_failed) = joined.unwrap();

@@ -174,6 +174,63 @@ const REST_SURFACE: &[(&str, &str, &str)] = &[
         "/api/trends",
         "treven.reports.v1.ReportsService.ListTrends",
     ),
+    // Made public by #19 (the edge serves only RPCs with a rule, and the
+    // frontend needs these; #15 lists them).
+    (
+        "POST",
+        "/api/reports/r1/sections/money/regenerate",
+        "treven.reports.v1.ReportsService.RegenerateSection",
+    ),
+    (
+        "POST",
+        "/api/reports/r1/sections/money/reject",
+        "treven.reports.v1.ReportsService.RejectSection",
+    ),
+    (
+        "GET",
+        "/api/documents/d1/versions",
+        "treven.documents.v1.DocumentsService.ListDocumentVersions",
+    ),
+    (
+        "GET",
+        "/api/organisation",
+        "treven.tenants.v1.TenantsService.GetOrganisation",
+    ),
+    (
+        "PATCH",
+        "/api/organisation",
+        "treven.tenants.v1.TenantsService.UpdateOrganisation",
+    ),
+    (
+        "GET",
+        "/api/users/u1",
+        "treven.tenants.v1.TenantsService.GetUser",
+    ),
+    (
+        "GET",
+        "/api/partners/p1",
+        "treven.tenants.v1.TenantsService.GetPartner",
+    ),
+    (
+        "GET",
+        "/api/report-access",
+        "treven.tenants.v1.TenantsService.ListReportAccess",
+    ),
+    (
+        "DELETE",
+        "/api/report-access/g1",
+        "treven.tenants.v1.TenantsService.RevokeReportAccess",
+    ),
+    (
+        "POST",
+        "/api/agent-runs",
+        "treven.agents.v1.AgentsService.RunAgent",
+    ),
+    (
+        "GET",
+        "/api/agent-runs/run1",
+        "treven.agents.v1.AgentsService.GetRun",
+    ),
 ];
 
 #[test]
@@ -221,7 +278,7 @@ fn gateway_paths_and_unknown_paths_are_not_routes() {
     assert_eq!(
         rpc_of(treven(), "PUT", "/api/users/u1"),
         Err(MatchError::MethodNotAllowed {
-            allowed: vec![http::Method::DELETE, http::Method::PATCH]
+            allowed: vec![http::Method::DELETE, http::Method::GET, http::Method::PATCH]
         })
     );
 }
