@@ -18,14 +18,6 @@ use crate::idempotency::Idempotency;
 use crate::identity::ContextMinter;
 use crate::ratelimit::RateLimiter;
 
-/// The mesh's own services and the principal that serves each.
-const BUILTIN_AUDIENCES: [(&str, Principal); 4] = [
-    ("treven.tenants.v1.TenantsService", Principal::Tenants),
-    ("treven.documents.v1.DocumentsService", Principal::Documents),
-    ("treven.reports.v1.ReportsService", Principal::Reports),
-    ("treven.agents.v1.AgentsService", Principal::Agents),
-];
-
 /// The gateway's shared state.
 #[derive(Debug, Clone)]
 pub struct Gateway {
@@ -103,42 +95,53 @@ impl Gateway {
             call_timeout: config.upstream_timeout,
             ..ChannelOptions::default()
         };
-        let discovered: HashMap<String, Upstream> = [
+        // The mesh's own services: where each is, and the principal serving
+        // it (the audience of the contexts minted for it).
+        let builtin = [
             (
                 "treven.tenants.v1.TenantsService",
+                Principal::Tenants,
                 "TREVEN_TENANTS_URL",
                 &config.tenants_url,
             ),
             (
                 "treven.documents.v1.DocumentsService",
+                Principal::Documents,
                 "TREVEN_DOCUMENTS_URL",
                 &config.documents_url,
             ),
             (
                 "treven.reports.v1.ReportsService",
+                Principal::Reports,
                 "TREVEN_REPORTS_URL",
                 &config.reports_url,
             ),
             (
                 "treven.agents.v1.AgentsService",
+                Principal::Agents,
                 "TREVEN_AGENTS_URL",
                 &config.agents_url,
             ),
-        ]
-        .into_iter()
-        .map(|(service, variable, url)| {
-            treven_mesh::discovery::probe_in_background(variable, url);
-            Ok((
-                service.to_owned(),
-                discovered_upstream(
-                    url,
-                    options,
-                    Duration::from_secs(5),
-                    Arc::new(SystemResolver),
-                )?,
-            ))
-        })
-        .collect::<Result<_, tonic::transport::Error>>()?;
+        ];
+        let mut audiences: HashMap<String, Principal> = builtin
+            .iter()
+            .map(|(service, principal, _, _)| ((*service).to_owned(), *principal))
+            .collect();
+        let discovered: HashMap<String, Upstream> = builtin
+            .into_iter()
+            .map(|(service, _, variable, url)| {
+                treven_mesh::discovery::probe_in_background(variable, url);
+                Ok((
+                    service.to_owned(),
+                    discovered_upstream(
+                        url,
+                        options,
+                        Duration::from_secs(5),
+                        Arc::new(SystemResolver),
+                    )?,
+                ))
+            })
+            .collect::<Result<_, tonic::transport::Error>>()?;
         let refreshers: HashMap<String, Refresher> = discovered
             .iter()
             .filter_map(|(service, up)| Some((service.clone(), up.refresher.clone()?)))
@@ -170,10 +173,6 @@ impl Gateway {
         )
         .await;
         let mut upstreams = upstreams;
-        let mut audiences: HashMap<String, Principal> = BUILTIN_AUDIENCES
-            .iter()
-            .map(|(service, principal)| ((*service).to_owned(), *principal))
-            .collect();
         let transcoder = if config.reflection {
             reflected_transcoder(&mut upstreams, &mut audiences).await?
         } else {

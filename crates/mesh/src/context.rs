@@ -452,6 +452,18 @@ impl Signer {
         )
     }
 
+    /// Puts a token for `audience`, acting for the user `context` acts for,
+    /// on `request` (and bounds its deadline, [`attach_context`]): what
+    /// every onward call does.
+    pub fn attach<T>(
+        &self,
+        request: &mut Request<T>,
+        context: &MeshContext,
+        audience: Principal,
+    ) -> Result<(), ServiceError> {
+        attach_context(request, &self.onward(context, audience))
+    }
+
     /// The context of background work this principal does for a user (a
     /// report job for its requester): as if the user's call had reached this
     /// service, for use with [`Signer::onward`].

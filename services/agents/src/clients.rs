@@ -10,7 +10,6 @@
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use tonic::transport::Channel;
-use treven_mesh::context::attach_context;
 use treven_mesh::{ErrorCode, MeshContext, Principal, ServiceError, Signer};
 use treven_proto::treven::documents::v1 as docs;
 use treven_proto::treven::documents::v1::documents_service_client::DocumentsServiceClient;
@@ -68,8 +67,9 @@ impl Documents {
 
     fn call<T>(&self, context: &MeshContext, message: T) -> Result<tonic::Request<T>, ClientError> {
         let mut call = tonic::Request::new(message);
-        let token = self.signer.onward(context, Principal::Documents);
-        attach_context(&mut call, &token).map_err(ClientError::Context)?;
+        self.signer
+            .attach(&mut call, context, Principal::Documents)
+            .map_err(ClientError::Context)?;
         Ok(call)
     }
 
@@ -192,10 +192,9 @@ impl ReportsLookup for ReportsClient {
             id: id.to_string(),
             version: 0,
         });
-        let attached = attach_context(
-            &mut request,
-            &self.signer.onward(context, Principal::Reports),
-        );
+        let attached = self
+            .signer
+            .attach(&mut request, context, Principal::Reports);
         async move {
             attached?;
             let response = client.get_report(request).await.map_err(|status| {

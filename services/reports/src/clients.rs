@@ -12,7 +12,6 @@ use sha2::{Digest, Sha256};
 use tonic::Request;
 use tonic::transport::Channel;
 use treven_mesh::client::ChannelOptions;
-use treven_mesh::context::attach_context;
 use treven_mesh::discovery::upstream;
 use treven_mesh::events::{EventChannel, EventKind, EventPublisher};
 use treven_mesh::wire::{from_timestamp, json_to_struct};
@@ -196,7 +195,7 @@ impl Clients {
     ) -> Result<Request<T>, ServiceError> {
         let mut request = Request::new(message);
         request.set_timeout(self.call_timeout);
-        attach_context(&mut request, &self.signer.onward(context, audience))?;
+        self.signer.attach(&mut request, context, audience)?;
         Ok(request)
     }
 
@@ -411,10 +410,8 @@ impl Clients {
         };
         let mut request = Request::new(message);
         request.set_timeout(deadline);
-        attach_context(
-            &mut request,
-            &self.signer.onward(context, Principal::Agents),
-        )?;
+        self.signer
+            .attach(&mut request, context, Principal::Agents)?;
         let response = self
             .agents
             .clone()

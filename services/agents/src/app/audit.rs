@@ -6,7 +6,6 @@
 
 use serde_json::Value;
 use tonic::transport::Channel;
-use treven_mesh::context::attach_context;
 use treven_mesh::wire::json_to_struct;
 use treven_mesh::{MeshContext, Principal, ServiceError, Signer};
 use treven_proto::treven::tenants::v1 as tenants;
@@ -56,10 +55,8 @@ impl AuditLog {
             resource_id: entry.resource_id,
             details: Some(json_to_struct(&entry.details)),
         });
-        attach_context(
-            &mut request,
-            &self.signer.onward(context, Principal::Tenants),
-        )?;
+        self.signer
+            .attach(&mut request, context, Principal::Tenants)?;
         self.client
             .clone()
             .record_audit_event(request)
