@@ -197,3 +197,23 @@ pub async fn walk(channel: &Channel, policy: &Policy, keys: &MeshKeys, org: OrgI
     );
     calls
 }
+
+/// `token` (minted for `audience`) re-minted as `issuer` would send it to
+/// `to`, for the same user: how a test calls as the reports service for an
+/// analyst, or sends an edge user's token to another service. `keys` must
+/// hold `issuer`'s key and have minted `token`.
+pub fn reissue(
+    keys: &MeshKeys,
+    token: &str,
+    audience: Principal,
+    issuer: Principal,
+    to: Principal,
+) -> String {
+    let context = keys
+        .verifier(audience)
+        .verify(token)
+        .unwrap_or_else(|e| panic!("a {audience} token of these keys: {e}"));
+    keys.signer(issuer)
+        .unwrap_or_else(|| panic!("the keys hold {issuer}'s"))
+        .onward(&context, to)
+}

@@ -164,16 +164,13 @@ impl Tenants {
         resource_type: &str,
         resource_id: &str,
     ) -> Vec<tenants::AuditEvent> {
-        let admin = self
-            .keys
-            .verifier(Principal::Agents)
-            .verify(admin_token)
-            .expect("an agents token of this app");
-        let for_tenants = self
-            .keys
-            .signer(Principal::Gateway)
-            .unwrap()
-            .onward(&admin, Principal::Tenants);
+        let for_tenants = treven_testkit::policy::reissue(
+            &self.keys,
+            admin_token,
+            Principal::Agents,
+            Principal::Gateway,
+            Principal::Tenants,
+        );
         self.client()
             .await
             .list_audit_events(authed(
@@ -466,15 +463,13 @@ impl TestApp {
     /// `token`'s user (an agents token), as `issuer` would call agents for
     /// them (the reports service asking for a generation).
     pub fn via(&self, issuer: Principal, token: &str) -> String {
-        let context = self
-            .keys
-            .verifier(Principal::Agents)
-            .verify(token)
-            .expect("an agents token of this app");
-        self.keys
-            .signer(issuer)
-            .unwrap()
-            .onward(&context, Principal::Agents)
+        treven_testkit::policy::reissue(
+            &self.keys,
+            token,
+            Principal::Agents,
+            issuer,
+            Principal::Agents,
+        )
     }
 
     pub async fn client(&self) -> AgentsServiceClient<Channel> {

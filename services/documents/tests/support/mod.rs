@@ -184,13 +184,13 @@ pub fn mint(keys: &MeshKeys, issuer: Principal, org: OrgId, role: Role) -> Strin
 
 /// `token`'s user, as `issuer` would call documents for them.
 pub fn via(keys: &MeshKeys, issuer: Principal, token: &str) -> String {
-    let context = keys
-        .verifier(Principal::Documents)
-        .verify(token)
-        .expect("a token of these keys");
-    keys.signer(issuer)
-        .expect("every key")
-        .onward(&context, Principal::Documents)
+    treven_testkit::policy::reissue(
+        keys,
+        token,
+        Principal::Documents,
+        issuer,
+        Principal::Documents,
+    )
 }
 
 pub fn org() -> OrgId {

@@ -536,15 +536,13 @@ impl Stack {
 
     /// `token`'s user at the edge again, for another service (`tenants`).
     pub fn retarget(&self, token: &str, audience: Principal) -> String {
-        let context = self
-            .keys
-            .verifier(Principal::Reports)
-            .verify(token)
-            .expect("a reports token of this stack");
-        self.keys
-            .signer(Principal::Gateway)
-            .unwrap()
-            .onward(&context, audience)
+        treven_testkit::policy::reissue(
+            &self.keys,
+            token,
+            Principal::Reports,
+            Principal::Gateway,
+            audience,
+        )
     }
 
     pub async fn stop(self) {

@@ -115,15 +115,13 @@ impl TestApp {
     /// `token`'s user, as `issuer` would call tenants for them (e.g. the
     /// reports service granting access for an analyst).
     pub fn via(&self, issuer: Principal, token: &str) -> String {
-        let context = self
-            .keys
-            .verifier(Principal::Tenants)
-            .verify(token)
-            .expect("a token of this app");
-        self.keys
-            .signer(issuer)
-            .expect("every key")
-            .onward(&context, Principal::Tenants)
+        treven_testkit::policy::reissue(
+            &self.keys,
+            token,
+            Principal::Tenants,
+            issuer,
+            Principal::Tenants,
+        )
     }
 
     pub async fn stop(self) {
