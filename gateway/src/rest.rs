@@ -205,8 +205,9 @@ async fn transcode(
             timeout,
         )
         .await;
-        // One more try, after the discovery loop has probed the endpoints
-        // again (so a task that just died is out of the balancer):
+        // Another try, after the discovery loop has probed the endpoints
+        // again (so a task that just died is out of the balancer), and one
+        // more if that try too reached no server:
         // - whatever the method, when the call never reached a server (the
         //   endpoint refused the connection: nothing was sent);
         // - for idempotent reads, when the upstream was unavailable (also a

@@ -40,16 +40,6 @@ pub enum Roles {
     AnyOf(&'static [Role]),
 }
 
-impl Roles {
-    /// Whether `context`'s user qualifies.
-    pub fn admit(self, context: &MeshContext) -> bool {
-        match self {
-            Roles::Any => true,
-            Roles::AnyOf(roles) => roles.iter().any(|role| context.has_role(*role)),
-        }
-    }
-}
-
 /// One RPC's rule.
 #[derive(Debug, Clone, Copy)]
 pub struct Rule {
@@ -106,13 +96,10 @@ impl Policy {
                 context.issuer()
             )));
         }
-        if !rule.roles.admit(context) {
-            let Roles::AnyOf(roles) = rule.roles else {
-                unreachable!("Roles::Any admits every context")
-            };
-            return context.require_any(roles);
+        match rule.roles {
+            Roles::Any => Ok(()),
+            Roles::AnyOf(roles) => context.require_any(roles),
         }
-        Ok(())
     }
 
     /// Wraps `inner` (the service's tonic server) in this policy.

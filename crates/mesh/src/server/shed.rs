@@ -40,11 +40,6 @@ impl ConcurrencyLimitLayer {
         }
     }
 
-    /// Calls refused so far.
-    pub fn shed_total(&self) -> u64 {
-        self.shed.load(Ordering::Relaxed)
-    }
-
     fn refusal(&self, path: &str) -> tonic::Status {
         let shed = self.shed.fetch_add(1, Ordering::Relaxed) + 1;
         // One line per hundred refusals: an overload must not also flood the logs.
