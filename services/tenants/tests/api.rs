@@ -527,7 +527,7 @@ async fn partners_grants_and_audit_work_together() {
     );
     let listed = client
         .list_report_access(authed(
-            &app.via(Principal::Reports, &analyst),
+            &analyst,
             pb::ListReportAccessRequest {
                 report_id: report.clone(),
                 ..Default::default()
@@ -574,7 +574,7 @@ async fn partners_grants_and_audit_work_together() {
         .expect("delete");
     let listed = client
         .list_report_access(authed(
-            &app.via(Principal::Reports, &analyst),
+            &analyst,
             pb::ListReportAccessRequest {
                 report_id: report.clone(),
                 ..Default::default()

@@ -123,7 +123,7 @@ async fn organisation_b_cannot_touch_organisation_a_over_rpc() {
     );
     let grants = client
         .list_report_access(authed(
-            &app.via(Principal::Reports, &b),
+            &b,
             pb::ListReportAccessRequest {
                 report_id: report.clone(),
                 ..Default::default()
@@ -176,7 +176,7 @@ async fn organisation_b_cannot_touch_organisation_a_over_rpc() {
     assert_code(
         client
             .revoke_report_access(authed(
-                &app.via(Principal::Reports, &b),
+                &b,
                 pb::RevokeReportAccessRequest {
                     id: grant.id.clone(),
                 },
@@ -246,7 +246,7 @@ async fn organisation_b_cannot_touch_organisation_a_over_rpc() {
     assert_eq!(still.name, "Xavier");
     let grants = client
         .list_report_access(authed(
-            &app.via(Principal::Reports, &a),
+            &a,
             pb::ListReportAccessRequest {
                 report_id: report,
                 ..Default::default()
