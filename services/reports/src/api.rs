@@ -19,10 +19,11 @@ use treven_proto::treven::tenants::v1 as tenants;
 use crate::app::{Reports, ReportsError, SectionEdit};
 use crate::diff::{Change, OpKind};
 use crate::model::{Section, parse_id, parse_override_justification, parse_reason};
+use crate::store::ReportFilter;
 use convert::{
     decisions_from_pb, edited, exploitation_from_pb, finding_to_pb, format_from_pb, format_to_pb,
-    optional_country, quality_check_to_pb, report_to_pb, scope_from_pb, short_text, status_from_pb,
-    trend_to_pb, version_to_pb,
+    optional_country, optional_query, quality_check_to_pb, report_to_pb, scope_from_pb, short_text,
+    status_from_pb, trend_to_pb, version_to_pb,
 };
 
 /// `treven.reports.v1.ReportsService` over [`Reports`].
@@ -139,8 +140,13 @@ impl pb::reports_service_server::ReportsService for ReportsGrpc {
         let result = async {
             let status = status_from_pb(m.status)?;
             let country = optional_country(&m.country)?;
+            let query = optional_query(&m.q)?;
+            let filter = ReportFilter {
+                status,
+                country: country.as_deref(),
+            };
             self.reports
-                .list(&context, status, country, m.limit, &m.cursor)
+                .list(&context, filter, query.as_deref(), m.limit, &m.cursor)
                 .await
         }
         .await;

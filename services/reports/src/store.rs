@@ -13,7 +13,7 @@ mod reports;
 mod trends;
 
 pub use jobs::JobClaim;
-pub use reports::NewVersion;
+pub use reports::{NewVersion, ReportFilter, SearchPosition};
 
 use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;

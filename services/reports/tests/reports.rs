@@ -1056,3 +1056,138 @@ async fn every_rpc_answers_each_principal_and_role_as_its_table_says() {
     assert!(stack.agents.calls.lock().unwrap().is_empty());
     stack.stop().await;
 }
+
+async fn search(
+    stack: &Stack,
+    token: &str,
+    q: &str,
+    limit: i32,
+    cursor: &str,
+) -> Result<pb::ListReportsResponse, tonic::Status> {
+    stack
+        .reports
+        .clone()
+        .list_reports(authed(
+            token,
+            pb::ListReportsRequest {
+                q: q.into(),
+                limit,
+                cursor: cursor.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+fn ids(page: &pb::ListReportsResponse) -> Vec<String> {
+    page.items.iter().map(|r| r.id.clone()).collect()
+}
+
+#[tokio::test]
+async fn search_finds_reports_by_their_words_within_the_organisation_only() {
+    let stack = Stack::start(1).await;
+    let a = stack.org("search a").await;
+    let b = stack.org("search b").await;
+    let analyst_a = stack.token(a, "analyst-a", Role::Analyst);
+    let analyst_b = stack.token(b, "analyst-b", Role::Analyst);
+    let construction = create(&stack, &analyst_a, "GB", "construction").await;
+    let hospitality = create(&stack, &analyst_a, "GB", "hospitality").await;
+    let theirs = create(&stack, &analyst_b, "GB", "hospitality").await;
+    for (token, id) in [
+        (&analyst_a, &construction),
+        (&analyst_a, &hospitality),
+        (&analyst_b, &theirs),
+    ] {
+        stack.wait_generated(token, id).await;
+    }
+
+    // A word of the scope finds that report only, in its own organisation.
+    let found = search(&stack, &analyst_a, "hospitality", 0, "")
+        .await
+        .unwrap();
+    assert_eq!(ids(&found), vec![hospitality.clone()]);
+    let found = search(&stack, &analyst_b, "hospitality", 0, "")
+        .await
+        .unwrap();
+    assert_eq!(ids(&found), vec![theirs.clone()]);
+
+    // A word of the content (stemmed: "debts" finds "debt") finds both of
+    // A's reports and never B's, a page at a time.
+    let first = search(&stack, &analyst_a, "debts", 1, "").await.unwrap();
+    assert_eq!(first.items.len(), 1);
+    assert!(!first.next_cursor.is_empty());
+    let second = search(&stack, &analyst_a, "debts", 1, &first.next_cursor)
+        .await
+        .unwrap();
+    assert_eq!(second.items.len(), 1);
+    assert!(second.next_cursor.is_empty(), "two matches, two pages");
+    let mut both = [ids(&first), ids(&second)].concat();
+    both.sort();
+    let mut expected = vec![construction.clone(), hospitality.clone()];
+    expected.sort();
+    assert_eq!(both, expected);
+
+    // A cursor belongs to its query.
+    let moved = search(&stack, &analyst_a, "licence", 1, &first.next_cursor)
+        .await
+        .expect_err("another query's cursor");
+    assert_eq!(moved.code(), Code::InvalidArgument);
+
+    // The other filters still apply.
+    let exported = stack
+        .reports
+        .clone()
+        .list_reports(authed(
+            &analyst_a,
+            pb::ListReportsRequest {
+                q: "debt".into(),
+                status: pb::ReportStatus::Exported.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(exported.items.is_empty());
+
+    // An edit is searchable as soon as it is saved; the words it replaced
+    // are not.
+    assert!(
+        search(&stack, &analyst_a, "hawala", 0, "")
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    stack
+        .reports
+        .clone()
+        .update_section(authed(
+            &analyst_a,
+            edit(
+                &construction,
+                "money",
+                "Cash moved through hawala brokers [m1].",
+                1,
+            ),
+        ))
+        .await
+        .unwrap();
+    let edited = search(&stack, &analyst_a, "Hawala", 0, "").await.unwrap();
+    assert_eq!(ids(&edited), vec![construction.clone()]);
+
+    // Bad queries are refused with the field named; none is a 500.
+    for bad in ["x".repeat(201), "debt\u{0}".to_owned()] {
+        let refused = search(&stack, &analyst_a, &bad, 0, "")
+            .await
+            .expect_err("bad query");
+        assert_eq!(refused.code(), Code::InvalidArgument);
+        assert_eq!(violated_fields(&refused), vec!["q".to_owned()]);
+    }
+    // Query syntax never fails: stray operators and quotes are words.
+    search(&stack, &analyst_a, "\"unclosed or - & | !", 0, "")
+        .await
+        .unwrap();
+    stack.stop().await;
+}

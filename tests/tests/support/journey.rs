@@ -450,7 +450,40 @@ pub async fn never_see_each_other(mesh: &(impl Stack + ?Sized), a: &Made, b: &Ma
             vec![me.report_id.as_str()],
             "only its own report is listed"
         );
+        // Search finds its own report by a word of its content, never the
+        // other's (whose generated content has the same words).
+        let own = api
+            .ok(
+                reqwest::Method::GET,
+                &format!("/api/reports/{}", me.report_id),
+                None,
+            )
+            .await;
+        let word = content_word(&own["content"]).expect("a word of the content");
+        let found = api
+            .ok(
+                reqwest::Method::GET,
+                &format!("/api/reports?q={word}"),
+                None,
+            )
+            .await;
+        let ids: Vec<&str> = found["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["id"].as_str())
+            .collect();
+        assert_eq!(ids, vec![me.report_id.as_str()], "search for {word:?}");
         let usage = api.ok(reqwest::Method::GET, "/api/usage", None).await;
         assert!(int(&usage["total"]["inputTokens"]) > 0, "{usage}");
     }
+}
+
+/// A plain word (8+ ASCII letters) of a report's first key judgement.
+fn content_word(content: &Value) -> Option<String> {
+    content["keyJudgements"][0]["text"]
+        .as_str()?
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .find(|w| w.len() >= 8)
+        .map(str::to_lowercase)
 }

@@ -7,6 +7,7 @@ use treven_mesh::{MeshContext, ServiceError};
 use uuid::Uuid;
 
 use crate::model::{Content, Page, Report, Status, Version};
+use crate::store::{ReportFilter, SearchPosition};
 
 use super::{DEFAULT_PAGE, MAX_PAGE, Reports, Result, not_found};
 
@@ -40,35 +41,68 @@ impl Reports {
         Ok((report, Some(found)))
     }
 
-    /// A page of reports, newest first.
+    /// A page of reports: newest first, or, with a search `query`, best
+    /// match first (see [`crate::store`]'s `search_reports`).
     pub async fn list(
         &self,
         context: &MeshContext,
-        status: Option<Status>,
-        country: Option<String>,
+        filter: ReportFilter<'_>,
+        query: Option<&str>,
         limit: i32,
         cursor: &str,
     ) -> Result<Page<Report>> {
         let limit = page_limit(limit, DEFAULT_PAGE, MAX_PAGE)?;
-        let scope = format!(
+        // A cursor is bound to the filters and the query it was made for
+        // (a plain list keeps the scope it had before search existed, so
+        // cursors handed out then still work).
+        let mut scope = format!(
             "reports?status={}&country={}",
-            status.map_or("", Status::as_str),
-            country.as_deref().unwrap_or_default()
+            filter.status.map_or("", Status::as_str),
+            filter.country.unwrap_or_default(),
         );
-        let after: Option<(DateTime<Utc>, Uuid)> =
-            self.cursors.decode(context.org_id(), &scope, cursor)?;
+        if let Some(query) = query {
+            scope.push_str("&q=");
+            scope.push_str(query);
+        }
+        let org = context.org_id();
         let mut tx = self.begin(context).await?;
-        let mut items = tx
-            .reports(status, country.as_deref(), after.as_ref(), limit + 1)
-            .await?;
-        let more = items.len() > limit as usize;
-        items.truncate(limit as usize);
-        let next_cursor = match (more, items.last()) {
-            (true, Some(last)) => {
-                self.cursors
-                    .encode(context.org_id(), &scope, &(last.created_at, last.id))
+        let (items, next_cursor) = match query {
+            None => {
+                let after: Option<(DateTime<Utc>, Uuid)> =
+                    self.cursors.decode(org, &scope, cursor)?;
+                let mut items = tx.reports(&filter, after.as_ref(), limit + 1).await?;
+                let more = items.len() > limit as usize;
+                items.truncate(limit as usize);
+                let next = match (more, items.last()) {
+                    (true, Some(last)) => {
+                        self.cursors
+                            .encode(org, &scope, &(last.created_at, last.id))
+                    }
+                    _ => String::new(),
+                };
+                (items, next)
             }
-            _ => String::new(),
+            Some(query) => {
+                let after: Option<SearchPosition> = self.cursors.decode(org, &scope, cursor)?;
+                let mut ranked = tx
+                    .search_reports(query, &filter, after.as_ref(), limit + 1)
+                    .await?;
+                let more = ranked.len() > limit as usize;
+                ranked.truncate(limit as usize);
+                let next = match (more, ranked.last()) {
+                    (true, Some((last, rank))) => self.cursors.encode(
+                        org,
+                        &scope,
+                        &SearchPosition {
+                            rank: *rank,
+                            created_at: last.created_at,
+                            id: last.id,
+                        },
+                    ),
+                    _ => String::new(),
+                };
+                (ranked.into_iter().map(|(report, _)| report).collect(), next)
+            }
         };
         Ok(Page { items, next_cursor })
     }

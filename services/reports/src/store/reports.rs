@@ -57,8 +57,9 @@ impl OrgTx {
     ) -> Result<Report> {
         let id = Uuid::now_v7();
         let row: ReportRow = sqlx::query_as(&format!(
-            "INSERT INTO reports (id, org_id, scope, country, exploitation_type, status, document_ids, created_by) \
-             VALUES ($1, $2, $3, $4, $5, 'generating', $6, $7) RETURNING {REPORT_COLUMNS}"
+            "INSERT INTO reports (id, org_id, scope, country, exploitation_type, status, document_ids, created_by, search) \
+             VALUES ($1, $2, $3, $4, $5, 'generating', $6, $7, report_search_vector('', $3, NULL)) \
+             RETURNING {REPORT_COLUMNS}"
         ))
         .bind(id)
         .bind(self.tx.org_id().as_uuid())
@@ -113,8 +114,7 @@ impl OrgTx {
     /// Up to `limit` reports after `after` (created_at, id), newest first.
     pub async fn reports(
         &mut self,
-        status: Option<Status>,
-        country: Option<&str>,
+        filter: &ReportFilter<'_>,
         after: Option<&(DateTime<Utc>, Uuid)>,
         limit: u32,
     ) -> Result<Vec<Report>> {
@@ -125,14 +125,48 @@ impl OrgTx {
              ORDER BY created_at DESC, id DESC LIMIT $6"
         ))
         .bind(self.tx.org_id().as_uuid())
-        .bind(status.map(Status::as_str))
-        .bind(country)
+        .bind(filter.status.map(Status::as_str))
+        .bind(filter.country)
         .bind(after.map(|(at, _)| *at))
         .bind(after.map(|(_, id)| *id))
         .bind(i64::from(limit))
         .fetch_all(&mut *self.tx)
         .await?;
         rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    /// Up to `limit` reports matching `query` (web search syntax: words,
+    /// `"a phrase"`, `or`, `-word`) and `filter`, best match first (then
+    /// newest), after the search position `after`. Each with its rank.
+    pub async fn search_reports(
+        &mut self,
+        query: &str,
+        filter: &ReportFilter<'_>,
+        after: Option<&SearchPosition>,
+        limit: u32,
+    ) -> Result<Vec<(Report, f32)>> {
+        let rows: Vec<RankedRow> = sqlx::query_as(&format!(
+            "SELECT {REPORT_COLUMNS}, rank FROM ( \
+                 SELECT *, ts_rank(search, websearch_to_tsquery('english', $7)) AS rank FROM reports \
+                 WHERE org_id = $1 AND search @@ websearch_to_tsquery('english', $7) \
+                   AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR country = $3) \
+             ) matched \
+             WHERE ($4::real IS NULL OR (rank, created_at, id) < ($4, $5, $6)) \
+             ORDER BY rank DESC, created_at DESC, id DESC LIMIT $8"
+        ))
+        .bind(self.tx.org_id().as_uuid())
+        .bind(filter.status.map(Status::as_str))
+        .bind(filter.country)
+        .bind(after.map(|p| p.rank))
+        .bind(after.map(|p| p.created_at))
+        .bind(after.map(|p| p.id))
+        .bind(query)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.into_iter()
+            .map(|row| Ok((row.report.try_into()?, row.rank)))
+            .collect()
     }
 
     /// One version and its content.
@@ -225,7 +259,9 @@ impl OrgTx {
         .await?;
         let report: ReportRow = sqlx::query_as(&format!(
             "UPDATE reports SET latest_version = $3, title = $4, status = $5, failure_reason = '', \
-                    approved_by = NULL, approved_at = NULL, approved_version = NULL, updated_at = clock_timestamp() \
+                    approved_by = NULL, approved_at = NULL, approved_version = NULL, updated_at = clock_timestamp(), \
+                    search = report_search_vector($4, scope, \
+                        (SELECT content FROM report_versions WHERE org_id = $1 AND report_id = $2 AND number = $3)) \
              WHERE org_id = $1 AND id = $2 RETURNING {REPORT_COLUMNS}"
         ))
         .bind(self.tx.org_id().as_uuid())
@@ -282,6 +318,34 @@ impl OrgTx {
         .await?;
         row.try_into()
     }
+}
+
+/// Which reports a list or search returns.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReportFilter<'a> {
+    /// Only reports in this status.
+    pub status: Option<Status>,
+    /// Only reports about this country (ISO 3166-1 alpha-2).
+    pub country: Option<&'a str>,
+}
+
+/// Where a page of search results ends: the last report's rank, creation
+/// time and id, which order the results.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SearchPosition {
+    /// The rank (`ts_rank`) of the last report.
+    pub rank: f32,
+    /// Its creation time.
+    pub created_at: DateTime<Utc>,
+    /// Its id.
+    pub id: Uuid,
+}
+
+#[derive(sqlx::FromRow)]
+struct RankedRow {
+    #[sqlx(flatten)]
+    report: ReportRow,
+    rank: f32,
 }
 
 #[derive(sqlx::FromRow)]
