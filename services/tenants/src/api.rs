@@ -412,4 +412,41 @@ impl pb::tenants_service_server::TenantsService for TenantsGrpc {
             next_cursor: page.next_cursor,
         }))
     }
+
+    type ExportAuditEventsStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::AuditEvent, Status>> + Send>>;
+
+    async fn export_audit_events(
+        &self,
+        request: Request<pb::ExportAuditEventsRequest>,
+    ) -> Reply<Self::ExportAuditEventsStream> {
+        use tokio_stream::StreamExt as _;
+        let context = context_of(&request)?;
+        let message = request.into_inner();
+        let filter = AuditFilter {
+            resource_type: Some(message.resource_type).filter(|s| !s.is_empty()),
+            resource_id: Some(message.resource_id).filter(|s| !s.is_empty()),
+            since: message
+                .since
+                .as_ref()
+                .map(|ts| from_timestamp("since", ts))
+                .transpose()?,
+            until: message
+                .until
+                .as_ref()
+                .map(|ts| from_timestamp("until", ts))
+                .transpose()?,
+        };
+        if filter.resource_id.is_some() && filter.resource_type.is_none() {
+            return Err(ServiceError::invalid_field(
+                "resource_type",
+                "is required with resource_id",
+            )
+            .into());
+        }
+        let events = self.tenants.export_audit(&context, filter).await?;
+        let stream: Self::ExportAuditEventsStream =
+            Box::pin(events.map(|event| event.map(audit_to_pb).map_err(Status::from)));
+        Ok(Response::new(stream))
+    }
 }

@@ -52,5 +52,7 @@ pub static POLICY: Policy = Policy {
             Role::MEMBERS,
         ),
         rule("ListAuditEvents", EDGE, Role::EDITORS),
+        // A compliance export of everything in a range: admins only.
+        rule("ExportAuditEvents", EDGE, Role::ADMINS),
     ],
 };

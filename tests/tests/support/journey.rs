@@ -373,6 +373,42 @@ pub async fn journey(mesh: &(impl Stack + ?Sized), org: &str) -> Made {
         );
     }
 
+    // The admin exports the last hour of the log as JSON Lines: the same
+    // steps, oldest first, and the export itself is audited.
+    let stamp =
+        |at: chrono::DateTime<chrono::Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let now = chrono::Utc::now();
+    let (status, body) = admin_api
+        .get(&format!(
+            "/api/audit/export?since={}&until={}&resourceType=report&resourceId={report_id}",
+            stamp(now - chrono::TimeDelta::hours(1)),
+            stamp(now + chrono::TimeDelta::minutes(1)),
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let lines: Vec<Value> = match body {
+        Value::String(text) => text
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("one JSON entry per line"))
+            .collect(),
+        one => vec![one],
+    };
+    let exported: Vec<&str> = lines
+        .iter()
+        .map(|line| line["action"].as_str().expect("an entry, not an error"))
+        .collect();
+    assert_eq!(exported.first(), Some(&"report.create"), "{exported:?}");
+    assert!(exported.contains(&"report.approve"), "{exported:?}");
+    assert_eq!(exported.len(), actions.len(), "{exported:?} vs {actions:?}");
+    let audited = admin_api
+        .ok(
+            reqwest::Method::GET,
+            "/api/audit?resourceType=audit_log",
+            None,
+        )
+        .await;
+    assert_eq!(audited["items"][0]["action"], "audit.export", "{audited}");
+
     Made {
         analyst,
         reviewer,

@@ -46,6 +46,34 @@ impl OrgTx {
         .await?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
+
+    /// Up to `limit` audit entries in `filter`'s range after `after`,
+    /// oldest first: one page of an export.
+    pub async fn audit_events_oldest_first(
+        &mut self,
+        filter: &AuditFilter,
+        after: Option<&(DateTime<Utc>, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>> {
+        let rows: Vec<AuditRow> = sqlx::query_as(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE org_id = $1 \
+               AND ($2::text IS NULL OR resource_type = $2) AND ($3::text IS NULL OR resource_id = $3) \
+               AND ($4::timestamptz IS NULL OR occurred_at >= $4) AND ($5::timestamptz IS NULL OR occurred_at < $5) \
+               AND ($6::timestamptz IS NULL OR (occurred_at, id) > ($6, $7)) \
+             ORDER BY occurred_at, id LIMIT $8"
+        ))
+        .bind(self.tx.org_id().as_uuid())
+        .bind(filter.resource_type.as_deref())
+        .bind(filter.resource_id.as_deref())
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(after.map(|(at, _)| *at))
+        .bind(after.map(|(_, id)| *id))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
 }
 
 pub(super) async fn insert_audit(
