@@ -20,6 +20,7 @@ import { Construct } from 'constructs';
 import { CALLS, GRPC_PORTS, REGION, Settings } from './config';
 import { bedrockStatements, DYNAMODB_ITEM_ACTIONS, modelEnvironment, serviceUrl, urlVar } from './compute';
 import { Data } from './data';
+import { PiiGuardrail } from './guardrail';
 import { Network, SUBNET_APP } from './network';
 
 export interface AgentCoreProps {
@@ -27,6 +28,8 @@ export interface AgentCoreProps {
   readonly network: Network;
   readonly data: Data;
   readonly repository: ecr.IRepository;
+  /** The Bedrock guardrail the agent loop applies (as the ECS agents service does). */
+  readonly guardrail: PiiGuardrail;
 }
 
 /** The AgentCore runtime and its execution role. */
@@ -78,6 +81,7 @@ export class AgentCore extends Construct {
       }),
     );
     bedrockStatements(stack, settings.bedrockRegions).forEach((s) => this.role.addToPrincipalPolicy(s));
+    this.role.addToPrincipalPolicy(props.guardrail.statement());
     const table = data.tables.agents;
     this.role.addToPrincipalPolicy(
       new iam.PolicyStatement({ actions: DYNAMODB_ITEM_ACTIONS, resources: [table.tableArn, `${table.tableArn}/index/*`] }),
@@ -105,14 +109,14 @@ export class AgentCore extends Construct {
       roleArn: this.role.roleArn,
       // Plain text (AgentCore has no secret injection): only ARNs, names and
       // URLs. No Gemini secondary here, since its API key would be plain text.
-      environmentVariables: agentCoreEnvironment(settings, data),
+      environmentVariables: agentCoreEnvironment(settings, data, props.guardrail),
     });
     this.runtime.node.addDependency(this.role);
   }
 }
 
 /** The runtime's environment: what the agents role reads, secrets by id only. */
-export function agentCoreEnvironment(settings: Settings, data: Data): Record<string, string> {
+export function agentCoreEnvironment(settings: Settings, data: Data, guardrail: PiiGuardrail): Record<string, string> {
   const vars: Record<string, string> = {
     TREVEN_ENV: settings.env.envName,
     TREVEN_LOG_FORMAT: 'json',
@@ -122,6 +126,7 @@ export function agentCoreEnvironment(settings: Settings, data: Data): Record<str
     TREVEN_MESH_CA_SEED_SECRET_ID: data.meshCaSeed.secretArn,
     TREVEN_AGENTS_TABLE: data.tables.agents.tableName,
     ...modelEnvironment(settings, { gemini: false }),
+    ...guardrail.environment(),
   };
   if (settings.otlpEndpoint) vars.OTEL_EXPORTER_OTLP_ENDPOINT = settings.otlpEndpoint;
   for (const callee of CALLS.agents) vars[urlVar(callee)] = serviceUrl(callee);

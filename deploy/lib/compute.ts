@@ -51,6 +51,7 @@ import {
   Settings,
 } from './config';
 import { Data } from './data';
+import { PiiGuardrail } from './guardrail';
 import { Identity } from './identity';
 import { Network, pascal, SUBNET_APP, SUBNET_PUBLIC } from './network';
 import { TrevenService } from './service';
@@ -81,6 +82,8 @@ export interface ComputeProps {
   readonly data: Data;
   readonly identity: Identity;
   readonly repository: ecr.IRepository;
+  /** The Bedrock guardrail of the agents service. */
+  readonly guardrail: PiiGuardrail;
 }
 
 /** `https://tenants.treven.internal:50051` (mesh TLS; the name is the server certificate's). */
@@ -316,7 +319,7 @@ export class Compute extends Construct {
     }
     if (name === 'agents') {
       vars.TREVEN_AGENTS_TABLE = data.tables.agents.tableName;
-      Object.assign(vars, modelEnvironment(settings, { gemini: true }));
+      Object.assign(vars, modelEnvironment(settings, { gemini: true }), props.guardrail.environment());
     }
     return vars;
   }
@@ -366,6 +369,7 @@ export class Compute extends Construct {
     if (name === 'agents') {
       tableStatements(data.tables.agents).forEach((s) => role.addToPrincipalPolicy(s));
       bedrockStatements(Stack.of(this), settings.bedrockRegions).forEach((s) => role.addToPrincipalPolicy(s));
+      role.addToPrincipalPolicy(props.guardrail.statement());
     }
   }
 }

@@ -11,6 +11,7 @@ import { Compute } from './compute';
 import { Settings } from './config';
 import { Data } from './data';
 import { Edge } from './edge';
+import { PiiGuardrail } from './guardrail';
 import { Identity } from './identity';
 import { Network } from './network';
 import { repositoryName } from './registry';
@@ -26,6 +27,7 @@ export class TrevenStack extends Stack {
   readonly identity: Identity;
   readonly compute: Compute;
   readonly edge: Edge;
+  readonly guardrail: PiiGuardrail;
   readonly agentCore?: AgentCore;
 
   constructor(scope: Construct, id: string, props: TrevenStackProps) {
@@ -38,12 +40,14 @@ export class TrevenStack extends Stack {
     this.network = new Network(this, 'Network', { settings });
     this.data = new Data(this, 'Data', { settings, network: this.network });
     this.identity = new Identity(this, 'Identity', { settings });
+    this.guardrail = new PiiGuardrail(this, 'Guardrail', { settings });
     this.compute = new Compute(this, 'Compute', {
       settings,
       network: this.network,
       data: this.data,
       identity: this.identity,
       repository,
+      guardrail: this.guardrail,
     });
     this.edge = new Edge(this, 'Edge', {
       settings,
@@ -58,6 +62,7 @@ export class TrevenStack extends Stack {
         network: this.network,
         data: this.data,
         repository,
+        guardrail: this.guardrail,
       });
     }
 

@@ -61,6 +61,8 @@ impl Stand for Placeholders {
             }
             ("AWS::ElastiCache::ReplicationGroup", "PrimaryEndPoint.Port") => "6379".to_owned(),
             ("Custom::TrevenMeshKeys", attribute) => mesh_keys_attribute(attribute),
+            ("AWS::Bedrock::Guardrail", "GuardrailId") => "gr4pl4ceh0ld".to_owned(),
+            ("AWS::Bedrock::GuardrailVersion", "Version") => "1".to_owned(),
             (_, "Arn") => format!("arn:aws:placeholder:eu-west-2:123456789012:{id}"),
             (kind, _) => panic!("no placeholder for Fn::GetAtt {id}.{attribute} ({kind})"),
         }

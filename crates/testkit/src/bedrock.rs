@@ -9,6 +9,14 @@
 //! every request is recorded ([`RecordedRequest`]) so the test can assert
 //! what was sent. Signatures are ignored.
 //!
+//! ApplyGuardrail answers as Bedrock does: when it intervenes, `outputs`
+//! holds the request's text with each entity found masked as `{TYPE}`
+//! (`ANONYMIZED`), or the blocked-input message (`BLOCKED`). A standing
+//! [`GuardrailPolicy`] ([`BedrockHandle::set_guardrail`]) answers every
+//! ApplyGuardrail request by looking for its entities in the request's
+//! text, without consuming scripts, so guardrail calls interleaved with
+//! model calls need no scripted order.
+//!
 //! ```no_run
 //! # async fn demo() {
 //! use treven_testkit::bedrock::{BedrockFake, Script, Usage};
@@ -261,24 +269,9 @@ impl Script {
         script
     }
 
-    /// The body of an `ApplyGuardrail` answer.
-    fn guardrail_body(&self) -> Value {
-        let entities: Vec<Value> = self
-            .guardrail_pii
-            .iter()
-            .map(|(kind, text)| json!({"match": text, "type": kind, "action": "ANONYMIZED", "detected": true}))
-            .collect();
-        let intervened = !entities.is_empty();
-        json!({
-            "usage": {
-                "topicPolicyUnits": 0, "contentPolicyUnits": 0, "wordPolicyUnits": 0,
-                "sensitiveInformationPolicyUnits": 1, "sensitiveInformationPolicyFreeUnits": 0,
-                "contextualGroundingPolicyUnits": 0,
-            },
-            "action": if intervened { "GUARDRAIL_INTERVENED" } else { "NONE" },
-            "outputs": [],
-            "assessments": [{"sensitiveInformationPolicy": {"piiEntities": entities, "regexes": []}}],
-        })
+    /// The body of an `ApplyGuardrail` answer to a request for `text`.
+    fn guardrail_body(&self, text: &str) -> Value {
+        guardrail_answer(&self.guardrail_pii, false, text)
     }
 
     /// An answer with one text block streamed as these deltas.
@@ -535,10 +528,116 @@ fn exception_frame(exception_type: &'static str, payload: &Value) -> Bytes {
     ))
 }
 
+/// What Bedrock answers in place of a blocked input.
+pub const BLOCKED_INPUT_MESSAGE: &str = "Sorry, the model cannot answer this question.";
+
+/// The body of an `ApplyGuardrail` answer for `text`: the `(type, match)`
+/// entities are reported as found; with `block` the text is replaced by
+/// [`BLOCKED_INPUT_MESSAGE`], otherwise each match is masked as `{TYPE}`.
+fn guardrail_answer(entities: &[(String, String)], block: bool, text: &str) -> Value {
+    let action = if block { "BLOCKED" } else { "ANONYMIZED" };
+    let found: Vec<Value> = entities
+        .iter()
+        .map(|(kind, matched)| json!({"match": matched, "type": kind, "action": action, "detected": true}))
+        .collect();
+    let intervened = !found.is_empty();
+    let outputs = if !intervened {
+        json!([])
+    } else if block {
+        json!([{ "text": BLOCKED_INPUT_MESSAGE }])
+    } else {
+        let masked = entities
+            .iter()
+            .fold(text.to_owned(), |acc, (kind, matched)| {
+                acc.replace(matched.as_str(), &format!("{{{kind}}}"))
+            });
+        json!([{ "text": masked }])
+    };
+    json!({
+        "usage": {
+            "topicPolicyUnits": 0, "contentPolicyUnits": 0, "wordPolicyUnits": 0,
+            "sensitiveInformationPolicyUnits": 1, "sensitiveInformationPolicyFreeUnits": 0,
+            "contextualGroundingPolicyUnits": 0,
+        },
+        "action": if intervened { "GUARDRAIL_INTERVENED" } else { "NONE" },
+        "outputs": outputs,
+        "assessments": [{"sensitiveInformationPolicy": {"piiEntities": found, "regexes": []}}],
+    })
+}
+
+/// The text of an `ApplyGuardrail` request: its `content[].text.text`.
+fn guardrail_request_text(body: &Value) -> String {
+    body["content"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["text"]["text"].as_str())
+        .collect()
+}
+
+/// A standing guardrail: answers every `ApplyGuardrail` request itself
+/// (no script is consumed), reporting each of its entities whose text
+/// occurs in the request.
+#[derive(Clone, Debug, Default)]
+pub struct GuardrailPolicy {
+    entities: Vec<(String, String)>,
+    block: bool,
+    unavailable: bool,
+}
+
+impl GuardrailPolicy {
+    /// Masks these `(type, match)` entities (`("EMAIL", "a@b.org")`) as
+    /// `{TYPE}` wherever they occur, as an `ANONYMIZE` filter does.
+    pub fn anonymize(entities: &[(&str, &str)]) -> Self {
+        Self {
+            entities: entities
+                .iter()
+                .map(|(kind, text)| ((*kind).to_owned(), (*text).to_owned()))
+                .collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Blocks any text holding one of these entities, as a `BLOCK` filter
+    /// does.
+    pub fn block(entities: &[(&str, &str)]) -> Self {
+        Self {
+            block: true,
+            ..Self::anonymize(entities)
+        }
+    }
+
+    /// Answers every request HTTP 503 `ServiceUnavailableException`.
+    pub fn unavailable() -> Self {
+        Self {
+            unavailable: true,
+            ..Self::default()
+        }
+    }
+
+    fn answer(&self, text: &str) -> Response {
+        if self.unavailable {
+            return error_response(503, "ServiceUnavailableException", "guardrail unavailable");
+        }
+        let found: Vec<(String, String)> = self
+            .entities
+            .iter()
+            .filter(|(_, matched)| text.contains(matched.as_str()))
+            .cloned()
+            .collect();
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            guardrail_answer(&found, self.block, text).to_string(),
+        )
+            .into_response()
+    }
+}
+
 #[derive(Default)]
 struct FakeState {
     scripts: VecDeque<Script>,
     requests: Vec<RecordedRequest>,
+    guardrail: Option<GuardrailPolicy>,
 }
 
 /// A cloneable handle on a running fake: queue scripts, read the requests.
@@ -556,6 +655,22 @@ impl BedrockHandle {
     /// request with no script queued gets an HTTP 500 naming the problem.
     pub fn push(&self, script: Script) {
         self.lock().scripts.push_back(script);
+    }
+
+    /// Answers every later `ApplyGuardrail` request with `policy` (recorded
+    /// as usual, consuming no script); `None` goes back to scripts.
+    pub fn set_guardrail(&self, policy: Option<GuardrailPolicy>) {
+        self.lock().guardrail = policy;
+    }
+
+    /// The requests of `operation` received so far, oldest first.
+    pub fn requests_of(&self, operation: Operation) -> Vec<RecordedRequest> {
+        self.lock()
+            .requests
+            .iter()
+            .filter(|r| r.operation == operation)
+            .cloned()
+            .collect()
     }
 
     /// How many queued scripts have not been consumed yet.
@@ -733,13 +848,30 @@ async fn apply_guardrail(
     body: Bytes,
 ) -> Response {
     let target = format!("{guardrail_id}:{version}");
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let text = guardrail_request_text(&request);
+    let standing = {
+        let mut state = handle.lock();
+        let policy = state.guardrail.clone();
+        if policy.is_some() {
+            state.requests.push(RecordedRequest {
+                operation: Operation::ApplyGuardrail,
+                model_id: target.clone(),
+                body: request,
+            });
+        }
+        policy
+    };
+    if let Some(policy) = standing {
+        return policy.answer(&text);
+    }
     let script = match receive(&handle, Operation::ApplyGuardrail, target, &body) {
         Ok(script) => script,
         Err(e) => return error_response(e.status, &e.error_type, &e.message),
     };
     (
         [(header::CONTENT_TYPE, "application/json")],
-        script.guardrail_body().to_string(),
+        script.guardrail_body(&text).to_string(),
     )
         .into_response()
 }

@@ -31,7 +31,7 @@ use treven_mesh::{ErrorCode, Role, ServiceError};
 
 use super::Shared;
 use super::authorize::act_as;
-use super::chat::relay_chat;
+use super::chat::{ChatMessage, relay_chat};
 use super::hub::{Delivered, Delivery, Membership};
 use super::protocol::{self, ClientMessage, Scope};
 use super::recheck::{self, MAX_UNKNOWN, Recheck};
@@ -293,7 +293,11 @@ impl Session {
             ClientMessage::Chat {
                 conversation_id,
                 content,
-            } => self.chat(socket, conversation_id, content).await,
+                pii_decisions,
+            } => {
+                self.chat(socket, conversation_id, content, pii_decisions)
+                    .await
+            }
         }
     }
 
@@ -387,6 +391,7 @@ impl Session {
         socket: &mut WebSocket,
         conversation_id: String,
         content: String,
+        pii_decisions: Vec<serde_json::Value>,
     ) -> Result<(), End> {
         let scope = Scope::Conversation(&conversation_id);
         let refusal = if uuid::Uuid::parse_str(&conversation_id).is_err() {
@@ -419,7 +424,12 @@ impl Session {
                 Ok(caller) => {
                     let pool = shared.gateway.transcoder.pool().clone();
                     let agents = shared.agents.clone();
-                    relay_chat(agents, pool, caller, conversation_id, content, out).await;
+                    let message = ChatMessage {
+                        conversation_id,
+                        content,
+                        pii_decisions,
+                    };
+                    relay_chat(agents, pool, caller, message, out).await;
                 }
                 Err(error) => {
                     let scope = Scope::Conversation(&conversation_id);
@@ -528,6 +538,7 @@ impl Session {
                 mut refused,
             } => {
                 self.unknown_checks = 0;
+                let changed = role != self.role;
                 self.role = role;
                 if let Some(checked) = checked {
                     // Made live with the old role while the check ran.
@@ -542,20 +553,26 @@ impl Session {
                         .collect::<Vec<_>>();
                     refused.extend(unchecked);
                 }
+                let why = if changed {
+                    "your role changed"
+                } else {
+                    "access was checked again"
+                };
                 for (channel, error) in refused {
-                    self.drop_subscription(socket, channel, &error).await?;
+                    self.drop_subscription(socket, channel, why, &error).await?;
                 }
                 Ok(())
             }
         }
     }
 
-    /// Ends a live subscription the caller's new role may not follow, and
-    /// tells the client why.
+    /// Ends a live subscription the caller may no longer follow (a new
+    /// role, or a check made again that failed), and tells the client `why`.
     async fn drop_subscription(
         &mut self,
         socket: &mut WebSocket,
         channel: EventChannel,
+        why: &str,
         error: &ServiceError,
     ) -> Result<(), End> {
         if self.subscriptions.remove(&channel).is_none() {
@@ -565,7 +582,7 @@ impl Session {
             .hub
             .unsubscribe(self.member.id, self.identity.org_id, channel);
         let raw = channel.to_string();
-        let message = format!("your role changed: {}", error.message());
+        let message = format!("{why}: {}", error.message());
         let frame = protocol::error(error.code(), &message, Scope::Channel(&raw));
         self.send(socket, frame).await
     }

@@ -3,7 +3,11 @@
 //! Client → server, one JSON object per text frame:
 //! - `{"type":"subscribe","channel":"report:<uuid>","lastEventId":"<optional>"}`
 //! - `{"type":"unsubscribe","channel":"report:<uuid>"}`
-//! - `{"type":"chat","conversationId":"<uuid>","content":"…"}`
+//! - `{"type":"chat","conversationId":"<uuid>","content":"…","piiDecisions":[…]}`
+//!   where the optional `piiDecisions` are the proto3 JSON of
+//!   `treven.reports.v1.PiiDecision`, as in the REST body of
+//!   `POST /api/conversations/{id}/messages`:
+//!   `{"findingId","action":"PII_ACTION_REDACT"|"PII_ACTION_KEEP","justification"}`
 //!
 //! Server → client:
 //! - events, `{"id","channel","type","data"}` with `type` one of
@@ -17,9 +21,14 @@
 //!   `{"type":"unsubscribed","channel"}`;
 //! - `{"type":"resync","channel","message"}` when more events were missed
 //!   than can be replayed: reload the resource, live events follow;
-//! - `{"type":"error","code","message"[,"channel"|"conversationId"]}` with a
-//!   code of the REST error table (`FORBIDDEN`, `NOT_FOUND`,
-//!   `VALIDATION_ERROR`, `RATE_LIMITED`, `UNAVAILABLE`, …); a `FORBIDDEN`
+//! - `{"type":"error","code","message"[,"channel"|"conversationId"][,"details"]}`
+//!   with a code of the REST error table (`FORBIDDEN`, `NOT_FOUND`,
+//!   `VALIDATION_ERROR`, `RATE_LIMITED`, `UNAVAILABLE`, `PII_DETECTED`, …)
+//!   and, when the service gave them, the `details` of the REST error body:
+//!   a chat message with undecided personal data is refused with
+//!   `PII_DETECTED` and `details.piiDetected.findings` (nothing was stored
+//!   or sent to a model); the client decides each finding and sends the
+//!   message again with `piiDecisions`. A `FORBIDDEN`
 //!   naming a channel after a role change means that subscription was
 //!   dropped, and one without a channel, followed by close 1008 `access
 //!   revoked`, that the user is no longer a member.
@@ -54,6 +63,10 @@ pub enum ClientMessage {
         conversation_id: String,
         /// The analyst's message.
         content: String,
+        /// Decisions on the personal data found in `content` (proto3 JSON
+        /// of `treven.reports.v1.PiiDecision`); none when it has none.
+        #[serde(rename = "piiDecisions", default)]
+        pii_decisions: Vec<Value>,
     },
 }
 
@@ -83,11 +96,25 @@ pub fn text(value: &Value) -> Message {
 
 /// `{"type":"error","code","message",…}`.
 pub fn error(code: ErrorCode, message: &str, scope: Scope<'_>) -> Message {
+    error_with_details(code, message, scope, None)
+}
+
+/// An `error` frame as [`error`], with the REST error body's `details`
+/// (for example `piiDetected.findings`) when there are any.
+pub fn error_with_details(
+    code: ErrorCode,
+    message: &str,
+    scope: Scope<'_>,
+    details: Option<&Value>,
+) -> Message {
     let mut value = json!({"type": "error", "code": code.as_str(), "message": message});
     match scope {
         Scope::Connection => {}
         Scope::Channel(channel) => value["channel"] = json!(echo(channel)),
         Scope::Conversation(id) => value["conversationId"] = json!(echo(id)),
+    }
+    if let Some(details) = details.filter(|d| d.as_object().is_some_and(|o| !o.is_empty())) {
+        value["details"] = details.clone();
     }
     text(&value)
 }
@@ -141,7 +168,16 @@ mod tests {
             parse(r#"{"type":"chat","conversationId":"c","content":"hi"}"#).ok(),
             Some(ClientMessage::Chat {
                 conversation_id: "c".into(),
-                content: "hi".into()
+                content: "hi".into(),
+                pii_decisions: Vec::new(),
+            })
+        );
+        assert_eq!(
+            parse(r#"{"type":"chat","conversationId":"c","content":"hi","piiDecisions":[{"findingId":"f","action":"PII_ACTION_REDACT"}]}"#).ok(),
+            Some(ClientMessage::Chat {
+                conversation_id: "c".into(),
+                content: "hi".into(),
+                pii_decisions: vec![json!({"findingId": "f", "action": "PII_ACTION_REDACT"})],
             })
         );
         for bad in [
@@ -166,5 +202,21 @@ mod tests {
         assert_eq!(value["type"], "error");
         assert_eq!(value["code"], "NOT_FOUND");
         assert_eq!(value["channel"].as_str().map(str::len), Some(100));
+        assert!(value.get("details").is_none(), "{value}");
+
+        let details =
+            json!({"piiDetected": {"findings": [{"id": "f1", "type": "PII_TYPE_EMAIL"}]}});
+        let Message::Text(frame) = error_with_details(
+            ErrorCode::PiiDetected,
+            "personal data found",
+            Scope::Conversation("c-1"),
+            Some(&details),
+        ) else {
+            panic!("a text frame");
+        };
+        let value: Value = serde_json::from_str(frame.as_str()).unwrap_or_default();
+        assert_eq!(value["code"], "PII_DETECTED");
+        assert_eq!(value["conversationId"], "c-1");
+        assert_eq!(value["details"], details);
     }
 }

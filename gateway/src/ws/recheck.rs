@@ -11,6 +11,13 @@
 //!   the connection is told and closed.
 //! - The role changed: every live subscription is authorised again with the
 //!   new role, and the refused ones are reported to be dropped.
+//! - The role is admin and did not change: every live conversation
+//!   subscription is authorised again all the same. An admin may follow
+//!   another user's conversation for oversight, and the agents service
+//!   records each oversight read in the audit log when it authorises one
+//!   (`conversation.read_for_oversight`), so following stays audited at the
+//!   subscription and at every check; one that cannot be authorised (and so
+//!   recorded) any more is dropped. The gateway writes no audit entry itself.
 //! - Tenants cannot answer: [`Recheck::Unknown`]; the connection keeps going
 //!   and closes only after several checks in a row failed.
 
@@ -86,25 +93,49 @@ pub(super) async fn recheck(
         Err(error) => return Recheck::Unknown(error),
     };
     if role == known {
+        let refused = if role == Role::Admin {
+            let conversations: Vec<EventChannel> = channels
+                .into_iter()
+                .filter(|c| matches!(c, EventChannel::Conversation(_)))
+                .collect();
+            authorize_again(shared, identity, role, &conversations).await
+        } else {
+            Vec::new()
+        };
         return Recheck::Member {
             role,
             checked: None,
-            refused: Vec::new(),
+            refused,
         };
     }
     tracing::info!(org_id = %identity.org_id, ?known, ?role, "websocket user's role changed");
-    let caller = caller_with_role(shared, identity, role);
-    let mut refused = Vec::new();
-    for channel in &channels {
-        if let Err(error) = shared.authorizer.authorize(&caller, *channel).await {
-            refused.push((*channel, error));
-        }
-    }
+    let refused = authorize_again(shared, identity, role, &channels).await;
     Recheck::Member {
         role,
         checked: Some(channels),
         refused,
     }
+}
+
+/// Authorises `channels` again as `identity` with `role`; the refused ones
+/// with why.
+async fn authorize_again(
+    shared: &Shared,
+    identity: &Identity,
+    role: Role,
+    channels: &[EventChannel],
+) -> Vec<(EventChannel, ServiceError)> {
+    if channels.is_empty() {
+        return Vec::new();
+    }
+    let caller = caller_with_role(shared, identity, role);
+    let mut refused = Vec::new();
+    for channel in channels {
+        if let Err(error) = shared.authorizer.authorize(&caller, *channel).await {
+            refused.push((*channel, error));
+        }
+    }
+    refused
 }
 
 /// The user's role per tenants, `None` when they are no longer a member.

@@ -6,7 +6,9 @@
 //! PII detector replaced by its placeholder) before the call is reported,
 //! stored, run or sent back to the model; only `detect_pii`, which runs
 //! locally and keeps nothing, reads the text as written. Tool summaries are
-//! redacted too.
+//! redacted too, and tool results go back to the model only as
+//! [`ToolBox::screen_result`] lets them (redacted; masked or withheld by the
+//! guardrail when one is configured).
 
 use futures::StreamExt as _;
 use tokio::sync::mpsc;
@@ -54,8 +56,12 @@ pub struct Outcome {
     pub usage: Usage,
     /// The model that answered (the last one used).
     pub model_id: String,
-    /// Personal data redacted from tool call arguments and summaries.
+    /// Personal data redacted from tool call arguments, results and
+    /// summaries (and from the output, for runs that redact it).
     pub redactions: Redactions,
+    /// Each finding redacted from a run's output, to be audited as a
+    /// decision (social and osint runs).
+    pub output_redactions: Vec<crate::redaction::AutoRedaction>,
 }
 
 /// Why a loop failed.
@@ -211,6 +217,9 @@ pub async fn run(
                     (serde_json::json!({ "error": message }), true)
                 }
             };
+            let (content, is_error) = toolbox
+                .screen_result(content, is_error, &mut outcome.redactions)
+                .await;
             let _ = events.send(AgentEvent::Tool(record.clone())).await;
             outcome.tool_calls.push(record);
             results.push(Block::ToolResult {

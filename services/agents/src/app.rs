@@ -103,7 +103,7 @@ impl Agents {
             inner: Arc::new(Inner {
                 store,
                 router,
-                tools: ToolBox::new(documents.clone()),
+                tools: ToolBox::new(documents.clone()).with_guardrail(guardrail.clone()),
                 documents,
                 reports,
                 events: events.and_then(events::publisher),

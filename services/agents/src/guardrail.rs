@@ -1,13 +1,22 @@
-//! Optional Bedrock Guardrails `ApplyGuardrail` behind DetectPii: when a
-//! guardrail is configured, its sensitive-information findings are added to
-//! the local detector's (never replacing them). Each entity the guardrail
-//! reports is located in the text (every occurrence) and mapped onto the
-//! PII vocabulary; findings overlapping a local one are dropped. A failed
-//! guardrail call leaves the local findings, which are the gate.
+//! Optional Bedrock Guardrails `ApplyGuardrail` (`TREVEN_GUARDRAIL_ID`),
+//! a second check after the local detector, which stays the gate:
+//!
+//! - behind DetectPii ([`Guardrail::findings`]): its sensitive-information
+//!   findings are added to the local detector's (never replacing them).
+//!   Each entity the guardrail reports is located in the text (every
+//!   occurrence) and mapped onto the PII vocabulary; findings overlapping a
+//!   local one are dropped. A failed call leaves the local findings.
+//! - on tool results before they go back to the model
+//!   ([`Guardrail::screen`], source `INPUT`): Converse's own
+//!   `guardrailConfig` (which the Bedrock provider sends for prompts and
+//!   answers) does not assess tool content. What the guardrail masked is
+//!   sent masked, what it blocked is withheld, and a result it could not
+//!   check is withheld too (the agent loop decides, see [`crate::agent`]).
 
 use aws_sdk_bedrockruntime::Client;
 use aws_sdk_bedrockruntime::types::{
-    GuardrailContentBlock, GuardrailContentSource, GuardrailPiiEntityType, GuardrailTextBlock,
+    GuardrailAction, GuardrailContentBlock, GuardrailContentSource, GuardrailPiiEntityType,
+    GuardrailSensitiveInformationPolicyAction, GuardrailTextBlock,
 };
 use treven_pii::{Finding, PiiKind};
 
@@ -87,6 +96,89 @@ impl Guardrail {
             }
         }
         Ok(findings)
+    }
+}
+
+/// What the guardrail made of a text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Screened {
+    /// Nothing to act on: the text goes as it is.
+    Passed,
+    /// Personal data masked (`{EMAIL}`, `{NAME}`…): send `text` instead.
+    Masked {
+        /// The guardrail's output.
+        text: String,
+        /// The kinds it masked, one per entity (types outside the PII
+        /// vocabulary are left out).
+        kinds: Vec<PiiKind>,
+    },
+    /// The guardrail blocked the text: send none of it.
+    Blocked {
+        /// The kinds it found.
+        kinds: Vec<PiiKind>,
+    },
+}
+
+impl Guardrail {
+    /// Applies the guardrail to `text` as `source` (`Input` for what goes
+    /// to the model, tool results included; `Output` for what comes from
+    /// it).
+    pub async fn screen(
+        &self,
+        text: &str,
+        source: GuardrailContentSource,
+    ) -> anyhow::Result<Screened> {
+        let output = self
+            .client
+            .apply_guardrail()
+            .guardrail_identifier(&self.id)
+            .guardrail_version(&self.version)
+            .source(source)
+            .content(GuardrailContentBlock::Text(
+                GuardrailTextBlock::builder().text(text).build()?,
+            ))
+            .send()
+            .await?;
+        if output.action != GuardrailAction::GuardrailIntervened {
+            return Ok(Screened::Passed);
+        }
+        let mut kinds = Vec::new();
+        let (mut blocked, mut anonymized) = (false, false);
+        for assessment in &output.assessments {
+            let Some(policy) = &assessment.sensitive_information_policy else {
+                continue;
+            };
+            let actions = policy
+                .pii_entities
+                .iter()
+                .map(|e| &e.action)
+                .chain(policy.regexes.iter().map(|r| &r.action));
+            for action in actions {
+                blocked |= *action == GuardrailSensitiveInformationPolicyAction::Blocked;
+                anonymized |= *action == GuardrailSensitiveInformationPolicyAction::Anonymized;
+            }
+            kinds.extend(
+                policy
+                    .pii_entities
+                    .iter()
+                    .filter_map(|e| kind_of(&e.r#type)),
+            );
+        }
+        let masked: String = output
+            .outputs
+            .iter()
+            .filter_map(|o| o.text.as_deref())
+            .collect();
+        // Blocked, or intervened on another policy (a denied topic, a word
+        // filter) whose output is a message in place of the text: nothing
+        // of the text may go.
+        if blocked || !anonymized || masked.is_empty() {
+            return Ok(Screened::Blocked { kinds });
+        }
+        Ok(Screened::Masked {
+            text: masked,
+            kinds,
+        })
     }
 }
 

@@ -44,7 +44,8 @@ impl Redactions {
         counts
     }
 
-    fn add_one(&mut self, kind: PiiKind) {
+    /// Counts one redaction of `kind`.
+    pub fn add_one(&mut self, kind: PiiKind) {
         *self.0.entry(kind).or_default() += 1;
     }
 
@@ -95,6 +96,40 @@ pub fn redact_text(text: &str) -> (String, Redactions) {
         // Findings are made on this very text: unreachable, but closed.
         Err(_) => (UNSCANNABLE.to_owned(), Redactions::of(&findings)),
     }
+}
+
+/// One finding redacted automatically from model output, for the audit log
+/// (its id and kind, never its text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoRedaction {
+    /// The finding's stable id ([`Finding::stable_id`] in its field).
+    pub finding_id: String,
+    /// What it was.
+    pub kind: PiiKind,
+    /// The output field it was in, e.g. `post`.
+    pub field_path: &'static str,
+}
+
+/// `text` (the `field_path` of an output) with every finding replaced by
+/// its placeholder, the counts, and each finding as an [`AutoRedaction`].
+pub fn redact_field(
+    text: &str,
+    field_path: &'static str,
+) -> (String, Redactions, Vec<AutoRedaction>) {
+    let Ok(findings) = treven_pii::detect(text) else {
+        tracing::warn!(bytes = text.len(), "text too large to scan; replaced whole");
+        return (UNSCANNABLE.to_owned(), Redactions::default(), Vec::new());
+    };
+    let (redacted, counts) = redact_text(text);
+    let decided = findings
+        .iter()
+        .map(|f| AutoRedaction {
+            finding_id: f.stable_id(field_path),
+            kind: f.kind,
+            field_path,
+        })
+        .collect();
+    (redacted, counts, decided)
 }
 
 /// Redacts every string in `value` (object keys are left: they are the
@@ -315,6 +350,30 @@ mod tests {
         assert_eq!(redactor.push("900123."), None);
         assert_eq!(redactor.finish().as_deref(), Some("Call [PHONE]."));
         assert_eq!(redactor.finish(), None);
+    }
+
+    #[test]
+    fn a_field_is_redacted_with_one_stable_id_per_finding() {
+        let (text, counts, decided) = redact_field(REPLY, "post");
+        assert_eq!(text, redact_text(REPLY).0);
+        assert_eq!(decided.len() as u32, counts.total());
+        let kinds: Vec<PiiKind> = decided.iter().map(|d| d.kind).collect();
+        assert!(
+            kinds.contains(&PiiKind::Email) && kinds.contains(&PiiKind::Phone),
+            "{kinds:?}"
+        );
+        assert!(
+            decided
+                .iter()
+                .all(|d| d.field_path == "post" && d.finding_id.len() == 32)
+        );
+        // The same text gives the same ids; another field, others.
+        assert_eq!(redact_field(REPLY, "post").2, decided);
+        assert_ne!(
+            redact_field(REPLY, "text").2[0].finding_id,
+            decided[0].finding_id
+        );
+        assert!(redact_field("Nothing personal.", "post").2.is_empty());
     }
 
     #[test]

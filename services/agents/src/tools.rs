@@ -1,6 +1,11 @@
 //! The tools agents may call. Calls to the documents service (through
 //! [`crate::clients::Documents`]) forward the caller's mesh context, so a
 //! tool can only reach the caller's organisation.
+//!
+//! A tool's result goes back to the model only through
+//! [`ToolBox::screen_result`]: redacted by the local detector, then, with a
+//! guardrail configured, passed through `ApplyGuardrail` (masked where it
+//! masks, withheld where it blocks or cannot be reached).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -9,10 +14,14 @@ use serde_json::{Value, json};
 use treven_mesh::MeshContext;
 use treven_proto::treven::documents::v1 as docs;
 
+use aws_sdk_bedrockruntime::types::GuardrailContentSource;
+
 use crate::clients::Documents;
 use crate::generator::{SourceBrief, SourceRef};
+use crate::guardrail::{Guardrail, Screened};
 use crate::model::Tool;
 use crate::provider::ToolSpec;
+use crate::redaction::{Redactions, redact_json};
 
 /// The model-facing spec of `tool`.
 pub fn spec(tool: Tool) -> ToolSpec {
@@ -119,12 +128,68 @@ fn listing(sources: &[SourceBrief]) -> Value {
 #[derive(Debug, Clone)]
 pub struct ToolBox {
     documents: Documents,
+    guardrail: Option<Guardrail>,
 }
+
+/// What replaces a tool result the guardrail blocked.
+pub const WITHHELD_BLOCKED: &str = "the tool result was withheld: the guardrail blocked it";
+/// What replaces a tool result the guardrail could not check.
+pub const WITHHELD_UNCHECKED: &str =
+    "the tool result was withheld: it could not be checked for personal data, retry later";
 
 impl ToolBox {
     /// Tools over the documents service.
     pub fn new(documents: Documents) -> Self {
-        Self { documents }
+        Self {
+            documents,
+            guardrail: None,
+        }
+    }
+
+    /// The same tools with their results screened by `guardrail`.
+    #[must_use]
+    pub fn with_guardrail(mut self, guardrail: Option<Guardrail>) -> Self {
+        self.guardrail = guardrail;
+        self
+    }
+
+    /// A tool's `result` as it may go back to the model: every string
+    /// redacted by the local detector, then, with a guardrail, the whole
+    /// result through `ApplyGuardrail` (source `INPUT`). A result the
+    /// guardrail masked goes masked (parsed back as JSON when it still is,
+    /// otherwise as `{"text": …}`); one it blocked, or that it could not
+    /// check, is replaced by an error for the model. Returns the content,
+    /// whether it is an error, and adds what was redacted to `redactions`.
+    pub async fn screen_result(
+        &self,
+        mut result: Value,
+        is_error: bool,
+        redactions: &mut Redactions,
+    ) -> (Value, bool) {
+        redactions.add(&redact_json(&mut result));
+        let Some(guardrail) = &self.guardrail else {
+            return (result, is_error);
+        };
+        let text = result.to_string();
+        match guardrail.screen(&text, GuardrailContentSource::Input).await {
+            Ok(Screened::Passed) => (result, is_error),
+            Ok(Screened::Masked { text, kinds }) => {
+                kinds.into_iter().for_each(|k| redactions.add_one(k));
+                tracing::info!("guardrail masked personal data in a tool result");
+                let masked =
+                    serde_json::from_str(&text).unwrap_or_else(|_| json!({ "text": text }));
+                (masked, is_error)
+            }
+            Ok(Screened::Blocked { kinds }) => {
+                kinds.into_iter().for_each(|k| redactions.add_one(k));
+                tracing::info!("guardrail blocked a tool result");
+                (json!({ "error": WITHHELD_BLOCKED }), true)
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "guardrail unavailable; tool result withheld");
+                (json!({ "error": WITHHELD_UNCHECKED }), true)
+            }
+        }
     }
 
     /// Calls `tool` with `input`; an `Err` is a message for the model.

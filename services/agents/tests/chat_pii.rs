@@ -364,21 +364,78 @@ async fn an_osint_run_output_is_stored_redacted_and_audited() {
         output["text"],
         "Top source: the GLAA annual report. Contact [EMAIL] or [PHONE] for the dataset."
     );
-    // The audit entry is written as the run finishes.
-    let mut entries = Vec::new();
-    for _ in 0..50 {
-        entries = app.tenants().audit(&admin, "agent_run", &run.id).await;
-        if !entries.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(entries.len(), 1, "{entries:?}");
-    assert_eq!(entries[0].action, "agent_run.pii_redacted");
+    // The audit entries are written before the run is finished: one
+    // decision per finding redacted from the output (as the reports service
+    // audits a generated report's), and the counts.
+    let entries = app.tenants().audit(&admin, "agent_run", &run.id).await;
+    let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "agent_run.pii_redacted",
+            "agent_run.pii_decision",
+            "agent_run.pii_decision"
+        ],
+        "{entries:?}"
+    );
+    let mut decided: Vec<(String, String)> = entries[1..]
+        .iter()
+        .map(|e| {
+            assert_eq!(e.actor_id, "user-1");
+            let details = struct_to_json(e.details.as_ref().unwrap());
+            assert_eq!(details["kind"], "osint");
+            assert_eq!(details["action"], "redact");
+            assert_eq!(details["automatic"], true);
+            assert_eq!(details["field_path"], "text");
+            assert_eq!(details["finding_id"].as_str().map(str::len), Some(32));
+            assert_clean(&details.to_string(), "the decision entry");
+            (
+                details["type"].as_str().unwrap().to_owned(),
+                details["finding_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    decided.sort();
+    assert_eq!(decided[0].0, "email");
+    assert_eq!(decided[1].0, "phone");
+    assert_ne!(decided[0].1, decided[1].1);
     assert_eq!(entries[0].actor_id, "user-1");
     let details = struct_to_json(entries[0].details.as_ref().unwrap());
     assert_eq!(details["kind"], "osint");
     assert_eq!(details["redacted"], json!({"email": 1.0, "phone": 1.0}));
     assert_eq!(details["total"], 2.0);
     app.stop_tenants().await;
+}
+
+#[tokio::test]
+async fn a_run_whose_output_decisions_cannot_be_audited_fails_and_stores_nothing() {
+    let (mut app, org, _admin, _) = setup().await;
+    let analyst = app.token(org);
+    app.stop_tenants().await;
+    app.bedrock().push(Script::text([
+        "Top source: the GLAA annual report. Contact jane.smith@example.org for the dataset.",
+    ]));
+    let run = app
+        .client()
+        .await
+        .run_agent(authed(
+            &analyst,
+            pb::RunAgentRequest {
+                kind: pb::AgentKind::Osint.into(),
+                input: Some(json_to_struct(
+                    &json!({"scenario": "Seasonal farm labour exploitation in Lincolnshire"}),
+                )),
+                model_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .run
+        .unwrap();
+    let finished = app.finished_run(org, &run.id).await;
+    assert_eq!(finished.status, i32::from(pb::RunStatus::Failed));
+    assert!(finished.output.is_none(), "{finished:?}");
+    assert!(finished.error.contains("audit log"), "{finished:?}");
+    assert_clean(&format!("{finished:?}"), "the failed run");
 }

@@ -126,6 +126,9 @@ impl Stand for LocalStand {
             ("Custom::TrevenMeshKeys", attribute) => {
                 super::template::mesh_keys_attribute(attribute)
             }
+            // The guardrail is the Bedrock fake's standing one.
+            ("AWS::Bedrock::Guardrail", "GuardrailId") => "treven-pii-local".to_owned(),
+            ("AWS::Bedrock::GuardrailVersion", "Version") => "1".to_owned(),
             (kind, _) => panic!("no local stand-in for Fn::GetAtt {id}.{attribute} ({kind})"),
         }
     }
@@ -266,6 +269,11 @@ impl ProdStack {
         let ca = TestCa::new("prodlike");
         let moto = Moto::start();
         let bedrock = BedrockFake::start().await;
+        // The agents tasks apply the template's guardrail: a standing one
+        // that finds nothing answers, so model scripts stay in order.
+        bedrock.set_guardrail(Some(treven_testkit::bedrock::GuardrailPolicy::anonymize(
+            &[],
+        )));
         let aws_env = moto.aws_env();
         let sdk = moto.sdk().await;
         let sm = aws_sdk_secretsmanager::Client::new(&sdk);

@@ -3,9 +3,14 @@
 //! with their result, tokens and cost.
 //!
 //! The text of social and osint runs is redacted before it is stored (every
-//! finding replaced by its placeholder), as are tool call arguments of every
-//! run; what was redacted is audited as [`RUN_PII_REDACTED_ACTION`] with
-//! kinds and counts, never the text.
+//! finding replaced by its placeholder), as are tool call arguments and
+//! results of every run; what was redacted is audited as
+//! [`RUN_PII_REDACTED_ACTION`] with kinds and counts, never the text. Each
+//! finding redacted from a social or osint output is also audited as a
+//! decision ([`RUN_PII_DECISION_ACTION`]: finding id, type, field, action
+//! `redact`, `automatic`), as the reports service audits the redactions of
+//! a generated report; a run whose decisions cannot be recorded fails and
+//! stores no output.
 
 use std::time::Instant;
 
@@ -21,7 +26,7 @@ use crate::agent::{self, AgentEvent, Outcome};
 use crate::generator::ScopeBrief;
 use crate::model::{AgentKind, Run, Tool};
 use crate::provider::{ModelRequest, Turn, cost_nanos};
-use crate::redaction::redact_text;
+use crate::redaction::redact_field;
 use crate::tools::{ToolContext, spec};
 
 /// The model id recorded for runs that use no model (pii).
@@ -29,6 +34,9 @@ pub const LOCAL_PII_MODEL: &str = "treven-pii";
 /// The audit action of personal data redacted from a run's output or tool
 /// calls.
 pub const RUN_PII_REDACTED_ACTION: &str = "agent_run.pii_redacted";
+/// The audit action of one finding redacted automatically from a run's
+/// output.
+pub const RUN_PII_DECISION_ACTION: &str = "agent_run.pii_decision";
 /// The audit resource type of agent runs.
 pub const RUN_RESOURCE: &str = "agent_run";
 
@@ -227,9 +235,16 @@ impl Agents {
         tokio::spawn(async move {
             let started = Instant::now();
             let org = run.org_id;
-            let (result, outcome, cost) = service
+            let (mut result, outcome, cost) = service
                 .execute(&caller, org, kind, request, override_model)
                 .await;
+            if result.is_ok()
+                && let Err(message) = service
+                    .audit_output_decisions(&caller, run.id, kind, &outcome)
+                    .await
+            {
+                result = Err(message);
+            }
             if !outcome.redactions.is_empty() {
                 service
                     .audit_best_effort(
@@ -252,6 +267,49 @@ impl Agents {
                 .await;
         });
         Ok(started_run)
+    }
+
+    /// Records each finding redacted from a run's output as a decision;
+    /// the message the run fails with when one cannot be recorded (without
+    /// an audit log they are not recorded; the counts are logged).
+    async fn audit_output_decisions(
+        &self,
+        caller: &MeshContext,
+        run: Uuid,
+        kind: AgentKind,
+        outcome: &Outcome,
+    ) -> Result<(), String> {
+        if outcome.output_redactions.is_empty() {
+            return Ok(());
+        }
+        let Some(audit) = &self.audit else {
+            tracing::warn!(org = %caller.org_id(), %run, found = outcome.output_redactions.len(), "no audit log is wired: output redactions not recorded");
+            return Ok(());
+        };
+        for redaction in &outcome.output_redactions {
+            let entry = AuditEntry {
+                action: RUN_PII_DECISION_ACTION,
+                resource_type: RUN_RESOURCE,
+                resource_id: run.to_string(),
+                details: json!({
+                    "kind": kind,
+                    "finding_id": redaction.finding_id,
+                    "type": redaction.kind.as_str(),
+                    "field_path": redaction.field_path,
+                    "action": "redact",
+                    "automatic": true,
+                    "during": "generated",
+                }),
+            };
+            if let Err(error) = audit.record(caller, entry).await {
+                tracing::warn!(org = %caller.org_id(), %run, error = %error, "run output decision not recorded; run failed");
+                return Err(
+                    "the redactions of personal data could not be recorded in the audit log; retry the run"
+                        .to_owned(),
+                );
+            }
+        }
+        Ok(())
     }
 
     async fn execute(
@@ -355,14 +413,18 @@ impl Agents {
                     Ok(Ok(mut outcome)) => {
                         let output = match kind {
                             AgentKind::Social => {
-                                let (redacted, found) = redact_text(&outcome.text);
+                                let (redacted, found, decided) =
+                                    redact_field(&outcome.text, "post");
                                 outcome.redactions.add(&found);
+                                outcome.output_redactions = decided;
                                 json!({ "post": redacted.trim() })
                             }
                             AgentKind::Summarise => json!({ "summary": outcome.text.trim() }),
                             _ => {
-                                let (redacted, found) = redact_text(&outcome.text);
+                                let (redacted, found, decided) =
+                                    redact_field(&outcome.text, "text");
                                 outcome.redactions.add(&found);
+                                outcome.output_redactions = decided;
                                 json!({ "text": redacted.trim(), "citations": outcome.citations })
                             }
                         };

@@ -3,6 +3,13 @@
 //! a cache point), stop reasons and usage including prompt-cache tokens.
 //! Throttling, unavailability and a model that is not ready are typed as
 //! retryable [`ProviderError`]s.
+//!
+//! With a guardrail (`TREVEN_GUARDRAIL_ID`), every call carries it as
+//! `guardrailConfig` (synchronous stream processing: a chunk leaves Bedrock
+//! only once the guardrail has assessed it), so Bedrock checks the prompt
+//! and the answer. Converse's guardrail does not assess tool results: the
+//! agent loop sends those through `ApplyGuardrail` itself
+//! ([`crate::guardrail`]).
 
 use std::collections::HashMap;
 
@@ -12,9 +19,10 @@ use aws_sdk_bedrockruntime::operation::converse_stream::ConverseStreamError;
 use aws_sdk_bedrockruntime::types::error::ConverseStreamOutputError;
 use aws_sdk_bedrockruntime::types::{
     CachePointBlock, CachePointType, ContentBlock, ContentBlockDelta, ContentBlockStart,
-    ConversationRole, ConverseStreamOutput, InferenceConfiguration, Message, SystemContentBlock,
-    Tool, ToolConfiguration, ToolInputSchema, ToolResultBlock, ToolResultContentBlock,
-    ToolResultStatus, ToolSpecification, ToolUseBlock,
+    ConversationRole, ConverseStreamOutput, GuardrailStreamConfiguration,
+    GuardrailStreamProcessingMode, GuardrailTrace, InferenceConfiguration, Message,
+    SystemContentBlock, Tool, ToolConfiguration, ToolInputSchema, ToolResultBlock,
+    ToolResultContentBlock, ToolResultStatus, ToolSpecification, ToolUseBlock,
 };
 use aws_smithy_types::{Document, Number};
 use serde_json::Value;
@@ -30,6 +38,8 @@ use crate::config::BedrockConfig;
 pub struct BedrockProvider {
     client: Client,
     model_id: String,
+    /// The guardrail (id, version) every call carries, if any.
+    guardrail: Option<(String, String)>,
 }
 
 /// A Bedrock Runtime client for `config` (region, endpoint override, SDK
@@ -52,6 +62,10 @@ impl BedrockProvider {
         Self {
             client: client(config, sdk),
             model_id: config.model_id.clone(),
+            guardrail: config
+                .guardrail_id
+                .clone()
+                .map(|id| (id, config.guardrail_version.clone())),
         }
     }
 
@@ -60,7 +74,16 @@ impl BedrockProvider {
         Self {
             client,
             model_id: model_id.into(),
+            guardrail: None,
         }
+    }
+
+    /// The same provider with every call guarded by guardrail `id` at
+    /// `version` (`guardrailConfig`).
+    #[must_use]
+    pub fn with_guardrail(mut self, id: impl Into<String>, version: impl Into<String>) -> Self {
+        self.guardrail = Some((id.into(), version.into()));
+        self
     }
 }
 
@@ -268,6 +291,7 @@ impl Provider for BedrockProvider {
 
     fn stream(&self, request: ModelRequest) -> EventStream {
         let client = self.client.clone();
+        let guardrail = self.guardrail.clone();
         let model = request
             .model_override
             .clone()
@@ -294,6 +318,16 @@ impl Provider for BedrockProvider {
                 call = call
                     .system(SystemContentBlock::Text(request.system.clone()))
                     .system(SystemContentBlock::CachePoint(cache));
+            }
+            if let Some((id, version)) = &guardrail {
+                call = call.guardrail_config(
+                    GuardrailStreamConfiguration::builder()
+                        .guardrail_identifier(id)
+                        .guardrail_version(version)
+                        .stream_processing_mode(GuardrailStreamProcessingMode::Sync)
+                        .trace(GuardrailTrace::Disabled)
+                        .build(),
+                );
             }
             let output = match call.send().await {
                 Ok(output) => output,

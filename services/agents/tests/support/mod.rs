@@ -302,6 +302,7 @@ impl TestApp {
         extra: &[(&str, &str)],
         with_tenants: bool,
     ) -> Self {
+        let guarded = guardrail.is_some();
         let guardrail = guardrail.map(|fake| {
             treven_agents::guardrail::Guardrail::new(
                 bedrock_client(fake),
@@ -344,7 +345,12 @@ impl TestApp {
             Models::Fakes => {
                 let bedrock = BedrockFake::start().await;
                 let gemini = GeminiFake::start().await;
-                let primary: Arc<dyn Provider> = Arc::new(bedrock_provider(&bedrock).await);
+                let mut provider = bedrock_provider(&bedrock).await;
+                if guarded {
+                    // Converse carries the guardrail too, as configured in AWS.
+                    provider = provider.with_guardrail("gr-test", "3");
+                }
+                let primary: Arc<dyn Provider> = Arc::new(provider);
                 let secondary: Arc<dyn Provider> = Arc::new(gemini_provider(&gemini));
                 (
                     Router::new(primary, Some(secondary), breaker(2)),
