@@ -282,18 +282,29 @@ async fn a_reports_worker_killed_mid_generation_leaves_a_report_that_completes_o
         1,
         "exactly one generated version: {versions}"
     );
-    let (_, audit) = get(
-        &mesh,
-        &admin,
-        &format!("/api/audit?resourceType=report&resourceId={report_id}&limit=100"),
-    )
-    .await;
-    let generated = audit["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["action"] == "report.generate")
-        .count();
+    // Audit entries follow the commit through reports' outbox: wait for it,
+    // then for any duplicate a second delivery would make.
+    let generate_entries = || async {
+        let (_, audit) = get(
+            &mesh,
+            &admin,
+            &format!("/api/audit?resourceType=report&resourceId={report_id}&limit=100"),
+        )
+        .await;
+        let generated = audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "report.generate")
+            .count();
+        (generated, audit)
+    };
+    let started = Instant::now();
+    while generate_entries().await.0 == 0 && started.elapsed() < Duration::from_secs(15) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (generated, audit) = generate_entries().await;
     assert_eq!(generated, 1, "generated once: {audit}");
     assert!(
         midway["data"]["sections_done"].as_u64().unwrap() < 9,

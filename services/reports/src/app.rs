@@ -93,6 +93,7 @@ pub struct Reports {
     clients: Clients,
     limits: Limits,
     wake: Arc<Notify>,
+    relay: Arc<Notify>,
 }
 
 fn failed_precondition(message: impl Into<String>) -> ServiceError {
@@ -111,13 +112,15 @@ fn not_found() -> ServiceError {
 }
 
 impl Reports {
-    /// The service over `store`.
+    /// The service over `store`; `wake` wakes the generation workers,
+    /// `relay` the outbox relay.
     pub fn new(
         store: PgStore,
         cursors: CursorCodec,
         clients: Clients,
         limits: Limits,
         wake: Arc<Notify>,
+        relay: Arc<Notify>,
     ) -> Self {
         Self {
             store,
@@ -125,6 +128,7 @@ impl Reports {
             clients,
             limits,
             wake,
+            relay,
         }
     }
 
@@ -145,8 +149,29 @@ impl Reports {
             .await?)
     }
 
-    async fn audit(&self, context: &MeshContext, entry: AuditEntry) -> Result<()> {
-        Ok(self.clients.audit(context, &entry).await?)
+    /// Stores `entry` in the outbox of `tx`, the transaction of the change
+    /// it records: tenants gets it after, and only if, that commits.
+    async fn audit(&self, tx: &mut OrgTx, context: &MeshContext, entry: AuditEntry) -> Result<()> {
+        crate::outbox::enqueue_audit(tx, context, &entry).await?;
+        Ok(())
+    }
+
+    /// Commits `tx` and wakes the outbox relay to deliver what it stored.
+    async fn commit(&self, tx: OrgTx) -> Result<()> {
+        tx.commit().await?;
+        self.relay.notify_one();
+        Ok(())
+    }
+
+    /// Records entries about an attempt that changed nothing (a write the
+    /// PII gate blocked): through the outbox as well, in a transaction of
+    /// their own, so no call waits on tenants.
+    async fn audit_alone(&self, context: &MeshContext, entries: Vec<AuditEntry>) -> Result<()> {
+        let mut tx = self.begin(context).await?;
+        for entry in entries {
+            self.audit(&mut tx, context, entry).await?;
+        }
+        self.commit(tx).await
     }
 
     async fn existing(&self, tx: &mut OrgTx, id: Uuid) -> Result<Report> {

@@ -33,11 +33,14 @@ use treven_kj::{content_from_pb, content_to_pb};
 /// Bytes per PutArtifact chunk (the documents limit is 1 MiB).
 const CHUNK_BYTES: usize = 512 * 1024;
 
-/// An audit entry to record in tenants.
-#[derive(Debug, Clone)]
+/// An audit entry to record in tenants (stored in the outbox as JSON, and
+/// delivered from there).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AuditEntry {
     /// Dotted action, e.g. `report.section.update`.
-    pub action: &'static str,
+    pub action: String,
+    /// The kind of resource (`report`).
+    pub resource_type: String,
     /// The report (or other resource) id.
     pub resource_id: String,
     /// Details; never personal data.
@@ -46,9 +49,10 @@ pub struct AuditEntry {
 
 impl AuditEntry {
     /// An entry about report `id`.
-    pub fn report(action: &'static str, id: Uuid, details: serde_json::Value) -> Self {
+    pub fn report(action: &str, id: Uuid, details: serde_json::Value) -> Self {
         Self {
-            action,
+            action: action.to_owned(),
+            resource_type: "report".to_owned(),
             resource_id: id.to_string(),
             details,
         }
@@ -199,20 +203,27 @@ impl Clients {
         Ok(request)
     }
 
-    /// Appends `entry` to the audit log of the context's organisation.
-    pub async fn audit(
+    /// Appends `entry` to the audit log of the context's organisation as
+    /// event `event_id` (tenants stores one entry per event id, however
+    /// often it is delivered) that happened at `occurred_at`. Only the
+    /// outbox relay calls this, after the change committed.
+    pub async fn record_audit(
         &self,
         context: &MeshContext,
         entry: &AuditEntry,
+        event_id: Uuid,
+        occurred_at: DateTime<Utc>,
     ) -> Result<(), ServiceError> {
         let request = self.request(
             context,
             Principal::Tenants,
             tenants::RecordAuditEventRequest {
-                action: entry.action.to_owned(),
-                resource_type: "report".to_owned(),
+                action: entry.action.clone(),
+                resource_type: entry.resource_type.clone(),
                 resource_id: entry.resource_id.clone(),
                 details: Some(json_to_struct(&entry.details)),
+                event_id: event_id.to_string(),
+                occurred_at: Some(treven_mesh::wire::timestamp(occurred_at)),
             },
         )?;
         self.tenants

@@ -53,6 +53,38 @@ impl WorkerOptions {
     }
 }
 
+/// The outbox relay ([`crate::outbox::Relay`]).
+#[derive(Debug, Clone, Copy)]
+pub struct OutboxOptions {
+    /// `TREVEN_REPORTS_OUTBOX_SWEEP_MILLIS` (default 5000): how often the
+    /// relay looks for pending events besides being woken by each commit
+    /// (what makes it catch up after an outage or a restart).
+    pub sweep_interval: Duration,
+    /// `TREVEN_REPORTS_OUTBOX_BACKOFF_MILLIS` (default 1000): the wait
+    /// after a failed delivery, doubled for each later failure of the event.
+    pub backoff_base: Duration,
+    /// `TREVEN_REPORTS_OUTBOX_BACKOFF_MAX_MILLIS` (default 60000).
+    pub backoff_max: Duration,
+    /// How long a claimed batch is not claimed again (a relay that dies
+    /// mid-batch): longer than a batch takes to deliver.
+    pub lease: Duration,
+    /// Events claimed at once.
+    pub batch: u32,
+}
+
+impl OutboxOptions {
+    /// The wait before the next attempt of an event that failed `failures`
+    /// times.
+    pub fn backoff(&self, failures: i32) -> Duration {
+        let exponent = u32::try_from(failures.saturating_sub(1))
+            .unwrap_or(0)
+            .min(16);
+        self.backoff_base
+            .saturating_mul(1u32 << exponent)
+            .min(self.backoff_max)
+    }
+}
+
 /// Input limits.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -90,6 +122,8 @@ pub struct ReportsConfig {
     pub calls: ChannelOptions,
     /// The generation workers.
     pub workers: WorkerOptions,
+    /// The outbox relay.
+    pub outbox: OutboxOptions,
     /// Input limits.
     pub limits: Limits,
     /// Drain and grace periods.
@@ -161,6 +195,34 @@ impl ReportsConfig {
             300_000,
             0..=86_400_000,
         )?;
+        let calls = ChannelOptions {
+            connect_timeout: Duration::from_secs(3),
+            call_timeout: env.seconds_or("TREVEN_REPORTS_CALL_TIMEOUT_SECS", 10, 1..=120)?,
+        };
+        let outbox = OutboxOptions {
+            sweep_interval: millis_or(
+                env,
+                "TREVEN_REPORTS_OUTBOX_SWEEP_MILLIS",
+                5_000,
+                10..=600_000,
+            )?,
+            backoff_base: millis_or(
+                env,
+                "TREVEN_REPORTS_OUTBOX_BACKOFF_MILLIS",
+                1_000,
+                0..=3_600_000,
+            )?,
+            backoff_max: millis_or(
+                env,
+                "TREVEN_REPORTS_OUTBOX_BACKOFF_MAX_MILLIS",
+                60_000,
+                0..=86_400_000,
+            )?,
+            // A batch is delivered one event at a time and stops at the
+            // first UNAVAILABLE: a few call timeouts at most.
+            lease: (calls.call_timeout + calls.connect_timeout) * 6,
+            batch: 20,
+        };
         Ok(Self {
             listen: env.socket_addr_or(
                 "TREVEN_REPORTS_ADDR",
@@ -176,10 +238,7 @@ impl ReportsConfig {
             documents_url: service_url(env, "TREVEN_DOCUMENTS_URL", &local(50052))?,
             agents_url: service_url(env, "TREVEN_AGENTS_URL", &local(50054))?,
             redis_url: treven_mesh::events::redis_url(env)?,
-            calls: ChannelOptions {
-                connect_timeout: Duration::from_secs(3),
-                call_timeout: env.seconds_or("TREVEN_REPORTS_CALL_TIMEOUT_SECS", 10, 1..=120)?,
-            },
+            calls,
             workers: WorkerOptions {
                 count: bounded(env, "TREVEN_REPORTS_WORKERS", 2usize, 0..=64)?,
                 poll_interval: millis_or(env, "TREVEN_REPORTS_POLL_MILLIS", 1_000, 10..=60_000)?,
@@ -194,6 +253,7 @@ impl ReportsConfig {
                     1..=3_600,
                 )?,
             },
+            outbox,
             limits: Limits {
                 max_field_chars: bounded(
                     env,
@@ -233,6 +293,11 @@ mod tests {
         assert_eq!(config.workers.backoff(1), Duration::from_secs(5));
         assert_eq!(config.workers.backoff(3), Duration::from_secs(20));
         assert_eq!(config.workers.backoff(30), Duration::from_secs(300));
+        assert_eq!(config.outbox.sweep_interval, Duration::from_secs(5));
+        assert_eq!(config.outbox.backoff(1), Duration::from_secs(1));
+        assert_eq!(config.outbox.backoff(4), Duration::from_secs(8));
+        assert_eq!(config.outbox.backoff(40), Duration::from_secs(60));
+        assert!(config.outbox.lease > config.calls.call_timeout * 2);
 
         let env = Env::from_pairs([
             (

@@ -11,7 +11,8 @@
 //! → [`store`] (SQL: reports, the job queue, trends) and [`clients`] (every
 //! outbound call, typed) → [`model`] (domain types; the KJ content from
 //! `treven_kj`). [`worker`] runs generation jobs over store and clients and
-//! never uses `api`; only this file names `api`.
+//! never uses `api`; only this file names `api`. [`outbox`] relays the
+//! audit entries each change stored in its own transaction to tenants.
 
 pub mod api;
 pub mod app;
@@ -19,6 +20,7 @@ pub mod clients;
 pub mod config;
 pub mod diff;
 pub mod model;
+pub mod outbox;
 pub mod pii;
 pub mod policy;
 pub mod quality;
@@ -43,6 +45,7 @@ use treven_proto::treven::reports::v1::reports_service_server::ReportsServiceSer
 pub use config::{ReportsConfig, database_options};
 
 use crate::clients::Clients;
+use crate::outbox::Relay;
 use crate::store::PgStore;
 use crate::worker::Worker;
 
@@ -64,6 +67,7 @@ pub struct ReportsApp {
     keys: MeshKeys,
     signer: Signer,
     wake: Arc<Notify>,
+    relay: Arc<Notify>,
 }
 
 impl ReportsApp {
@@ -74,12 +78,14 @@ impl ReportsApp {
         let clients =
             Clients::connect_lazy(&config, signer.clone()).context("reports: service clients")?;
         let wake = Arc::new(Notify::new());
+        let relay = Arc::new(Notify::new());
         let reports = app::Reports::new(
             store.clone(),
             CursorCodec::new(signer.key(), "reports"),
             clients.clone(),
             config.limits,
             wake.clone(),
+            relay.clone(),
         );
         Ok(Self {
             config,
@@ -89,6 +95,7 @@ impl ReportsApp {
             keys: keys.clone(),
             signer,
             wake,
+            relay,
         })
     }
 
@@ -100,6 +107,19 @@ impl ReportsApp {
             self.config.workers,
             self.signer.clone(),
             self.wake.clone(),
+            self.relay.clone(),
+        )
+    }
+
+    /// The outbox relay of this app (run one per process with
+    /// [`Relay::run`]); every commit of the service and its workers wakes it.
+    pub fn relay(&self) -> Relay {
+        Relay::new(
+            self.store.clone(),
+            self.clients.clone(),
+            self.signer.clone(),
+            self.config.outbox,
+            self.relay.clone(),
         )
     }
 
@@ -139,8 +159,9 @@ pub async fn migrate(config: &ReportsConfig) -> anyhow::Result<()> {
 }
 
 /// Runs migrations, then serves reports on `listener` and runs
-/// `config.workers.count` generation workers until `shutdown`. On shutdown
-/// workers stop claiming and give back the job they hold.
+/// `config.workers.count` generation workers and the outbox relay until
+/// `shutdown`. On shutdown workers stop claiming and give back the job they
+/// hold; events still in the outbox are delivered after the next start.
 pub async fn serve(
     config: ReportsConfig,
     keys: &MeshKeys,
@@ -154,9 +175,10 @@ pub async fn serve(
         .migrate()
         .await
         .context("reports: cannot run database migrations")?;
-    let workers: Vec<_> = (0..app.config.workers.count)
+    let mut workers: Vec<_> = (0..app.config.workers.count)
         .map(|_| tokio::spawn(app.worker().run(shutdown.clone())))
         .collect();
+    workers.push(tokio::spawn(app.relay().run(shutdown.clone())));
     let service = GrpcService {
         name: "reports",
         routes: app.routes(),

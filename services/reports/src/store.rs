@@ -6,13 +6,17 @@
 //! as well). The job queue is claimed across organisations by the owner
 //! ([`PgStore::claim_job`], [`PgStore::heartbeat`], [`PgStore::release`]);
 //! everything a worker then does for a job runs in an [`OrgTx`] of the job's
-//! organisation that re-checks the worker still holds the lease.
+//! organisation that re-checks the worker still holds the lease. The outbox
+//! (`outbox`) is written in an [`OrgTx`] and relayed across organisations
+//! by the owner; those relay queries all live in `store/outbox.rs`.
 
 mod jobs;
+mod outbox;
 mod reports;
 mod trends;
 
 pub use jobs::JobClaim;
+pub use outbox::{NewOutboxEvent, OutboxEvent, OutboxKind};
 pub use reports::{NewVersion, ReportFilter, SearchPosition};
 
 use sqlx::PgPool;

@@ -5,6 +5,9 @@
 //! lapses another worker takes the job and asks only for the sections not
 //! yet saved. The version is written and the job finished in one
 //! transaction that re-checks the lease, so a job completes exactly once.
+//! Each step's audit entries are stored in the outbox of the step's own
+//! transaction (no call to tenants while the job row is locked) and the
+//! relay is woken after the commit.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use uuid::Uuid;
 use crate::clients::{AuditEntry, Clients, GenerationRequest, GeneratorEvent};
 use crate::config::WorkerOptions;
 use crate::model::{Content, DISCLAIMER, Report, Section, Status, VersionCause};
+use crate::outbox::enqueue_audit;
 use crate::pii::redact_all;
 use crate::quality;
 use crate::store::{JobClaim, NewVersion, PgStore};
@@ -58,16 +62,19 @@ pub struct Worker {
     options: WorkerOptions,
     signer: Signer,
     wake: Arc<Notify>,
+    relay: Arc<Notify>,
 }
 
 impl Worker {
-    /// A worker with a fresh id.
+    /// A worker with a fresh id; `wake` wakes it for a new job, `relay` is
+    /// the outbox relay it wakes after committing audit entries.
     pub fn new(
         store: PgStore,
         clients: Clients,
         options: WorkerOptions,
         signer: Signer,
         wake: Arc<Notify>,
+        relay: Arc<Notify>,
     ) -> Self {
         Self {
             id: Uuid::new_v4(),
@@ -76,6 +83,7 @@ impl Worker {
             options,
             signer,
             wake,
+            relay,
         }
     }
 
@@ -206,17 +214,18 @@ impl Worker {
         tx.set_status(job.report_id, Status::Failed, None, &reason)
             .await?;
         tx.finish_job(job.id, false, &reason).await?;
-        self.clients
-            .audit(
-                context,
-                &AuditEntry::report(
-                    "report.generate.fail",
-                    job.report_id,
-                    json!({"attempts": job.attempts, "reason": reason}),
-                ),
-            )
-            .await?;
+        enqueue_audit(
+            &mut tx,
+            context,
+            &AuditEntry::report(
+                "report.generate.fail",
+                job.report_id,
+                json!({"attempts": job.attempts, "reason": reason}),
+            ),
+        )
+        .await?;
         tx.commit().await?;
+        self.relay.notify_one();
         self.clients
             .publish(
                 job.org_id,
@@ -316,26 +325,29 @@ impl Worker {
                         tx.save_job_section(job.id, section, &part, redacted.len())
                             .await?;
                         for d in &redacted {
-                            self.clients
-                                .audit(
-                                    context,
-                                    &AuditEntry::report(
-                                        "report.pii_decision",
-                                        report.id,
-                                        json!({
-                                            "finding_id": d.finding.id,
-                                            "type": d.finding.kind.as_str(),
-                                            "section": d.finding.section,
-                                            "field_path": d.finding.field_path,
-                                            "action": "redact",
-                                            "automatic": true,
-                                            "during": "generated",
-                                        }),
-                                    ),
-                                )
-                                .await?;
+                            enqueue_audit(
+                                &mut tx,
+                                context,
+                                &AuditEntry::report(
+                                    "report.pii_decision",
+                                    report.id,
+                                    json!({
+                                        "finding_id": d.finding.id,
+                                        "type": d.finding.kind.as_str(),
+                                        "section": d.finding.section,
+                                        "field_path": d.finding.field_path,
+                                        "action": "redact",
+                                        "automatic": true,
+                                        "during": "generated",
+                                    }),
+                                ),
+                            )
+                            .await?;
                         }
                         tx.commit().await?;
+                        if !redacted.is_empty() {
+                            self.relay.notify_one();
+                        }
                         done += 1;
                         tracing::info!(job_id = %job.id, report_id = %report.id, section = %section, done, total, "report section saved");
                         self.clients
@@ -444,17 +456,18 @@ impl Worker {
             )
             .await?;
         tx.finish_job(job.id, true, "").await?;
-        self.clients
-            .audit(
-                context,
-                &AuditEntry::report(
-                    "report.generate",
-                    report.id,
-                    json!({"version": 1, "content_hash": version.content_hash, "attempts": job.attempts, "words": words}),
-                ),
-            )
-            .await?;
+        enqueue_audit(
+            &mut tx,
+            context,
+            &AuditEntry::report(
+                "report.generate",
+                report.id,
+                json!({"version": 1, "content_hash": version.content_hash, "attempts": job.attempts, "words": words}),
+            ),
+        )
+        .await?;
         tx.commit().await?;
+        self.relay.notify_one();
         tracing::info!(job_id = %job.id, report_id = %report.id, attempts = job.attempts, words, "report generated");
         self.clients
             .publish(

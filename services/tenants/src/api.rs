@@ -366,6 +366,14 @@ impl pb::tenants_service_server::TenantsService for TenantsGrpc {
                 &message.resource_type,
                 &message.resource_id,
                 details,
+            )?
+            .delivered_as(
+                &message.event_id,
+                message
+                    .occurred_at
+                    .as_ref()
+                    .map(|ts| from_timestamp("occurred_at", ts))
+                    .transpose()?,
             )?;
             self.tenants.record_audit(&context, event).await
         }

@@ -256,6 +256,12 @@ pub struct NewAuditEvent {
     pub resource_id: String,
     /// Details object.
     pub details: serde_json::Value,
+    /// The caller's event id, which becomes the entry's id: recording the
+    /// same event again stores nothing new. `None`: a fresh id.
+    pub event_id: Option<Uuid>,
+    /// When the change happened, when the entry arrives later (an outbox);
+    /// `None`: now.
+    pub occurred_at: Option<DateTime<Utc>>,
 }
 
 impl NewAuditEvent {
@@ -271,7 +277,31 @@ impl NewAuditEvent {
             resource_type: resource_type.to_owned(),
             resource_id: resource_id.to_string(),
             details,
+            event_id: None,
+            occurred_at: None,
         }
+    }
+
+    /// The entry as an event another service may deliver more than once:
+    /// `event_id` (a UUID; empty lets the server choose one, without
+    /// de-duplication) and when it happened (a time in the future is taken
+    /// as now).
+    pub fn delivered_as(
+        mut self,
+        event_id: &str,
+        occurred_at: Option<DateTime<Utc>>,
+    ) -> Result<Self, ServiceError> {
+        self.event_id = if event_id.is_empty() {
+            None
+        } else {
+            let id = Uuid::parse_str(event_id)
+                .ok()
+                .filter(|id| !id.is_nil())
+                .ok_or_else(|| ServiceError::invalid_field("event_id", "must be a UUID"))?;
+            Some(id)
+        };
+        self.occurred_at = occurred_at.map(|at| at.min(Utc::now()));
+        Ok(self)
     }
 
     /// Validates an entry sent by another service.
@@ -316,6 +346,8 @@ impl NewAuditEvent {
             resource_type: resource_type.to_owned(),
             resource_id: resource_id.to_owned(),
             details: bounded_json("details", details)?,
+            event_id: None,
+            occurred_at: None,
         })
     }
 }
@@ -414,5 +446,30 @@ mod tests {
         }
         let big = serde_json::json!({"x": "y".repeat(MAX_JSON_BYTES)});
         assert!(NewAuditEvent::parse("a.b", "report", "r", big).is_err());
+
+        // Event ids: a UUID, or empty for a server-chosen id.
+        let entry = || NewAuditEvent::of("a.b", "report", "r", serde_json::json!({}));
+        let id = Uuid::now_v7();
+        let later = Utc::now() + chrono::Duration::hours(1);
+        let keyed = entry().delivered_as(&id.to_string(), Some(later));
+        assert!(
+            matches!(&keyed, Ok(e) if e.event_id == Some(id)
+                && e.occurred_at.is_some_and(|at| at <= Utc::now())),
+            "the id kept, the future taken as now: {keyed:?}"
+        );
+        assert!(matches!(entry().delivered_as("", None), Ok(e) if e.event_id.is_none()));
+        for bad in [
+            "nope",
+            "00000000-0000-0000-0000-000000000000",
+            " 1",
+            "0191a3c4-0000-7000-8000",
+        ] {
+            let refused = entry().delivered_as(bad, None);
+            assert!(
+                matches!(&refused, Err(e) if e.code() == treven_mesh::ErrorCode::ValidationError
+                    && e.message().contains("event_id")),
+                "{bad}: {refused:?}"
+            );
+        }
     }
 }

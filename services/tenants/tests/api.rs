@@ -550,6 +550,7 @@ async fn partners_grants_and_audit_work_together() {
                 resource_type: "report".into(),
                 resource_id: report.clone(),
                 details: None,
+                ..Default::default()
             },
         ))
         .await
@@ -621,6 +622,129 @@ async fn partners_grants_and_audit_work_together() {
 }
 
 #[tokio::test]
+async fn an_audit_event_delivered_twice_is_recorded_once() {
+    let app = TestApp::spawn().await;
+    let org = app.org("Acme").await;
+    let other = app.org("Other").await;
+    let analyst = app.member(org, "ann", Role::Analyst).await;
+    let stranger = app.member(other, "sam", Role::Analyst).await;
+    let reports = app.via(Principal::Reports, &analyst);
+    let mut client = app.client().await;
+    let event_id = uuid::Uuid::now_v7().to_string();
+    let happened = chrono::Utc::now() - chrono::Duration::minutes(5);
+    let event = |id: &str, action: &str| pb::RecordAuditEventRequest {
+        action: action.into(),
+        resource_type: "report".into(),
+        resource_id: "r-1".into(),
+        details: Some(treven_mesh::wire::json_to_struct(
+            &serde_json::json!({"version": 2}),
+        )),
+        event_id: id.into(),
+        occurred_at: Some(treven_mesh::wire::timestamp(happened)),
+    };
+
+    // The first delivery stores the entry under the event id, at the time
+    // the change happened; redeliveries (a relay that crashed before it
+    // marked the event delivered) return that entry and store nothing.
+    let first = client
+        .record_audit_event(authed(&reports, event(&event_id, "report.approve")))
+        .await
+        .expect("first delivery")
+        .into_inner()
+        .event
+        .unwrap();
+    assert_eq!(first.id, event_id);
+    let occurred =
+        treven_mesh::wire::from_timestamp("occurred_at", first.occurred_at.as_ref().unwrap())
+            .unwrap();
+    assert!(
+        (occurred - happened).num_milliseconds().abs() < 5,
+        "{occurred} vs {happened}"
+    );
+    let mut again = Vec::new();
+    for _ in 0..3 {
+        let mut client = client.clone();
+        let request = authed(&reports, event(&event_id, "report.approve"));
+        again.push(tokio::spawn(async move {
+            client.record_audit_event(request).await
+        }));
+    }
+    for delivery in again {
+        let entry = delivery
+            .await
+            .unwrap()
+            .expect("redelivery")
+            .into_inner()
+            .event
+            .unwrap();
+        assert_eq!(entry, first, "the entry recorded the first time");
+    }
+    let mut owner = app.db.owner().await;
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE id = $1")
+        .bind(uuid::Uuid::parse_str(&event_id).unwrap())
+        .fetch_one(&mut owner)
+        .await
+        .unwrap();
+    assert_eq!(count, 1, "one entry however often it is delivered");
+
+    // The same id for another action, or from another organisation: a
+    // conflict, and nothing is written.
+    let status = assert_code(
+        client
+            .record_audit_event(authed(&reports, event(&event_id, "report.export")))
+            .await,
+        Code::AlreadyExists,
+    );
+    assert_eq!(code_of(&status), "CONFLICT");
+    assert_eq!(violated_fields(&status), ["event_id"]);
+    assert_code(
+        client
+            .record_audit_event(authed(
+                &app.via(Principal::Reports, &stranger),
+                event(&event_id, "report.approve"),
+            ))
+            .await,
+        Code::AlreadyExists,
+    );
+
+    // A malformed id is refused naming the field; none at all lets the
+    // server choose one (callers that never redeliver).
+    for bad in ["not-a-uuid", "00000000-0000-0000-0000-000000000000", "1234"] {
+        let status = assert_code(
+            client
+                .record_audit_event(authed(&reports, event(bad, "report.approve")))
+                .await,
+            Code::InvalidArgument,
+        );
+        assert_eq!(violated_fields(&status), ["event_id"], "{bad}");
+    }
+    let fresh = || pb::RecordAuditEventRequest {
+        occurred_at: None,
+        ..event("", "report.submit")
+    };
+    let one = client
+        .record_audit_event(authed(&reports, fresh()))
+        .await
+        .expect("no event id")
+        .into_inner()
+        .event
+        .unwrap();
+    let two = client
+        .record_audit_event(authed(&reports, fresh()))
+        .await
+        .expect("no event id")
+        .into_inner()
+        .event
+        .unwrap();
+    assert_ne!(
+        one.id, two.id,
+        "without an event id every call is a new entry"
+    );
+    assert_ne!(one.id, event_id);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn every_rpc_answers_each_principal_and_role_as_its_table_says() {
     let app = TestApp::spawn().await;
     let org = app.org("Acme").await;
@@ -643,6 +767,7 @@ async fn every_rpc_answers_each_principal_and_role_as_its_table_says() {
         resource_type: "report".into(),
         resource_id: uuid::Uuid::now_v7().to_string(),
         details: None,
+        ..Default::default()
     };
     assert_code(
         client.record_audit_event(authed(&admin, audit())).await,

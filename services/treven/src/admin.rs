@@ -254,6 +254,7 @@ async fn mint_context(env: &Env, request: MintRequest) -> anyhow::Result<String>
         resource_type: "mesh_context".to_owned(),
         resource_id: token_id,
         details: Some(treven_mesh::wire::json_to_struct(&details)),
+        ..Default::default()
     });
     treven_mesh::context::attach_context(&mut call, &audit_token)
         .map_err(|e| anyhow::anyhow!("{}", e.message()))?;

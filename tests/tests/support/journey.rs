@@ -342,21 +342,9 @@ pub async fn journey(mesh: &(impl Stack + ?Sized), org: &str) -> Made {
         .await;
     assert_eq!(access["partnerId"], partner["id"], "{access}");
 
-    // The audit trail has every step.
-    let audit = admin_api
-        .ok(
-            reqwest::Method::GET,
-            &format!("/api/audit?resourceType=report&resourceId={report_id}&limit=100"),
-            None,
-        )
-        .await;
-    let actions: Vec<&str> = audit["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["action"].as_str())
-        .collect();
-    for needed in [
+    // The audit trail has every step (reports relays its entries from its
+    // outbox right after each commit: wait for the last ones).
+    let needed = [
         "report.create",
         "report.generate",
         "report.pii_blocked",
@@ -366,9 +354,30 @@ pub async fn journey(mesh: &(impl Stack + ?Sized), org: &str) -> Made {
         "report.approve",
         "report.export",
         "report_access.grant",
-    ] {
+    ];
+    let mut actions: Vec<String> = Vec::new();
+    for _ in 0..100 {
+        let audit = admin_api
+            .ok(
+                reqwest::Method::GET,
+                &format!("/api/audit?resourceType=report&resourceId={report_id}&limit=100"),
+                None,
+            )
+            .await;
+        actions = audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["action"].as_str().map(str::to_owned))
+            .collect();
+        if needed.iter().all(|n| actions.iter().any(|a| a == n)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for needed in needed {
         assert!(
-            actions.contains(&needed),
+            actions.iter().any(|a| a == needed),
             "no audit entry {needed}: {actions:?}"
         );
     }

@@ -7,9 +7,15 @@
 use serde_json::Value;
 use tonic::transport::Channel;
 use treven_mesh::wire::json_to_struct;
-use treven_mesh::{MeshContext, Principal, ServiceError, Signer};
+use treven_mesh::{ErrorCode, MeshContext, Principal, ServiceError, Signer};
 use treven_proto::treven::tenants::v1 as tenants;
 use treven_proto::treven::tenants::v1::tenants_service_client::TenantsServiceClient;
+use uuid::Uuid;
+
+/// Attempts of one [`AuditLog::record`] when tenants is unavailable.
+pub const RECORD_ATTEMPTS: u32 = 3;
+/// The wait before the second attempt (the third waits twice as long).
+const RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// One audit entry: what was done to which resource. Details never quote
 /// personal data (ids, kinds and counts only).
@@ -44,24 +50,47 @@ impl AuditLog {
 
     /// Appends `entry` to the audit log of the organisation of the user
     /// `context` acts for, with them as the actor.
+    ///
+    /// Delivery: the entry gets one event id (a UUID v7) and the time of
+    /// the call, and a transient failure (UNAVAILABLE, a deadline) is
+    /// retried [`RECORD_ATTEMPTS`] times with that same id, so tenants
+    /// stores it once even when an earlier attempt was written but its
+    /// answer lost. Agents keeps its data in DynamoDB and has no outbox:
+    /// callers record *before* they act where the entry guards something
+    /// (an oversight read is recorded before anything is shown, PII
+    /// decisions before the message is stored — fail closed), and the few
+    /// entries written after a change (redactions of model output) are
+    /// best-effort beyond these retries, logged when lost.
     pub async fn record(
         &self,
         context: &MeshContext,
         entry: AuditEntry,
     ) -> Result<(), ServiceError> {
-        let mut request = tonic::Request::new(tenants::RecordAuditEventRequest {
+        let message = tenants::RecordAuditEventRequest {
             action: entry.action.to_owned(),
             resource_type: entry.resource_type.to_owned(),
             resource_id: entry.resource_id,
             details: Some(json_to_struct(&entry.details)),
-        });
-        self.signer
-            .attach(&mut request, context, Principal::Tenants)?;
-        self.client
-            .clone()
-            .record_audit_event(request)
-            .await
-            .map_err(|status| ServiceError::from_remote("tenants", &status))?;
-        Ok(())
+            event_id: Uuid::now_v7().to_string(),
+            occurred_at: Some(treven_mesh::wire::timestamp(chrono::Utc::now())),
+        };
+        let mut attempt = 1;
+        loop {
+            let mut request = tonic::Request::new(message.clone());
+            self.signer
+                .attach(&mut request, context, Principal::Tenants)?;
+            match self.client.clone().record_audit_event(request).await {
+                Ok(_) => return Ok(()),
+                Err(status) => {
+                    let error = ServiceError::from_remote("tenants", &status);
+                    if error.code() != ErrorCode::Unavailable || attempt >= RECORD_ATTEMPTS {
+                        return Err(error);
+                    }
+                    tracing::warn!(event_id = %message.event_id, action = %message.action, attempt, %error, "audit entry not recorded yet; retrying with the same event id");
+                    tokio::time::sleep(RETRY_DELAY * attempt).await;
+                    attempt += 1;
+                }
+            }
+        }
     }
 }

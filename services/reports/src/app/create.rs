@@ -1,5 +1,5 @@
-//! Create a report: stored in `generating` with its generation job, in one
-//! transaction.
+//! Create a report: stored in `generating` with its generation job and its
+//! audit entry (outbox), in one transaction.
 
 use serde_json::json;
 use treven_mesh::{MeshContext, ServiceError};
@@ -30,6 +30,7 @@ impl Reports {
             .insert_report_with_job(&scope, &document_ids, context.roles(), context.request_id())
             .await?;
         self.audit(
+            &mut tx,
             context,
             AuditEntry::report(
                 "report.create",
@@ -45,7 +46,7 @@ impl Reports {
             ),
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         tracing::info!(report_id = %report.id, org_id = %report.org_id, "report created, generation queued");
         self.wake.notify_waiters();
         self.clients

@@ -1,5 +1,6 @@
 //! Edit a section (UpdateSection) or reject it (RejectSection), and the checks
-//! and save every section change shares: a new version after the PII gate.
+//! and save every section change shares: a new version after the PII gate,
+//! with its audit entries in the same transaction (outbox).
 
 use serde_json::json;
 use treven_mesh::{MeshContext, ServiceError};
@@ -120,6 +121,7 @@ impl Reports {
         cause: VersionCause,
         reason: &str,
         decisions: &[PiiDecision],
+        automatic: Vec<AuditEntry>,
     ) -> Result<(Version, Content)> {
         let kept = tx.kept_findings(report.id, previous.number).await?;
         let decided = if cause == VersionCause::Rejected {
@@ -174,7 +176,11 @@ impl Reports {
             VersionCause::Rejected => "report.section.reject",
             VersionCause::Generated => "report.generate",
         };
+        for entry in automatic {
+            self.audit(&mut tx, context, entry).await?;
+        }
         self.audit(
+            &mut tx,
             context,
             AuditEntry::report(
                 action,
@@ -189,9 +195,16 @@ impl Reports {
             ),
         )
         .await?;
-        self.audit_decisions(context, report.id, number, &decided, cause.as_str())
-            .await?;
-        tx.commit().await?;
+        self.audit_decisions(
+            &mut tx,
+            context,
+            report.id,
+            number,
+            &decided,
+            cause.as_str(),
+        )
+        .await?;
+        self.commit(tx).await?;
         self.clients
             .publish(
                 context.org_id(),
@@ -230,6 +243,7 @@ impl Reports {
             VersionCause::Edited,
             &reason,
             &decisions,
+            Vec::new(),
         )
         .await
     }
@@ -263,6 +277,7 @@ impl Reports {
             VersionCause::Rejected,
             &reason,
             &[],
+            Vec::new(),
         )
         .await
     }

@@ -80,6 +80,7 @@ impl Reports {
         }
         let updated = tx.set_status(id, Status::Exported, None, "").await?;
         self.audit(
+            &mut tx,
             context,
             AuditEntry::report(
                 "report.export",
@@ -88,9 +89,9 @@ impl Reports {
             ),
         )
         .await?;
-        self.audit_decisions(context, id, approval.version, &decided, "export")
+        self.audit_decisions(&mut tx, context, id, approval.version, &decided, "export")
             .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         self.publish_status(&updated).await;
         Ok(Export {
             version: approval.version,

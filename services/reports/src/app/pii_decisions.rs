@@ -1,5 +1,6 @@
-//! Audit of PII decisions: each decision an analyst took, and each write the
-//! gate blocked.
+//! Audit of PII decisions: each decision an analyst took (in the outbox of
+//! the transaction that stores the version or the export), and each write
+//! the gate blocked (in a transaction of its own: nothing else changed).
 
 use serde_json::json;
 use treven_mesh::MeshContext;
@@ -8,12 +9,14 @@ use uuid::Uuid;
 use crate::clients::AuditEntry;
 use crate::model::PiiFinding;
 use crate::pii::Decided;
+use crate::store::OrgTx;
 
 use super::{Reports, Result};
 
 impl Reports {
     pub(super) async fn audit_decisions(
         &self,
+        tx: &mut OrgTx,
         context: &MeshContext,
         report: Uuid,
         version: i32,
@@ -22,6 +25,7 @@ impl Reports {
     ) -> Result<()> {
         for d in decided {
             self.audit(
+                tx,
                 context,
                 AuditEntry::report(
                     "report.pii_decision",
@@ -55,13 +59,13 @@ impl Reports {
     ) -> Result<()> {
         let types: Vec<&str> = findings.iter().map(|f| f.kind.as_str()).collect();
         let ids: Vec<&str> = findings.iter().map(|f| f.id.as_str()).collect();
-        self.audit(
+        self.audit_alone(
             context,
-            AuditEntry::report(
+            vec![AuditEntry::report(
                 "report.pii_blocked",
                 report,
                 json!({"during": during, "findings": ids, "types": types}),
-            ),
+            )],
         )
         .await
     }

@@ -53,26 +53,26 @@ impl Reports {
         // during generation: a second call would word it differently, so the
         // finding ids an analyst could decide on would never match again.
         let redacted = crate::pii::redact_all(&mut generated, section)?;
-        for decided in &redacted {
-            self.clients
-                .audit(
-                    context,
-                    &AuditEntry::report(
-                        "report.pii_decision",
-                        id,
-                        json!({
-                            "finding_id": decided.finding.id,
-                            "type": decided.finding.kind.as_str(),
-                            "section": decided.finding.section,
-                            "field_path": decided.finding.field_path,
-                            "action": "redact",
-                            "automatic": true,
-                            "during": "regenerated",
-                        }),
-                    ),
+        // Audited with the version that keeps the redacted text, in its
+        // transaction: nothing is recorded if the save fails.
+        let automatic: Vec<AuditEntry> = redacted
+            .iter()
+            .map(|decided| {
+                AuditEntry::report(
+                    "report.pii_decision",
+                    id,
+                    json!({
+                        "finding_id": decided.finding.id,
+                        "type": decided.finding.kind.as_str(),
+                        "section": decided.finding.section,
+                        "field_path": decided.finding.field_path,
+                        "action": "redact",
+                        "automatic": true,
+                        "during": "regenerated",
+                    }),
                 )
-                .await?;
-        }
+            })
+            .collect();
         let mut tx = self.begin(context).await?;
         let (report, previous, old) = self
             .editable(&mut tx, id, base_version, "base_version")
@@ -90,6 +90,7 @@ impl Reports {
             VersionCause::Regenerated,
             &reason,
             &decisions,
+            automatic,
         )
         .await
     }

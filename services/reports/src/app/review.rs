@@ -87,6 +87,7 @@ impl Reports {
                 .map(|c| json!({"check": c.kind.as_str(), "detail": c.detail}))
                 .collect();
             self.audit(
+                &mut tx,
                 context,
                 AuditEntry::report(
                     "report.quality_override",
@@ -97,11 +98,12 @@ impl Reports {
             .await?;
         }
         self.audit(
+            &mut tx,
             context,
             AuditEntry::report("report.submit", id, json!({"version": version})),
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         self.publish_status(&updated).await;
         Ok(updated)
     }
@@ -109,43 +111,34 @@ impl Reports {
     /// Approves the version in review (analysts, admins) and derives trends.
     /// FORBIDDEN when the approver submitted or wrote the version, unless
     /// the organisation's settings allow self-approval.
+    ///
+    /// Every remote call comes before the report is locked: a first read
+    /// (no lock) finds the version and whether this is a self-approval; only
+    /// then are tenants' settings read (UNAVAILABLE if tenants is down, and
+    /// nothing has changed) and the evidence stored through documents.
+    /// The locked transaction re-checks the report, approves, and stores the
+    /// audit entry in the outbox; tenants is not called while it is open.
     pub async fn approve(&self, context: &MeshContext, id: Uuid, version: i32) -> Result<Report> {
-        let mut tx = self.begin(context).await?;
-        let report = tx.report(id, true).await?.ok_or_else(not_found)?;
-        if report.status != Status::InReview {
-            return Err(failed_precondition(format!(
-                "the report is {}; only a report in review can be approved",
-                report.status
-            ))
-            .into());
-        }
-        if version != report.latest_version {
-            return Err(stale("version", report.latest_version).into());
-        }
-        let (approved, content) = tx
-            .version(id, version)
-            .await?
-            .ok_or_else(|| ServiceError::not_found("version"))?;
+        let (report, approved, content) = {
+            let mut tx = self.begin(context).await?;
+            let report = tx.report(id, false).await?.ok_or_else(not_found)?;
+            check_approvable(&report, version)?;
+            let (approved, content) = tx
+                .version(id, version)
+                .await?
+                .ok_or_else(|| ServiceError::not_found("version"))?;
+            (report, approved, content)
+        };
         // Four-eyes: neither the submitter nor the version's author approves
         // it, unless the organisation allows it (then audited as such).
-        let approver = context.user_id();
-        let submitted_by = report.submission.as_ref().map(|s| s.submitted_by.as_str());
-        let self_approval = submitted_by == Some(approver) || approved.author_id == approver;
+        let self_approval = is_self_approval(context, &report, &approved.author_id);
         if self_approval && !self.clients.allows_self_approval(context).await? {
             return Err(ServiceError::forbidden(SELF_APPROVAL_REFUSED).into());
         }
-        let approval = Approval {
-            approved_by: context.user_id().to_owned(),
-            approved_at: Utc::now(),
-            version,
-        };
-        let updated = tx
-            .set_status(id, Status::Approved, Some(&approval), "")
-            .await?;
-        let trends = derive_trends(&updated, version, &content, approval.approved_at);
-        tx.replace_trends(id, &trends).await?;
         // The sources behind the approved version become its evidence pack
-        // (`GET /api/reports/{id}/evidence`, served by documents).
+        // (`GET /api/reports/{id}/evidence`, served by documents). Storing is
+        // idempotent per version; if the approval below loses a race, the
+        // evidence of a version that was in review stays, unused.
         let mut sources: Vec<String> = content
             .citations
             .iter()
@@ -162,7 +155,29 @@ impl Reports {
                 .store_evidence(context, id, version, sources)
                 .await?;
         }
+
+        let mut tx = self.begin(context).await?;
+        let locked = tx.report(id, true).await?.ok_or_else(not_found)?;
+        check_approvable(&locked, version)?;
+        if is_self_approval(context, &locked, &approved.author_id) != self_approval {
+            return Err(ServiceError::conflict_on(
+                "version",
+                "the report changed while it was approved; reload and retry",
+            )
+            .into());
+        }
+        let approval = Approval {
+            approved_by: context.user_id().to_owned(),
+            approved_at: Utc::now(),
+            version,
+        };
+        let updated = tx
+            .set_status(id, Status::Approved, Some(&approval), "")
+            .await?;
+        let trends = derive_trends(&updated, version, &content, approval.approved_at);
+        tx.replace_trends(id, &trends).await?;
         self.audit(
+            &mut tx,
             context,
             AuditEntry::report(
                 "report.approve",
@@ -176,8 +191,31 @@ impl Reports {
             ),
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         self.publish_status(&updated).await;
         Ok(updated)
     }
+}
+
+/// Whether `report` may be approved at `version`: in review, and that is
+/// its latest version.
+fn check_approvable(report: &Report, version: i32) -> Result<()> {
+    if report.status != Status::InReview {
+        return Err(failed_precondition(format!(
+            "the report is {}; only a report in review can be approved",
+            report.status
+        ))
+        .into());
+    }
+    if version != report.latest_version {
+        return Err(stale("version", report.latest_version).into());
+    }
+    Ok(())
+}
+
+/// Whether the caller submitted `report` or wrote the version (`author`).
+fn is_self_approval(context: &MeshContext, report: &Report, author: &str) -> bool {
+    let approver = context.user_id();
+    let submitted_by = report.submission.as_ref().map(|s| s.submitted_by.as_str());
+    submitted_by == Some(approver) || author == approver
 }

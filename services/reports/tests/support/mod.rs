@@ -63,6 +63,65 @@ pub async fn channel(address: std::net::SocketAddr) -> Channel {
     panic!("{address} did not start");
 }
 
+/// A TCP link to a service that a test can cut (every open connection
+/// dropped, new ones accepted and closed at once, as when the service or
+/// the network is down) and restore.
+pub struct Link {
+    /// Where to connect instead of the service.
+    pub address: std::net::SocketAddr,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    cuts: tokio::sync::watch::Sender<u64>,
+}
+
+impl Link {
+    /// A link to `target`, up, until `shutdown`.
+    pub async fn start(target: std::net::SocketAddr, shutdown: CancellationToken) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (cuts, watch) = tokio::sync::watch::channel(0u64);
+        let accepting = up.clone();
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    accepted = listener.accept() => accepted,
+                };
+                let Ok((mut inbound, _)) = accepted else {
+                    continue;
+                };
+                if !accepting.load(std::sync::atomic::Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let mut cut = watch.clone();
+                cut.borrow_and_update();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Self { address, up, cuts }
+    }
+
+    /// Drops every connection and refuses new ones until [`Link::restore`].
+    pub fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cuts.send_modify(|n| *n += 1);
+    }
+
+    /// Lets connections through again.
+    pub fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// How the agents double behaves for a report, chosen by the scope's sector.
 pub const SECTOR_FAIL: &str = "always-failing";
 pub const SECTOR_SLOW: &str = "slow";
@@ -408,6 +467,10 @@ pub struct Stack {
     pub reports_address: std::net::SocketAddr,
     pub app: ReportsApp,
     pub shutdown: CancellationToken,
+    /// Stops the outbox relay the stack runs (a child of `shutdown`).
+    pub relay_shutdown: CancellationToken,
+    /// Reports reaches tenants through this link (tests cut it).
+    pub tenants_link: Link,
     pub redis_url: String,
 }
 
@@ -468,9 +531,13 @@ impl Stack {
         .await;
 
         let redis_url = "redis://127.0.0.1:6379".to_owned();
+        let tenants_link = Link::start(tenants_addr, shutdown.clone()).await;
         let config = ReportsConfig::from_env(&Env::from_pairs([
             ("TREVEN_REPORTS_DATABASE_URL", db.url.clone()),
-            ("TREVEN_TENANTS_URL", format!("http://{tenants_addr}")),
+            (
+                "TREVEN_TENANTS_URL",
+                format!("http://{}", tenants_link.address),
+            ),
             ("TREVEN_DOCUMENTS_URL", format!("http://{documents_addr}")),
             ("TREVEN_AGENTS_URL", format!("http://{agents_addr}")),
             ("TREVEN_REDIS_URL", redis_url.clone()),
@@ -482,6 +549,10 @@ impl Stack {
             ("TREVEN_REPORTS_BACKOFF_MILLIS", "100".into()),
             ("TREVEN_REPORTS_GENERATION_TIMEOUT_SECS", "20".into()),
             ("TREVEN_REPORTS_MAX_FIELD_CHARS", "20000".into()),
+            ("TREVEN_REPORTS_CALL_TIMEOUT_SECS", "3".into()),
+            ("TREVEN_REPORTS_OUTBOX_SWEEP_MILLIS", "100".into()),
+            ("TREVEN_REPORTS_OUTBOX_BACKOFF_MILLIS", "50".into()),
+            ("TREVEN_REPORTS_OUTBOX_BACKOFF_MAX_MILLIS", "400".into()),
         ]))
         .unwrap();
         treven_reports::migrate(&config)
@@ -491,6 +562,8 @@ impl Stack {
         for _ in 0..workers {
             tokio::spawn(app.worker().run(shutdown.clone()));
         }
+        let relay_shutdown = shutdown.child_token();
+        tokio::spawn(app.relay().run(relay_shutdown.clone()));
         let reports_addr = serve_routes("reports", app.routes(), shutdown.clone()).await;
         let reports = ReportsServiceClient::new(channel(reports_addr).await);
         let tenants = TenantsServiceClient::new(channel(tenants_addr).await);
@@ -505,8 +578,24 @@ impl Stack {
             reports_address: reports_addr,
             app,
             shutdown,
+            relay_shutdown,
+            tenants_link,
             redis_url,
         }
+    }
+
+    /// Waits until the outbox relay has delivered every pending event.
+    pub async fn drain_outbox(&self) {
+        for _ in 0..400 {
+            if self.app.store.outbox_pending().await.unwrap() == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!(
+            "outbox still holds {} events",
+            self.app.store.outbox_pending().await.unwrap()
+        );
     }
 
     /// A new organisation in tenants.
@@ -577,8 +666,10 @@ impl Stack {
         panic!("report {id} still generating");
     }
 
-    /// Audit actions recorded for report `id`, oldest first.
+    /// Audit actions recorded for report `id`, oldest first, once the
+    /// outbox relay has delivered everything pending.
     pub async fn audit_actions(&self, token: &str, id: &str) -> Vec<tenants::AuditEvent> {
+        self.drain_outbox().await;
         let mut events = self
             .tenants
             .clone()

@@ -7,16 +7,24 @@ use uuid::Uuid;
 
 use super::{DEFAULT_PAGE, MAX_PAGE, Result, Tenants, paginate};
 use crate::model::{AuditEvent, AuditFilter, NewAuditEvent, Page};
+use crate::store::{FieldConflict, StoreError};
 
 impl Tenants {
-    /// Appends an audit entry by the caller.
+    /// Appends an audit entry by the caller. An entry with an event id is
+    /// recorded once: delivering the same event again returns the entry
+    /// stored the first time; the id of another entry is CONFLICT.
     pub async fn record_audit(
         &self,
         context: &MeshContext,
         event: NewAuditEvent,
     ) -> Result<AuditEvent> {
         let mut tx = self.store.begin(context).await?;
-        let stored = tx.audit(&event).await?;
+        let stored = tx.audit(&event).await.map_err(|error| match error {
+            StoreError::Conflict(FieldConflict { field: "event_id" }) => {
+                ServiceError::conflict_on("event_id", "is already the id of another audit entry")
+            }
+            other => other.into(),
+        })?;
         tx.commit().await?;
         Ok(stored)
     }

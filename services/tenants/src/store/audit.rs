@@ -6,7 +6,7 @@ use sqlx::PgConnection;
 use treven_mesh::OrgId;
 use uuid::Uuid;
 
-use super::{OrgTx, Result, StoreError};
+use super::{FieldConflict, OrgTx, Result, StoreError};
 use crate::model::{AuditEvent, AuditFilter, NewAuditEvent};
 
 const AUDIT_COLUMNS: &str =
@@ -76,6 +76,11 @@ impl OrgTx {
     }
 }
 
+/// Appends `event`. With an event id the insert is idempotent: the id is
+/// the entry's id, and when an entry with that id exists (the caller
+/// delivered the same event again) nothing is written and that entry is
+/// returned; an existing entry with that id but another action, resource or
+/// actor (or in another organisation) is a conflict on `event_id`.
 pub(super) async fn insert_audit(
     connection: &mut PgConnection,
     org_id: OrgId,
@@ -83,11 +88,13 @@ pub(super) async fn insert_audit(
     request_id: &str,
     event: &NewAuditEvent,
 ) -> Result<AuditEvent> {
-    let row: AuditRow = sqlx::query_as(&format!(
-        "INSERT INTO audit_log (id, org_id, actor_id, action, resource_type, resource_id, details, request_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {AUDIT_COLUMNS}"
+    let id = event.event_id.unwrap_or_else(Uuid::now_v7);
+    let inserted: Option<AuditRow> = sqlx::query_as(&format!(
+        "INSERT INTO audit_log (id, org_id, actor_id, action, resource_type, resource_id, details, request_id, occurred_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, COALESCE($9, clock_timestamp())) \
+         ON CONFLICT (id) DO NOTHING RETURNING {AUDIT_COLUMNS}"
     ))
-    .bind(Uuid::now_v7())
+    .bind(id)
     .bind(org_id.as_uuid())
     .bind(actor_id)
     .bind(&event.action)
@@ -95,9 +102,33 @@ pub(super) async fn insert_audit(
     .bind(&event.resource_id)
     .bind(&event.details)
     .bind(request_id)
-    .fetch_one(connection)
+    .bind(event.occurred_at)
+    .fetch_optional(&mut *connection)
     .await?;
-    row.try_into()
+    if let Some(row) = inserted {
+        return row.try_into();
+    }
+    // Delivered before: the entry recorded the first time (row-level
+    // security hides an entry of another organisation, a clash as well).
+    let existing: Option<AuditRow> = sqlx::query_as(&format!(
+        "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE org_id = $1 AND id = $2"
+    ))
+    .bind(org_id.as_uuid())
+    .bind(id)
+    .fetch_optional(&mut *connection)
+    .await?;
+    match existing {
+        Some(row)
+            if row.action == event.action
+                && row.resource_type == event.resource_type
+                && row.resource_id == event.resource_id
+                && row.actor_id == actor_id =>
+        {
+            tracing::info!(event_id = %id, org_id = %org_id, action = %event.action, "audit event delivered again; kept the first entry");
+            row.try_into()
+        }
+        _ => Err(StoreError::Conflict(FieldConflict { field: "event_id" })),
+    }
 }
 
 #[derive(sqlx::FromRow)]
