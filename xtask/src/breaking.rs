@@ -7,9 +7,10 @@
 //! - [`BASELINE`], the checked-in image of the published contract. It is
 //!   what works on any clone, shallow or full, and in CI, where the clone
 //!   *is* `main` and comparing `main` with itself would prove nothing;
-//! - the `main` branch's protos too, when the clone has a `main` branch and
-//!   HEAD is not it (a developer's branch or worktree): that catches the
-//!   removal of something added since the baseline was last taken.
+//! - the protos where HEAD's branch left `main` (their merge base), when the
+//!   clone has a `main` branch and HEAD is not on it (a developer's branch
+//!   or worktree): that catches the removal of something added since the
+//!   baseline was last taken.
 //!
 //! A breaking change is made as a new package version (`treven.x.v2` next to
 //! `treven.x.v1`: new files are not compared). The baseline is refreshed
@@ -26,24 +27,24 @@ use crate::cmd;
 /// The checked-in image of the published contract, from the repository root.
 pub const BASELINE: &str = "proto/baseline.binpb";
 
-/// What `buf breaking` is run against in `root`: the baseline, then `main`
-/// when HEAD is another commit.
+/// What `buf breaking` is run against in `root`: the baseline, then the
+/// commit where HEAD's branch left `main` (their merge base) when HEAD is
+/// not on `main` itself. The merge base, not `main`'s tip: what `main`
+/// gained since is not something the branch removed.
 pub fn baselines(root: &Path) -> Vec<String> {
     let mut against = vec![BASELINE.to_owned()];
-    let commit = |rev: &str| {
-        cmd::output(
-            Command::new("git")
-                .current_dir(root)
-                .args(["rev-parse", "--verify", "-q"])
-                .arg(format!("{rev}^{{commit}}")),
-        )
-        .ok()
-        .map(|out| out.trim().to_owned())
+    let git = |args: &[&str]| {
+        cmd::output(Command::new("git").current_dir(root).args(args))
+            .ok()
+            .map(|out| out.trim().to_owned())
+            .filter(|out| !out.is_empty())
     };
-    if let (Some(main), Some(head)) = (commit("refs/heads/main"), commit("HEAD"))
-        && main != head
+    let head = git(&["rev-parse", "--verify", "-q", "HEAD^{commit}"]);
+    let base = git(&["merge-base", "HEAD", "refs/heads/main"]);
+    if let (Some(head), Some(base)) = (head, base)
+        && head != base
     {
-        against.push(".git#branch=main".to_owned());
+        against.push(format!(".git#ref={base}"));
     }
     against
 }

@@ -81,7 +81,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
             Box::new(|| cmd::run(env.command(&env.buf).arg("lint"))),
         ));
         steps.push((
-            "buf breaking (against proto/baseline.binpb, and main from another branch)",
+            "buf breaking (against proto/baseline.binpb, and where a branch left main)",
             Box::new(|| {
                 let root = paths::workspace_root();
                 crate::breaking::check(&env.buf, &root, &crate::breaking::baselines(&root))
