@@ -37,6 +37,16 @@ impl ApiError {
     pub fn code(&self) -> ErrorCode {
         self.0.code
     }
+
+    /// The client-safe message.
+    pub fn message(&self) -> &str {
+        self.0.body["error"]["message"].as_str().unwrap_or_default()
+    }
+
+    /// How long to wait before retrying, when known.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.0.retry_after
+    }
 }
 
 impl From<ServiceError> for ApiError {

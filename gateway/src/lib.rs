@@ -7,6 +7,8 @@
 pub mod auth;
 pub mod caller;
 pub mod config;
+pub mod connect;
+pub mod drain;
 pub mod error;
 pub mod grpcweb;
 pub mod idempotency;

@@ -29,7 +29,7 @@ fn http_error_response(error: HttpError) -> Response {
 
 /// The upstream metadata: built from scratch, never copied from the client,
 /// apart from the W3C trace context.
-fn metadata(
+pub(crate) fn metadata(
     caller: &Caller,
     audience: Principal,
     traceparent: Option<&HeaderValue>,

@@ -1,6 +1,7 @@
 //! The HTTP server on :8080: `/healthz`, `/readyz`, `/openapi.json`,
 //! `/docs`, everything under `/api` transcoded to gRPC, and gRPC-web / gRPC
-//! requests (by content type) proxied — all limited to the public RPCs.
+//! requests (by content type) proxied, the Connect protocol spoken (see
+//! [`crate::connect`]) — all limited to the public RPCs.
 
 use std::time::Duration;
 
@@ -40,6 +41,8 @@ pub fn router(gateway: Gateway) -> Router {
                     Ok(response) => response.into_response(),
                     Err(never) => match never {},
                 }
+            } else if crate::connect::is_connect(&request) {
+                crate::connect::serve(state.0, request).await
             } else {
                 api(state, request).await
             }
@@ -48,6 +51,8 @@ pub fn router(gateway: Gateway) -> Router {
     router
         .fallback(fallback)
         .with_state(gateway.clone())
+        // Bodies left unread by an early answer are read before it goes.
+        .layer(axum::middleware::from_fn(crate::drain::drain_unread))
         // Browsers on the configured origins only (none by default).
         .layer(cors(&gateway.config.cors_origins))
 }
@@ -78,6 +83,11 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
             HeaderName::from_static("grpc-timeout"),
             HeaderName::from_static("x-request-id"),
             HeaderName::from_static(crate::idempotency::KEY_HEADER),
+            HeaderName::from_static("connect-protocol-version"),
+            HeaderName::from_static("connect-timeout-ms"),
+            HeaderName::from_static("connect-content-encoding"),
+            HeaderName::from_static("connect-accept-encoding"),
+            header::CONTENT_ENCODING,
         ])
         .expose_headers([
             HeaderName::from_static("grpc-status"),
@@ -86,6 +96,8 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
             HeaderName::from_static("x-request-id"),
             HeaderName::from_static(crate::idempotency::REPLAYED_HEADER),
             header::RETRY_AFTER,
+            HeaderName::from_static("connect-content-encoding"),
+            header::CONTENT_ENCODING,
         ])
         .max_age(Duration::from_secs(600))
 }

@@ -1,6 +1,6 @@
 //! The edge serves only the public surface: every RPC without a
 //! `google.api.http` rule is refused at the gateway, over every protocol it
-//! speaks (gRPC-web binary and text, native gRPC, REST), for every role, and
+//! speaks (gRPC-web binary and text, native gRPC, Connect, REST), for every role, and
 //! no such call reaches a service.
 //!
 //! Each upstream of the gateway under test is a recording listener: tenants'
@@ -289,16 +289,65 @@ async fn internal_rpcs_are_refused_at_the_edge_over_every_protocol_and_reach_no_
         );
     }
     for rpc in &internal {
-        for path in [path_of(rpc), format!("/api{}", path_of(rpc))] {
-            let response = edge
-                .http
-                .post(format!("{base}{path}"))
-                .bearer_auth(&tokens[0].1)
-                .json(&serde_json::json!({}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 404, "{path}");
+        let path = format!("/api{}", path_of(rpc));
+        let response = edge
+            .http
+            .post(format!("{base}{path}"))
+            .bearer_auth(&tokens[0].1)
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+    }
+
+    // Connect (JSON and binary, unary and streaming content types) on the
+    // gRPC path: `unimplemented`, exactly as a method that does not exist,
+    // for every role and none.
+    let connect = |path: String, content_type: &'static str, token: Option<String>| {
+        let mut request = edge
+            .http
+            .post(format!("{base}{path}"))
+            .header("content-type", content_type)
+            .body(Vec::new());
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.bytes().await.unwrap())
+        }
+    };
+    let missing_connect = connect(
+        "/treven.tenants.v1.TenantsService/NoSuchMethod".to_owned(),
+        "application/json",
+        None,
+    )
+    .await;
+    assert_eq!(missing_connect.0, 501);
+    for rpc in &internal {
+        let mut callers: Vec<Option<String>> =
+            tokens.iter().map(|(_, t)| Some(t.clone())).collect();
+        callers.push(None);
+        for token in callers {
+            for content_type in ["application/json", "application/proto"] {
+                let answer = connect(path_of(rpc), content_type, token.clone()).await;
+                assert_eq!(
+                    answer,
+                    missing_connect,
+                    "{} over Connect ({content_type})",
+                    rpc.full_name()
+                );
+            }
+            for content_type in ["application/connect+json", "application/connect+proto"] {
+                let (status, body) = connect(path_of(rpc), content_type, token.clone()).await;
+                assert_eq!(status, 200, "{}", rpc.full_name());
+                assert!(
+                    String::from_utf8_lossy(&body).contains("\"unimplemented\""),
+                    "{} over Connect ({content_type})",
+                    rpc.full_name()
+                );
+            }
         }
     }
 

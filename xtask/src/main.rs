@@ -16,6 +16,7 @@ macro_rules! say {
 }
 
 mod bench;
+mod breaking;
 mod cmd;
 mod dev;
 mod fuzz;

@@ -5,7 +5,8 @@
 //!
 //! 1. tools: the shared bootstrap, cargo-nextest, Postgres and Redis;
 //! 2. `cargo fmt --all -- --check`;
-//! 3. `buf lint` (buf from the tools dir);
+//! 3. `buf lint` (buf from the tools dir), then `buf breaking` against the
+//!    published contract (see [`crate::breaking`]);
 //! 4. `cargo clippy --workspace --all-targets -- -D warnings`;
 //! 5. `cargo build -p treven`: the end-to-end tests in `tests/` start the
 //!    binary from the target dir;
@@ -59,12 +60,13 @@ pub fn run(args: &TestArgs) -> Result<()> {
     let mut summary_line = None;
 
     let mut steps: Vec<Step<'_>> = vec![(
-        "tools (venv, buf, playwright, s3s-fs, chromium, nextest, postgres, redis)",
+        "tools (venv, buf, playwright, s3s-fs, chromium, clients/ts npm ci, nextest, postgres, redis)",
         Box::new(|| {
             let tools = Tools::locate()?;
             tools.ensure()?;
             tools.ensure_test_tools()?;
             tools.ensure_chromium()?;
+            tools::ensure_ts_client()?;
             tools::ensure_nextest()?;
             services::ensure_postgres_and_redis()
         }),
@@ -77,6 +79,13 @@ pub fn run(args: &TestArgs) -> Result<()> {
         steps.push((
             "buf lint",
             Box::new(|| cmd::run(env.command(&env.buf).arg("lint"))),
+        ));
+        steps.push((
+            "buf breaking (against proto/baseline.binpb, and where a branch left main)",
+            Box::new(|| {
+                let root = paths::workspace_root();
+                crate::breaking::check(&env.buf, &root, &crate::breaking::baselines(&root))
+            }),
         ));
         steps.push((
             "cargo clippy --workspace --all-targets -- -D warnings",

@@ -10,7 +10,9 @@
 //! - `cargo/`: `cargo install --root cargo` of [`S3S_FS`], an S3 server that
 //!   checks SigV4 signatures of presigned URLs (moto does not); tests only;
 //!   `cargo/` also holds [`CARGO_FUZZ`], for `cargo xtask fuzz` only;
-//! - cargo-nextest, installed with cargo when `cargo nextest` is missing.
+//! - cargo-nextest, installed with cargo when `cargo nextest` is missing;
+//! - in the clone, `clients/ts/node_modules` (`npm ci`, see
+//!   [`ensure_ts_client`]).
 //!
 //! Each tool set writes a stamp file holding its pinned versions once it is
 //! complete; a run whose stamp matches skips the install, so a bootstrap that
@@ -72,6 +74,7 @@ pub struct ToolsArgs {
 pub fn run(args: &ToolsArgs) -> Result<()> {
     let tools = Tools::locate()?;
     tools.ensure()?;
+    ensure_ts_client()?;
     if args.nextest {
         ensure_nextest()?;
     }
@@ -345,6 +348,36 @@ impl Tools {
         }
         write_stamp(&stamp, &wanted)
     }
+}
+
+/// The TypeScript client package (generated from the protos at build time;
+/// its Node test runs in `tests/tests/ts_client.rs`).
+pub const TS_CLIENT_DIR: &str = "clients/ts";
+
+/// `npm ci` in [`TS_CLIENT_DIR`] unless its `node_modules` was installed
+/// from the same `package-lock.json` (a copy is kept as the stamp).
+pub fn ensure_ts_client() -> Result<()> {
+    let dir = crate::paths::workspace_root().join(TS_CLIENT_DIR);
+    let lock = fs::read_to_string(dir.join("package-lock.json"))
+        .with_context(|| format!("{TS_CLIENT_DIR}/package-lock.json is missing"))?;
+    let stamp = dir.join("node_modules/.treven-stamp");
+    let wanted = format!("{STAMP_FORMAT}\n{lock}");
+    if read_stamp(&stamp).as_deref() == Some(wanted.as_str()) {
+        return Ok(());
+    }
+    say!("    npm ci in {TS_CLIENT_DIR} (buf, protoc-gen-es, connect-es, typescript)");
+    let npm = cmd::find_on_path("npm").context(
+        "npm is not on PATH: install Node.js 20+ with npm (the TypeScript client needs it)",
+    )?;
+    cmd::run_to_stderr(Command::new(npm).current_dir(&dir).args([
+        "ci",
+        "--no-audit",
+        "--no-fund",
+        "--loglevel",
+        "error",
+    ]))
+    .with_context(|| format!("npm ci failed in {TS_CLIENT_DIR}"))?;
+    write_stamp(&stamp, &wanted)
 }
 
 /// Makes sure `cargo nextest` works, installing the pinned cargo-nextest
