@@ -18,6 +18,7 @@ pub use reports::NewVersion;
 use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
 use treven_mesh::postgres::{self, PgFailure, StoreConflict};
+use treven_mesh::trace::{self, Traced as _};
 use treven_mesh::{OrgId, ServiceError};
 
 use crate::config::{PoolOptions, SCHEMA};
@@ -77,6 +78,7 @@ impl PgStore {
     pub async fn migrate(&self) -> anyhow::Result<()> {
         sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
             .execute(&self.pool)
+            .traced(trace::postgres("reports.migrate", "CREATE"))
             .await?;
         MIGRATOR.run(&self.pool).await?;
         Ok(())

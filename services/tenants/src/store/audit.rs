@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use treven_mesh::OrgId;
+use treven_mesh::trace::{self, Traced as _};
 use uuid::Uuid;
 
 use super::{OrgTx, Result, StoreError};
@@ -43,6 +44,7 @@ impl OrgTx {
         .bind(after.map(|(_, id)| *id))
         .bind(i64::from(limit))
         .fetch_all(&mut *self.tx)
+        .traced(trace::postgres("tenants.audit_events", "SELECT"))
         .await?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
@@ -68,6 +70,7 @@ pub(super) async fn insert_audit(
     .bind(&event.details)
     .bind(request_id)
     .fetch_one(connection)
+    .traced(trace::postgres("tenants.insert_audit", "INSERT"))
     .await?;
     row.try_into()
 }
