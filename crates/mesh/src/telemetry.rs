@@ -427,9 +427,12 @@ mod tests {
         assert_eq!(parsed[1]["message"], "inside");
     }
 
-    /// Collects ended spans: (name, trace id, span id, parent span id).
+    /// An ended span: name, trace id, span id, parent span id.
+    type Ended = (String, String, String, String);
+
+    /// Collects ended spans.
     #[derive(Debug, Clone, Default)]
-    struct Collect(std::sync::Arc<std::sync::Mutex<Vec<(String, String, String, String)>>>);
+    struct Collect(std::sync::Arc<std::sync::Mutex<Vec<Ended>>>);
 
     impl opentelemetry_sdk::trace::SpanProcessor for Collect {
         fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &opentelemetry::Context) {}
