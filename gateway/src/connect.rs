@@ -595,7 +595,7 @@ async fn call(gateway: Gateway, request: Request, id: String) -> Response {
             return response;
         }
     };
-    let metadata = match crate::rest::metadata(&caller, audience, headers.get("traceparent")) {
+    let metadata = match crate::rest::metadata(&caller, audience) {
         Ok(metadata) => metadata,
         Err(_) => return shape.error(&ConnectError::new(Code::Internal, "internal error"), pool),
     };

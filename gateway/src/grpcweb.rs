@@ -6,8 +6,9 @@
 //! exactly as it answers a method that does not exist. A public call is
 //! authenticated exactly as REST (bearer token in the `authorization`
 //! header), its metadata rebuilt — the minted mesh context, the request id,
-//! the deadline and trace context; nothing else the client sent — and
-//! forwarded to the owning service.
+//! the deadline, and the trace context of the gateway's own span (which
+//! continues the client's); nothing else the client sent — and forwarded to
+//! the owning service.
 
 use std::convert::Infallible;
 
@@ -28,8 +29,6 @@ const FORWARDED: &[&str] = &[
     "grpc-timeout",
     "grpc-encoding",
     "grpc-accept-encoding",
-    "traceparent",
-    "tracestate",
 ];
 
 /// Whether a request speaks gRPC or gRPC-web (binary or text): what the
@@ -62,13 +61,20 @@ pub fn service(
     + Clone,
 > {
     let proxy = tower::service_fn(move |request: Request<Body>| {
+        use tracing::Instrument as _;
         let gateway = gateway.clone();
-        async move { Ok::<_, Infallible>(forward(gateway, request).await) }
+        let id = request_id(request.headers());
+        let span = crate::server::edge_span(&request, &id);
+        async move {
+            let response = forward(gateway, request, id).instrument(span.clone()).await;
+            crate::server::record_status(&span, response.status());
+            Ok::<_, Infallible>(response)
+        }
     });
     tower::Layer::layer(&tonic_web::GrpcWebLayer::new(), proxy)
 }
 
-async fn forward(gateway: Gateway, request: Request<Body>) -> Response<Body> {
+async fn forward(gateway: Gateway, request: Request<Body>, id: String) -> Response<Body> {
     // The public surface first: an internal RPC is refused before anything
     // else is looked at, so it cannot be told apart from a missing one.
     if !gateway
@@ -92,7 +98,6 @@ async fn forward(gateway: Gateway, request: Request<Body>) -> Response<Body> {
     ) else {
         return grpc_error(ErrorCode::NotFound, "no such service");
     };
-    let id = request_id(request.headers());
     let caller = match gateway.caller(request.headers(), id).await {
         Ok(caller) => caller,
         Err(error) => return grpc_error(error.code(), "request refused"),
@@ -112,6 +117,7 @@ async fn forward(gateway: Gateway, request: Request<Body>) -> Response<Body> {
     };
     headers.insert(CONTEXT_HEADER, context);
     headers.insert("x-request-id", request_id);
+    treven_mesh::trace::inject_headers(&mut headers);
     parts.headers = headers;
     match channel.oneshot(Request::from_parts(parts, body)).await {
         Ok(response) => response,

@@ -32,6 +32,7 @@ use base64::Engine as _;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+use treven_mesh::trace::{self, Traced as _};
 use treven_mesh::{ErrorCode, OrgId, ServiceError};
 
 use crate::error::ApiError;
@@ -207,6 +208,10 @@ impl Idempotency {
             .arg(&pending_json)
             .arg(self.pending_ttl.as_millis() as u64)
             .invoke_async(&mut redis)
+            .traced(trace::with_org(
+                trace::redis("gateway.idempotency_claim", "EVALSHA"),
+                org,
+            ))
             .await;
         let existing = match result {
             Ok(None) => {
@@ -342,6 +347,7 @@ impl Claim {
             .arg(&record)
             .arg(KEY_TTL.as_millis() as u64)
             .invoke_async(&mut self.redis)
+            .traced(trace::redis("gateway.idempotency_settle", "EVALSHA"))
             .await;
         match result {
             Ok(1) => {}

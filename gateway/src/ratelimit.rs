@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use treven_mesh::OrgId;
+use treven_mesh::trace::{self, Traced as _};
 
 /// The outcome of a rate-limit check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,6 +155,10 @@ impl RateLimiter {
             .arg(self.per_user_per_minute as f64 / 60.0)
             .arg(self.per_user_per_minute)
             .invoke_async(&mut redis)
+            .traced(trace::with_org(
+                trace::redis("gateway.rate_limit", "EVALSHA"),
+                org,
+            ))
             .await;
         match result {
             Ok((1, _)) => Verdict::Allowed,

@@ -27,13 +27,10 @@ fn http_error_response(error: HttpError) -> Response {
     ApiError::from(error).into_response()
 }
 
-/// The upstream metadata: built from scratch, never copied from the client,
-/// apart from the W3C trace context.
-pub(crate) fn metadata(
-    caller: &Caller,
-    audience: Principal,
-    traceparent: Option<&HeaderValue>,
-) -> Result<MetadataMap, ApiError> {
+/// The upstream metadata: built from scratch, never copied from the client;
+/// the W3C trace context is the gateway's own span's (which continues the
+/// client's trace when it sent a valid one).
+pub(crate) fn metadata(caller: &Caller, audience: Principal) -> Result<MetadataMap, ApiError> {
     let mut metadata = MetadataMap::new();
     let context = MetadataValue::try_from(caller.context_for(audience).as_str())
         .map_err(|_| ApiError::new(ErrorCode::Internal, "internal error"))?;
@@ -41,12 +38,7 @@ pub(crate) fn metadata(
     if let Ok(id) = MetadataValue::try_from(caller.request_id.as_str()) {
         metadata.insert("x-request-id", id);
     }
-    if let Some(value) = traceparent
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| MetadataValue::try_from(v).ok())
-    {
-        metadata.insert("traceparent", value);
-    }
+    treven_mesh::trace::inject_metadata(&mut metadata);
     Ok(metadata)
 }
 
@@ -192,7 +184,7 @@ async fn transcode(
             "a dependency is unavailable, retry later",
         ));
     };
-    let metadata = metadata(caller, audience, parts.headers.get("traceparent"))?;
+    let metadata = metadata(caller, audience)?;
     let timeout = deadline(&parts.headers, gateway.config.upstream_timeout);
     tracing::debug!(rpc = route.rpc().full_name(), "transcoded");
 

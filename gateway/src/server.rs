@@ -171,7 +171,7 @@ pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 /// Every `/api/...` request: authenticate, then transcode.
 async fn api(State(gateway): State<Gateway>, request: Request) -> Response {
     let id = request_id(request.headers());
-    let span = tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id = %id, org_id = tracing::field::Empty);
+    let span = edge_span(&request, &id);
     // The span is attached to the future, never entered across an await: a
     // guard held over an await point leaves the span entered on whichever
     // task the worker thread polls next, and the registry panics when one
@@ -206,16 +206,58 @@ async fn api(State(gateway): State<Gateway>, request: Request) -> Response {
             Ok(matched) => matched,
             Err(error) => return Ok(crate::rest::no_route(error)),
         };
+        record_route(request.method(), matched.route().template().as_str());
         let caller = gateway.caller(request.headers(), id.clone()).await?;
         crate::rest::handle_matched(&gateway, &caller, matched, request).await
     }
-    .instrument(span)
+    .instrument(span.clone())
     .await;
     let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    record_status(&span, response.status());
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
     }
     response
+}
+
+/// The server span of an edge request (`http.request.method`, `url.path`,
+/// `http.route` once matched, `http.response.status_code`): it starts a W3C
+/// trace, or continues the client's when it sent a valid `traceparent`, and
+/// every call the request makes carries it on.
+pub fn edge_span<B>(request: &axum::http::Request<B>, request_id: &str) -> tracing::Span {
+    let method = request.method().as_str();
+    let span = tracing::info_span!(
+        "http",
+        otel.name = method,
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        method = method,
+        path = %request.uri().path(),
+        http.request.method = method,
+        url.path = %request.uri().path(),
+        http.route = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+        request_id = %request_id,
+        org_id = tracing::field::Empty,
+    );
+    treven_mesh::trace::continue_from(&span, request.headers());
+    span
+}
+
+/// Names the current edge span after its route template
+/// (`POST /api/reports/{report_id}/approve`).
+fn record_route(method: &axum::http::Method, template: &str) {
+    let span = tracing::Span::current();
+    span.record("http.route", template);
+    treven_mesh::trace::rename(&span, format!("{method} {template}"));
+}
+
+/// Records the answer's status on an edge span (5xx marks it failed).
+pub fn record_status(span: &tracing::Span, status: StatusCode) {
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "error");
+    }
 }
 
 /// Serves the gateway on `listener` until `shutdown`, then drains: new

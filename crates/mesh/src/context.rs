@@ -656,15 +656,17 @@ pub fn context_of<T>(request: &Request<T>) -> Result<MeshContext, ServiceError> 
         })
 }
 
-/// Adds `token` to an outgoing request, and bounds its timeout by what is
-/// left of the deadline of the call being served (every outbound call goes
-/// through here; see [`crate::deadline`]).
+/// Adds `token` to an outgoing request, bounds its timeout by what is
+/// left of the deadline of the call being served, and puts the current
+/// span's W3C trace context on it (every outbound call goes through here;
+/// see [`crate::deadline`] and [`crate::trace`]).
 pub fn attach_context<T>(request: &mut Request<T>, token: &str) -> Result<(), ServiceError> {
     let value = token
         .parse()
         .map_err(|_| ServiceError::internal(anyhow::anyhow!("context token is not ASCII")))?;
     request.metadata_mut().insert(CONTEXT_HEADER, value);
     crate::deadline::bound_outgoing(request.metadata_mut());
+    crate::trace::inject_metadata(request.metadata_mut());
     Ok(())
 }
 

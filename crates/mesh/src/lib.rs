@@ -11,7 +11,8 @@
 //! - [`client`]: channels with connect timeouts and per-call deadlines;
 //! - [`discovery`]: channels that re-resolve DNS (Cloud Map) and balance;
 //! - [`events`]: events for WebSocket clients, published through Redis;
-//! - [`telemetry`]: JSON or pretty logs, optional OTLP export;
+//! - [`telemetry`]: JSON or pretty logs with trace ids, optional OTLP export;
+//! - [`trace`]: W3C trace context on every hop, store/model/job spans;
 //! - [`tls`]: trust roots for Postgres/Redis, the mesh CA, TLS servers and clients;
 //! - [`shutdown`]: SIGTERM/SIGINT handling;
 //! - [`wire`]: protobuf well-known types to and from domain types.
@@ -34,6 +35,7 @@ pub mod server;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
+pub mod trace;
 pub mod wire;
 
 pub use context::{MeshContext, MeshKey, OrgId, Principal, Role, Signer};

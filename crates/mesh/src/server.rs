@@ -131,7 +131,8 @@ pub async fn serve(
     let reflection_v1alpha = reflection().build_v1alpha().context("reflection v1alpha")?;
 
     let router = tonic::transport::Server::builder()
-        // One span per request, carrying trace and request ids into every log line.
+        // One server span per request, continuing the caller's W3C trace and
+        // carrying trace and request ids into every log line.
         .trace_fn(request_span)
         // Dead peers are noticed and their streams freed.
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
@@ -143,6 +144,9 @@ pub async fn serve(
                 // Each handler knows its caller's deadline, so the calls it
                 // makes carry what is left of it (see `crate::deadline`).
                 .layer(crate::deadline::DeadlineLayer)
+                // The call's span lasts until its response (a stream
+                // included) is sent, and records its gRPC status.
+                .layer(crate::trace::GrpcStatusLayer)
                 // Outermost: a call beyond the limit is refused before any
                 // work (context check, decoding) is spent on it.
                 .layer(shed::ConcurrencyLimitLayer::new(

@@ -14,6 +14,7 @@
 //! `usage`.
 
 use std::collections::HashMap;
+use treven_mesh::trace::{self, Traced as _};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -104,6 +105,10 @@ impl Store {
             .key("SK", s(sk))
             .consistent_read(true)
             .send()
+            .traced(trace::with_org(
+                trace::dynamodb("GetItem", &self.table),
+                org,
+            ))
             .await
             .map_err(|e| classify("get item", e))?;
         Ok(output.item)

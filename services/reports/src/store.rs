@@ -22,6 +22,7 @@ pub use reports::{NewVersion, ReportFilter, SearchPosition};
 use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
 use treven_mesh::postgres::{self, PgFailure, StoreConflict};
+use treven_mesh::trace::{self, Traced as _};
 use treven_mesh::{OrgId, ServiceError};
 
 use crate::config::{PoolOptions, SCHEMA};
@@ -81,6 +82,7 @@ impl PgStore {
     pub async fn migrate(&self) -> anyhow::Result<()> {
         sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
             .execute(&self.pool)
+            .traced(trace::postgres("reports.migrate", "CREATE"))
             .await?;
         MIGRATOR.run(&self.pool).await?;
         Ok(())

@@ -14,6 +14,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 use tokio::sync::Notify;
+use tracing::Instrument as _;
+use treven_mesh::trace::{self, Traced as _};
 use treven_mesh::{CancellationToken, ErrorCode, MeshContext, ServiceError, Signer};
 use uuid::Uuid;
 
@@ -51,6 +53,17 @@ impl From<crate::store::StoreError> for AttemptError {
     fn from(error: crate::store::StoreError) -> Self {
         AttemptError::Retry(error.to_string())
     }
+}
+
+/// The span of one step of a job (`reports.job.generate`), a child of the
+/// job's span.
+fn step(name: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "job_step",
+        otel.name = name,
+        otel.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    )
 }
 
 /// One generation worker.
@@ -133,7 +146,27 @@ impl Worker {
         )
     }
 
+    /// Runs one job in its span, which continues the trace of the request
+    /// that queued it: every step, store call and onward call of the job
+    /// is part of that request's trace.
     async fn process(&self, job: JobClaim, shutdown: &CancellationToken) {
+        let span = tracing::info_span!(
+            "report_job",
+            otel.name = "reports.generate_job",
+            otel.kind = "consumer",
+            otel.status_code = tracing::field::Empty,
+            org_id = %job.org_id,
+            job_id = %job.id,
+            report_id = %job.report_id,
+            attempt = job.attempts,
+            worker_id = %self.id,
+            outcome = tracing::field::Empty,
+        );
+        trace::continue_traceparent(&span, &job.traceparent);
+        self.process_in_span(job, shutdown).instrument(span).await;
+    }
+
+    async fn process_in_span(&self, job: JobClaim, shutdown: &CancellationToken) {
         tracing::info!(worker_id = %self.id, job_id = %job.id, report_id = %job.report_id, org_id = %job.org_id, attempt = job.attempts, "report job claimed");
         let context = self.context(&job);
         let outcome = if job.attempts > self.options.max_attempts {
@@ -170,17 +203,29 @@ impl Worker {
                 }
             }
         };
+        let span = tracing::Span::current();
         let result = match outcome {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                span.record("outcome", "succeeded");
+                Ok(())
+            }
             Err(AttemptError::LeaseLost) => {
+                span.record("outcome", "lease_lost");
                 tracing::warn!(job_id = %job.id, "report job lease lost; another worker has it");
                 Ok(())
             }
             Err(AttemptError::Retry(reason)) if job.attempts < self.options.max_attempts => {
-                self.retry(&job, &reason).await
+                span.record("outcome", "retry");
+                self.retry(&job, &reason)
+                    .traced(step("reports.job.retry"))
+                    .await
             }
             Err(AttemptError::Retry(reason) | AttemptError::Permanent(reason)) => {
-                self.fail(&job, &context, &reason).await
+                span.record("outcome", "failed");
+                span.record("otel.status_code", "error");
+                self.fail(&job, &context, &reason)
+                    .traced(step("reports.job.fail"))
+                    .await
             }
         };
         if let Err(error) = result {
@@ -237,7 +282,7 @@ impl Worker {
     }
 
     async fn attempt(&self, job: &JobClaim, context: &MeshContext) -> Result<(), AttemptError> {
-        let (report, documents, saved) = {
+        let (report, documents, saved) = async {
             let mut tx = self.store.begin(job.org_id, &job.requested_by).await?;
             let report = tx
                 .report(job.report_id, false)
@@ -250,8 +295,10 @@ impl Worker {
                 .into_iter()
                 .map(|(s, _, _)| s)
                 .collect();
-            (report, documents, saved)
-        };
+            Ok::<_, AttemptError>((report, documents, saved))
+        }
+        .traced(step("reports.job.load"))
+        .await?;
         if report.status != Status::Generating {
             // Finished by an earlier holder that lost its lease after
             // committing: nothing left to do.
@@ -278,9 +325,12 @@ impl Worker {
                 saved.len(),
                 wanted.len(),
             )
+            .traced(step("reports.job.generate"))
             .await?;
         }
-        self.complete(job, context).await
+        self.complete(job, context)
+            .traced(step("reports.job.complete"))
+            .await
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -99,7 +99,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         return check_config(&env, &args.target);
     }
 
-    let telemetry = telemetry::init(&telemetry_config, "treven")?;
+    // Spans name the role that made them (`service.name`); a process
+    // serving several roles is `treven`.
+    let service_name = match roles.as_slice() {
+        [role] => role.name(),
+        _ => "treven",
+    };
+    let telemetry = telemetry::init(&telemetry_config, service_name)?;
     let keys = key_source.load().await?;
     // Each role signs as its own principal: its key must be here.
     for role in &roles {

@@ -14,6 +14,7 @@
 use chrono::Utc;
 use serde_json::json;
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 use treven_mesh::events::{EventChannel, EventKind};
 use treven_mesh::{ErrorCode, MeshContext, OrgId, ServiceError};
 use uuid::Uuid;
@@ -207,11 +208,15 @@ impl Agents {
         let service = self.clone();
         let tool_ctx =
             ToolContext::new(ctx.clone(), context.country.clone(), context.sector.clone());
-        tokio::spawn(async move {
-            service
-                .reply(org, conversation, user, request, tool_ctx, out)
-                .await;
-        });
+        // The task continues the call's trace (its span is the parent).
+        tokio::spawn(
+            async move {
+                service
+                    .reply(org, conversation, user, request, tool_ctx, out)
+                    .await;
+            }
+            .in_current_span(),
+        );
         Ok(receiver)
     }
 

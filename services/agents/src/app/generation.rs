@@ -3,6 +3,7 @@
 //! finish, and recorded as a generator run.
 
 use std::time::Instant;
+use tracing::Instrument as _;
 
 use chrono::Utc;
 use serde_json::{Value, json};
@@ -98,53 +99,57 @@ impl Agents {
         let (out, receiver) = mpsc::channel(64);
         let service = self.clone();
         let caller = ctx.clone();
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let (sender, mut events) = mpsc::channel(64);
-            let work = async {
-                let sender = sender;
-                tokio::time::timeout(
-                    service.inner.limits.max_stream,
-                    service.generate(&caller, run.org_id, input, &sender),
-                )
-                .await
-            };
-            let forward = async {
-                while let Some(event) = events.recv().await {
-                    let _ = out.send(event).await;
-                }
-            };
-            let (result, ()) = tokio::join!(work, forward);
-            let result = result.unwrap_or_else(|_| {
-                Err((
-                    ErrorCode::Unavailable,
-                    "the generation took too long and was stopped".to_owned(),
-                    Box::default(),
-                ))
-            });
-            match result {
-                Ok((sections, outcome, cost)) => {
-                    let output = json!({ "sections": sections });
-                    service
-                        .finish_run(run.clone(), Ok(output), &outcome, cost, started)
-                        .await;
-                    let _ = out
-                        .send(GenerationEvent::Done {
-                            run_id: run.id,
-                            usage: outcome.usage,
-                            cost_nanos: cost,
-                        })
-                        .await;
-                }
-                Err((code, message, outcome)) => {
-                    let cost = cost_nanos(&outcome.model_id, outcome.usage);
-                    service
-                        .finish_run(run, Err(message.clone()), &outcome, cost, started)
-                        .await;
-                    let _ = out.send(GenerationEvent::Error { code, message }).await;
+        // The task continues the call's trace (its span is the parent).
+        tokio::spawn(
+            async move {
+                let started = Instant::now();
+                let (sender, mut events) = mpsc::channel(64);
+                let work = async {
+                    let sender = sender;
+                    tokio::time::timeout(
+                        service.inner.limits.max_stream,
+                        service.generate(&caller, run.org_id, input, &sender),
+                    )
+                    .await
+                };
+                let forward = async {
+                    while let Some(event) = events.recv().await {
+                        let _ = out.send(event).await;
+                    }
+                };
+                let (result, ()) = tokio::join!(work, forward);
+                let result = result.unwrap_or_else(|_| {
+                    Err((
+                        ErrorCode::Unavailable,
+                        "the generation took too long and was stopped".to_owned(),
+                        Box::default(),
+                    ))
+                });
+                match result {
+                    Ok((sections, outcome, cost)) => {
+                        let output = json!({ "sections": sections });
+                        service
+                            .finish_run(run.clone(), Ok(output), &outcome, cost, started)
+                            .await;
+                        let _ = out
+                            .send(GenerationEvent::Done {
+                                run_id: run.id,
+                                usage: outcome.usage,
+                                cost_nanos: cost,
+                            })
+                            .await;
+                    }
+                    Err((code, message, outcome)) => {
+                        let cost = cost_nanos(&outcome.model_id, outcome.usage);
+                        service
+                            .finish_run(run, Err(message.clone()), &outcome, cost, started)
+                            .await;
+                        let _ = out.send(GenerationEvent::Error { code, message }).await;
+                    }
                 }
             }
-        });
+            .in_current_span(),
+        );
         Ok(receiver)
     }
 

@@ -13,6 +13,7 @@
 //! stores no output.
 
 use std::time::Instant;
+use tracing::Instrument as _;
 
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -232,40 +233,44 @@ impl Agents {
         let caller = ctx.clone();
         let override_model = (!model_id.is_empty()).then(|| model_id.to_owned());
         let started_run = run.clone();
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let org = run.org_id;
-            let (mut result, outcome, cost) = service
-                .execute(&caller, org, kind, request, override_model)
-                .await;
-            if result.is_ok()
-                && let Err(message) = service
-                    .audit_output_decisions(&caller, run.id, kind, &outcome)
-                    .await
-            {
-                result = Err(message);
-            }
-            if !outcome.redactions.is_empty() {
+        // The task continues the call's trace (its span is the parent).
+        tokio::spawn(
+            async move {
+                let started = Instant::now();
+                let org = run.org_id;
+                let (mut result, outcome, cost) = service
+                    .execute(&caller, org, kind, request, override_model)
+                    .await;
+                if result.is_ok()
+                    && let Err(message) = service
+                        .audit_output_decisions(&caller, run.id, kind, &outcome)
+                        .await
+                {
+                    result = Err(message);
+                }
+                if !outcome.redactions.is_empty() {
+                    service
+                        .audit_best_effort(
+                            &caller,
+                            AuditEntry {
+                                action: RUN_PII_REDACTED_ACTION,
+                                resource_type: RUN_RESOURCE,
+                                resource_id: run.id.to_string(),
+                                details: json!({
+                                    "kind": kind,
+                                    "redacted": outcome.redactions.to_json(),
+                                    "total": outcome.redactions.total(),
+                                }),
+                            },
+                        )
+                        .await;
+                }
                 service
-                    .audit_best_effort(
-                        &caller,
-                        AuditEntry {
-                            action: RUN_PII_REDACTED_ACTION,
-                            resource_type: RUN_RESOURCE,
-                            resource_id: run.id.to_string(),
-                            details: json!({
-                                "kind": kind,
-                                "redacted": outcome.redactions.to_json(),
-                                "total": outcome.redactions.total(),
-                            }),
-                        },
-                    )
+                    .finish_run(run, result, &outcome, cost, started)
                     .await;
             }
-            service
-                .finish_run(run, result, &outcome, cost, started)
-                .await;
-        });
+            .in_current_span(),
+        );
         Ok(started_run)
     }
 

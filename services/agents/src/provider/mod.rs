@@ -242,6 +242,80 @@ pub trait Provider: Send + Sync + 'static {
     fn stream(&self, request: ModelRequest) -> EventStream;
 }
 
+/// `stream`, a call to `model` of `provider`, in a `gen_ai` span (see
+/// [`treven_mesh::trace::model_call`]) that lasts until the stream ends or
+/// is dropped: the tokens used, the time to the first output and why the
+/// model stopped are recorded on it; a failure marks it as an error. The
+/// prompt and the answer are not.
+pub fn traced(provider: &'static str, model: &str, stream: EventStream) -> EventStream {
+    Box::pin(TracedStream {
+        inner: stream,
+        span: treven_mesh::trace::model_call(provider, model),
+        started: std::time::Instant::now(),
+        answered: false,
+    })
+}
+
+struct TracedStream {
+    inner: EventStream,
+    span: tracing::Span,
+    started: std::time::Instant,
+    answered: bool,
+}
+
+impl Stream for TracedStream {
+    type Item = Result<ModelEvent, ProviderError>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let _entered = this.span.enter();
+        let polled = this.inner.as_mut().poll_next(cx);
+        match &polled {
+            std::task::Poll::Ready(Some(Ok(ModelEvent::Text(_) | ModelEvent::ToolUse { .. })))
+                if !this.answered =>
+            {
+                this.answered = true;
+                this.span.record(
+                    "gen_ai.server.time_to_first_token",
+                    this.started.elapsed().as_secs_f64(),
+                );
+            }
+            std::task::Poll::Ready(Some(Ok(ModelEvent::Usage(usage)))) => {
+                this.span
+                    .record("gen_ai.usage.input_tokens", usage.input_tokens);
+                this.span
+                    .record("gen_ai.usage.output_tokens", usage.output_tokens);
+                this.span
+                    .record("gen_ai.usage.cache_read_tokens", usage.cache_read_tokens);
+            }
+            std::task::Poll::Ready(Some(Ok(ModelEvent::Stop(reason)))) => {
+                let reason = match reason {
+                    StopReason::EndTurn => "stop",
+                    StopReason::ToolUse => "tool_calls",
+                    StopReason::MaxTokens => "length",
+                    StopReason::Other(_) => "other",
+                };
+                this.span.record("gen_ai.response.finish_reasons", reason);
+            }
+            std::task::Poll::Ready(Some(Err(error))) => {
+                let kind = match error.kind {
+                    ErrorKind::Throttled => "throttled",
+                    ErrorKind::Unavailable => "unavailable",
+                    ErrorKind::NotReady => "not_ready",
+                    ErrorKind::Invalid => "invalid",
+                    ErrorKind::Failed => "failed",
+                };
+                treven_mesh::trace::record_error(&this.span, kind);
+            }
+            _ => {}
+        }
+        polled
+    }
+}
+
 /// Nano-dollars (USD × 10⁻⁹) per token: input, output, cache read, cache write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Price {

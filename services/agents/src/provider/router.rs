@@ -248,7 +248,12 @@ impl Router {
         let mut delay = self.retry_base;
         let mut attempt = 1;
         loop {
-            let mut stream = provider.stream(request.clone());
+            let model = request
+                .model_override
+                .clone()
+                .unwrap_or_else(|| provider.model_id().to_owned());
+            let mut stream =
+                super::traced(provider.name(), &model, provider.stream(request.clone()));
             let error = match stream.next().await {
                 Some(Ok(event)) => return Ok((event, stream)),
                 Some(Err(error)) => error,

@@ -1,6 +1,7 @@
 //! Conversations (also indexed by last activity on GSI1) and their messages.
 
 use std::collections::HashMap;
+use treven_mesh::trace::{self, Traced as _};
 
 use treven_mesh::OrgId;
 use treven_mesh::aws::classify;
@@ -62,6 +63,7 @@ impl Store {
             .set_item(Some(Self::conversation_item(c)?))
             .condition_expression("attribute_not_exists(PK)")
             .send()
+            .traced(trace::dynamodb("PutItem", &self.table))
             .await
             .map_err(|e| classify("put conversation", e))?;
         Ok(())
@@ -76,6 +78,7 @@ impl Store {
             .set_item(Some(Self::conversation_item(c)?))
             .condition_expression("attribute_exists(PK)")
             .send()
+            .traced(trace::dynamodb("PutItem", &self.table))
             .await
             .map_err(|e| classify("update conversation", e))?;
         Ok(())
@@ -205,6 +208,7 @@ impl Store {
         }
         let output = query
             .send()
+            .traced(trace::with_org(trace::dynamodb("Query", &self.table), org))
             .await
             .map_err(|e| classify("list conversations", e))?;
         let next = output
@@ -227,6 +231,10 @@ impl Store {
             .item("body", body(message)?)
             .condition_expression("attribute_not_exists(PK)")
             .send()
+            .traced(trace::with_org(
+                trace::dynamodb("PutItem", &self.table),
+                org,
+            ))
             .await
             .map_err(|e| classify("put message", e))?;
         Ok(())
@@ -257,6 +265,7 @@ impl Store {
         }
         let output = query
             .send()
+            .traced(trace::with_org(trace::dynamodb("Query", &self.table), org))
             .await
             .map_err(|e| classify("list messages", e))?;
         let next = output.last_evaluated_key.and_then(|key| {

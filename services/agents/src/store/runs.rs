@@ -2,6 +2,7 @@
 
 use treven_mesh::OrgId;
 use treven_mesh::aws::classify;
+use treven_mesh::trace::{self, Traced as _};
 use uuid::Uuid;
 
 use super::{Result, Store, body, parse, pk, s};
@@ -18,6 +19,7 @@ impl Store {
             .item("kind", s("run"))
             .item("body", body(run)?)
             .send()
+            .traced(trace::dynamodb("PutItem", &self.table))
             .await
             .map_err(|e| classify("put run", e))?;
         Ok(())

@@ -3,6 +3,7 @@
 
 use treven_mesh::OrgId;
 use treven_mesh::aws::classify;
+use treven_mesh::trace::{self, Traced as _};
 
 use super::{Item, Result, Store, n, number, pk, s};
 use crate::model::ModelUsage;
@@ -35,6 +36,7 @@ impl Store {
             .expression_attribute_values(":c", n(cost_nanos))
             .expression_attribute_values(":one", n(1))
             .send()
+            .traced(trace::with_org(trace::dynamodb("UpdateItem", &self.table), org))
             .await
             .map_err(|e| classify("add usage", e))?;
         Ok(())
@@ -55,6 +57,7 @@ impl Store {
                 .set_exclusive_start_key(start.take())
                 .consistent_read(true)
                 .send()
+                .traced(trace::with_org(trace::dynamodb("Query", &self.table), org))
                 .await
                 .map_err(|e| classify("query usage", e))?;
             for item in output.items.unwrap_or_default() {

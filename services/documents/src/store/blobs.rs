@@ -5,6 +5,7 @@
 mod streaming;
 
 use std::time::Duration;
+use treven_mesh::trace::{self, Traced as _};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::presigning::PresigningConfig;
@@ -136,6 +137,7 @@ impl BlobStore {
             .key(key)
             .checksum_mode(ChecksumMode::Enabled)
             .send()
+            .traced(trace::s3("HeadObject", &self.bucket))
             .await
         {
             Ok(head) => Ok(Some(ObjectInfo {
@@ -158,6 +160,7 @@ impl BlobStore {
             .key(key)
             .set_version_id(Some(version_id.to_owned()).filter(|v| !v.is_empty()))
             .send()
+            .traced(trace::s3("GetObject", &self.bucket))
             .await
             .map_err(|e| classify("s3 get", e))?;
         let mut body = object.body;
@@ -183,6 +186,7 @@ impl BlobStore {
             .key(key)
             .set_version_id(Some(version_id.to_owned()).filter(|v| !v.is_empty()))
             .send()
+            .traced(trace::s3("GetObject", &self.bucket))
             .await
             .map_err(|e| classify("s3 get", e))?;
         if object.content_length().unwrap_or_default() as usize > max {
@@ -211,6 +215,7 @@ impl BlobStore {
             .server_side_encryption(ServerSideEncryption::Aes256)
             .body(ByteStream::from(bytes))
             .send()
+            .traced(trace::s3("PutObject", &self.bucket))
             .await
             .map_err(|e| classify("s3 put", e))?;
         Ok(output.version_id().unwrap_or_default().to_owned())
@@ -231,6 +236,7 @@ impl BlobStore {
             .bucket(&self.bucket)
             .key(key)
             .send()
+            .traced(trace::s3("DeleteObject", &self.bucket))
             .await
             .map_err(|e| classify("s3 delete", e))?;
         Ok(())
@@ -253,6 +259,7 @@ impl BlobStore {
             .set_version_id_marker(after)
             .max_keys(limit as i32 + 1)
             .send()
+            .traced(trace::s3("ListObjectVersions", &self.bucket))
             .await
             .map_err(|e| classify("s3 list versions", e))?;
         let time = |t: Option<&aws_sdk_s3::primitives::DateTime>| {
@@ -300,6 +307,7 @@ impl BlobStore {
                 .version_id(&version.version_id)
                 .checksum_mode(ChecksumMode::Enabled)
                 .send()
+                .traced(trace::s3("HeadObject", &self.bucket))
                 .await
                 .map_err(|e| classify("s3 head version", e))?;
             version.sha256 = head.checksum_sha256().and_then(Sha256Hex::from_base64);

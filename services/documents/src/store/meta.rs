@@ -10,6 +10,7 @@
 //! lags). Completing the upload removes the attribute.
 
 use std::collections::HashMap;
+use treven_mesh::trace::{self, Traced as _};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -126,6 +127,7 @@ impl MetaStore {
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(PK)")
             .send()
+            .traced(trace::dynamodb("PutItem", &self.table))
             .await
             .map_err(|e| {
                 if condition_failed(&e) {
@@ -174,6 +176,10 @@ impl MetaStore {
             .key("SK", s(format!("DOC#{id}")))
             .consistent_read(true)
             .send()
+            .traced(trace::with_org(
+                trace::dynamodb("GetItem", &self.table),
+                org,
+            ))
             .await
             .map_err(|e| classify("dynamodb get document", e))?;
         output
@@ -210,6 +216,7 @@ impl MetaStore {
             .expression_attribute_values(":now", s(Utc::now().to_rfc3339()))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
             .send()
+            .traced(trace::with_org(trace::dynamodb("UpdateItem", &self.table), org))
             .await;
         match result {
             Ok(output) => output
@@ -236,6 +243,10 @@ impl MetaStore {
             .expression_attribute_values(":deleted", s(DocumentStatus::Deleted.as_str()))
             .expression_attribute_values(":now", s(Utc::now().to_rfc3339()))
             .send()
+            .traced(trace::with_org(
+                trace::dynamodb("UpdateItem", &self.table),
+                org,
+            ))
             .await;
         match result {
             Ok(_) => Ok(true),
@@ -289,6 +300,7 @@ impl MetaStore {
                 .limit((limit + 1) as i32)
                 .set_exclusive_start_key(start.take())
                 .send()
+                .traced(trace::with_org(trace::dynamodb("Query", &self.table), org))
                 .await
                 .map_err(|e| classify("dynamodb query documents", e))?;
             for item in output.items() {
@@ -321,6 +333,10 @@ impl MetaStore {
             .item("kind", s("source"))
             .item("data", s(data))
             .send()
+            .traced(trace::with_org(
+                trace::dynamodb("PutItem", &self.table),
+                org,
+            ))
             .await
             .map_err(|e| classify("dynamodb put source", e))?;
         Ok(())
@@ -335,6 +351,10 @@ impl MetaStore {
             .key("PK", pk(org))
             .key("SK", s(format!("SRC#{id}")))
             .send()
+            .traced(trace::with_org(
+                trace::dynamodb("GetItem", &self.table),
+                org,
+            ))
             .await
             .map_err(|e| classify("dynamodb get source", e))?;
         output
@@ -366,6 +386,7 @@ impl MetaStore {
                 .expression_attribute_values(":prefix", s(prefix))
                 .set_exclusive_start_key(start)
                 .send()
+                .traced(trace::with_org(trace::dynamodb("Query", &self.table), org))
                 .await
                 .map_err(|e| classify("dynamodb query", e))?;
             items.extend(output.items.unwrap_or_default());
@@ -401,6 +422,10 @@ impl MetaStore {
             .item("stored_at", s(Utc::now().to_rfc3339()))
             .condition_expression("attribute_not_exists(PK)")
             .send()
+            .traced(trace::with_org(
+                trace::dynamodb("PutItem", &self.table),
+                org,
+            ))
             .await;
         match result {
             Ok(_) => Ok(true),
@@ -465,6 +490,10 @@ impl MetaStore {
             .item("created_at", s(Utc::now().to_rfc3339()))
             .condition_expression("attribute_not_exists(PK)")
             .send()
+            .traced(trace::with_org(
+                trace::dynamodb("PutItem", &self.table),
+                org,
+            ))
             .await
             .map_err(|e| classify("dynamodb put export", e))?;
         Ok(())
@@ -502,6 +531,10 @@ impl MetaStore {
             .condition_expression("attribute_not_exists(PK) OR sha256 = :sha")
             .expression_attribute_values(":sha", s(artifact.sha256.as_str()))
             .send()
+            .traced(trace::with_org(
+                trace::dynamodb("PutItem", &self.table),
+                org,
+            ))
             .await;
         match result {
             Ok(_) => Ok(artifact.clone()),
@@ -532,6 +565,10 @@ impl MetaStore {
             )
             .consistent_read(true)
             .send()
+            .traced(trace::with_org(
+                trace::dynamodb("GetItem", &self.table),
+                org,
+            ))
             .await
             .map_err(|e| classify("dynamodb get artifact", e))?;
         let Some(item) = output.item else {

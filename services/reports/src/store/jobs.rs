@@ -3,6 +3,7 @@
 //! [`OrgTx`] they check the lease, save sections and finish or retry the job.
 
 use std::time::Duration;
+use treven_mesh::trace::{self, Traced as _};
 
 use treven_mesh::{OrgId, Role};
 use uuid::Uuid;
@@ -28,6 +29,8 @@ pub struct JobClaim {
     pub request_id: String,
     /// Attempts so far, this one included.
     pub attempts: i32,
+    /// The W3C trace context of the request that queued it (empty if none).
+    pub traceparent: String,
 }
 
 impl PgStore {
@@ -43,11 +46,13 @@ impl PgStore {
                  WHERE (state = 'queued' AND run_after <= clock_timestamp()) \
                     OR (state = 'running' AND lease_expires_at < clock_timestamp()) \
                  ORDER BY run_after LIMIT 1 FOR UPDATE SKIP LOCKED) \
-             RETURNING id, org_id, report_id, requested_by, requester_roles, request_id, attempts",
+             RETURNING id, org_id, report_id, requested_by, requester_roles, request_id, attempts, \
+                traceparent",
         )
         .bind(worker)
         .bind(lease.as_millis() as f64)
         .fetch_optional(&self.pool)
+        .traced(trace::postgres("reports.claim_job", "UPDATE"))
         .await?;
         row.map(TryInto::try_into).transpose()
     }
@@ -64,6 +69,7 @@ impl PgStore {
         .bind(worker)
         .bind(lease.as_millis() as f64)
         .execute(&self.pool)
+        .traced(trace::postgres("reports.heartbeat", "UPDATE"))
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -78,6 +84,7 @@ impl PgStore {
         .bind(job)
         .bind(worker)
         .execute(&self.pool)
+        .traced(trace::postgres("reports.release", "UPDATE"))
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -95,6 +102,7 @@ impl OrgTx {
         .bind(job)
         .bind(worker)
         .fetch_optional(&mut *self.tx)
+        .traced(trace::postgres("reports.holds_lease", "SELECT"))
         .await?;
         Ok(held.is_some())
     }
@@ -119,6 +127,7 @@ impl OrgTx {
         .bind(to_json(content)?)
         .bind(redactions as i32)
         .execute(&mut *self.tx)
+        .traced(trace::postgres("reports.save_job_section", "INSERT"))
         .await?;
         Ok(())
     }
@@ -131,6 +140,7 @@ impl OrgTx {
         .bind(self.tx.org_id().as_uuid())
         .bind(job)
         .fetch_all(&mut *self.tx)
+        .traced(trace::postgres("reports.job_sections", "SELECT"))
         .await?;
         rows.into_iter()
             .map(|(section, content, redactions)| {
@@ -153,6 +163,7 @@ impl OrgTx {
         .bind(if succeeded { "succeeded" } else { "failed" })
         .bind(error)
         .execute(&mut *self.tx)
+        .traced(trace::postgres("reports.finish_job", "UPDATE"))
         .await?;
         Ok(())
     }
@@ -168,6 +179,7 @@ impl OrgTx {
         .bind(error)
         .bind(delay.as_millis() as f64)
         .execute(&mut *self.tx)
+        .traced(trace::postgres("reports.retry_job", "UPDATE"))
         .await?;
         Ok(())
     }
@@ -182,6 +194,7 @@ struct JobRow {
     requester_roles: serde_json::Value,
     request_id: String,
     attempts: i32,
+    traceparent: String,
 }
 
 impl TryFrom<JobRow> for JobClaim {
@@ -195,6 +208,7 @@ impl TryFrom<JobRow> for JobClaim {
             requester_roles: from_json("requester_roles", row.requester_roles)?,
             request_id: row.request_id,
             attempts: row.attempts,
+            traceparent: row.traceparent,
         })
     }
 }

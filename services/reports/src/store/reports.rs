@@ -1,6 +1,7 @@
 //! Reports and their versions, read and written inside an [`OrgTx`].
 
 use std::collections::HashSet;
+use treven_mesh::trace::{self, Traced as _};
 
 use chrono::{DateTime, Utc};
 use treven_mesh::{OrgId, Role};
@@ -69,10 +70,11 @@ impl OrgTx {
         .bind(to_json(&document_ids)?)
         .bind(self.tx.actor_id().to_owned())
         .fetch_one(&mut *self.tx)
+        .traced(trace::postgres("reports.insert_report_with_job", "INSERT"))
         .await?;
         sqlx::query(
-            "INSERT INTO report_jobs (id, org_id, report_id, requested_by, requester_roles, request_id, state) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'queued')",
+            "INSERT INTO report_jobs (id, org_id, report_id, requested_by, requester_roles, request_id, \
+                traceparent, state) VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued')",
         )
         .bind(Uuid::now_v7())
         .bind(self.tx.org_id().as_uuid())
@@ -80,7 +82,10 @@ impl OrgTx {
         .bind(self.tx.actor_id().to_owned())
         .bind(to_json(&roles)?)
         .bind(request_id)
+        // The worker continues the trace of the request that queued it.
+        .bind(trace::current_traceparent())
         .execute(&mut *self.tx)
+        .traced(trace::postgres("reports.insert_report_with_job", "INSERT"))
         .await?;
         row.try_into()
     }
@@ -94,6 +99,7 @@ impl OrgTx {
         .bind(self.tx.org_id().as_uuid())
         .bind(id)
         .fetch_optional(&mut *self.tx)
+        .traced(trace::postgres("reports.report", "SELECT"))
         .await?;
         row.map(TryInto::try_into).transpose()
     }
@@ -105,6 +111,7 @@ impl OrgTx {
                 .bind(self.tx.org_id().as_uuid())
                 .bind(id)
                 .fetch_optional(&mut *self.tx)
+                .traced(trace::postgres("reports.document_ids", "SELECT"))
                 .await?;
         raw.map(|v| from_json("document_ids", v))
             .transpose()
@@ -131,6 +138,7 @@ impl OrgTx {
         .bind(after.map(|(_, id)| *id))
         .bind(i64::from(limit))
         .fetch_all(&mut *self.tx)
+        .traced(trace::postgres("reports.reports", "SELECT"))
         .await?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
@@ -183,6 +191,7 @@ impl OrgTx {
         .bind(report)
         .bind(number)
         .fetch_optional(&mut *self.tx)
+        .traced(trace::postgres("reports.version", "SELECT"))
         .await?;
         match row {
             None => Ok(None),
@@ -209,6 +218,7 @@ impl OrgTx {
         .bind(before)
         .bind(i64::from(limit))
         .fetch_all(&mut *self.tx)
+        .traced(trace::postgres("reports.versions", "SELECT"))
         .await?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
@@ -226,6 +236,7 @@ impl OrgTx {
         .bind(report)
         .bind(number)
         .fetch_all(&mut *self.tx)
+        .traced(trace::postgres("reports.kept_findings", "SELECT"))
         .await?;
         Ok(ids.into_iter().collect())
     }
@@ -256,6 +267,7 @@ impl OrgTx {
         .bind(to_json(&version.quality_checks)?)
         .bind(to_json(&version.pii_decisions)?)
         .fetch_one(&mut *self.tx)
+        .traced(trace::postgres("reports.insert_version", "INSERT"))
         .await?;
         let report: ReportRow = sqlx::query_as(&format!(
             "UPDATE reports SET latest_version = $3, title = $4, status = $5, failure_reason = '', \
@@ -270,6 +282,7 @@ impl OrgTx {
         .bind(&version.content.title_block.title)
         .bind(status.as_str())
         .fetch_one(&mut *self.tx)
+        .traced(trace::postgres("reports.insert_version", "UPDATE"))
         .await?;
         Ok((row.try_into()?, report.try_into()?))
     }
@@ -297,6 +310,7 @@ impl OrgTx {
         .bind(approval.map(|a| a.approved_at))
         .bind(approval.map(|a| a.version))
         .fetch_one(&mut *self.tx)
+        .traced(trace::postgres("reports.set_status", "UPDATE"))
         .await?;
         row.try_into()
     }
@@ -315,6 +329,7 @@ impl OrgTx {
         .bind(submission.submitted_at)
         .bind(submission.version)
         .fetch_one(&mut *self.tx)
+        .traced(trace::postgres("reports.set_submitted", "UPDATE"))
         .await?;
         row.try_into()
     }

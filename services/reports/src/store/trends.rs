@@ -1,6 +1,7 @@
 //! The trends derived from approved reports, for the map.
 
 use chrono::{DateTime, Utc};
+use treven_mesh::trace::{self, Traced as _};
 use uuid::Uuid;
 
 use crate::model::{Confidence, ExploitationType, SourceRef, Trend};
@@ -14,6 +15,7 @@ impl OrgTx {
             .bind(self.tx.org_id().as_uuid())
             .bind(report)
             .execute(&mut *self.tx)
+            .traced(trace::postgres("reports.replace_trends", "DELETE"))
             .await?;
         for trend in trends {
             sqlx::query(
@@ -33,6 +35,7 @@ impl OrgTx {
             .bind(to_json(&trend.sources)?)
             .bind(trend.updated_at)
             .execute(&mut *self.tx)
+            .traced(trace::postgres("reports.replace_trends", "INSERT"))
             .await?;
         }
         Ok(())
@@ -62,6 +65,7 @@ impl OrgTx {
         .bind(after.map(|(_, _, id)| *id))
         .bind(i64::from(limit))
         .fetch_all(&mut *self.tx)
+        .traced(trace::postgres("reports.trends", "SELECT"))
         .await?;
         rows.into_iter().map(TryInto::try_into).collect()
     }

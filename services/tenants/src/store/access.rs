@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use treven_mesh::OrgId;
+use treven_mesh::trace::{self, Traced as _};
 use uuid::Uuid;
 
 use super::{OrgTx, Result, StoreError, column};
@@ -32,6 +33,7 @@ impl OrgTx {
         .bind(permission.as_str())
         .bind(self.tx.actor_id().to_owned())
         .fetch_one(&mut *self.tx)
+        .traced(trace::postgres("tenants.upsert_access", "INSERT"))
         .await?;
         row.try_into()
     }
@@ -57,6 +59,7 @@ impl OrgTx {
         .bind(after.map(|(_, id)| *id))
         .bind(i64::from(limit))
         .fetch_all(&mut *self.tx)
+        .traced(trace::postgres("tenants.access_grants", "SELECT"))
         .await?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
@@ -69,6 +72,7 @@ impl OrgTx {
         .bind(self.tx.org_id().as_uuid())
         .bind(id)
         .fetch_optional(&mut *self.tx)
+        .traced(trace::postgres("tenants.delete_access", "DELETE"))
         .await?;
         row.map(TryInto::try_into).transpose()
     }

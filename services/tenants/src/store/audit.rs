@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use treven_mesh::OrgId;
+use treven_mesh::trace::{self, Traced as _};
 use uuid::Uuid;
 
 use super::{FieldConflict, OrgTx, Result, StoreError};
@@ -43,6 +44,7 @@ impl OrgTx {
         .bind(after.map(|(_, id)| *id))
         .bind(i64::from(limit))
         .fetch_all(&mut *self.tx)
+        .traced(trace::postgres("tenants.audit_events", "SELECT"))
         .await?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
@@ -104,6 +106,7 @@ pub(super) async fn insert_audit(
     .bind(request_id)
     .bind(event.occurred_at)
     .fetch_optional(&mut *connection)
+    .traced(trace::postgres("tenants.insert_audit", "INSERT"))
     .await?;
     if let Some(row) = inserted {
         return row.try_into();

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use treven_mesh::OrgId;
+use treven_mesh::trace::{self, Traced as _};
 use uuid::Uuid;
 
 use super::{OrgTx, PgStore, Result, StoreError, column};
@@ -23,12 +24,14 @@ impl PgStore {
         .bind(name.as_str())
         .bind(kind.as_str())
         .execute(&self.pool)
+        .traced(trace::postgres("tenants.admin_ensure_org", "INSERT"))
         .await?;
         let row: OrgRow = sqlx::query_as(&format!(
             "SELECT {ORG_COLUMNS} FROM organisations WHERE lower(name) = lower($1)"
         ))
         .bind(name.as_str())
         .fetch_one(&self.pool)
+        .traced(trace::postgres("tenants.admin_ensure_org", "SELECT"))
         .await?;
         row.try_into()
     }
@@ -42,6 +45,7 @@ impl OrgTx {
         ))
         .bind(self.tx.org_id().as_uuid())
         .fetch_optional(&mut *self.tx)
+        .traced(trace::postgres("tenants.organisation", "SELECT"))
         .await?;
         row.map(TryInto::try_into).transpose()
     }
@@ -59,6 +63,7 @@ impl OrgTx {
         .bind(changes.name.as_ref().map(Name::as_str))
         .bind(changes.settings.as_ref())
         .fetch_optional(&mut *self.tx)
+        .traced(trace::postgres("tenants.update_organisation", "UPDATE"))
         .await?;
         row.map(TryInto::try_into).transpose()
     }

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use treven_mesh::OrgId;
+use treven_mesh::trace::{self, Traced as _};
 use uuid::Uuid;
 
 use super::{OrgTx, Result, StoreError, column};
@@ -18,6 +19,7 @@ impl OrgTx {
         .bind(self.tx.org_id().as_uuid())
         .bind(id)
         .fetch_optional(&mut *self.tx)
+        .traced(trace::postgres("tenants.partner", "SELECT"))
         .await?;
         row.map(TryInto::try_into).transpose()
     }
@@ -37,6 +39,7 @@ impl OrgTx {
         .bind(after.map(|(_, id)| *id))
         .bind(i64::from(limit))
         .fetch_all(&mut *self.tx)
+        .traced(trace::postgres("tenants.partners", "SELECT"))
         .await?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
@@ -58,6 +61,7 @@ impl OrgTx {
         .bind(kind.as_str())
         .bind(contact.as_str())
         .fetch_one(&mut *self.tx)
+        .traced(trace::postgres("tenants.insert_partner", "INSERT"))
         .await?;
         row.try_into()
     }
@@ -68,6 +72,7 @@ impl OrgTx {
             .bind(self.tx.org_id().as_uuid())
             .bind(id)
             .execute(&mut *self.tx)
+            .traced(trace::postgres("tenants.delete_partner", "DELETE"))
             .await?;
         Ok(done.rows_affected() == 1)
     }

@@ -2,6 +2,7 @@
 //! admin count that keeps an organisation administrable.
 
 use chrono::{DateTime, Utc};
+use treven_mesh::trace::{self, Traced as _};
 use treven_mesh::{OrgId, Role};
 use uuid::Uuid;
 
@@ -37,6 +38,7 @@ impl PgStore {
         .bind(role.as_str())
         .bind(cognito_sub.map(CognitoSub::as_str))
         .fetch_one(&mut *tx)
+        .traced(trace::postgres("tenants.admin_ensure_user", "INSERT"))
         .await?;
         let user: User = row.try_into()?;
         insert_audit(
@@ -66,6 +68,7 @@ impl OrgTx {
         .bind(self.tx.org_id().as_uuid())
         .bind(sub)
         .fetch_optional(&mut *self.tx)
+        .traced(trace::postgres("tenants.user_by_sub", "SELECT"))
         .await?;
         row.map(TryInto::try_into).transpose()
     }
@@ -84,6 +87,7 @@ impl OrgTx {
         .bind(email.as_str())
         .bind(sub.as_str())
         .fetch_optional(&mut *self.tx)
+        .traced(trace::postgres("tenants.link_invited_user", "UPDATE"))
         .await?;
         row.map(TryInto::try_into).transpose()
     }
@@ -96,6 +100,7 @@ impl OrgTx {
         .bind(self.tx.org_id().as_uuid())
         .bind(id)
         .fetch_optional(&mut *self.tx)
+        .traced(trace::postgres("tenants.user", "SELECT"))
         .await?;
         row.map(TryInto::try_into).transpose()
     }
@@ -119,6 +124,7 @@ impl OrgTx {
         .bind(after.map(|(_, id)| *id))
         .bind(i64::from(limit))
         .fetch_all(&mut *self.tx)
+        .traced(trace::postgres("tenants.users", "SELECT"))
         .await?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
@@ -142,6 +148,7 @@ impl OrgTx {
         .bind(role.as_str())
         .bind(sub.map(CognitoSub::as_str))
         .fetch_one(&mut *self.tx)
+        .traced(trace::postgres("tenants.insert_user", "INSERT"))
         .await?;
         row.try_into()
     }
@@ -159,6 +166,7 @@ impl OrgTx {
         .bind(changes.email.as_ref().map(Email::as_str))
         .bind(changes.role.map(Role::as_str))
         .fetch_optional(&mut *self.tx)
+        .traced(trace::postgres("tenants.update_user", "UPDATE"))
         .await?;
         row.map(TryInto::try_into).transpose()
     }
@@ -169,6 +177,7 @@ impl OrgTx {
             .bind(self.tx.org_id().as_uuid())
             .bind(id)
             .execute(&mut *self.tx)
+            .traced(trace::postgres("tenants.delete_user", "DELETE"))
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -179,6 +188,7 @@ impl OrgTx {
         sqlx::query("SELECT id FROM users WHERE org_id = $1 AND role = 'admin' FOR UPDATE")
             .bind(self.tx.org_id().as_uuid())
             .execute(&mut *self.tx)
+            .traced(trace::postgres("tenants.lock_admins", "SELECT"))
             .await?;
         Ok(())
     }
@@ -189,6 +199,7 @@ impl OrgTx {
             sqlx::query_scalar("SELECT count(*) FROM users WHERE org_id = $1 AND role = 'admin'")
                 .bind(self.tx.org_id().as_uuid())
                 .fetch_one(&mut *self.tx)
+                .traced(trace::postgres("tenants.admin_count", "SELECT"))
                 .await?;
         Ok(count)
     }

@@ -17,6 +17,7 @@ use aws_sdk_s3::types::{
 };
 use sha2::Digest as _;
 use treven_mesh::ServiceError;
+use treven_mesh::trace::{self, Traced as _};
 
 use crate::aws::classify;
 use crate::model::Sha256Hex;
@@ -127,6 +128,7 @@ impl StreamingPut {
             .server_side_encryption(ServerSideEncryption::Aes256)
             .body(ByteStream::from(body))
             .send()
+            .traced(trace::s3("PutObject", &self.bucket))
             .await
             .map_err(|e| classify("s3 put", e))?;
         Ok(output.version_id().unwrap_or_default().to_owned())
@@ -147,6 +149,7 @@ impl StreamingPut {
                     .checksum_algorithm(ChecksumAlgorithm::Sha256)
                     .server_side_encryption(ServerSideEncryption::Aes256)
                     .send()
+                    .traced(trace::s3("CreateMultipartUpload", &self.bucket))
                     .await
                     .map_err(|e| classify("s3 create multipart upload", e))?;
                 let id = created.upload_id().unwrap_or_default().to_owned();
@@ -173,6 +176,7 @@ impl StreamingPut {
             .checksum_sha256(&checksum)
             .body(ByteStream::from(body))
             .send()
+            .traced(trace::s3("UploadPart", &self.bucket))
             .await
             .map_err(|e| classify("s3 upload part", e))?;
         self.parts.push(
@@ -206,6 +210,7 @@ impl StreamingPut {
                     .build(),
             )
             .send()
+            .traced(trace::s3("CompleteMultipartUpload", &self.bucket))
             .await
             .map_err(|e| classify("s3 complete multipart upload", e))?;
         // Completed: nothing left to abort.
@@ -241,6 +246,7 @@ async fn abort_upload(client: &Client, bucket: &str, key: &str, upload_id: &str)
         .key(key)
         .upload_id(upload_id)
         .send()
+        .traced(trace::s3("AbortMultipartUpload", bucket))
         .await
     {
         Ok(_) => tracing::info!(%key, "multipart upload aborted"),
