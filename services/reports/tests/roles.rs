@@ -182,7 +182,7 @@ async fn the_workers_role_reaches_only_the_job_leases_across_organisations() {
         .await
         .expect("claim as the login role")
         .expect("the queued job of another organisation");
-    assert_eq!(claim.org_id.as_uuid(), org);
+    assert_eq!(*claim.org_id.as_uuid(), org);
     assert!(
         store
             .heartbeat(claim.id, worker, Duration::from_secs(30))
