@@ -206,7 +206,7 @@ async fn the_workers_role_reaches_only_the_job_leases_across_organisations() {
         "UPDATE report_jobs SET last_error = 'x'",
         "SELECT count(*) FROM report_versions",
     ] {
-        let mut savepoint = (&mut *tx).begin().await.unwrap();
+        let mut savepoint = (*tx).begin().await.unwrap();
         let result = sqlx::query(denied).execute(&mut *savepoint).await;
         assert!(result.is_err(), "treven_worker: {denied} must be refused");
         drop(savepoint);
