@@ -18,13 +18,17 @@
  * a `rediss://` secret (README "TLS and secrets per task").
  *
  * Least privilege: each task role gets exactly the statements listed in
- * {@link Compute.grant} and README "Least-privilege matrix".
+ * {@link Compute.grant} and README "Least-privilege matrix". Each Postgres
+ * service logs in as its own database user (its own secret); only the
+ * one-off migrate task ({@link Compute.migrateTask}) holds the master
+ * credentials.
  */
 import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as ecr from 'aws-cdk-lib/aws-ecr';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as servicediscovery from 'aws-cdk-lib/aws-servicediscovery';
 import { Construct } from 'constructs';
@@ -50,7 +54,7 @@ import {
   ServiceName,
   Settings,
 } from './config';
-import { Data } from './data';
+import { Data, PostgresUser } from './data';
 import { PiiGuardrail } from './guardrail';
 import { Identity } from './identity';
 import { Network, pascal, SUBNET_APP, SUBNET_PUBLIC } from './network';
@@ -158,6 +162,14 @@ export class Compute extends Construct {
   readonly wsListener: elbv2.ApplicationListener;
   /** Secret value CloudFront sends in {@link ORIGIN_VERIFY_HEADER}. */
   readonly originVerify: secretsmanager.Secret;
+  /**
+   * `treven migrate --target tenants,reports`, run as a one-off task before
+   * the services roll (deploy/README.md "Database migrations in AWS"): as
+   * the RDS master user (the owner) it applies the migrations and creates
+   * or updates each service's login role with the password from that
+   * service's secret. The only task given the master credentials.
+   */
+  readonly migrateTask: ecs.FargateTaskDefinition;
 
   constructor(scope: Construct, id: string, props: ComputeProps) {
     super(scope, id);
@@ -196,6 +208,8 @@ export class Compute extends Construct {
       });
       this.grant(name, this.services[name].taskRole, props);
     }
+
+    this.migrateTask = this.migrateTaskDefinition(props);
 
     // --- Internal ALB: API Gateway VPC link → gateway-api ----------------------
     this.apiAlb = new elbv2.ApplicationLoadBalancer(this, 'ApiAlb', {
@@ -310,7 +324,7 @@ export class Compute extends Construct {
     }
     for (const callee of CALLS[name]) vars[urlVar(callee)] = serviceUrl(callee);
     if (POSTGRES_USERS.includes(name)) {
-      vars[`TREVEN_${name.toUpperCase()}_DATABASE_URL`] = data.databaseUrl;
+      vars[`TREVEN_${name.toUpperCase()}_DATABASE_URL`] = data.databaseUrlFor(name as PostgresUser);
       vars.TREVEN_TLS_CA_FILE = RDS_CA_BUNDLE_PATH;
     }
     if (name === 'documents') {
@@ -337,7 +351,8 @@ export class Compute extends Construct {
       });
     }
     if (POSTGRES_USERS.includes(name)) {
-      secrets.TREVEN_DATABASE_PASSWORD = ecs.Secret.fromSecretsManager(data.dbSecret, 'password');
+      // Its own database user's password, never the master's.
+      secrets.TREVEN_DATABASE_PASSWORD = ecs.Secret.fromSecretsManager(data.dbUsers[name as PostgresUser], 'password');
     }
     if (REDIS_USERS.includes(name)) secrets.TREVEN_REDIS_URL = ecs.Secret.fromSecretsManager(data.redisUrl);
     if (name === 'agents' && data.geminiApiKey) {
@@ -346,13 +361,62 @@ export class Compute extends Construct {
     return secrets;
   }
 
+  /**
+   * The migrate task: the owner's user (plain) and password (ECS secret from
+   * the master secret), each service's URL with its login role and that
+   * role's password (ECS secrets from the services' own secrets), the RDS
+   * CA bundle. Nothing else: `treven migrate --check-config` refuses any
+   * other TREVEN_* variable.
+   */
+  private migrateTaskDefinition(props: ComputeProps): ecs.FargateTaskDefinition {
+    const { settings, data } = props;
+    const { env } = settings;
+    const logGroup = new logs.LogGroup(this, 'MigrateLogs', {
+      logGroupName: `/treven/${env.envName}/migrate`,
+      retention: env.logRetention,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    const task = new ecs.FargateTaskDefinition(this, 'MigrateTask', {
+      family: `treven-${env.envName}-migrate`,
+      cpu: 256,
+      memoryLimitMiB: 512,
+      runtimePlatform: {
+        cpuArchitecture: ecs.CpuArchitecture.X86_64,
+        operatingSystemFamily: ecs.OperatingSystemFamily.LINUX,
+      },
+    });
+    const users = POSTGRES_USERS as readonly PostgresUser[];
+    const environment: Record<string, string> = {
+      TREVEN_MIGRATE_DATABASE_USER: data.databaseOwner,
+      TREVEN_TLS_CA_FILE: RDS_CA_BUNDLE_PATH,
+    };
+    const secrets: Record<string, ecs.Secret> = {
+      TREVEN_MIGRATE_DATABASE_PASSWORD: ecs.Secret.fromSecretsManager(data.dbSecret, 'password'),
+    };
+    for (const user of users) {
+      environment[`TREVEN_${user.toUpperCase()}_DATABASE_URL`] = data.databaseUrlFor(user);
+      secrets[`TREVEN_${user.toUpperCase()}_DATABASE_PASSWORD`] = ecs.Secret.fromSecretsManager(data.dbUsers[user], 'password');
+    }
+    task.addContainer('treven', {
+      containerName: 'treven',
+      image: ecs.ContainerImage.fromEcrRepository(props.repository, settings.imageTag),
+      command: ['migrate', '--target', users.join(',')],
+      environment,
+      secrets,
+      logging: ecs.LogDrivers.awsLogs({ logGroup, streamPrefix: 'migrate' }),
+      readonlyRootFilesystem: true,
+      essential: true,
+    });
+    return task;
+  }
+
   /** The task role of one service: only its actions on only its resources. */
   private grant(name: ServiceName, role: iam.IRole, props: ComputeProps): void {
     const { data, settings } = props;
     // Each service signs mesh context tokens with its own principal's key
     // only (both gateway services are `gateway`); verifying needs no secret.
     data.meshKeys.secrets[principalOf(name)].grantRead(role);
-    if (POSTGRES_USERS.includes(name)) data.dbSecret.grantRead(role);
+    if (POSTGRES_USERS.includes(name)) data.dbUsers[name as PostgresUser].grantRead(role);
     const tableStatements = (table: { tableArn: string }) => [
       new iam.PolicyStatement({
         actions: DYNAMODB_ITEM_ACTIONS,

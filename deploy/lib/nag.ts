@@ -28,6 +28,9 @@ export function acknowledgeFindings(_registry: RegistryStack, platform: TrevenSt
     'start, so a rotation is paired with a forced redeployment; a Lambda rotation alone would break running tasks.';
   const secrets: IConstruct[] = [
     data.db.node.findChild('Secret'),
+    // The services' own database users (JSON shaped for RDS single-user rotation).
+    data.node.findChild('DbUserTenants'),
+    data.node.findChild('DbUserReports'),
     data.meshCaSeed,
     data.redisAuthToken,
     data.redisUrl,
@@ -86,18 +89,18 @@ export function acknowledgeFindings(_registry: RegistryStack, platform: TrevenSt
   ack(data.redis, redis);
 
   // --- ECS --------------------------------------------------------------------------
-  for (const svc of Object.values(compute.services)) {
-    ack(svc.taskDefinition, [
+  for (const taskDefinition of [...Object.values(compute.services).map((svc) => svc.taskDefinition), compute.migrateTask]) {
+    ack(taskDefinition, [
       {
         id: 'AwsSolutions-ECS2',
         reason:
           'The plain environment holds only non-secret configuration (environment name, region, listen addresses, ' +
           'Cloud Map URLs, table/bucket names, secret ARNs, the DB URL without password, the CA bundle path, the mesh ' +
-          'TLS names, the mesh public keys, the model choice). The DB password, the Redis URL with its AUTH token, the mesh CA seed and the ' +
-          'Gemini API key are injected from Secrets Manager.',
+          'TLS names, the mesh public keys, the model choice; for the migrate task the owner\'s user name). The DB passwords, ' +
+          'the Redis URL with its AUTH token, the mesh CA seed and the Gemini API key are injected from Secrets Manager.',
       },
     ]);
-    ack(svc.taskDefinition.obtainExecutionRole(), [
+    ack(taskDefinition.obtainExecutionRole(), [
       {
         id: 'AwsSolutions-IAM5',
         appliesTo: ['Resource::*'],

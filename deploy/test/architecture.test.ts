@@ -7,7 +7,7 @@
 import { Annotations, Match } from 'aws-cdk-lib/assertions';
 import { REGION } from '../lib/config';
 import { readTableSpecs } from '../lib/data';
-import { CHECKS, ecr, resources, taskEnvironments } from './checks';
+import { CHECKS, ecr, migrateEnvironment, resources, taskEnvironments } from './checks';
 import { synth } from './synth';
 
 describe.each(['dev', 'prod'] as const)('%s', (env) => {
@@ -85,6 +85,25 @@ describe.each(['dev', 'prod'] as const)('%s', (env) => {
     expect(statementsOf('agents')).toEqual(expect.arrayContaining(['bedrock:InvokeModel', 'bedrock:InvokeModelWithResponseStream']));
   });
 
+  test('the migrate task: the owner and each service\'s login role and password, nothing else', () => {
+    const t = s().platformJson;
+    const migrate = migrateEnvironment(t);
+    expect(Object.keys(migrate.vars).sort()).toEqual([
+      'TREVEN_MIGRATE_DATABASE_USER',
+      'TREVEN_REPORTS_DATABASE_URL',
+      'TREVEN_TENANTS_DATABASE_URL',
+      'TREVEN_TLS_CA_FILE',
+    ]);
+    expect(migrate.vars.TREVEN_MIGRATE_DATABASE_USER).toBe('treven');
+    expect(Object.keys(migrate.secrets).sort()).toEqual([
+      'TREVEN_MIGRATE_DATABASE_PASSWORD',
+      'TREVEN_REPORTS_DATABASE_PASSWORD',
+      'TREVEN_TENANTS_DATABASE_PASSWORD',
+    ]);
+    const names = resources(t, 'AWS::SecretsManager::Secret').map(([, p]) => String(p.Name)).filter((n) => n.includes('/postgres'));
+    expect(names.sort()).toEqual([`treven/${env}/postgres`, `treven/${env}/postgres/reports`, `treven/${env}/postgres/tenants`]);
+  });
+
   test('service environment: the variables the binary reads', () => {
     const t = s().platformJson;
     const envOf = (name: string) => {
@@ -116,7 +135,7 @@ describe.each(['dev', 'prod'] as const)('%s', (env) => {
       TREVEN_MESH_TLS_NAMES: 'tenants.treven.internal',
       TREVEN_TLS_CA_FILE: '/etc/treven/rds-ca-bundle.pem',
     });
-    expect(JSON.stringify(envOf('tenants').vars.TREVEN_TENANTS_DATABASE_URL)).toContain('postgres://treven@');
+    expect(JSON.stringify(envOf('tenants').vars.TREVEN_TENANTS_DATABASE_URL)).toContain('postgres://treven_tenants_svc@');
     expect(JSON.stringify(envOf('tenants').vars.TREVEN_TENANTS_DATABASE_URL)).toMatch(/\/treven\?sslmode=verify-full"\]\]\}$/);
     expect(envOf('tenants').secrets).toEqual(['TREVEN_DATABASE_PASSWORD', 'TREVEN_MESH_CA_SEED']);
     expect(envOf('reports').secrets).toEqual(['TREVEN_DATABASE_PASSWORD', 'TREVEN_MESH_CA_SEED', 'TREVEN_REDIS_URL']);

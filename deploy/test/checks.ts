@@ -52,6 +52,14 @@ function flatten(v: any): string {
 }
 
 const SERVICE_PORTS = [8080, 8081, 50051, 50052, 50053, 50054];
+
+/** Whether a task definition is the one-off migrate task (no service runs it). */
+export const isMigrateTask = (p: any) => String(p.Family).endsWith('-migrate');
+
+/** The task definitions the six ECS services run (the migrate task excluded). */
+export function serviceTaskDefinitions(t: TemplateJson): [string, any][] {
+  return resources(t, 'AWS::ECS::TaskDefinition').filter(([, p]) => !isMigrateTask(p));
+}
 const STORE_PORTS = [5432, 6379];
 
 // --- Region ------------------------------------------------------------------------------
@@ -191,7 +199,7 @@ const EXPECTED_SERVICES: Record<string, { target: string; port: number }> = {
 
 /** Six Fargate services with circuit breaker, CPU+memory autoscaling, Cloud Map, logs. */
 export const ecs: Check = (t) => {
-  const taskDefs = resources(t, 'AWS::ECS::TaskDefinition');
+  const taskDefs = serviceTaskDefinitions(t);
   const services = resources(t, 'AWS::ECS::Service');
   expect_(services.length === 6 && taskDefs.length === 6, `expected 6 ECS services, found ${services.length}`);
   for (const [name, want] of Object.entries(EXPECTED_SERVICES)) {
@@ -415,7 +423,7 @@ export const iamLeastPrivilege: Check = (t) => {
     }
   }
   // One task role per service.
-  const roles = new Set(resources(t, 'AWS::ECS::TaskDefinition').map(([, p]) => refOf(p.TaskRoleArn)));
+  const roles = new Set(serviceTaskDefinitions(t).map(([, p]) => refOf(p.TaskRoleArn)));
   expect_(roles.size === 6, 'every ECS service needs its own task role');
 };
 
@@ -514,7 +522,7 @@ export const meshSigningKeys: Check = (t) => {
   const allowed = new Map<string, string[]>();
   for (const [, td] of resources(t, 'AWS::ECS::TaskDefinition')) {
     const family = String(td.Family).replace(/^treven-(dev|prod)-/, '');
-    allowed.set(refOf(td.TaskRoleArn) ?? '', [principalOfFamily(family)]);
+    allowed.set(refOf(td.TaskRoleArn) ?? '', isMigrateTask(td) ? [] : [principalOfFamily(family)]);
     allowed.set(refOf(td.ExecutionRoleArn) ?? '', []);
   }
   for (const [, rt] of resources(t, 'AWS::BedrockAgentCore::Runtime')) allowed.set(refOf(rt.RoleArn) ?? '', ['agent-runtime']);
@@ -563,7 +571,19 @@ export interface TaskEnv {
   readonly secrets: Record<string, any>;
 }
 
+/** The services' tasks (the one-off migrate task is {@link migrateEnvironment}). */
 export function taskEnvironments(t: TemplateJson): TaskEnv[] {
+  return allTaskEnvironments(t).filter((task) => task.family !== 'migrate');
+}
+
+/** The migrate task's environment. */
+export function migrateEnvironment(t: TemplateJson): TaskEnv {
+  const found = allTaskEnvironments(t).filter((task) => task.family === 'migrate');
+  expect_(found.length === 1, `expected one migrate task definition, found ${found.length}`);
+  return found[0];
+}
+
+function allTaskEnvironments(t: TemplateJson): TaskEnv[] {
   return resources(t, 'AWS::ECS::TaskDefinition').map(([, td]) => {
     const c = td.ContainerDefinitions[0];
     return {
@@ -643,6 +663,91 @@ export const postgresTls: Check = (t) => {
     if (urls.length === 0) expect_(task.vars.TREVEN_TLS_CA_FILE === undefined, `${task.family} uses no Postgres and needs no TREVEN_TLS_CA_FILE`);
   }
   expect_(users === 2, `expected two Postgres users (tenants, reports), found ${users}`);
+};
+
+/** The Postgres services and the login role each uses (deploy/lib/data.ts DB_LOGIN_ROLES). */
+export const DB_LOGIN_ROLES: Record<string, string> = { tenants: 'treven_tenants_svc', reports: 'treven_reports_svc' };
+
+/**
+ * The logical ids standing for the secret named `name` (the secret and any
+ * SecretTargetAttachment of it: both resolve to its ARN).
+ */
+function secretIds(t: TemplateJson, name: (n: string) => boolean): Set<string> {
+  const ids = new Set(resources(t, 'AWS::SecretsManager::Secret').filter(([, p]) => name(String(p.Name))).map(([id]) => id));
+  for (const [id, p] of resources(t, 'AWS::SecretsManager::SecretTargetAttachment')) {
+    if (ids.has(refOf(p.SecretId) ?? '')) ids.add(id);
+  }
+  return ids;
+}
+
+const mentions = (v: any, ids: Set<string>) => v !== undefined && [...ids].some((id) => flatten(v).includes(`"${id}"`));
+
+/**
+ * Postgres roles: each service logs in as its own login role with the
+ * password of its own secret (`treven/<env>/postgres/<service>`, a generated
+ * password in the JSON shape RDS rotation expects, attached to the
+ * instance); only the one-off migrate task gets the master secret (the
+ * owner), together with each service's password to set; no task role or
+ * other execution role may read the master secret, and a service's secret
+ * is read only by that service's roles and the migrate task's execution role.
+ */
+export const postgresRoles: Check = (t) => {
+  const master = secretIds(t, (n) => /\/postgres$/.test(n));
+  expect_(master.size >= 1, 'no master Postgres secret');
+  const own: Record<string, Set<string>> = {};
+  for (const [service, login] of Object.entries(DB_LOGIN_ROLES)) {
+    own[service] = secretIds(t, (n) => n.endsWith(`/postgres/${service}`));
+    const [secret] = resources(t, 'AWS::SecretsManager::Secret').filter(([, p]) => String(p.Name).endsWith(`/postgres/${service}`));
+    expect_(secret !== undefined, `no secret for the ${service} database user`);
+    const generate = secret[1].GenerateSecretString ?? {};
+    expect_(generate.GenerateStringKey === 'password' && String(generate.SecretStringTemplate ?? '').includes(`"username":"${login}"`),
+      `the ${service} database user's secret must generate a password for ${login}`);
+    const attached = resources(t, 'AWS::SecretsManager::SecretTargetAttachment')
+      .some(([, p]) => refOf(p.SecretId) === secret[0] && p.TargetType === 'AWS::RDS::DBInstance');
+    expect_(attached, `the ${service} database user's secret must be attached to the instance (host, port, engine, dbname)`);
+
+    const task = taskEnvironments(t).find((x) => x.family === service) ?? fail(`no ${service} task`);
+    const url = flatten(task.vars[`TREVEN_${service.toUpperCase()}_DATABASE_URL`]);
+    expect_(url.includes(`postgres://${login}@`), `${service} must log in as ${login}`);
+    const password = task.secrets.TREVEN_DATABASE_PASSWORD;
+    expect_(mentions(password, own[service]) && !mentions(password, master), `${service} must get its own user's password, never the master's`);
+  }
+  for (const task of taskEnvironments(t)) {
+    expect_(!mentions(task.secrets, master) && !mentions(task.vars, master), `${task.family} is given the master Postgres secret`);
+    for (const [service, ids] of Object.entries(own)) {
+      if (service !== task.family) expect_(!mentions(task.secrets, ids), `${task.family} is given ${service}'s database password`);
+    }
+  }
+
+  const migrate = migrateEnvironment(t);
+  const [[, migrateTd]] = resources(t, 'AWS::ECS::TaskDefinition').filter(([, p]) => isMigrateTask(p));
+  expect_(JSON.stringify(migrateTd.ContainerDefinitions[0].Command) === JSON.stringify(['migrate', '--target', 'tenants,reports']),
+    'the migrate task must run `migrate --target tenants,reports`');
+  expect_(typeof migrate.vars.TREVEN_MIGRATE_DATABASE_USER === 'string', 'the migrate task must name the owner (TREVEN_MIGRATE_DATABASE_USER)');
+  expect_(mentions(migrate.secrets.TREVEN_MIGRATE_DATABASE_PASSWORD, master), 'the migrate task must get the master password as TREVEN_MIGRATE_DATABASE_PASSWORD');
+  for (const [service, ids] of Object.entries(own)) {
+    const prefix = `TREVEN_${service.toUpperCase()}_DATABASE`;
+    expect_(mentions(migrate.secrets[`${prefix}_PASSWORD`], ids), `the migrate task must get ${prefix}_PASSWORD from ${service}'s secret`);
+    expect_(flatten(migrate.vars[`${prefix}_URL`]).includes(`postgres://${DB_LOGIN_ROLES[service]}@`), `the migrate task must name ${service}'s login role in ${prefix}_URL`);
+  }
+  const meshStray = Object.keys({ ...migrate.vars, ...migrate.secrets }).filter((n) => n.startsWith('TREVEN_MESH_'));
+  expect_(meshStray.length === 0, `the migrate task needs no mesh credentials (${meshStray.join(', ')})`);
+
+  // Who may read the master secret: the migrate task's execution role only.
+  const migrateExecution = refOf(migrateTd.ExecutionRoleArn) ?? '';
+  const readersOf = (ids: Set<string>) => roleDocuments(t)
+    .filter(([, doc]) => (doc.Statement as any[]).some((st) =>
+      asList(st.Action).some((a: any) => String(a).startsWith('secretsmanager:')) && mentions(st.Resource, ids)))
+    .map(([role]) => role);
+  const masterReaders = [...new Set(readersOf(master))];
+  expect_(masterReaders.every((r) => r === migrateExecution) && masterReaders.includes(migrateExecution),
+    `only the migrate task's execution role may read the master Postgres secret (readers: ${masterReaders.join(', ')})`);
+  for (const [service, ids] of Object.entries(own)) {
+    const [, td] = serviceTaskDefinitions(t).find(([, p]) => String(p.Family).endsWith(`-${service}`))!;
+    const may = [refOf(td.TaskRoleArn), refOf(td.ExecutionRoleArn), migrateExecution];
+    const readers = [...new Set(readersOf(ids))];
+    expect_(readers.every((r) => may.includes(r)), `${service}'s database secret is readable by ${readers.filter((r) => !may.includes(r)).join(', ')}`);
+  }
 };
 
 /**
@@ -733,6 +838,7 @@ export const CHECKS: Record<string, Check> = {
   meshSigningKeys,
   meshTls,
   postgresTls,
+  postgresRoles,
   models,
   streaming,
 };

@@ -23,6 +23,7 @@ import {
   models,
   principalOfFamily,
   resources,
+  serviceTaskDefinitions,
   signingKeyReaders,
   signingKeySecrets,
   taskEnvironments,
@@ -248,7 +249,7 @@ describe('per-principal mesh signing keys', () => {
 
   test('each task role reads only its own key; execution roles none; no task the operator\'s; the gateway no service\'s', () => {
     const readers = signingKeyReaders(t());
-    const tds = resources(t(), 'AWS::ECS::TaskDefinition').map(([, p]) => p);
+    const tds = serviceTaskDefinitions(t()).map(([, p]) => p);
     const family = (p: any) => String(p.Family).replace(/^treven-prod-/, '');
     for (const td of tds) {
       const taskRole = td.TaskRoleArn['Fn::GetAtt'][0];

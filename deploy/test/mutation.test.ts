@@ -246,6 +246,40 @@ const MUTATIONS: Record<string, Mutation> = {
       t.Resources[refOf(role)!].Properties.Policies[0].PolicyDocument.Statement[0].Resource.push({ Ref: postgres });
     },
   },
+  'a service logs in with the master password': {
+    check: 'postgresRoles', env: 'prod',
+    mutate: (t) => {
+      const [master] = resources(t, 'AWS::SecretsManager::SecretTargetAttachment').find(([, p]) =>
+        String(t.Resources[refOf(p.SecretId)!].Properties.Name).endsWith('/postgres'))!;
+      const c = only(t, 'AWS::ECS::TaskDefinition', (p) => String(p.Family).endsWith('-tenants')).ContainerDefinitions[0];
+      c.Secrets.find((e: any) => e.Name === 'TREVEN_DATABASE_PASSWORD').ValueFrom = { 'Fn::Join': ['', [{ Ref: master }, ':password::']] };
+    },
+  },
+  'reports logs in as the owner': {
+    check: 'postgresRoles', env: 'dev',
+    mutate: (t) => {
+      const c = only(t, 'AWS::ECS::TaskDefinition', (p) => String(p.Family).endsWith('-reports')).ContainerDefinitions[0];
+      const url = c.Environment.find((e: any) => e.Name === 'TREVEN_REPORTS_DATABASE_URL');
+      url.Value = JSON.parse(JSON.stringify(url.Value).replace('treven_reports_svc', 'treven'));
+    },
+  },
+  'the tenants task role may read the master secret': {
+    check: 'postgresRoles', env: 'prod',
+    mutate: (t) => {
+      const [master] = resources(t, 'AWS::SecretsManager::SecretTargetAttachment').find(([, p]) =>
+        String(t.Resources[refOf(p.SecretId)!].Properties.Name).endsWith('/postgres'))!;
+      const td = only(t, 'AWS::ECS::TaskDefinition', (p) => String(p.Family).endsWith('-tenants'));
+      const [, policy] = resources(t, 'AWS::IAM::Policy').find(([, p]) => p.Roles.some((r: any) => r.Ref === refOf(td.TaskRoleArn)))!;
+      policy.PolicyDocument.Statement.push({ Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: { Ref: master } });
+    },
+  },
+  'the migrate task loses the reports password': {
+    check: 'postgresRoles', env: 'dev',
+    mutate: (t) => {
+      const c = only(t, 'AWS::ECS::TaskDefinition', (p) => String(p.Family).endsWith('-migrate')).ContainerDefinitions[0];
+      c.Secrets = c.Secrets.filter((e: any) => e.Name !== 'TREVEN_REPORTS_DATABASE_PASSWORD');
+    },
+  },
   'the ALB streaming rule stops requiring the origin header': {
     check: 'streaming', env: 'prod',
     mutate: (t) => {

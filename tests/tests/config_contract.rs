@@ -149,11 +149,12 @@ fn shown(output: &Output) -> String {
 }
 
 /// The six ECS tasks.
-const ECS_TASKS: [&str; 6] = [
+const ECS_TASKS: [&str; 7] = [
     "agents",
     "documents",
     "gateway-api",
     "gateway-ws",
+    "migrate",
     "reports",
     "tenants",
 ];
@@ -325,6 +326,36 @@ fn a_required_variable_removed_from_the_template_fails_naming_it() {
                 "TREVEN_MESH_CA_SEED",
             );
         }
+    }
+}
+
+/// Only the migrate task holds the owner's credentials: a service task given
+/// them is refused (no role reads them), and the migrate task refuses a
+/// variable `migrate` does not read.
+#[test]
+fn the_owner_password_is_refused_outside_the_migrate_task() {
+    for env_name in ["dev", "prod"] {
+        let template = Template::load(env_name);
+        for task in ["tenants", "reports"] {
+            let mutated = mutate(&template, task, |container| {
+                container["Environment"].as_array_mut().unwrap().push(
+                    serde_json::json!({"Name": "TREVEN_MIGRATE_DATABASE_PASSWORD", "Value": "x"}),
+                );
+            });
+            assert_refused_naming(&mutated, task, "TREVEN_MIGRATE_DATABASE_PASSWORD");
+        }
+        let mutated = mutate(&template, "migrate", |container| {
+            container["Environment"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({"Name": "TREVEN_REDIS_URL", "Value": "rediss://x:6379"}));
+        });
+        assert_refused_naming(&mutated, "migrate", "TREVEN_REDIS_URL");
+        assert_refused_naming(
+            &without(&template, "migrate", "TREVEN_REPORTS_DATABASE_URL"),
+            "migrate",
+            "TREVEN_REPORTS_DATABASE_URL",
+        );
     }
 }
 

@@ -340,7 +340,9 @@ pub async fn bring_up(
         mesh_key_secret: provisioned.secret_name,
         mesh_signing_keys,
         mesh_public_keys,
-        tenants_database_url: plan.database_url.clone(),
+        // The URL the tenants service logs in with: its login role, which
+        // `treven migrate` (as the owner in `plan.database_url`) creates.
+        tenants_database_url: treven::with_user(&plan.database_url, treven::TENANTS_LOGIN_ROLE),
         redis_url: services::REDIS_URL.into(),
         endpoints: MESH_ENDPOINTS
             .iter()
@@ -352,7 +354,7 @@ pub async fn bring_up(
     state::save(&state)?;
 
     timed("treven migrate", async {
-        let mut migrate: Command = treven::command(&state)?.into();
+        let mut migrate: Command = treven::owner_command(&state)?.into();
         migrate.arg("migrate").stdin(std::process::Stdio::null());
         process::run_to_end("treven migrate", &mut migrate, signals).await
     })

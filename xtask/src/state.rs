@@ -40,7 +40,9 @@ pub struct DevState {
     /// Every principal's public key (`TREVEN_MESH_PUBLIC_KEYS`).
     #[serde(default)]
     pub mesh_public_keys: String,
-    /// Postgres database of the tenants service.
+    /// Postgres database of the tenants service: the URL the service logs
+    /// in with (its login role, `treven_tenants_svc`; the owner runs
+    /// `treven migrate` and `treven admin`).
     pub tenants_database_url: String,
     /// Redis of the mesh.
     pub redis_url: String,

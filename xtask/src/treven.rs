@@ -12,7 +12,26 @@ use crate::{cmd, paths};
 /// Access key handed to the SDK under moto (any value works there).
 const MOTO_ACCESS_KEY: &str = "treven-local";
 
-/// The environment `treven` runs with in the dev stack.
+/// The login role the tenants service logs in as (created by `treven migrate`).
+pub const TENANTS_LOGIN_ROLE: &str = "treven_tenants_svc";
+/// The login role the reports service logs in as (created by `treven migrate`).
+pub const REPORTS_LOGIN_ROLE: &str = "treven_reports_svc";
+/// The owner `treven migrate` and `treven admin` connect as in the dev stack.
+pub const DATABASE_OWNER: &str = "postgres";
+
+/// `url` with its user replaced by `user` (and its password dropped).
+pub fn with_user(url: &str, user: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.split_once('@').map_or(rest, |(_, host)| host);
+            format!("{scheme}://{user}@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// The environment `treven` runs with in the dev stack: the services log in
+/// as their own login roles (`tenants_database_url` is the tenants one).
 pub fn env(state: &DevState) -> Vec<(&'static str, String)> {
     vec![
         ("TREVEN_ENV", "local".into()),
@@ -25,7 +44,7 @@ pub fn env(state: &DevState) -> Vec<(&'static str, String)> {
         // `reports`).
         (
             "TREVEN_REPORTS_DATABASE_URL",
-            state.tenants_database_url.clone(),
+            with_user(&state.tenants_database_url, REPORTS_LOGIN_ROLE),
         ),
         ("TREVEN_REDIS_URL", state.redis_url.clone()),
         // The deterministic offline model: the whole product works without
@@ -64,6 +83,14 @@ pub fn aws_env(endpoint: &str, region: &str) -> Vec<(&'static str, String)> {
 pub fn command(state: &DevState) -> Result<Command> {
     let mut treven = bare_command()?;
     treven.envs(env(state));
+    Ok(treven)
+}
+
+/// A `treven` command for `migrate` and `admin`: [`command`] plus the owner
+/// (`TREVEN_MIGRATE_DATABASE_USER`).
+pub fn owner_command(state: &DevState) -> Result<Command> {
+    let mut treven = command(state)?;
+    treven.env("TREVEN_MIGRATE_DATABASE_USER", DATABASE_OWNER);
     Ok(treven)
 }
 
@@ -107,9 +134,15 @@ struct Created {
 
 /// `treven admin ensure-org`: the id of organisation `name`, created if missing.
 pub fn ensure_org(state: &DevState, name: &str, kind: &str) -> Result<String> {
-    let out =
-        cmd::output(command(state)?.args(["admin", "ensure-org", "--name", name, "--kind", kind]))
-            .with_context(|| format!("cannot ensure organisation {name:?} in tenants"))?;
+    let out = cmd::output(owner_command(state)?.args([
+        "admin",
+        "ensure-org",
+        "--name",
+        name,
+        "--kind",
+        kind,
+    ]))
+    .with_context(|| format!("cannot ensure organisation {name:?} in tenants"))?;
     parse_id(&out).with_context(|| format!("`treven admin ensure-org` printed {out:?}"))
 }
 
@@ -130,7 +163,7 @@ pub struct UserSpec<'a> {
 
 /// `treven admin ensure-user`: the tenants id of the user, created if missing.
 pub fn ensure_user(state: &DevState, user: &UserSpec<'_>) -> Result<String> {
-    let mut treven = command(state)?;
+    let mut treven = owner_command(state)?;
     treven.args([
         "admin",
         "ensure-user",

@@ -8,6 +8,25 @@
 //! the storage error with its mapping to [`ServiceError`] ([`StoreError`],
 //! each store naming its own conflicts through [`StoreConflict`]) and the
 //! organisation transaction itself ([`OrgTx`]).
+//!
+//! # Who connects as what
+//!
+//! - `treven migrate` (and `treven admin`) connect as the **owner**
+//!   ([`owner_options`]: the service's URL with `TREVEN_MIGRATE_DATABASE_USER`
+//!   and `TREVEN_MIGRATE_DATABASE_PASSWORD`), apply the migrations and create
+//!   or update the service's **login role** ([`ensure_login_role`]).
+//! - A service logs in as its login role (the user of its URL): it owns
+//!   nothing, is neither superuser nor BYPASSRLS, and inherits `treven_app`,
+//!   whose policies confine it to the organisation in `app.org_id` (none when
+//!   unset: it sees and writes nothing). Every table with `org_id` has
+//!   row-level security enabled and forced, so the owner is confined too.
+//! - Per request, [`OrgTx`] switches to `treven_app` and sets `app.org_id`.
+//! - Cross-organisation background work (claiming jobs, an outbox relay)
+//!   runs in [`begin_background`], as `treven_worker`, whose policies and
+//!   column grants allow only that work on only those tables.
+//! - The operator's cross-organisation lookups (`treven admin ensure-org`)
+//!   run in [`begin_operator`], as `treven_operator`, which only the owner
+//!   may enter.
 
 use std::str::FromStr as _;
 use std::time::Duration;
@@ -26,12 +45,18 @@ use crate::{OrgId, ServiceError};
 /// - `sslmode` from the URL (`verify-full` in AWS), the server verified
 ///   against the public roots plus `SSL_CERT_FILE` and `TREVEN_TLS_CA_FILE`
 ///   (the RDS CA bundle in the image) unless the URL names `sslrootcert`.
+///
+/// The password variable may also be named after the URL's: for
+/// `TREVEN_TENANTS_DATABASE_URL`, `TREVEN_TENANTS_DATABASE_PASSWORD` wins
+/// over `TREVEN_DATABASE_PASSWORD` (the migrate task holds every service's
+/// password; a service's task holds only its own, as
+/// `TREVEN_DATABASE_PASSWORD`).
 pub fn database_options(env: &Env, variable: &str) -> Result<PgConnectOptions, ConfigError> {
     let url = env.required(variable)?;
     let options = PgConnectOptions::from_str(&url)
         .map_err(|e| env.error(variable, format!("not a Postgres URL: {e}")))?;
-    let options = match env.get("TREVEN_DATABASE_PASSWORD") {
-        Some(password) => options.password(&password),
+    let options = match login_password(env, variable) {
+        Some(password) => options.password(password.expose()),
         None => options,
     };
     let roots = TrustRoots::from_env(env)?;
@@ -40,6 +65,239 @@ pub fn database_options(env: &Env, variable: &str) -> Result<PgConnectOptions, C
         Some(pem) if !names_root => options.ssl_root_cert_from_pem(pem.to_vec()),
         _ => options,
     })
+}
+
+/// The password of the login role `variable` names:
+/// `TREVEN_<NAME>_DATABASE_PASSWORD` for `TREVEN_<NAME>_DATABASE_URL`, else
+/// `TREVEN_DATABASE_PASSWORD`.
+pub fn login_password(env: &Env, variable: &str) -> Option<Password> {
+    variable
+        .strip_suffix("_URL")
+        .and_then(|base| env.get(&format!("{base}_PASSWORD")))
+        .or_else(|| env.get("TREVEN_DATABASE_PASSWORD"))
+        .map(Password)
+}
+
+/// A database password: shown as `***` by `Debug`, so configurations that
+/// hold one can be logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    /// Wraps `password`.
+    pub fn new(password: impl Into<String>) -> Self {
+        Self(password.into())
+    }
+
+    /// The password itself (to hand to Postgres, never to a log).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+/// How `treven migrate` and `treven admin` reach a service's database: as
+/// the owner, and which login role the service uses.
+#[derive(Clone)]
+pub struct OwnerLogin {
+    /// The service's connection options with the owner's user and password.
+    pub options: PgConnectOptions,
+    /// The owner's user name.
+    pub owner: String,
+    /// The service's login role (the user of its URL).
+    pub login: String,
+    /// The login role's password, set by `treven migrate` when given.
+    pub login_password: Option<Password>,
+}
+
+impl std::fmt::Debug for OwnerLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnerLogin")
+            .field("owner", &self.owner)
+            .field("login", &self.login)
+            .field("login_password", &self.login_password)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OwnerLogin {
+    /// Whether the service logs in as the owner itself (no separate login
+    /// role: `TREVEN_MIGRATE_DATABASE_USER` unset or the same user).
+    pub fn service_is_owner(&self) -> bool {
+        self.owner == self.login
+    }
+}
+
+/// The owner's view of the database `login` (the options of the service's
+/// URL `variable`): the same server, database and TLS, as
+/// `TREVEN_MIGRATE_DATABASE_USER` (default: the URL's user) with
+/// `TREVEN_MIGRATE_DATABASE_PASSWORD` (default: none, e.g. trust or a
+/// `.pgpass`).
+pub fn owner_options(
+    env: &Env,
+    variable: &str,
+    login: &PgConnectOptions,
+) -> Result<OwnerLogin, ConfigError> {
+    let login_user = login.get_username().to_owned();
+    let owner = env
+        .get("TREVEN_MIGRATE_DATABASE_USER")
+        .unwrap_or_else(|| login_user.clone());
+    if !is_role_name(&owner) {
+        return Err(env.error(
+            "TREVEN_MIGRATE_DATABASE_USER",
+            "not a role name (lowercase letters, digits and _, at most 63)",
+        ));
+    }
+    if !is_role_name(&login_user) {
+        return Err(env.error(
+            variable,
+            "its user is not a role name (lowercase letters, digits and _, at most 63)",
+        ));
+    }
+    let mut options = login.clone().username(&owner);
+    if let Some(password) = env.get("TREVEN_MIGRATE_DATABASE_PASSWORD") {
+        options = options.password(&password);
+    }
+    Ok(OwnerLogin {
+        options,
+        owner,
+        login: login_user,
+        login_password: login_password(env, variable),
+    })
+}
+
+/// A role name we create and quote without surprises.
+fn is_role_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && name.len() <= 63
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// A string literal for SQL (standard-conforming strings: quotes doubled).
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// Creates or updates the login role `login` as the owner on `connection`:
+/// LOGIN, NOSUPERUSER, NOBYPASSRLS, NOCREATEDB, NOCREATEROLE, INHERIT, a
+/// member of each of `member_of` (NOLOGIN roles the migrations created), its
+/// password set when given. Refuses a login role that is a superuser, has
+/// BYPASSRLS or owns anything in this database (it would slip past row-level
+/// security). Roles are cluster-wide: concurrent migrations of other
+/// databases may race on them, so each step is retried.
+pub async fn ensure_login_role(
+    connection: &mut PgConnection,
+    login: &str,
+    password: Option<&Password>,
+    member_of: &[&str],
+) -> anyhow::Result<()> {
+    anyhow::ensure!(is_role_name(login), "{login:?} is not a role name");
+    let mut last = None;
+    for attempt in 0..5u64 {
+        match ensure_login_role_once(connection, login, password, member_of).await {
+            Ok(()) => {
+                last = None;
+                break;
+            }
+            Err(error) => {
+                last = Some(error);
+                tokio::time::sleep(Duration::from_millis(50 * (attempt + 1))).await;
+            }
+        }
+    }
+    if let Some(error) = last {
+        return Err(error).with_context(|| format!("cannot create or update login role {login}"));
+    }
+    let (superuser, bypass): (bool, bool) =
+        sqlx::query_as("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = $1")
+            .bind(login)
+            .fetch_one(&mut *connection)
+            .await?;
+    anyhow::ensure!(
+        !superuser && !bypass,
+        "login role {login} is a superuser or has BYPASSRLS: row-level security would not apply \
+         (ALTER ROLE {login} NOSUPERUSER NOBYPASSRLS as a superuser)"
+    );
+    let owned: Vec<String> = sqlx::query_scalar(
+        "SELECT c.oid::regclass::text FROM pg_class c \
+         WHERE pg_get_userbyid(c.relowner) = $1 \
+         UNION ALL SELECT n.nspname::text FROM pg_namespace n WHERE pg_get_userbyid(n.nspowner) = $1",
+    )
+    .bind(login)
+    .fetch_all(&mut *connection)
+    .await?;
+    anyhow::ensure!(
+        owned.is_empty(),
+        "login role {login} owns {}: an owner is outside row-level security unless forced; \
+         reassign them to the owner",
+        owned.join(", ")
+    );
+    Ok(())
+}
+
+async fn ensure_login_role_once(
+    connection: &mut PgConnection,
+    login: &str,
+    password: Option<&Password>,
+    member_of: &[&str],
+) -> anyhow::Result<()> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+            .bind(login)
+            .fetch_one(&mut *connection)
+            .await?;
+    if !exists {
+        let created = sqlx::query(&format!(
+            "CREATE ROLE \"{login}\" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE \
+             NOREPLICATION INHERIT"
+        ))
+        .execute(&mut *connection)
+        .await;
+        // A concurrent migration of another database created it: fine.
+        if let Err(error) = created
+            && !matches!(&error, sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("42710") | Some("23505")))
+        {
+            return Err(error.into());
+        }
+    } else {
+        // SUPERUSER and BYPASSRLS can only be changed by a superuser: they
+        // are checked afterwards instead.
+        sqlx::query(&format!(
+            "ALTER ROLE \"{login}\" LOGIN NOCREATEDB NOCREATEROLE INHERIT"
+        ))
+        .execute(&mut *connection)
+        .await?;
+    }
+    if let Some(password) = password {
+        // Never logged here (nor in the error: only the role is named).
+        sqlx::query(&format!(
+            "ALTER ROLE \"{login}\" PASSWORD {}",
+            literal(password.expose())
+        ))
+        .execute(&mut *connection)
+        .await?;
+    }
+    for role in member_of {
+        anyhow::ensure!(is_role_name(role), "{role:?} is not a role name");
+        let member: bool = sqlx::query_scalar("SELECT pg_has_role($1::name, $2::name, 'MEMBER')")
+            .bind(login)
+            .bind(*role)
+            .fetch_one(&mut *connection)
+            .await?;
+        if !member {
+            sqlx::query(&format!("GRANT \"{role}\" TO \"{login}\""))
+                .execute(&mut *connection)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Opens one connection with `options`, so a service refuses to start with
@@ -131,6 +389,78 @@ pub fn org_transaction_start(org: OrgId) -> String {
          set_config('app.org_id', '{org}', true), \
          set_config('statement_timeout', '{STATEMENT_TIMEOUT_MS}', true)"
     )
+}
+
+/// The NOLOGIN role of cross-organisation background work (see the module
+/// documentation).
+pub const WORKER_ROLE: &str = "treven_worker";
+
+/// The NOLOGIN role of the operator's cross-organisation lookups.
+pub const OPERATOR_ROLE: &str = "treven_operator";
+
+/// `BEGIN` as `role` (SET LOCAL ROLE) with the statement timeout and no
+/// organisation, for [`begin_background`] and [`begin_operator`].
+fn role_transaction_start(role: &str) -> String {
+    format!(
+        "BEGIN; SELECT set_config('role', '{role}', true), \
+         set_config('app.org_id', '', true), \
+         set_config('statement_timeout', '{STATEMENT_TIMEOUT_MS}', true)"
+    )
+}
+
+/// A transaction for cross-organisation background work: as `treven_worker`
+/// (SET LOCAL ROLE; the connecting login role must be a member), whose
+/// policies and column grants allow only what the workers need (claiming,
+/// heartbeating and releasing generation jobs; an outbox relay's reads and
+/// marks) on only those tables; every other table is out of reach. Anything
+/// done for one organisation afterwards goes through an [`OrgTx`].
+pub async fn begin_background(
+    pool: &PgPool,
+) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    pool.begin_with(role_transaction_start(WORKER_ROLE)).await
+}
+
+/// A transaction for the operator's cross-organisation lookups (`treven
+/// admin ensure-org`): as `treven_operator`, which only the owner may enter
+/// and which may only find and create organisations.
+pub async fn begin_operator(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    pool.begin_with(role_transaction_start(OPERATOR_ROLE)).await
+}
+
+/// Whether every migration of `migrator` is applied (read from
+/// `_sqlx_migrations`, which `treven_app` may read); false when the table
+/// does not exist yet.
+pub async fn is_migrated(pool: &PgPool, migrator: &sqlx::migrate::Migrator) -> bool {
+    let applied: Result<Vec<i64>, sqlx::Error> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await;
+    match applied {
+        Ok(applied) => migrator
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration())
+            .all(|m| applied.contains(&m.version)),
+        Err(_) => false,
+    }
+}
+
+/// Before serving: nothing when the schema is current; else applies the
+/// migrations, which only the owner can (a login role gets an error saying
+/// to run `treven migrate`).
+pub async fn ensure_migrated(
+    pool: &PgPool,
+    migrator: &sqlx::migrate::Migrator,
+    service: &str,
+) -> anyhow::Result<()> {
+    if is_migrated(pool, migrator).await {
+        return Ok(());
+    }
+    migrator.run(pool).await.with_context(|| {
+        format!(
+            "{service}: the database has pending migrations and this login cannot apply them: \
+             run `treven migrate --target {service}` (as the owner, TREVEN_MIGRATE_DATABASE_USER)"
+        )
+    })
 }
 
 /// Pool settings of a Postgres store.
@@ -326,6 +656,72 @@ mod tests {
         let internal = StoreError::<Clash>::from(undecodable);
         assert!(matches!(internal, StoreError::Internal(_)));
         assert_eq!(internal.to_string(), "database error");
+    }
+
+    #[test]
+    fn the_owner_is_the_migrate_user_over_the_services_url_and_the_login_its_user() {
+        let env = Env::from_pairs([
+            (
+                "TREVEN_TENANTS_DATABASE_URL",
+                "postgres://treven_tenants_svc@db.example:5433/treven?sslmode=disable",
+            ),
+            ("TREVEN_MIGRATE_DATABASE_USER", "treven"),
+            ("TREVEN_MIGRATE_DATABASE_PASSWORD", "owner-secret"),
+            ("TREVEN_TENANTS_DATABASE_PASSWORD", "login-secret"),
+            ("TREVEN_DATABASE_PASSWORD", "generic"),
+        ]);
+        let login = database_options(&env, "TREVEN_TENANTS_DATABASE_URL").expect("options");
+        let owner = owner_options(&env, "TREVEN_TENANTS_DATABASE_URL", &login).expect("owner");
+        assert_eq!(owner.owner, "treven");
+        assert_eq!(owner.login, "treven_tenants_svc");
+        assert!(!owner.service_is_owner());
+        assert_eq!(owner.options.get_username(), "treven");
+        assert_eq!(owner.options.get_host(), "db.example");
+        assert_eq!(owner.options.get_port(), 5433);
+        assert_eq!(
+            owner.login_password.as_ref().map(Password::expose),
+            Some("login-secret"),
+            "the URL's own password variable wins over TREVEN_DATABASE_PASSWORD"
+        );
+        let shown = format!("{owner:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+    }
+
+    #[test]
+    fn without_a_migrate_user_the_service_is_the_owner_and_bad_names_are_refused() {
+        let env = Env::from_pairs([(
+            "TREVEN_REPORTS_DATABASE_URL",
+            "postgres://postgres@127.0.0.1/x",
+        )]);
+        let login = database_options(&env, "TREVEN_REPORTS_DATABASE_URL").expect("options");
+        let owner = owner_options(&env, "TREVEN_REPORTS_DATABASE_URL", &login).expect("owner");
+        assert!(owner.service_is_owner());
+        assert_eq!(owner.login_password, None);
+
+        let env = Env::from_pairs([
+            (
+                "TREVEN_REPORTS_DATABASE_URL",
+                "postgres://postgres@127.0.0.1/x",
+            ),
+            ("TREVEN_MIGRATE_DATABASE_USER", "Robert'); DROP"),
+        ]);
+        let login = database_options(&env, "TREVEN_REPORTS_DATABASE_URL").expect("options");
+        let error =
+            owner_options(&env, "TREVEN_REPORTS_DATABASE_URL", &login).expect_err("bad name");
+        assert_eq!(error.variable, "TREVEN_MIGRATE_DATABASE_USER");
+        assert_eq!(literal("it's"), "'it''s'");
+        assert!(
+            is_role_name("treven_reports_svc") && !is_role_name("9lives") && !is_role_name("a\"b")
+        );
+    }
+
+    #[test]
+    fn background_and_operator_transactions_switch_role_and_clear_the_organisation() {
+        let start = role_transaction_start(WORKER_ROLE);
+        assert!(start.starts_with("BEGIN; "));
+        assert!(start.contains("set_config('role', 'treven_worker', true)"));
+        assert!(start.contains("set_config('app.org_id', '', true)"));
+        assert!(role_transaction_start(OPERATOR_ROLE).contains("'treven_operator'"));
     }
 
     #[test]

@@ -44,6 +44,25 @@ impl TestDatabase {
         Self { name, url }
     }
 
+    /// This database's URL with `login` as the user (no password: the test
+    /// server trusts loopback). Services in tests log in this way, as the
+    /// login role `treven migrate` creates, so row-level security applies to
+    /// them for real; migrations run as [`TestDatabase::owner_user`].
+    pub fn login_url(&self, login: &str) -> String {
+        with_user(&self.url, login)
+    }
+
+    /// The user of the test server's admin URL (`postgres`): the owner that
+    /// migrations run as in tests (`TREVEN_MIGRATE_DATABASE_USER`).
+    pub fn owner_user() -> String {
+        let url = postgres_admin_url();
+        let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+        match rest.split_once('@') {
+            Some((user, _)) => user.split(':').next().unwrap_or_default().to_owned(),
+            None => "postgres".to_owned(),
+        }
+    }
+
     /// A connection as the owner (superuser), outside row-level security.
     pub async fn owner(&self) -> sqlx::PgConnection {
         use sqlx::Connection as _;
@@ -73,6 +92,13 @@ impl TestDatabase {
         ))
         .await;
     }
+}
+
+/// `url` with its user replaced by `user` (and its password dropped).
+pub fn with_user(url: &str, user: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL with a scheme");
+    let host = rest.split_once('@').map_or(rest, |(_, host)| host);
+    format!("{scheme}://{user}@{host}")
 }
 
 /// The tools dir of `cargo xtask` (`$TREVEN_TOOLS_DIR`, default

@@ -97,15 +97,29 @@ pub struct Limits {
     pub max_documents: usize,
 }
 
+/// The variable naming the reports database (and its login role).
+pub const DATABASE_URL: &str = "TREVEN_REPORTS_DATABASE_URL";
+
+/// The login role of the reports service in the dev stack and the CDK app.
+pub const LOGIN_ROLE: &str = "treven_reports_svc";
+
+/// The NOLOGIN roles the reports login role is a member of: `treven_app`
+/// (inherited: one organisation at a time) and `treven_worker` (entered
+/// with SET LOCAL ROLE by the job claim, heartbeat and release, and an
+/// outbox relay).
+pub const LOGIN_ROLE_MEMBER_OF: [&str; 2] = ["treven_app", "treven_worker"];
+
 /// Configuration of the reports service.
 #[derive(Debug, Clone)]
 pub struct ReportsConfig {
     /// `TREVEN_REPORTS_ADDR` (default port 50053; loopback locally, every
     /// interface in AWS).
     pub listen: SocketAddr,
-    /// `TREVEN_REPORTS_DATABASE_URL` (+ `TREVEN_DATABASE_PASSWORD`); the
+    /// `TREVEN_REPORTS_DATABASE_URL` (+ `TREVEN_REPORTS_DATABASE_PASSWORD`
+    /// or `TREVEN_DATABASE_PASSWORD`): the service's login role; the
     /// service works in the schema `reports` of that database.
     pub database: PgConnectOptions,
+
     /// `TREVEN_REPORTS_DB_MAX_CONNECTIONS` (default 10),
     /// `TREVEN_DB_ACQUIRE_TIMEOUT_SECS` (default 3).
     pub pool: PoolOptions,
@@ -228,8 +242,7 @@ impl ReportsConfig {
                 "TREVEN_REPORTS_ADDR",
                 environment.default_listen(DEFAULT_PORT),
             )?,
-            database: database_options(env, "TREVEN_REPORTS_DATABASE_URL")?
-                .application_name("treven-reports"),
+            database: database_options(env, DATABASE_URL)?.application_name("treven-reports"),
             pool: PoolOptions {
                 max_connections: bounded(env, "TREVEN_REPORTS_DB_MAX_CONNECTIONS", 10u32, 1..=200)?,
                 acquire_timeout: env.seconds_or("TREVEN_DB_ACQUIRE_TIMEOUT_SECS", 3, 1..=60)?,
@@ -267,6 +280,16 @@ impl ReportsConfig {
             shutdown: ShutdownPolicy::from_env(env)?,
         })
     }
+}
+
+/// What `treven migrate` reads: the reports database as its owner
+/// (`TREVEN_MIGRATE_DATABASE_USER`, `TREVEN_MIGRATE_DATABASE_PASSWORD`) and
+/// the service's login role (the user of `TREVEN_REPORTS_DATABASE_URL`,
+/// whose password is `TREVEN_REPORTS_DATABASE_PASSWORD` or
+/// `TREVEN_DATABASE_PASSWORD`).
+pub fn owner_config(env: &Env) -> Result<treven_mesh::postgres::OwnerLogin, ConfigError> {
+    let database = database_options(env, DATABASE_URL)?.application_name("treven-migrate");
+    treven_mesh::postgres::owner_options(env, DATABASE_URL, &database)
 }
 
 /// Postgres connection options from a URL variable (TLS, password: see

@@ -42,9 +42,10 @@ use treven_mesh::server::GrpcService;
 use treven_mesh::{Principal, Signer};
 use treven_proto::treven::reports::v1::reports_service_server::ReportsServiceServer;
 
-pub use config::{ReportsConfig, database_options};
+pub use config::{ReportsConfig, database_options, owner_config};
 
 use crate::clients::Clients;
+use crate::config::PoolOptions;
 use crate::outbox::Relay;
 use crate::store::PgStore;
 use crate::worker::Worker;
@@ -145,23 +146,48 @@ pub fn routes(
     Routes::new(policy::POLICY.guard(server, keys.verifier(Principal::Reports)))
 }
 
-/// Creates the `reports` schema and applies pending migrations.
-pub async fn migrate(config: &ReportsConfig) -> anyhow::Result<()> {
-    treven_mesh::postgres::check_connection(&config.database, "TREVEN_REPORTS_DATABASE_URL")
-        .await?;
-    let store = PgStore::connect_lazy(config.database.clone(), &config.pool);
+/// `treven migrate`: as the owner, creates the `reports` schema, applies
+/// pending migrations, then creates or updates the service's login role
+/// (the user of `TREVEN_REPORTS_DATABASE_URL`, its password when given)
+/// unless the service logs in as the owner itself.
+pub async fn migrate(owner: &treven_mesh::postgres::OwnerLogin) -> anyhow::Result<()> {
+    treven_mesh::postgres::check_connection(
+        &owner.options,
+        "TREVEN_REPORTS_DATABASE_URL (as the owner)",
+    )
+    .await?;
+    let store = PgStore::connect_lazy(owner.options.clone(), &PoolOptions::default());
     store
         .migrate()
         .await
         .context("reports: cannot run database migrations")?;
+    if owner.service_is_owner() {
+        tracing::warn!(
+            role = %owner.login,
+            "reports logs in as the database owner: set TREVEN_MIGRATE_DATABASE_USER to the owner \
+             and give the service its own login role"
+        );
+    } else {
+        let mut connection = store.pool().acquire().await?;
+        treven_mesh::postgres::ensure_login_role(
+            &mut connection,
+            &owner.login,
+            owner.login_password.as_ref(),
+            &config::LOGIN_ROLE_MEMBER_OF,
+        )
+        .await
+        .context("reports")?;
+    }
     store.pool().close().await;
     Ok(())
 }
 
-/// Runs migrations, then serves reports on `listener` and runs
-/// `config.workers.count` generation workers and the outbox relay until
-/// `shutdown`. On shutdown workers stop claiming and give back the job they
-/// hold; events still in the outbox are delivered after the next start.
+/// Checks the schema is current (applying pending migrations when it logs
+/// in as the owner; a login role needs `treven migrate` first), then serves
+/// reports on `listener` and runs `config.workers.count` generation workers
+/// and the outbox relay until `shutdown`. On shutdown workers stop claiming
+/// and give back the job they hold; events still in the outbox are
+/// delivered after the next start.
 pub async fn serve(
     config: ReportsConfig,
     keys: &MeshKeys,
@@ -171,10 +197,14 @@ pub async fn serve(
     treven_mesh::postgres::check_connection(&config.database, "TREVEN_REPORTS_DATABASE_URL")
         .await?;
     let app = ReportsApp::build(config, keys)?;
-    app.store
-        .migrate()
-        .await
-        .context("reports: cannot run database migrations")?;
+    if !treven_mesh::postgres::is_migrated(app.store.pool(), &store::MIGRATOR).await {
+        // Only the owner can (a service logging in as the owner); a login
+        // role needs `treven migrate` first.
+        app.store.migrate().await.context(
+            "reports: the database has pending migrations and this login cannot apply them: \
+             run `treven migrate --target reports` (as the owner, TREVEN_MIGRATE_DATABASE_USER)",
+        )?;
+    }
     let mut workers: Vec<_> = (0..app.config.workers.count)
         .map(|_| tokio::spawn(app.worker().run(shutdown.clone())))
         .collect();

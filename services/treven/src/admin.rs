@@ -1,6 +1,10 @@
-//! `treven admin`: operator commands. They run as the database owner (not
-//! through row-level security) and print JSON on stdout for scripts such as
-//! `cargo xtask token`.
+//! `treven admin`: operator commands. The tenants ones connect as the
+//! database owner (`TREVEN_MIGRATE_DATABASE_USER` and
+//! `TREVEN_MIGRATE_DATABASE_PASSWORD` over `TREVEN_TENANTS_DATABASE_URL`),
+//! under forced row-level security like everyone: `ensure-org` looks up and
+//! creates organisations as `treven_operator`, `ensure-user` works inside
+//! the one organisation as `treven_app`. They print JSON on stdout for
+//! scripts such as `cargo xtask token`.
 
 use std::time::Duration;
 
@@ -10,7 +14,6 @@ use treven_mesh::config::Env;
 use treven_mesh::config::Environment;
 use treven_mesh::keys::MeshKeySource;
 use treven_mesh::{OrgId, Principal, Role};
-use treven_tenants::TenantsConfig;
 use treven_tenants::model::{CognitoSub, Email, Name, OrgKind};
 use treven_tenants::store::PgStore;
 
@@ -83,8 +86,8 @@ pub enum AdminCommand {
 }
 
 fn store(env: &Env) -> anyhow::Result<PgStore> {
-    let config = TenantsConfig::from_env(env)?;
-    Ok(PgStore::connect_lazy(config.database, &config.pool))
+    let owner = treven_tenants::owner_config(env)?;
+    Ok(treven_tenants::owner_store(&owner))
 }
 
 fn invalid(error: treven_mesh::ServiceError) -> anyhow::Error {

@@ -54,17 +54,18 @@ pub trait Role: Sync {
     }
     /// Reads and validates its configuration.
     fn configure(&self, env: &Env) -> Result<Box<dyn Configured>, ConfigError>;
+    /// Reads what `treven migrate` needs (the owner's credentials and the
+    /// login role) and returns the migration; `None` when it owns no
+    /// database.
+    fn migration(&self, _env: &Env) -> Result<Option<Migration>, ConfigError> {
+        Ok(None)
+    }
 }
 
 /// A role whose configuration is valid.
 pub trait Configured: Send {
     /// The Redis it publishes to or limits with, checked at start.
     fn redis_url(&self) -> Option<&str> {
-        None
-    }
-    /// Applies its database migrations (`treven migrate`); `None` when it
-    /// owns no database.
-    fn migrate(&self) -> Option<BoxFuture<'static, anyhow::Result<()>>> {
         None
     }
     /// Binds its listeners; an address that cannot be bound is an error
@@ -113,10 +114,10 @@ struct OneListener<C> {
     config: C,
     serve: ServeFn<C>,
     redis_url: Option<String>,
-    migration: Option<Migration>,
 }
 
-type Migration = Box<dyn Fn() -> BoxFuture<'static, anyhow::Result<()>> + Send>;
+/// A role's database migration, as the owner (see [`Role::migration`]).
+pub type Migration = Box<dyn Fn() -> BoxFuture<'static, anyhow::Result<()>> + Send>;
 
 type ServeFn<C> =
     Box<dyn FnOnce(C, RoleContext, TcpListener) -> BoxFuture<'static, anyhow::Result<()>> + Send>;
@@ -137,22 +138,12 @@ impl<C> OneListener<C> {
                 Box::pin(serve(config, context, listener))
             }),
             redis_url: None,
-            migration: None,
         }
     }
 
     /// The Redis it uses, checked at start.
     fn with_redis(mut self, url: Option<String>) -> Self {
         self.redis_url = url;
-        self
-    }
-
-    /// Its database migrations (`treven migrate`).
-    fn with_migration<Fut>(mut self, migrate: impl Fn() -> Fut + Send + 'static) -> Self
-    where
-        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
-    {
-        self.migration = Some(Box::new(move || Box::pin(migrate())));
         self
     }
 }
@@ -166,9 +157,6 @@ struct OneBound<C> {
 impl<C: Send + 'static> Configured for OneListener<C> {
     fn redis_url(&self) -> Option<&str> {
         self.redis_url.as_deref()
-    }
-    fn migrate(&self) -> Option<BoxFuture<'static, anyhow::Result<()>>> {
-        self.migration.as_ref().map(|migrate| migrate())
     }
     fn bind(self: Box<Self>) -> BoxFuture<'static, anyhow::Result<Box<dyn Bound>>> {
         Box::pin(async move {
@@ -208,21 +196,22 @@ impl Role for Tenants {
     }
     fn configure(&self, env: &Env) -> Result<Box<dyn Configured>, ConfigError> {
         let config = TenantsConfig::from_env(env)?;
-        let (address, config_for_migration) = (config.listen, config.clone());
-        Ok(Box::new(
-            OneListener::new(
-                "TREVEN_TENANTS_ADDR",
-                address,
-                config,
-                |config, context, listener| async move {
-                    treven_tenants::serve(config, &context.keys, listener, context.shutdown).await
-                },
-            )
-            .with_migration(move || {
-                let config = config_for_migration.clone();
-                async move { treven_tenants::migrate(&config).await }
-            }),
-        ))
+        let address = config.listen;
+        Ok(Box::new(OneListener::new(
+            "TREVEN_TENANTS_ADDR",
+            address,
+            config,
+            |config, context, listener| async move {
+                treven_tenants::serve(config, &context.keys, listener, context.shutdown).await
+            },
+        )))
+    }
+    fn migration(&self, env: &Env) -> Result<Option<Migration>, ConfigError> {
+        let owner = treven_tenants::owner_config(env)?;
+        Ok(Some(Box::new(move || {
+            let owner = owner.clone();
+            Box::pin(async move { treven_tenants::migrate(&owner).await })
+        })))
     }
 }
 
@@ -283,7 +272,6 @@ impl Role for Reports {
     fn configure(&self, env: &Env) -> Result<Box<dyn Configured>, ConfigError> {
         let config = ReportsConfig::from_env(env)?;
         let (address, redis_url) = (config.listen, config.redis_url.clone());
-        let config_for_migration = config.clone();
         Ok(Box::new(
             OneListener::new(
                 "TREVEN_REPORTS_ADDR",
@@ -293,12 +281,15 @@ impl Role for Reports {
                     treven_reports::serve(config, &context.keys, listener, context.shutdown).await
                 },
             )
-            .with_redis(Some(redis_url))
-            .with_migration(move || {
-                let config = config_for_migration.clone();
-                async move { treven_reports::migrate(&config).await }
-            }),
+            .with_redis(Some(redis_url)),
         ))
+    }
+    fn migration(&self, env: &Env) -> Result<Option<Migration>, ConfigError> {
+        let owner = treven_reports::owner_config(env)?;
+        Ok(Some(Box::new(move || {
+            let owner = owner.clone();
+            Box::pin(async move { treven_reports::migrate(&owner).await })
+        })))
     }
 }
 

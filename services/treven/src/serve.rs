@@ -63,9 +63,19 @@ pub struct ServeArgs {
 /// Arguments of `treven migrate`.
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    /// Roles whose databases to migrate, comma-separated.
+    /// Roles whose databases to migrate, comma-separated. Each connects to
+    /// its database (`TREVEN_<ROLE>_DATABASE_URL`) as the owner
+    /// (`TREVEN_MIGRATE_DATABASE_USER`, `TREVEN_MIGRATE_DATABASE_PASSWORD`),
+    /// applies the migrations, then creates or updates the service's login
+    /// role: the user of that URL, with `TREVEN_<ROLE>_DATABASE_PASSWORD`
+    /// (or `TREVEN_DATABASE_PASSWORD`) as its password.
     #[arg(long, value_delimiter = ',', default_value = "all", value_parser = parse_target)]
     target: Vec<String>,
+    /// Validate the configuration exactly as `migrate` would, connect
+    /// nowhere, and exit (non-zero naming the variable, as `serve
+    /// --check-config`).
+    #[arg(long)]
+    check_config: bool,
 }
 
 /// Arguments of `treven healthcheck`.
@@ -203,14 +213,19 @@ fn check_config(env: &Env, targets: &[String]) -> anyhow::Result<()> {
 /// exits.
 pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     let env = Env::from_process();
+    let migrations = selected(&args.target)
+        .into_iter()
+        .map(|role| Ok(role.migration(&env)?.map(|m| (role.name(), m))))
+        .collect::<Result<Vec<_>, ConfigError>>()?;
+    if args.check_config {
+        return check_config(&env, &args.target);
+    }
     treven_mesh::tls::install_crypto_provider();
-    for role in selected(&args.target) {
-        if let Some(migration) = role.configure(&env)?.migrate() {
-            migration
-                .await
-                .with_context(|| format!("{} migrations", role.name()))?;
-            println!("{}: migrations applied", role.name());
-        }
+    for (name, migration) in migrations.into_iter().flatten() {
+        migration()
+            .await
+            .with_context(|| format!("{name} migrations"))?;
+        println!("{name}: migrations applied, login role ready");
     }
     Ok(())
 }

@@ -100,10 +100,12 @@ impl PrivatePostgres {
 
     /// Like RDS with `rds.force_ssl=1`: a cluster that accepts TCP
     /// connections only over TLS (`ssl=on` with `ca`'s `localhost`
-    /// certificate; `pg_hba.conf` has only `hostssl` lines for `login`, with
-    /// scram-sha-256, and `hostnossl … reject`). The `postgres` superuser
-    /// connects only through the Unix socket in the cluster's directory,
-    /// which is how `login` is created.
+    /// certificate; `pg_hba.conf` has only `hostssl` lines for `login`'s
+    /// database, with scram-sha-256 for any role that has a password (the
+    /// master `login` and the login roles `treven migrate` creates), and
+    /// `hostnossl … reject`). The `postgres` superuser connects only through
+    /// the Unix socket in the cluster's directory, which is how `login` is
+    /// created.
     pub fn start_tls(ca: &TestCa, login: &PostgresLogin) -> PrivatePostgres {
         PrivatePostgres::start_tls_on(ca, login, free_port())
     }
@@ -148,10 +150,9 @@ impl PrivatePostgres {
             "local all postgres trust\n\
              hostnossl all all 0.0.0.0/0 reject\n\
              hostnossl all all ::/0 reject\n\
-             hostssl {db} {user} 127.0.0.1/32 scram-sha-256\n\
-             hostssl {db} {user} ::1/128 scram-sha-256\n",
+             hostssl {db} all 127.0.0.1/32 scram-sha-256\n\
+             hostssl {db} all ::1/128 scram-sha-256\n",
             db = login.database,
-            user = login.user,
         );
         std::fs::write(data.join("pg_hba.conf"), hba).unwrap();
         cluster.start_again();

@@ -126,8 +126,17 @@ impl Mesh {
         env.extend(mesh_keys);
         env.extend([
             ("TREVEN_ENV", "local".to_owned()),
-            ("TREVEN_TENANTS_DATABASE_URL", database_url.clone()),
-            ("TREVEN_REPORTS_DATABASE_URL", database_url.clone()),
+            // The services log in as their own login roles, which `treven
+            // migrate` creates as the owner (the URL's user).
+            (
+                "TREVEN_TENANTS_DATABASE_URL",
+                treven_testkit::with_user(&database_url, "treven_tenants_svc"),
+            ),
+            (
+                "TREVEN_REPORTS_DATABASE_URL",
+                treven_testkit::with_user(&database_url, "treven_reports_svc"),
+            ),
+            ("TREVEN_MIGRATE_DATABASE_USER", user_of(&database_url)),
             (
                 "TREVEN_REDIS_URL",
                 options
@@ -299,6 +308,14 @@ impl super::Stack for Mesh {
     fn sign_in(&self, org: &str, kind: &str, email: &str, role: &str) -> User {
         Mesh::sign_in(self, org, kind, email, role)
     }
+}
+
+/// The user of a `postgres://user[:password]@host/...` URL.
+fn user_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.split_once('@')
+        .map(|(userinfo, _)| userinfo.split(':').next().unwrap_or_default().to_owned())
+        .expect("a user in the database URL")
 }
 
 /// Ensures the organisation (by name) with `treven admin ensure-org` run with

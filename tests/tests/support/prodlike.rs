@@ -223,6 +223,9 @@ pub struct ProdStack {
     user_pool_id: String,
     client_id: String,
     aws_env: Vec<(&'static str, String)>,
+    /// The migrate task's environment: how an operator runs `treven admin`
+    /// in AWS (a one-off task of that definition, command overridden).
+    migrate_env: Vec<(String, String)>,
     /// Directory of the processes' logs.
     pub logs: PathBuf,
     _postgres: PrivatePostgres,
@@ -382,11 +385,19 @@ impl ProdStack {
             envs.insert(spec.name.clone(), env);
         }
 
-        // The stand-ins, with the credentials the tasks were given.
-        let tenants_env = &envs["tenants"];
-        let database_url = get(tenants_env, "TREVEN_TENANTS_DATABASE_URL")
-            .expect("the tenants task has TREVEN_TENANTS_DATABASE_URL");
-        let login = postgres_login(database_url, get(tenants_env, "TREVEN_DATABASE_PASSWORD"));
+        // The stand-ins, with the credentials the tasks were given: RDS's
+        // master user (the owner) is what the migrate task connects as; it
+        // creates the services' login roles with their own passwords.
+        let migrate_env = &envs["migrate"];
+        let database_url = get(migrate_env, "TREVEN_TENANTS_DATABASE_URL")
+            .expect("the migrate task has TREVEN_TENANTS_DATABASE_URL");
+        let mut login = postgres_login(
+            database_url,
+            get(migrate_env, "TREVEN_MIGRATE_DATABASE_PASSWORD"),
+        );
+        login.user = get(migrate_env, "TREVEN_MIGRATE_DATABASE_USER")
+            .expect("the migrate task names the owner (TREVEN_MIGRATE_DATABASE_USER)")
+            .to_owned();
         let postgres = PrivatePostgres::start_tls_on(&ca, &login, stand.postgres_port);
         let redis_url = envs
             .values()
@@ -490,20 +501,29 @@ impl ProdStack {
             }
         }
 
-        // Migrations, as an operator runs them: a one-off task with the
-        // tenants (then reports) task's environment.
-        for (task, target) in [("tenants", "tenants"), ("reports", "reports")] {
-            let out = treven_with(&envs[task])
-                .args(["migrate", "--target", target])
-                .output()
-                .expect("treven migrate runs");
-            assert!(
-                out.status.success(),
-                "`treven migrate --target {target}` with the {task} task's environment failed:\n{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        // Migrations, as the deploy runs them: the one-off migrate task, its
+        // own command and environment (the owner's credentials and each
+        // service's login role and password).
+        let migrate = specs
+            .iter()
+            .find(|spec| spec.name == "migrate")
+            .expect("the template has the migrate task");
+        let out = treven_with(&envs["migrate"])
+            .args(&migrate.command)
+            .output()
+            .expect("treven migrate runs");
+        assert!(
+            out.status.success(),
+            "`treven {}` with the migrate task's environment failed:\n{}{}",
+            migrate.command.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The rest are services.
+        let specs: Vec<TaskSpec> = specs
+            .into_iter()
+            .filter(|spec| spec.port.is_some())
+            .collect();
 
         // Every task, each with its own command; then wait for SERVING.
         let mut tasks = Vec::new();
@@ -529,6 +549,7 @@ impl ProdStack {
             user_pool_id: stand.user_pool_id.clone().unwrap(),
             client_id: stand.client_id.clone().unwrap(),
             aws_env,
+            migrate_env: envs["migrate"].clone(),
             logs,
             _postgres: postgres,
             _redis: redis,
@@ -655,7 +676,7 @@ impl ProdStack {
     /// admin` with the tenants task's environment (as an operator would),
     /// the Cognito user in moto's pool.
     pub fn sign_in(&self, org: &str, kind: &str, email: &str, role: &str) -> User {
-        let operator = self.task("tenants").env.clone();
+        let operator = self.migrate_env.clone();
         sign_in_user(
             &operator,
             &self.aws_env,
@@ -680,7 +701,7 @@ impl Drop for ProdStack {
 }
 
 /// The login role, password and database of a `postgres://user@host:port/db`
-/// URL and the password ECS injects.
+/// URL and the password ECS injects (the caller may name another user).
 fn postgres_login(url: &str, password: Option<&str>) -> PostgresLogin {
     let rest = url.split_once("://").expect("a URL").1;
     let (authority, path) = rest.split_once('/').expect("a database in the URL");
@@ -693,7 +714,7 @@ fn postgres_login(url: &str, password: Option<&str>) -> PostgresLogin {
         user: user.to_owned(),
         password: password
             .or(inline)
-            .expect("a database password (TREVEN_DATABASE_PASSWORD)")
+            .expect("a database password (TREVEN_MIGRATE_DATABASE_PASSWORD)")
             .to_owned(),
         database: path.split('?').next().unwrap().to_owned(),
     }

@@ -1,6 +1,8 @@
 //! The generation job queue: workers claim jobs across organisations with
-//! `FOR UPDATE SKIP LOCKED`, heartbeat and release their lease; inside an
-//! [`OrgTx`] they check the lease, save sections and finish or retry the job.
+//! `FOR UPDATE SKIP LOCKED`, heartbeat and release their lease, each in a
+//! background transaction as `treven_worker` (which may read and write only
+//! the lease columns of `report_jobs`); inside an [`OrgTx`] they check the
+//! lease, save sections and finish or retry the job.
 
 use std::time::Duration;
 use treven_mesh::trace::{self, Traced as _};
@@ -34,9 +36,10 @@ pub struct JobClaim {
 }
 
 impl PgStore {
-    /// Worker path (owner, across organisations): leases the next job that
+    /// Worker path (`treven_worker`, across organisations): leases the next job that
     /// is due, or whose worker's lease lapsed, to `worker` for `lease`.
     pub async fn claim_job(&self, worker: Uuid, lease: Duration) -> Result<Option<JobClaim>> {
+        let mut tx = treven_mesh::postgres::begin_background(&self.pool).await?;
         let row: Option<JobRow> = sqlx::query_as(
             "UPDATE report_jobs SET state = 'running', attempts = attempts + 1, lease_owner = $1, \
                     lease_expires_at = clock_timestamp() + $2 * interval '1 millisecond', \
@@ -51,15 +54,17 @@ impl PgStore {
         )
         .bind(worker)
         .bind(lease.as_millis() as f64)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .traced(trace::postgres("reports.claim_job", "UPDATE"))
         .await?;
+        tx.commit().await?;
         row.map(TryInto::try_into).transpose()
     }
 
     /// Worker path: extends `worker`'s lease on `job`; false when the lease
     /// was lost (lapsed and taken, or the job ended).
     pub async fn heartbeat(&self, job: Uuid, worker: Uuid, lease: Duration) -> Result<bool> {
+        let mut tx = treven_mesh::postgres::begin_background(&self.pool).await?;
         let done = sqlx::query(
             "UPDATE report_jobs SET lease_expires_at = clock_timestamp() + $3 * interval '1 millisecond', \
                     heartbeat_at = clock_timestamp() \
@@ -68,14 +73,16 @@ impl PgStore {
         .bind(job)
         .bind(worker)
         .bind(lease.as_millis() as f64)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .traced(trace::postgres("reports.heartbeat", "UPDATE"))
         .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
     /// Worker path: gives `job` back (shutdown) without counting the attempt.
     pub async fn release(&self, job: Uuid, worker: Uuid) -> Result<bool> {
+        let mut tx = treven_mesh::postgres::begin_background(&self.pool).await?;
         let done = sqlx::query(
             "UPDATE report_jobs SET state = 'queued', attempts = greatest(attempts - 1, 0), \
                     lease_owner = NULL, lease_expires_at = NULL, run_after = clock_timestamp() \
@@ -83,9 +90,10 @@ impl PgStore {
         )
         .bind(job)
         .bind(worker)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .traced(trace::postgres("reports.release", "UPDATE"))
         .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 }

@@ -9,10 +9,10 @@
 //! - The relay's queries ([`PgStore::claim_outbox`],
 //!   [`PgStore::outbox_delivered`], [`PgStore::outbox_failed`],
 //!   [`PgStore::outbox_release`], [`PgStore::outbox_pending`]): across
-//!   organisations, on the plain pool as the connecting role. They are the
-//!   ONLY cross-organisation outbox queries; a deployment whose login role
-//!   is subject to forced row-level security routes exactly these through
-//!   its background role.
+//!   organisations, each in a background transaction as `treven_worker`
+//!   (`treven_mesh::postgres::begin_background`), whose only grants are the
+//!   job lease columns and this table (migration `0004_roles.sql`). They are
+//!   the ONLY cross-organisation outbox queries.
 
 use std::time::Duration;
 
@@ -114,6 +114,7 @@ impl PgStore {
     /// them lets them come due again after `lease`. No lock is held while
     /// they are delivered.
     pub async fn claim_outbox(&self, limit: u32, lease: Duration) -> Result<Vec<OutboxEvent>> {
+        let mut tx = treven_mesh::postgres::begin_background(&self.pool).await?;
         let rows: Vec<OutboxRow> = sqlx::query_as(
             "UPDATE outbox SET next_attempt_at = clock_timestamp() + $2 * interval '1 millisecond' \
              WHERE id IN ( \
@@ -123,8 +124,9 @@ impl PgStore {
         )
         .bind(i64::from(limit))
         .bind(lease.as_millis() as f64)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        tx.commit().await?;
         let mut events = rows
             .into_iter()
             .map(TryInto::try_into)
@@ -135,10 +137,12 @@ impl PgStore {
 
     /// Relay path: `id` was delivered; it leaves the outbox.
     pub async fn outbox_delivered(&self, id: Uuid) -> Result<()> {
+        let mut tx = treven_mesh::postgres::begin_background(&self.pool).await?;
         sqlx::query("DELETE FROM outbox WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -146,6 +150,7 @@ impl PgStore {
     /// and try again after `delay`.
     pub async fn outbox_failed(&self, id: Uuid, error: &str, delay: Duration) -> Result<()> {
         let error: String = error.chars().take(1_000).collect();
+        let mut tx = treven_mesh::postgres::begin_background(&self.pool).await?;
         sqlx::query(
             "UPDATE outbox SET attempts = attempts + 1, last_error = $2, \
                     next_attempt_at = clock_timestamp() + $3 * interval '1 millisecond' \
@@ -154,8 +159,9 @@ impl PgStore {
         .bind(id)
         .bind(error)
         .bind(delay.as_millis() as f64)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -165,23 +171,28 @@ impl PgStore {
         if ids.is_empty() {
             return Ok(());
         }
+        let mut tx = treven_mesh::postgres::begin_background(&self.pool).await?;
         sqlx::query(
             "UPDATE outbox SET next_attempt_at = clock_timestamp() + $2 * interval '1 millisecond' \
              WHERE id = ANY($1)",
         )
         .bind(ids)
         .bind(delay.as_millis() as f64)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
     /// Operations (and tests): how many events are still to be delivered,
     /// across organisations.
     pub async fn outbox_pending(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT count(*) FROM outbox")
-            .fetch_one(&self.pool)
-            .await?)
+        let mut tx = treven_mesh::postgres::begin_background(&self.pool).await?;
+        let pending = sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(pending)
     }
 }
 

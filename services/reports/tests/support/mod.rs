@@ -481,20 +481,31 @@ impl Stack {
         let keys = MeshKeys::generate();
         let shutdown = CancellationToken::new();
 
-        // Tenants, on the shared database.
-        let tenants_config = treven_tenants::TenantsConfig::from_env(&Env::from_pairs([(
-            "TREVEN_TENANTS_DATABASE_URL",
-            db.url.clone(),
-        )]))
-        .unwrap();
-        let tenants_store = treven_tenants::store::PgStore::connect_lazy(
-            tenants_config.database.clone(),
-            &tenants_config.pool,
-        );
-        tenants_store.migrate().await.expect("tenants migrations");
+        // Tenants, on the shared database: migrated as the owner, served as
+        // its login role; `tenants_store` is the owner's (operator paths).
+        let tenants_env = Env::from_pairs([
+            (
+                "TREVEN_TENANTS_DATABASE_URL",
+                db.login_url(treven_tenants::LOGIN_ROLE),
+            ),
+            ("TREVEN_MIGRATE_DATABASE_USER", TestDatabase::owner_user()),
+        ]);
+        let tenants_config = treven_tenants::TenantsConfig::from_env(&tenants_env).unwrap();
+        let tenants_owner = treven_tenants::owner_config(&tenants_env).unwrap();
+        treven_tenants::migrate(&tenants_owner)
+            .await
+            .expect("tenants migrations");
+        let tenants_store = treven_tenants::owner_store(&tenants_owner);
         let tenants_addr = serve_routes(
             "tenants",
-            treven_tenants::routes(tenants_store.clone(), &keys).unwrap(),
+            treven_tenants::routes(
+                treven_tenants::store::PgStore::connect_lazy(
+                    tenants_config.database.clone(),
+                    &tenants_config.pool,
+                ),
+                &keys,
+            )
+            .unwrap(),
             shutdown.clone(),
         )
         .await;
@@ -532,8 +543,14 @@ impl Stack {
 
         let redis_url = "redis://127.0.0.1:6379".to_owned();
         let tenants_link = Link::start(tenants_addr, shutdown.clone()).await;
-        let config = ReportsConfig::from_env(&Env::from_pairs([
-            ("TREVEN_REPORTS_DATABASE_URL", db.url.clone()),
+        // Reports: migrated as the owner, served (and its workers run) as its
+        // login role.
+        let env = Env::from_pairs([
+            (
+                "TREVEN_REPORTS_DATABASE_URL",
+                db.login_url(treven_reports::config::LOGIN_ROLE),
+            ),
+            ("TREVEN_MIGRATE_DATABASE_USER", TestDatabase::owner_user()),
             (
                 "TREVEN_TENANTS_URL",
                 format!("http://{}", tenants_link.address),
@@ -553,9 +570,9 @@ impl Stack {
             ("TREVEN_REPORTS_OUTBOX_SWEEP_MILLIS", "100".into()),
             ("TREVEN_REPORTS_OUTBOX_BACKOFF_MILLIS", "50".into()),
             ("TREVEN_REPORTS_OUTBOX_BACKOFF_MAX_MILLIS", "400".into()),
-        ]))
-        .unwrap();
-        treven_reports::migrate(&config)
+        ]);
+        let config = ReportsConfig::from_env(&env).unwrap();
+        treven_reports::migrate(&treven_reports::owner_config(&env).unwrap())
             .await
             .expect("reports migrations");
         let app = ReportsApp::build(config, &keys).unwrap();

@@ -13,9 +13,13 @@ const ORG_COLUMNS: &str = "id, name, kind, settings, created_at, updated_at";
 
 impl PgStore {
     /// Operator action: the organisation named `name`, created with `kind`
-    /// if there is none. Runs as the owner, outside row-level security.
+    /// if there is none. Looking up by name crosses organisations: it runs
+    /// as `treven_operator` ([`treven_mesh::postgres::begin_operator`]),
+    /// which only the owner may enter and which may only find and create
+    /// organisations.
     pub async fn admin_ensure_org(&self, name: &Name, kind: OrgKind) -> Result<Organisation> {
         let id = Uuid::now_v7();
+        let mut tx = treven_mesh::postgres::begin_operator(&self.pool).await?;
         sqlx::query(
             "INSERT INTO organisations (id, name, kind) VALUES ($1, $2, $3) \
              ON CONFLICT ((lower(name))) DO NOTHING",
@@ -23,16 +27,17 @@ impl PgStore {
         .bind(id)
         .bind(name.as_str())
         .bind(kind.as_str())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .traced(trace::postgres("tenants.admin_ensure_org", "INSERT"))
         .await?;
         let row: OrgRow = sqlx::query_as(&format!(
             "SELECT {ORG_COLUMNS} FROM organisations WHERE lower(name) = lower($1)"
         ))
         .bind(name.as_str())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .traced(trace::postgres("tenants.admin_ensure_org", "SELECT"))
         .await?;
+        tx.commit().await?;
         row.try_into()
     }
 }

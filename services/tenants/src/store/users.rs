@@ -14,7 +14,10 @@ const USER_COLUMNS: &str = "id, org_id, cognito_sub, email, name, role, created_
 
 impl PgStore {
     /// Operator action: the user `email` of `org`, created (or updated) with
-    /// `name`, `role` and `cognito_sub`. Audited as done by `operator`.
+    /// `name`, `role` and `cognito_sub`. Audited as done by `operator`. Runs
+    /// confined to `org` (as `treven_app`, like a request), so any
+    /// connecting role will do: the owner is under forced row-level security
+    /// too.
     pub async fn admin_ensure_user(
         &self,
         org: OrgId,
@@ -23,7 +26,7 @@ impl PgStore {
         role: Role,
         cognito_sub: Option<&CognitoSub>,
     ) -> Result<User> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = treven_mesh::postgres::OrgTx::begin(&self.pool, org, "operator").await?;
         let row: UserRow = sqlx::query_as(&format!(
             "INSERT INTO users (id, org_id, email, name, role, cognito_sub) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (org_id, lower(email)) DO UPDATE \

@@ -1,5 +1,7 @@
 //! Shared test harness: a fresh Postgres database per test and the tenants
-//! service on port 0, in-process, with the real migrations.
+//! service on port 0, in-process, with the real migrations run as the owner
+//! (`treven_tenants::migrate`) and the service logging in as its own login
+//! role, so forced row-level security applies to it for real.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -27,6 +29,7 @@ pub struct TestApp {
     /// Every principal's key; the service holds only the tenants one.
     pub keys: MeshKeys,
     pub address: std::net::SocketAddr,
+    /// The owner's store: the operator's paths (`admin_ensure_*`).
     pub store: PgStore,
     server: treven_testkit::InProcess,
 }
@@ -37,7 +40,11 @@ impl TestApp {
         let all_keys = MeshKeys::generate();
         let [signing, public] = all_keys.only(&[Principal::Tenants]).env();
         let env = Env::from_pairs([
-            ("TREVEN_TENANTS_DATABASE_URL", db.url.clone()),
+            (
+                "TREVEN_TENANTS_DATABASE_URL",
+                db.login_url(treven_tenants::LOGIN_ROLE),
+            ),
+            ("TREVEN_MIGRATE_DATABASE_USER", TestDb::owner_user()),
             (signing.0, signing.1),
             (public.0, public.1),
             ("TREVEN_SHUTDOWN_GRACE_SECS", "2".to_owned()),
@@ -49,7 +56,9 @@ impl TestApp {
             .load()
             .await
             .expect("keys");
-        let store = PgStore::connect_lazy(config.database.clone(), &config.pool);
+        let owner = treven_tenants::owner_config(&env).expect("owner");
+        treven_tenants::migrate(&owner).await.expect("migrations");
+        let store = treven_tenants::owner_store(&owner);
         let server = treven_testkit::InProcess::start(|listener, shutdown| async move {
             treven_tenants::serve(config, &keys, listener, shutdown).await
         })
