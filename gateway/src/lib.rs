@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod caller;
 pub mod config;
+pub mod docs;
 pub mod error;
 pub mod grpcweb;
 pub mod idempotency;

@@ -34,6 +34,7 @@ pub mod server;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
+pub mod validate;
 pub mod wire;
 
 pub use context::{MeshContext, MeshKey, OrgId, Principal, Role, Signer};
