@@ -469,7 +469,7 @@ fn query_parameters(
         let mut parameter = json!({ "name": name, "in": "query", "schema": schemas.field(&field) });
         if schemas
             .rules_of(&field)
-            .is_some_and(|rules| rules.required && !rules.ignore_always)
+            .is_some_and(|rules| !rules.accepts_zero(&field))
         {
             parameter["required"] = true.into();
         }

@@ -109,14 +109,13 @@ impl Schemas {
         for field in descriptor.fields().filter(|f| !skip(f)) {
             let mut schema = self.field(&field);
             let rules = self.rules_of(&field);
-            if rules
-                .as_ref()
-                .is_some_and(|r| r.required && !r.ignore_always)
-            {
-                required.push(field.json_name().to_owned());
-            } else if rules.as_ref().is_none_or(|r| r.accepts_zero(&field)) {
-                // Proto3 JSON reads `null` as the field's default.
+            if rules.as_ref().is_none_or(|r| r.accepts_zero(&field)) {
+                // Proto3 JSON reads `null` (or an omitted member) as the
+                // field's default.
                 schema = nullable(schema);
+            } else {
+                // Left out, the field is its default, which a rule refuses.
+                required.push(field.json_name().to_owned());
             }
             properties.insert(field.json_name().to_owned(), schema);
         }
@@ -242,6 +241,18 @@ impl Schemas {
 
 /// `schema`, or `null` (a field at its default).
 fn nullable(mut schema: Value) -> Value {
+    // A plain typed schema takes `null` as a second type (its other keywords
+    // apply to that type only); anything else is wrapped.
+    if let Some(kind) = schema
+        .get("type")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        && schema.get("enum").is_none()
+        && schema.get("const").is_none()
+    {
+        schema["type"] = json!([kind, "null"]);
+        return schema;
+    }
     let description = schema
         .as_object_mut()
         .and_then(|object| object.remove("description"));
