@@ -206,7 +206,7 @@ const { chromium } = require('playwright-core');
   const tryOut = op.locator('button.try-out__btn');
   if (await tryOut.count() && (await tryOut.textContent()).includes('Try it out')) await tryOut.click();
   await op.locator('button.execute').click();
-  const status = op.locator('.live-responses-table .response-col_status').first();
+  const status = op.locator('.live-responses-table tbody .response-col_status').first();
   await status.waitFor({ timeout: 20000 });
   const body = await op.locator('.live-responses-table .response-col_description pre').first().textContent();
   console.log(JSON.stringify({
