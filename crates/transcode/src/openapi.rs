@@ -425,7 +425,12 @@ fn operation(route: &Route, pieces: &[Piece], names: &[String], schemas: &mut Sc
         op["description"] = comment.into();
     }
     if let Some(body) = request_body(route, schemas) {
-        op["requestBody"] = json!({ "content": { "application/json": { "schema": body } } });
+        // Required when an empty body (every field at its default) breaks a rule.
+        let required = schemas.refuses_empty(&body);
+        op["requestBody"] = json!({
+            "content": { "application/json": { "schema": body } },
+            "required": required,
+        });
     }
     op
 }

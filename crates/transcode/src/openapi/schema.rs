@@ -128,6 +128,28 @@ impl Schemas {
         if !required.is_empty() {
             schema["required"] = required.into();
         }
+        // A oneof that must be set: one of its members, not null.
+        let rules = self.rules_of_pool(descriptor);
+        let mut must = Vec::new();
+        for oneof in descriptor.oneofs().filter(|o| !o.is_synthetic()) {
+            if !rules.is_some_and(|r| r.oneof_required(oneof.full_name())) {
+                continue;
+            }
+            let members: Vec<Value> = oneof
+                .fields()
+                .filter(|f| !skip(f))
+                .map(|f| {
+                    json!({
+                        "required": [f.json_name()],
+                        "properties": { f.json_name(): { "not": { "type": "null" } } },
+                    })
+                })
+                .collect();
+            must.push(json!({ "anyOf": members }));
+        }
+        if !must.is_empty() {
+            schema["allOf"] = must.into();
+        }
         let mut description = self
             .comments
             .of(&descriptor.parent_file(), descriptor.path())
@@ -156,6 +178,27 @@ impl Schemas {
             Rules::from_pool(field.parent_pool()).unwrap_or_default()
         });
         rules.field(field).cloned()
+    }
+
+    /// The compiled rules of the pool `descriptor` belongs to.
+    fn rules_of_pool(&mut self, descriptor: &MessageDescriptor) -> Option<&Rules> {
+        Some(
+            self.rules.get_or_insert_with(|| {
+                Rules::from_pool(descriptor.parent_pool()).unwrap_or_default()
+            }),
+        )
+    }
+
+    /// Whether an empty JSON object breaks a rule of `schema` (a component
+    /// `$ref` or an inline object): it has required members.
+    pub(super) fn refuses_empty(&self, schema: &Value) -> bool {
+        let resolved = schema
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            .and_then(|name| self.components.get(name))
+            .unwrap_or(schema);
+        resolved.get("required").is_some() || resolved.get("allOf").is_some()
     }
 
     /// The schema of a path or query value bound to `field`, with its rules.
