@@ -478,6 +478,11 @@ fn query_parameters(
         {
             parameter["required"] = true.into();
         }
+        if !matches!(kind, Kind::String | Kind::Bytes) {
+            // `?limit=` (an empty value) leaves the field unset.
+            let schema = parameter["schema"].take();
+            parameter["schema"] = json!({ "anyOf": [schema, { "const": "" }] });
+        }
         if field.is_list() {
             parameter["style"] = "form".into();
             parameter["explode"] = true.into();

@@ -149,7 +149,7 @@ fn the_treven_document_is_complete_and_resolvable() {
             "until"
         ]
     );
-    assert_eq!(audit[4]["schema"]["format"], "date-time");
+    assert_eq!(audit[4]["schema"]["anyOf"][0]["format"], "date-time");
 
     let update = &doc["paths"]["/api/users/{id}"]["patch"];
     assert_eq!(
@@ -169,7 +169,7 @@ fn the_treven_document_is_complete_and_resolvable() {
     assert_eq!(user["additionalProperties"], false);
 
     // The buf.validate rules become JSON Schema keywords.
-    let limit = &audit[0]["schema"];
+    let limit = &audit[0]["schema"]["anyOf"][0];
     assert_eq!(
         (limit["minimum"].as_i64(), limit["maximum"].as_i64()),
         (Some(0), Some(100))
@@ -327,9 +327,14 @@ fn the_shapes_document_covers_every_rule_shape() {
         .as_array()
         .and_then(|ps| ps.iter().find(|p| p["name"] == "pageSize"))
         .expect("pageSize");
+    // An empty query value leaves the field unset, so "" is accepted too.
     assert_eq!(
-        page_size["schema"]["type"],
+        page_size["schema"]["anyOf"][0]["type"],
         serde_json::json!(["integer", "null"])
+    );
+    assert_eq!(
+        page_size["schema"]["anyOf"][1],
+        serde_json::json!({"const": ""})
     );
     // A whole-body POST has no query parameters, only the idempotency key.
     assert_eq!(
