@@ -478,7 +478,11 @@ fn query_parameters(
         {
             parameter["required"] = true.into();
         }
-        if !matches!(kind, Kind::String | Kind::Bytes) {
+        if !matches!(kind, Kind::String | Kind::Bytes)
+            && schemas
+                .rules_of(&field)
+                .is_none_or(|rules| rules.accepts_zero(&field))
+        {
             // `?limit=` (an empty value) leaves the field unset.
             let schema = parameter["schema"].take();
             parameter["schema"] = json!({ "anyOf": [schema, { "const": "" }] });
