@@ -8,6 +8,7 @@ pub mod auth;
 pub mod caller;
 pub mod config;
 pub mod connect;
+pub mod docs;
 pub mod drain;
 pub mod error;
 pub mod grpcweb;

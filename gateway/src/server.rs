@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tower::ServiceExt as _;
@@ -29,7 +29,7 @@ pub fn router(gateway: Gateway) -> Router {
         )
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi))
-        .route("/docs", get(|| async { Html(DOCS_PAGE) }));
+        .merge(crate::docs::routes());
     // gRPC-web and gRPC go to the proxy, whatever the path (it serves only
     // the public RPCs and answers every other path alike); the rest is REST.
     let grpc = crate::grpcweb::service(gateway.clone());
@@ -298,24 +298,3 @@ pub async fn serve(
     }
     Ok(())
 }
-
-/// A small self-contained page listing the API from `/openapi.json`.
-const DOCS_PAGE: &str = r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Treven API</title>
-<style>body{font:15px system-ui,sans-serif;margin:2rem;max-width:60rem}code{background:#f3f3f3;padding:0 .3em}
-h2{margin-top:2rem}.op{margin:.6rem 0;padding:.5rem;border-left:4px solid #446}.m{font-weight:bold;display:inline-block;width:4.5rem}</style>
-</head><body><h1>Treven API</h1><p>Generated from the protos' <code>google.api.http</code> rules:
-<a href="/openapi.json">/openapi.json</a> (OpenAPI 3.1). Every call needs <code>Authorization: Bearer &lt;Cognito ID token&gt;</code>.</p>
-<div id="ops">Loading…</div>
-<script>
-fetch('/openapi.json').then(r => r.json()).then(doc => {
-  const root = document.getElementById('ops'); root.textContent = '';
-  for (const [path, item] of Object.entries(doc.paths)) for (const [method, op] of Object.entries(item)) {
-    const div = document.createElement('div'); div.className = 'op';
-    const m = document.createElement('span'); m.className = 'm'; m.textContent = method.toUpperCase();
-    const p = document.createElement('code'); p.textContent = path;
-    const s = document.createElement('div'); s.textContent = (op.summary || '') + ' — ' + op.operationId;
-    div.append(m, p, s); root.append(div);
-  }
-});
-</script></body></html>"#;

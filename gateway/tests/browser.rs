@@ -174,3 +174,91 @@ async fn chromium_calls_grpc_web_and_receives_websocket_events() {
     );
     edge.stop().await;
 }
+
+/// Drives the `/docs` console: authorize with a bearer token, open
+/// `GET /api/me`, execute it, and report what the console shows.
+const DOCS_DRIVER: &str = r#"
+const { chromium } = require('playwright-core');
+(async () => {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  const page = await browser.newPage();
+  const foreign = [];
+  page.on('request', request => {
+    if (!request.url().startsWith(process.argv[2]) && !request.url().startsWith('data:')) foreign.push(request.url());
+  });
+  const errors = [];
+  page.on('pageerror', error => errors.push(String(error)));
+  await page.goto(process.argv[2] + '/docs');
+  await page.waitForSelector('.swagger-ui .information-container', { timeout: 20000 });
+  // Schemas are shown: the models section lists the messages.
+  const models = await page.locator('section.models').count();
+  // Authorize with the bearer token.
+  await page.click('button.authorize');
+  await page.fill('.modal-ux input[type=text], .modal-ux input[type=password]', process.argv[3]);
+  await page.click('.modal-ux button.authorize[type=submit], .modal-ux .auth-btn-wrapper button.authorize');
+  await page.click('.modal-ux button.btn-done, .modal-ux .close-modal');
+  // Open GET /api/me and run it.
+  const op = page.locator('#operations-TenantsService-TenantsService_GetMe');
+  await op.locator('.opblock-summary').first().click();
+  const tryOut = op.locator('button.try-out__btn');
+  if (await tryOut.count() && (await tryOut.textContent()).includes('Try it out')) await tryOut.click();
+  await op.locator('button.execute').click();
+  const status = op.locator('.live-responses-table tbody .response-col_status').first();
+  await status.waitFor({ timeout: 20000 });
+  const body = await op.locator('.live-responses-table .response-col_description pre').first().textContent();
+  console.log(JSON.stringify({
+    models: models > 0,
+    status: (await status.textContent()).trim(),
+    hasEmail: body.includes(process.argv[4]),
+    foreign,
+    errors,
+  }));
+  await browser.close();
+})().catch(error => { console.error(error); process.exit(1); });
+"#;
+
+#[tokio::test]
+async fn chromium_calls_get_me_through_the_docs_console_with_a_bearer_token() {
+    let edge = Edge::start(10_000).await;
+    let acme = edge.org("Acme").await;
+    let (_, token) = edge
+        .member("dora@acme.example", acme, Some(Role::Analyst))
+        .await;
+    let base = edge.gateway_with(&[]).await;
+
+    let driver = std::env::temp_dir().join(format!("treven-docs-{}.js", uuid::Uuid::new_v4()));
+    std::fs::write(&driver, DOCS_DRIVER).unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(&driver)
+            .arg(base)
+            .arg(token)
+            .arg("dora@acme.example")
+            .env("NODE_PATH", tools_dir().join("node/node_modules"))
+            .output()
+            .expect("node runs")
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("the console's result");
+    assert_eq!(
+        result,
+        serde_json::json!({
+            "models": true,
+            "status": "200",
+            "hasEmail": true,
+            "foreign": [],
+            "errors": [],
+        })
+    );
+    edge.stop().await;
+}

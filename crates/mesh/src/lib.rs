@@ -36,6 +36,7 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
 pub mod trace;
+pub mod validate;
 pub mod wire;
 
 pub use context::{MeshContext, MeshKey, OrgId, Principal, Role, Signer};

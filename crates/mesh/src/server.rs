@@ -141,6 +141,12 @@ pub async fn serve(
             service
                 .routes
                 .into_axum_router()
+                // Requests breaking their proto's buf.validate rules are
+                // refused before the handler runs (see `crate::validate`).
+                .layer(
+                    crate::validate::ValidateLayer::new()
+                        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?,
+                )
                 // Each handler knows its caller's deadline, so the calls it
                 // makes carry what is left of it (see `crate::deadline`).
                 .layer(crate::deadline::DeadlineLayer)

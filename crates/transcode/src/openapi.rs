@@ -104,6 +104,8 @@ pub fn openapi_document(table: &RouteTable, info: &OpenApiInfo) -> Value {
             .or_insert_with(|| json!({ "name": service.name(), "description": description }));
     }
 
+    add_links(&mut paths, &routes);
+
     let mut info_json = json!({ "title": info.title, "version": info.version });
     if let Some(description) = &info.description {
         info_json["description"] = description.clone().into();
@@ -133,6 +135,91 @@ pub fn openapi_document(table: &RouteTable, info: &OpenApiInfo) -> Value {
     components.insert(ERROR_SCHEMA.to_owned(), error_schema());
     document["components"]["schemas"] = Value::Object(components);
     sorted(document)
+}
+
+/// OpenAPI `links` from each create operation (a unary `POST` whose answer
+/// carries an `id`) to every operation under the created resource's path
+/// (`POST /api/users` → `/api/users/{id}`, `POST /api/conversations` →
+/// `/api/conversations/{conversationId}/messages`), so clients and stateful
+/// fuzzers can follow a created id.
+fn add_links(
+    paths: &mut BTreeMap<String, (String, Map<String, Value>)>,
+    routes: &[(String, &Route, Vec<Piece>)],
+) {
+    let mut creates = Vec::new();
+    for (shape_key, route, _) in routes {
+        if route.method().as_str() != "POST" || route.is_server_streaming() {
+            continue;
+        }
+        if let Some(pointer) = created_id_pointer(route)
+            && let Some((path, _)) = paths.get(shape_key)
+            && !path.contains(':')
+        {
+            creates.push((shape_key.clone(), path.clone(), pointer));
+        }
+    }
+    for (create_key, create_path, pointer) in creates {
+        let prefix = format!("{create_path}/{{");
+        let mut links = Map::new();
+        for (path, operations) in paths.values() {
+            let Some(rest) = path.strip_prefix(&prefix) else {
+                continue;
+            };
+            let Some((parameter, _)) = rest.split_once('}') else {
+                continue;
+            };
+            for (method, operation) in operations {
+                let Some(id) = operation.get("operationId").and_then(Value::as_str) else {
+                    continue;
+                };
+                links.insert(
+                    id.to_owned(),
+                    json!({
+                        "operationId": id,
+                        "parameters": { parameter: format!("$response.body#{pointer}") },
+                        "description": format!("The created resource's id as `{parameter}` of {} {path}.", method.to_uppercase()),
+                    }),
+                );
+            }
+        }
+        if links.is_empty() {
+            continue;
+        }
+        if let Some((_, operations)) = paths.get_mut(&create_key)
+            && let Some(ok) = operations
+                .get_mut("post")
+                .and_then(|op| op.get_mut("responses"))
+                .and_then(|responses| responses.get_mut("200"))
+        {
+            ok["links"] = Value::Object(links);
+        }
+    }
+}
+
+/// The JSON pointer of the created resource's `id` in a create's answer:
+/// `/id` when the answer is the resource, `/<field>/id` when it holds it.
+fn created_id_pointer(route: &Route) -> Option<String> {
+    let has_id = |message: &MessageDescriptor| {
+        message
+            .get_field_by_name("id")
+            .is_some_and(|f| f.kind() == Kind::String && !f.is_list())
+    };
+    let output = match route.response_body() {
+        Some(field) => match field.kind() {
+            Kind::Message(message) if !field.is_list() => message,
+            _ => return None,
+        },
+        None => route.rpc().output(),
+    };
+    if has_id(&output) {
+        return Some("/id".to_owned());
+    }
+    output.fields().find_map(|field| match field.kind() {
+        Kind::Message(message) if !field.is_list() && has_id(&message) => {
+            Some(format!("/{}/id", field.json_name()))
+        }
+        _ => None,
+    })
 }
 
 /// A piece of a rendered path: a literal or a parameter.
@@ -299,7 +386,7 @@ fn operation(route: &Route, pieces: &[Piece], names: &[String], schemas: &mut Sc
     });
     for ((field, description), name) in params.zip(names) {
         let schema = match field {
-            Some(path) => schemas.kind(&path.leaf().kind()),
+            Some(path) => schemas.bound(path.leaf()),
             None => json!({ "type": "string" }),
         };
         let mut parameter =
@@ -338,7 +425,12 @@ fn operation(route: &Route, pieces: &[Piece], names: &[String], schemas: &mut Sc
         op["description"] = comment.into();
     }
     if let Some(body) = request_body(route, schemas) {
-        op["requestBody"] = json!({ "content": { "application/json": { "schema": body } } });
+        // Required when an empty body (every field at its default) breaks a rule.
+        let required = schemas.refuses_empty(&body);
+        op["requestBody"] = json!({
+            "content": { "application/json": { "schema": body } },
+            "required": required,
+        });
     }
     op
 }
@@ -380,6 +472,21 @@ fn query_parameters(
             continue;
         }
         let mut parameter = json!({ "name": name, "in": "query", "schema": schemas.field(&field) });
+        if schemas
+            .rules_of(&field)
+            .is_some_and(|rules| !rules.accepts_zero(&field))
+        {
+            parameter["required"] = true.into();
+        }
+        if !matches!(kind, Kind::String | Kind::Bytes)
+            && schemas
+                .rules_of(&field)
+                .is_none_or(|rules| rules.accepts_zero(&field))
+        {
+            // `?limit=` (an empty value) leaves the field unset.
+            let schema = parameter["schema"].take();
+            parameter["schema"] = json!({ "anyOf": [schema, { "const": "" }] });
+        }
         if field.is_list() {
             parameter["style"] = "form".into();
             parameter["explode"] = true.into();

@@ -218,15 +218,8 @@ impl pb::documents_service_server::DocumentsService for DocumentsGrpc {
         let org = context.org_id().to_string();
         let message = request.into_inner();
         let result = async {
-            if message.tags.len() > 20 {
-                return Err(ServiceError::invalid_field("tags", "at most 20 tags"));
-            }
-            if !(0..=100).contains(&message.min_trust_score) {
-                return Err(ServiceError::invalid_field(
-                    "min_trust_score",
-                    "must be between 0 and 100",
-                ));
-            }
+            // At most 20 tags and a trust score of 0–100: proto rules,
+            // checked before this handler runs.
             let text = sources::text("text", &message.text, 0, 200)?;
             let query = SourceQuery {
                 country: Some(message.country)

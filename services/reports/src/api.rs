@@ -140,7 +140,7 @@ impl pb::reports_service_server::ReportsService for ReportsGrpc {
         let result = async {
             let status = status_from_pb(m.status)?;
             let country = optional_country(&m.country)?;
-            let query = optional_query(&m.q)?;
+            let query = optional_query(&m.q);
             let filter = ReportFilter {
                 status,
                 country: country.as_deref(),

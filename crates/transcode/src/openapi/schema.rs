@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 
 use prost_reflect::{EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
+use treven_mesh::validate::{FieldRules, Rules, StringFormat, UUID_PATTERN};
 
 use super::comments::Comments;
 use crate::fields::{WellKnown, well_known};
@@ -17,6 +18,8 @@ use crate::fields::{WellKnown, well_known};
 pub(super) struct Schemas {
     pub(super) components: BTreeMap<String, Value>,
     pub(super) comments: Comments,
+    /// The `buf.validate` rules of the descriptors, read on first use.
+    rules: Option<Rules>,
 }
 
 /// A `$ref` to a component schema.
@@ -40,6 +43,9 @@ impl Schemas {
         } else {
             self.kind(&field.kind())
         };
+        if let Some(rules) = self.rules_of(field) {
+            schema = constrained(field, &rules, schema);
+        }
         if let Some(comment) = self.comments.of(&field.parent_file(), field.path())
             && let Some(object) = schema.as_object_mut()
         {
@@ -99,10 +105,51 @@ impl Schemas {
         skip: &dyn Fn(&FieldDescriptor) -> bool,
     ) -> Value {
         let mut properties = serde_json::Map::new();
+        let mut required = Vec::new();
         for field in descriptor.fields().filter(|f| !skip(f)) {
-            properties.insert(field.json_name().to_owned(), self.field(&field));
+            let mut schema = self.field(&field);
+            let rules = self.rules_of(&field);
+            if rules.as_ref().is_none_or(|r| r.accepts_zero(&field)) {
+                // Proto3 JSON reads `null` (or an omitted member) as the
+                // field's default.
+                schema = nullable(schema);
+            } else {
+                // Left out, the field is its default, which a rule refuses.
+                required.push(field.json_name().to_owned());
+            }
+            properties.insert(field.json_name().to_owned(), schema);
         }
-        let mut schema = json!({ "type": "object", "properties": properties });
+        // Unknown members are refused by the transcoder, so the schema says so.
+        let mut schema = json!({
+            "type": "object",
+            "properties": properties,
+            "additionalProperties": false,
+        });
+        if !required.is_empty() {
+            schema["required"] = required.into();
+        }
+        // A oneof that must be set: one of its members, not null.
+        let rules = self.rules_of_pool(descriptor);
+        let mut must = Vec::new();
+        for oneof in descriptor.oneofs().filter(|o| !o.is_synthetic()) {
+            if !rules.is_some_and(|r| r.oneof_required(oneof.full_name())) {
+                continue;
+            }
+            let members: Vec<Value> = oneof
+                .fields()
+                .filter(|f| !skip(f))
+                .map(|f| {
+                    json!({
+                        "required": [f.json_name()],
+                        "properties": { f.json_name(): { "not": { "type": "null" } } },
+                    })
+                })
+                .collect();
+            must.push(json!({ "anyOf": members }));
+        }
+        if !must.is_empty() {
+            schema["allOf"] = must.into();
+        }
         let mut description = self
             .comments
             .of(&descriptor.parent_file(), descriptor.path())
@@ -121,6 +168,46 @@ impl Schemas {
             schema["description"] = description.into();
         }
         schema
+    }
+
+    /// The rules of `field`, when it declares any.
+    pub(super) fn rules_of(&mut self, field: &FieldDescriptor) -> Option<FieldRules> {
+        let rules = self.rules.get_or_insert_with(|| {
+            // A pool with a rule the mesh cannot enforce never serves (its
+            // servers refuse to start), so no constraint is documented.
+            Rules::from_pool(field.parent_pool()).unwrap_or_default()
+        });
+        rules.field(field).cloned()
+    }
+
+    /// The compiled rules of the pool `descriptor` belongs to.
+    fn rules_of_pool(&mut self, descriptor: &MessageDescriptor) -> Option<&Rules> {
+        Some(
+            self.rules.get_or_insert_with(|| {
+                Rules::from_pool(descriptor.parent_pool()).unwrap_or_default()
+            }),
+        )
+    }
+
+    /// Whether an empty JSON object breaks a rule of `schema` (a component
+    /// `$ref` or an inline object): it has required members.
+    pub(super) fn refuses_empty(&self, schema: &Value) -> bool {
+        let resolved = schema
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            .and_then(|name| self.components.get(name))
+            .unwrap_or(schema);
+        resolved.get("required").is_some() || resolved.get("allOf").is_some()
+    }
+
+    /// The schema of a path or query value bound to `field`, with its rules.
+    pub(super) fn bound(&mut self, field: &FieldDescriptor) -> Value {
+        let schema = self.kind(&field.kind());
+        match self.rules_of(field) {
+            Some(rules) => constrained(field, &rules, schema),
+            None => schema,
+        }
     }
 
     fn enumeration(&mut self, descriptor: &EnumDescriptor) -> Value {
@@ -191,6 +278,202 @@ impl Schemas {
                 }
                 schema
             }
+        }
+    }
+}
+
+/// `schema`, or `null` (a field at its default).
+fn nullable(mut schema: Value) -> Value {
+    // A plain typed schema takes `null` as a second type (its other keywords
+    // apply to that type only); anything else is wrapped.
+    if let Some(kind) = schema
+        .get("type")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        && schema.get("enum").is_none()
+        && schema.get("const").is_none()
+    {
+        schema["type"] = json!([kind, "null"]);
+        return schema;
+    }
+    let description = schema
+        .as_object_mut()
+        .and_then(|object| object.remove("description"));
+    let mut wrapped = json!({ "anyOf": [schema, { "type": "null" }] });
+    if let Some(description) = description {
+        wrapped["description"] = description;
+    }
+    wrapped
+}
+
+/// `schema` (of a whole field: list, map or value) with the JSON Schema
+/// keywords of `rules`.
+fn constrained(field: &FieldDescriptor, rules: &FieldRules, mut schema: Value) -> Value {
+    if rules.ignore_always {
+        return schema;
+    }
+    if field.is_map() {
+        if let Some(map) = &rules.map {
+            if let Some(min) = map.min_pairs {
+                schema["minProperties"] = min.into();
+            }
+            if let Some(max) = map.max_pairs {
+                schema["maxProperties"] = max.into();
+            }
+        }
+        if rules.required && schema.get("minProperties").is_none() {
+            schema["minProperties"] = 1.into();
+        }
+        return schema;
+    }
+    if field.is_list() {
+        if let Some(repeated) = &rules.repeated {
+            if let Some(min) = repeated.min_items {
+                schema["minItems"] = min.into();
+            }
+            if let Some(max) = repeated.max_items {
+                schema["maxItems"] = max.into();
+            }
+            if repeated.unique {
+                schema["uniqueItems"] = true.into();
+            }
+            if let Some(items) = &repeated.items {
+                let inner = schema["items"].take();
+                schema["items"] = value_constrained(field, items, inner);
+            }
+        }
+        if rules.required && schema.get("minItems").is_none() {
+            schema["minItems"] = 1.into();
+        }
+        return schema;
+    }
+    value_constrained(field, rules, schema)
+}
+
+/// The zero value of `field` in proto3 JSON.
+fn zero_json(field: &FieldDescriptor) -> Value {
+    match field.kind() {
+        Kind::String | Kind::Bytes => json!(""),
+        Kind::Bool => json!(false),
+        Kind::Enum(descriptor) => descriptor
+            .get_value(0)
+            .map_or_else(|| json!(0), |v| json!(v.name())),
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 | Kind::Uint64 | Kind::Fixed64 => json!("0"),
+        Kind::Message(_) => Value::Null,
+        _ => json!(0),
+    }
+}
+
+/// `base` (the schema of one value) with the keywords of the value rules.
+fn value_constrained(field: &FieldDescriptor, rules: &FieldRules, base: Value) -> Value {
+    let mut keywords = Map::new();
+    let mut all_of = Vec::new();
+    if let Some(string) = &rules.value.string {
+        let min = string.min_len.or(rules.required.then_some(1));
+        if let Some(min) = min.filter(|m| *m > 0) {
+            keywords.insert("minLength".into(), min.into());
+        }
+        if let Some(max) = string.max_len {
+            keywords.insert("maxLength".into(), max.into());
+        }
+        if let Some((pattern, _)) = &string.pattern {
+            keywords.insert("pattern".into(), pattern.clone().into());
+        }
+        if !string.allowed.is_empty() {
+            keywords.insert("enum".into(), string.allowed.clone().into());
+        }
+        match string.format {
+            Some(StringFormat::Email) => {
+                keywords.insert("format".into(), "email".into());
+            }
+            Some(StringFormat::Uuid) => {
+                keywords.insert("format".into(), "uuid".into());
+                let uuid = json!({ "pattern": UUID_PATTERN });
+                if keywords.contains_key("pattern") {
+                    all_of.push(uuid);
+                } else {
+                    keywords.insert("pattern".into(), UUID_PATTERN.into());
+                }
+            }
+            None => {}
+        }
+    } else if rules.required && matches!(field.kind(), Kind::String | Kind::Bytes) {
+        keywords.insert("minLength".into(), 1.into());
+    }
+    if let Some(integer) = &rules.value.integer
+        && base.get("type").and_then(Value::as_str) == Some("integer")
+    {
+        if let Some(min) = integer.minimum() {
+            keywords.insert("minimum".into(), json!(min as i64));
+        }
+        if let Some(max) = integer.maximum() {
+            keywords.insert("maximum".into(), json!(max as i64));
+        }
+    }
+    if let Kind::Enum(descriptor) = field.kind() {
+        let mut refused: Vec<i32> = rules
+            .value
+            .enumeration
+            .as_ref()
+            .map(|e| e.refused.clone())
+            .unwrap_or_default();
+        if rules.required {
+            refused.push(0);
+        }
+        let mut names: Vec<Value> = Vec::new();
+        for number in refused {
+            if let Some(value) = descriptor.get_value(number) {
+                names.push(value.name().into());
+            }
+            names.push(number.into());
+        }
+        if !names.is_empty() {
+            keywords.insert("not".into(), json!({ "enum": names }));
+        }
+    }
+    if !all_of.is_empty() {
+        keywords.insert("allOf".into(), all_of.into());
+    }
+    if keywords.is_empty() {
+        return base;
+    }
+    if rules.ignore_if_zero && !rules.required {
+        let mut constrained = base.clone();
+        let constraints = Value::Object(keywords);
+        return match constrained.as_object_mut() {
+            Some(object) if !object.contains_key("$ref") => {
+                object.insert(
+                    "anyOf".into(),
+                    json!([{ "const": zero_json(field) }, constraints]),
+                );
+                constrained
+            }
+            _ => {
+                json!({ "anyOf": [{ "const": zero_json(field) }, { "allOf": [base, constraints] }] })
+            }
+        };
+    }
+    match base {
+        Value::Object(mut object) if !object.contains_key("$ref") => {
+            for (key, value) in keywords {
+                object.insert(key, value);
+            }
+            Value::Object(object)
+        }
+        other => {
+            let mut wrapped = json!({ "allOf": [other] });
+            for (key, value) in keywords {
+                if key == "allOf" {
+                    if let (Some(list), Value::Array(more)) =
+                        (wrapped["allOf"].as_array_mut(), value)
+                    {
+                        list.extend(more);
+                    }
+                } else {
+                    wrapped[key] = value;
+                }
+            }
+            wrapped
         }
     }
 }

@@ -149,7 +149,7 @@ fn the_treven_document_is_complete_and_resolvable() {
             "until"
         ]
     );
-    assert_eq!(audit[4]["schema"]["format"], "date-time");
+    assert_eq!(audit[4]["schema"]["anyOf"][0]["format"], "date-time");
 
     let update = &doc["paths"]["/api/users/{id}"]["patch"];
     assert_eq!(
@@ -157,16 +157,76 @@ fn the_treven_document_is_complete_and_resolvable() {
         "#/components/schemas/treven.tenants.v1.User"
     );
     let user = &doc["components"]["schemas"]["treven.tenants.v1.User"];
+    // Proto3 JSON reads `null` as the default, so optional fields say so;
+    // unknown members are refused, so the objects say that too.
     assert_eq!(
-        user["properties"]["role"]["$ref"],
-        "#/components/schemas/treven.tenants.v1.Role"
+        user["properties"]["role"]["anyOf"],
+        serde_json::json!([
+            {"$ref": "#/components/schemas/treven.tenants.v1.Role"},
+            {"type": "null"},
+        ])
+    );
+    assert_eq!(user["additionalProperties"], false);
+
+    // The buf.validate rules become JSON Schema keywords.
+    let limit = &audit[0]["schema"]["anyOf"][0];
+    assert_eq!(
+        (limit["minimum"].as_i64(), limit["maximum"].as_i64()),
+        (Some(0), Some(100))
+    );
+    let get_user = &doc["paths"]["/api/users/{id}"]["get"]["parameters"][0]["schema"];
+    assert_eq!(get_user["format"], "uuid");
+    assert!(
+        get_user["pattern"]
+            .as_str()
+            .is_some_and(|p| p.contains("[0-9a-fA-F]{8}"))
+    );
+    let create = &doc["components"]["schemas"]["treven.tenants.v1.CreateUserRequest"];
+    assert_eq!(
+        create["required"],
+        serde_json::json!(["email", "name", "role"])
+    );
+    assert_eq!(create["properties"]["email"]["format"], "email");
+    assert_eq!(create["properties"]["name"]["maxLength"], 200);
+    assert_eq!(
+        create["properties"]["role"]["not"]["enum"],
+        serde_json::json!(["ROLE_UNSPECIFIED", 0])
+    );
+    // An optional UUID filter: empty, or a UUID.
+    let access = doc["paths"]["/api/report-access"]["get"]["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .find(|p| p["name"] == "reportId")
+        .expect("reportId")
+        .clone();
+    assert_eq!(
+        access["schema"]["anyOf"][0],
+        serde_json::json!({"const": ""})
+    );
+    assert_eq!(access["schema"]["anyOf"][1]["format"], "uuid");
+
+    // Creates link to the operations on the created id.
+    let links = &doc["paths"]["/api/users"]["post"]["responses"]["200"]["links"];
+    assert_eq!(
+        links["TenantsService_GetUser"]["parameters"],
+        serde_json::json!({"id": "$response.body#/id"})
+    );
+    assert!(links.get("TenantsService_DeleteUser").is_some());
+    let links = &doc["paths"]["/api/conversations"]["post"]["responses"]["200"]["links"];
+    assert_eq!(
+        links["AgentsService_ListMessages"]["parameters"],
+        serde_json::json!({"conversationId": "$response.body#/id"})
     );
     assert_eq!(
         doc["components"]["schemas"]["treven.tenants.v1.Role"]["enum"][1],
         "ROLE_ADMIN"
     );
     let usage = &doc["components"]["schemas"]["treven.common.v1.TokenUsage"];
-    assert_eq!(usage["properties"]["inputTokens"]["type"], "string");
+    assert_eq!(
+        usage["properties"]["inputTokens"]["type"],
+        serde_json::json!(["string", "null"])
+    );
     assert_eq!(usage["properties"]["inputTokens"]["format"], "int64");
 
     // `body: "*"` with a path variable: the body schema leaves the id out.
@@ -267,9 +327,14 @@ fn the_shapes_document_covers_every_rule_shape() {
         .as_array()
         .and_then(|ps| ps.iter().find(|p| p["name"] == "pageSize"))
         .expect("pageSize");
+    // An empty query value leaves the field unset, so "" is accepted too.
     assert_eq!(
-        page_size["schema"]["type"],
+        page_size["schema"]["anyOf"][0]["type"],
         serde_json::json!(["integer", "null"])
+    );
+    assert_eq!(
+        page_size["schema"]["anyOf"][1],
+        serde_json::json!({"const": ""})
     );
     // A whole-body POST has no query parameters, only the idempotency key.
     assert_eq!(

@@ -296,30 +296,12 @@ pub(super) fn optional_country(raw: &str) -> Result<Option<String>, ServiceError
     }
 }
 
-/// Longest search query, in characters.
-pub const MAX_QUERY_CHARS: usize = 200;
-
 /// The search query of a list request: `None` when blank, trimmed
-/// otherwise, at most [`MAX_QUERY_CHARS`] characters without control
-/// characters.
-pub(super) fn optional_query(raw: &str) -> Result<Option<String>, ServiceError> {
+/// otherwise (its length and characters are the proto's rules, checked
+/// before the handler runs).
+pub(super) fn optional_query(raw: &str) -> Option<String> {
     let query = raw.trim();
-    if query.is_empty() {
-        return Ok(None);
-    }
-    if query.chars().count() > MAX_QUERY_CHARS {
-        return Err(ServiceError::invalid_field(
-            "q",
-            format!("must be at most {MAX_QUERY_CHARS} characters"),
-        ));
-    }
-    if query.chars().any(char::is_control) {
-        return Err(ServiceError::invalid_field(
-            "q",
-            "must not contain control characters",
-        ));
-    }
-    Ok(Some(query.to_owned()))
+    (!query.is_empty()).then(|| query.to_owned())
 }
 
 pub(super) fn edited(version: Version, content: Content) -> (pb::ReportVersion, pb::ReportContent) {
