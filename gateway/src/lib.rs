@@ -11,6 +11,7 @@ pub mod error;
 pub mod grpcweb;
 pub mod idempotency;
 pub mod identity;
+pub mod metrics;
 pub mod ratelimit;
 pub mod reflection;
 pub mod rest;

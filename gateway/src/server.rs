@@ -1,5 +1,5 @@
 //! The HTTP server on :8080: `/healthz`, `/readyz`, `/openapi.json`,
-//! `/docs`, everything under `/api` transcoded to gRPC, and gRPC-web / gRPC
+//! `/docs`, `/metrics` (direct callers only), everything under `/api` transcoded to gRPC, and gRPC-web / gRPC
 //! requests (by content type) proxied — all limited to the public RPCs.
 
 use std::time::Duration;
@@ -28,7 +28,8 @@ pub fn router(gateway: Gateway) -> Router {
         )
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi))
-        .route("/docs", get(|| async { Html(DOCS_PAGE) }));
+        .route("/docs", get(|| async { Html(DOCS_PAGE) }))
+        .route("/metrics", get(crate::metrics::serve));
     // gRPC-web and gRPC go to the proxy, whatever the path (it serves only
     // the public RPCs and answers every other path alike); the rest is REST.
     let grpc = crate::grpcweb::service(gateway.clone());
@@ -47,6 +48,11 @@ pub fn router(gateway: Gateway) -> Router {
     };
     router
         .fallback(fallback)
+        // RED metrics of every request, by route template.
+        .layer(axum::middleware::from_fn_with_state(
+            gateway.clone(),
+            crate::metrics::record,
+        ))
         .with_state(gateway.clone())
         // Browsers on the configured origins only (none by default).
         .layer(cors(&gateway.config.cors_origins))
@@ -164,6 +170,8 @@ async fn api(State(gateway): State<Gateway>, request: Request) -> Response {
     // guard held over an await point leaves the span entered on whichever
     // task the worker thread polls next, and the registry panics when one
     // of them closes it.
+    // The matched route template, for the request metrics.
+    let mut route = None;
     let result = async {
         if !request.uri().path().starts_with("/api/") {
             return Err(ApiError::new(
@@ -194,12 +202,18 @@ async fn api(State(gateway): State<Gateway>, request: Request) -> Response {
             Ok(matched) => matched,
             Err(error) => return Ok(crate::rest::no_route(error)),
         };
+        route = Some(matched.route().template().as_str().to_owned());
         let caller = gateway.caller(request.headers(), id.clone()).await?;
         crate::rest::handle_matched(&gateway, &caller, matched, request).await
     }
     .instrument(span)
     .await;
     let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    if let Some(route) = route {
+        response
+            .extensions_mut()
+            .insert(crate::metrics::HttpRoute(route));
+    }
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
     }

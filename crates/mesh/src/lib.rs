@@ -12,6 +12,7 @@
 //! - [`discovery`]: channels that re-resolve DNS (Cloud Map) and balance;
 //! - [`events`]: events for WebSocket clients, published through Redis;
 //! - [`telemetry`]: JSON or pretty logs, optional OTLP export;
+//! - [`metrics`]: OpenTelemetry metrics as Prometheus text (and OTLP), RPC RED;
 //! - [`tls`]: trust roots for Postgres/Redis, the mesh CA, TLS servers and clients;
 //! - [`shutdown`]: SIGTERM/SIGINT handling;
 //! - [`wire`]: protobuf well-known types to and from domain types.
@@ -26,6 +27,7 @@ pub mod discovery;
 pub mod error;
 pub mod events;
 pub mod keys;
+pub mod metrics;
 pub mod pagination;
 pub mod policy;
 #[cfg(feature = "postgres")]

@@ -78,6 +78,7 @@ impl TelemetryGuard {
     }
 
     fn flush(&mut self) {
+        crate::metrics::shutdown();
         if let Some(provider) = self.provider.take()
             && let Err(error) = provider.shutdown()
         {
@@ -96,6 +97,8 @@ impl Drop for TelemetryGuard {
 /// which keeps tests that start several servers simple).
 pub fn init(config: &TelemetryConfig, service_name: &str) -> anyhow::Result<TelemetryGuard> {
     let filter = EnvFilter::try_new(&config.filter).context("TREVEN_LOG")?;
+    // Metrics: Prometheus text always, OTLP with the same endpoint.
+    crate::metrics::install(config.otlp, service_name)?;
     let provider = if config.otlp {
         opentelemetry::global::set_text_map_propagator(
             opentelemetry_sdk::propagation::TraceContextPropagator::new(),

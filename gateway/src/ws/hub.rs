@@ -128,6 +128,7 @@ impl Hub {
                     slow: slow.clone(),
                 },
             );
+            crate::metrics::ws_connections().add(1, &[]);
         }
         Membership {
             hub: Arc::clone(self),
@@ -142,11 +143,14 @@ impl Hub {
         if let Ok(mut registry) = self.registry.lock()
             && registry.connections.contains_key(&id)
         {
-            registry
+            if registry
                 .channels
                 .entry((org, channel))
                 .or_default()
-                .insert(id);
+                .insert(id)
+            {
+                crate::metrics::ws_subscriptions().add(1, &[]);
+            }
         }
     }
 
@@ -155,7 +159,9 @@ impl Hub {
         if let Ok(mut registry) = self.registry.lock() {
             let key = (org, channel);
             if let Some(members) = registry.channels.get_mut(&key) {
-                members.remove(&id);
+                if members.remove(&id) {
+                    crate::metrics::ws_subscriptions().add(-1, &[]);
+                }
                 if members.is_empty() {
                     registry.channels.remove(&key);
                 }
@@ -165,11 +171,19 @@ impl Hub {
 
     fn leave(&self, id: ConnectionId) {
         if let Ok(mut registry) = self.registry.lock() {
-            registry.connections.remove(&id);
+            if registry.connections.remove(&id).is_some() {
+                crate::metrics::ws_connections().add(-1, &[]);
+            }
+            let mut dropped = 0;
             registry.channels.retain(|_, members| {
-                members.remove(&id);
+                if members.remove(&id) {
+                    dropped += 1;
+                }
                 !members.is_empty()
             });
+            if dropped > 0 {
+                crate::metrics::ws_subscriptions().add(-dropped, &[]);
+            }
         }
     }
 

@@ -12,7 +12,7 @@ mod jobs;
 mod reports;
 mod trends;
 
-pub use jobs::JobClaim;
+pub use jobs::{JobClaim, QueueStats};
 pub use reports::NewVersion;
 
 use sqlx::PgPool;

@@ -115,6 +115,7 @@ pub async fn serve(
         .migrate()
         .await
         .context("tenants: cannot run database migrations")?;
+    treven_mesh::metrics::observe_pool("tenants", store.pool());
     let service = GrpcService {
         name: "tenants",
         routes: routes(store, keys)?,
