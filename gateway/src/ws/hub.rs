@@ -142,15 +142,13 @@ impl Hub {
     pub fn subscribe(&self, id: ConnectionId, org: OrgId, channel: EventChannel) {
         if let Ok(mut registry) = self.registry.lock()
             && registry.connections.contains_key(&id)
-        {
-            if registry
+            && registry
                 .channels
                 .entry((org, channel))
                 .or_default()
                 .insert(id)
-            {
-                crate::metrics::ws_subscriptions().add(1, &[]);
-            }
+        {
+            crate::metrics::ws_subscriptions().add(1, &[]);
         }
     }
 
