@@ -470,6 +470,83 @@ mod tests {
         router.stream(ModelRequest::default()).collect().await
     }
 
+    /// The sum of the samples of `name` with all of `labels`.
+    fn sample(name: &str, labels: &[&str]) -> f64 {
+        treven_mesh::metrics::render()
+            .lines()
+            .filter(|l| l.split([' ', '{']).next() == Some(name))
+            .filter(|l| labels.iter().all(|label| l.contains(label)))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    }
+
+    #[tokio::test]
+    async fn model_calls_record_tokens_errors_time_to_first_token_and_the_breaker() {
+        // Names of their own: other tests of this binary record too.
+        let primary = Canned::new("metered-primary");
+        let secondary = Canned::new("metered-secondary");
+        let router = Router::new(
+            primary.clone(),
+            Some(secondary.clone()),
+            config(1, Duration::from_secs(60)),
+        );
+        let p = r#"gen_ai_provider_name="metered-primary""#;
+        assert_eq!(sample("treven_model_breaker_state", &[p]), 0.0);
+        primary.push(Ok(vec![
+            Ok(ModelEvent::Text("hi".into())),
+            Ok(ModelEvent::Usage(Usage {
+                input_tokens: 12,
+                output_tokens: 5,
+                cache_read_tokens: 3,
+                cache_write_tokens: 0,
+            })),
+            Ok(ModelEvent::Stop(StopReason::EndTurn)),
+        ]));
+        collect(&router).await;
+        let tokens = |kind: &str| {
+            sample(
+                "treven_model_tokens_total",
+                &[p, &format!(r#"gen_ai_token_type="{kind}""#)],
+            )
+        };
+        assert_eq!(
+            (
+                tokens("input"),
+                tokens("output"),
+                tokens("cache_read"),
+                tokens("cache_write")
+            ),
+            (12.0, 5.0, 3.0, 0.0)
+        );
+        assert_eq!(
+            sample("gen_ai_server_time_to_first_token_seconds_count", &[p]),
+            1.0
+        );
+
+        // One request failing on the primary (both attempts) opens the breaker.
+        primary.push(Err(throttled()));
+        primary.push(Err(throttled()));
+        collect(&router).await;
+        assert!(matches!(router.breaker_state(), BreakerState::Open { .. }));
+        assert_eq!(
+            sample(
+                "treven_model_errors_total",
+                &[p, r#"error_type="throttled""#, r#"stage="before_output""#]
+            ),
+            1.0
+        );
+        assert_eq!(sample("treven_model_breaker_state", &[p]), 2.0);
+        assert_eq!(sample("treven_model_breaker_opened_total", &[p]), 1.0);
+        // The secondary answered it.
+        assert_eq!(
+            sample(
+                "gen_ai_server_time_to_first_token_seconds_count",
+                &[r#"gen_ai_provider_name="metered-secondary""#]
+            ),
+            1.0
+        );
+    }
+
     #[tokio::test]
     async fn breaker_opens_then_half_open_probe_closes_it() {
         let primary = Canned::new("primary");
