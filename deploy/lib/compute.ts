@@ -33,6 +33,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as servicediscovery from 'aws-cdk-lib/aws-servicediscovery';
 import { Construct } from 'constructs';
 import {
+  ADMIN_PORT,
   BEDROCK_FOUNDATION_MODEL_ID,
   BEDROCK_INFERENCE_PROFILE_ID,
   CALLS,
@@ -319,6 +320,8 @@ export class Compute extends Construct {
       vars.TREVEN_COGNITO_CLIENT_ID = identity.webClient.userPoolClientId;
     } else {
       vars[`TREVEN_${spec.target.toUpperCase()}_ADDR`] = `0.0.0.0:${spec.port}`;
+      // `/metrics` and `/healthz` for the task's metrics sidecar (lib/observability.ts).
+      vars.TREVEN_ADMIN_ADDR = `0.0.0.0:${ADMIN_PORT}`;
       // The DNS names this server's mesh leaf certificate is issued for.
       vars.TREVEN_MESH_TLS_NAMES = meshTlsNames(name as GrpcServiceName).join(',');
     }

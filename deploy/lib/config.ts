@@ -96,6 +96,12 @@ export const GATEWAY_API_PORT = 8080;
 export const GATEWAY_WS_PORT = 8081;
 /** Health path the gateway serves on both of its ports (used by the ALB target groups). */
 export const GATEWAY_HEALTH_PATH = '/healthz';
+/**
+ * The admin HTTP port of every gRPC service (`/metrics`, `/healthz`;
+ * `TREVEN_ADMIN_ADDR`); the gateway serves both on its API port instead.
+ * Reached only by the task's own metrics sidecar over loopback.
+ */
+export const ADMIN_PORT = 9464;
 
 /** Cloud Map private DNS namespace: `tenants.treven.internal` and so on. */
 export const NAMESPACE = 'treven.internal';
@@ -262,6 +268,8 @@ export interface Settings {
   readonly authDomainPrefix: string;
   /** Optional OpenTelemetry collector endpoint given to every task. */
   readonly otlpEndpoint?: string;
+  /** Optional SNS topic the CloudWatch alarms notify (lib/observability.ts); absent: alarms only change state. */
+  readonly alarmTopicArn?: string;
   /** Google Cloud project of the optional Gemini secondary model; absent: no secondary. */
   readonly geminiProject?: string;
   /** Mesh CA rotation in progress: the seed version stage every task also trusts. */
@@ -349,6 +357,7 @@ export function readSettings(node: Node): Settings {
     webAclArn: str(node, 'webAclArn'),
     authDomainPrefix: str(node, 'authDomainPrefix') ?? `treven-${env.envName}-${account}`,
     otlpEndpoint: str(node, 'otlpEndpoint'),
+    alarmTopicArn: str(node, 'alarmTopicArn'),
     geminiProject,
     meshCaAlsoTrust: meshCaAlsoTrust as MeshCaAlsoTrust | undefined,
     meshKeyGeneration: Number(meshKeyGeneration),

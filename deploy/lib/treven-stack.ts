@@ -1,6 +1,6 @@
 /**
  * The platform stack of one environment: network → data → identity →
- * compute → edge (→ AgentCore when asked). The ECR repository lives in the
+ * compute → edge → observability (→ AgentCore when asked). The ECR repository lives in the
  * registry stack (deployed first) and is imported by name.
  */
 import { CfnOutput, Stack, StackProps } from 'aws-cdk-lib';
@@ -14,6 +14,7 @@ import { Edge } from './edge';
 import { PiiGuardrail } from './guardrail';
 import { Identity } from './identity';
 import { Network } from './network';
+import { Observability } from './observability';
 import { repositoryName } from './registry';
 
 export interface TrevenStackProps extends StackProps {
@@ -29,6 +30,7 @@ export class TrevenStack extends Stack {
   readonly edge: Edge;
   readonly guardrail: PiiGuardrail;
   readonly agentCore?: AgentCore;
+  readonly observability: Observability;
 
   constructor(scope: Construct, id: string, props: TrevenStackProps) {
     super(scope, id, props);
@@ -56,6 +58,7 @@ export class TrevenStack extends Stack {
       identity: this.identity,
       compute: this.compute,
     });
+    this.observability = new Observability(this, 'Observability', { settings, compute: this.compute });
     if (settings.agentCore) {
       this.agentCore = new AgentCore(this, 'AgentCore', {
         settings,

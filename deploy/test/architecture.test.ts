@@ -76,12 +76,13 @@ describe.each(['dev', 'prod'] as const)('%s', (env) => {
         .flatMap(([, p]) => p.PolicyDocument.Statement as { Action: string | string[] }[])
         .flatMap((st) => (Array.isArray(st.Action) ? st.Action : [st.Action]));
     const services = (name: string) => [...new Set(statementsOf(name).map((a) => a.split(':')[0]))].sort();
-    expect(services('gateway-api')).toEqual(['secretsmanager']);
-    expect(services('gateway-ws')).toEqual(['secretsmanager']);
-    expect(services('tenants')).toEqual(['secretsmanager']);
-    expect(services('reports')).toEqual(['secretsmanager']);
-    expect(services('documents')).toEqual(['dynamodb', 's3', 'secretsmanager']);
-    expect(services('agents')).toEqual(['bedrock', 'dynamodb', 'secretsmanager']);
+    // `logs`: the metrics sidecar's EMF log events (test/observability.test.ts).
+    expect(services('gateway-api')).toEqual(['logs', 'secretsmanager']);
+    expect(services('gateway-ws')).toEqual(['logs', 'secretsmanager']);
+    expect(services('tenants')).toEqual(['logs', 'secretsmanager']);
+    expect(services('reports')).toEqual(['logs', 'secretsmanager']);
+    expect(services('documents')).toEqual(['dynamodb', 'logs', 's3', 'secretsmanager']);
+    expect(services('agents')).toEqual(['bedrock', 'dynamodb', 'logs', 'secretsmanager']);
     expect(statementsOf('agents')).toEqual(expect.arrayContaining(['bedrock:InvokeModel', 'bedrock:InvokeModelWithResponseStream']));
   });
 

@@ -50,8 +50,8 @@ const COMMON = [
   'TREVEN_MESH_CA_SEED_SECRET_ID',
   'TREVEN_TLS_CA_FILE',
 ];
-/** gRPC servers: the names of their leaf certificate. */
-const GRPC_SERVER = ['TREVEN_MESH_TLS_NAMES'];
+/** gRPC servers: the names of their leaf certificate; the admin port (/metrics, /healthz). */
+const GRPC_SERVER = ['TREVEN_MESH_TLS_NAMES', 'TREVEN_ADMIN_ADDR'];
 
 const READS: Record<string, readonly string[]> = {
   gateway: [

@@ -14,6 +14,7 @@ pub mod error;
 pub mod grpcweb;
 pub mod idempotency;
 pub mod identity;
+pub mod metrics;
 pub mod ratelimit;
 pub mod reflection;
 pub mod rest;

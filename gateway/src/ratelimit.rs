@@ -162,7 +162,10 @@ impl RateLimiter {
             .await;
         match result {
             Ok((1, _)) => Verdict::Allowed,
-            Ok((_, wait_ms)) => Verdict::Limited(Duration::from_millis(wait_ms.max(1) as u64)),
+            Ok((_, wait_ms)) => {
+                crate::metrics::rate_limit_rejections().add(1, &[]);
+                Verdict::Limited(Duration::from_millis(wait_ms.max(1) as u64))
+            }
             Err(error) => {
                 tracing::warn!(%error, "rate limit check failed, allowing the call");
                 Verdict::Allowed

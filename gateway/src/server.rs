@@ -1,7 +1,8 @@
 //! The HTTP server on :8080: `/healthz`, `/readyz`, `/openapi.json`,
-//! `/docs`, everything under `/api` transcoded to gRPC, and gRPC-web / gRPC
-//! requests (by content type) proxied, the Connect protocol spoken (see
-//! [`crate::connect`]) — all limited to the public RPCs.
+//! `/docs`, `/metrics` (direct callers only), everything under `/api`
+//! transcoded to gRPC, and gRPC-web / gRPC requests (by content type)
+//! proxied, the Connect protocol spoken (see [`crate::connect`]) — all
+//! limited to the public RPCs.
 
 use std::time::Duration;
 
@@ -29,6 +30,7 @@ pub fn router(gateway: Gateway) -> Router {
         )
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi))
+        .route("/metrics", get(crate::metrics::serve))
         .merge(crate::docs::routes());
     // gRPC-web and gRPC go to the proxy, whatever the path (it serves only
     // the public RPCs and answers every other path alike); the rest is REST.
@@ -50,6 +52,11 @@ pub fn router(gateway: Gateway) -> Router {
     };
     router
         .fallback(fallback)
+        // RED metrics of every request, by route template.
+        .layer(axum::middleware::from_fn_with_state(
+            gateway.clone(),
+            crate::metrics::record,
+        ))
         .with_state(gateway.clone())
         // Bodies left unread by an early answer are read before it goes.
         .layer(axum::middleware::from_fn(crate::drain::drain_unread))
@@ -176,6 +183,8 @@ async fn api(State(gateway): State<Gateway>, request: Request) -> Response {
     // guard held over an await point leaves the span entered on whichever
     // task the worker thread polls next, and the registry panics when one
     // of them closes it.
+    // The matched route template, for the request metrics.
+    let mut route = None;
     let result = async {
         if !request.uri().path().starts_with("/api/") {
             return Err(ApiError::new(
@@ -207,6 +216,7 @@ async fn api(State(gateway): State<Gateway>, request: Request) -> Response {
             Err(error) => return Ok(crate::rest::no_route(error)),
         };
         record_route(request.method(), matched.route().template().as_str());
+        route = Some(matched.route().template().as_str().to_owned());
         let caller = gateway.caller(request.headers(), id.clone()).await?;
         crate::rest::handle_matched(&gateway, &caller, matched, request).await
     }
@@ -214,6 +224,11 @@ async fn api(State(gateway): State<Gateway>, request: Request) -> Response {
     .await;
     let mut response = result.unwrap_or_else(IntoResponse::into_response);
     record_status(&span, response.status());
+    if let Some(route) = route {
+        response
+            .extensions_mut()
+            .insert(crate::metrics::HttpRoute(route));
+    }
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
     }

@@ -420,3 +420,126 @@ async fn the_signing_key_comes_from_secrets_manager_and_operator_mints_are_audit
     drop(server);
     db.drop().await;
 }
+
+/// The value of the sample of `name` whose labels include every one of
+/// `labels`, summed over the matching lines.
+fn sample(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+            (metric == name && labels.iter().all(|l| rest.contains(l)))
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn the_admin_port_serves_rpc_counts_and_latency_histograms_of_the_calls_made() {
+    let db = TestDatabase::create("treven_e2e").await;
+    let keys = support::keygen();
+    let admin = format!("127.0.0.1:{}", support::free_port());
+    let mut envs = base_env(&db.url, &keys);
+    envs.push(("TREVEN_ADMIN_ADDR", admin.clone()));
+    let server = Server::start_tenants(envs);
+    let addr = server.address();
+    let http = reqwest::Client::new();
+
+    let health = http
+        .get(format!("http://{admin}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    // Health and metrics only.
+    let other = http
+        .get(format!("http://{admin}/api/me"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404);
+
+    // Two calls without a token (UNAUTHENTICATED, code 16), one with.
+    for _ in 0..2 {
+        let refused = grpcurl(&[
+            "-plaintext",
+            "-d",
+            "{}",
+            &addr,
+            "treven.tenants.v1.TenantsService/GetMe",
+        ]);
+        assert!(!refused.status.success());
+    }
+    let envs = server.envs().to_vec();
+    let org = json_field(
+        &stdout_of(run(&envs, &["admin", "ensure-org", "--name", "Metrics"])),
+        "id",
+    );
+    stdout_of(run(
+        &envs,
+        &[
+            "admin",
+            "ensure-user",
+            "--org-id",
+            &org,
+            "--email",
+            "mo@metrics.example",
+            "--role",
+            "admin",
+            "--cognito-sub",
+            "mo",
+        ],
+    ));
+    let token = mint(&envs, &addr, &org, "mo", "admin");
+    let header = format!("x-treven-context: {token}");
+    stdout_of(grpcurl(&[
+        "-plaintext",
+        "-H",
+        &header,
+        "-d",
+        "{}",
+        &addr,
+        "treven.tenants.v1.TenantsService/GetMe",
+    ]));
+
+    let response = http
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let get_me = [
+        r#"rpc_system="grpc""#,
+        r#"rpc_service="treven.tenants.v1.TenantsService""#,
+        r#"rpc_method="GetMe""#,
+    ];
+    let count = "rpc_server_call_duration_seconds_count";
+    let with = |code: &'static str| {
+        let mut labels = get_me.to_vec();
+        labels.push(code);
+        sample(&text, count, &labels)
+    };
+    assert_eq!(with(r#"rpc_grpc_status_code="16""#), 2.0, "{text}");
+    assert_eq!(with(r#"rpc_grpc_status_code="0""#), 1.0, "{text}");
+    assert!(
+        text.contains("# TYPE rpc_server_call_duration_seconds histogram"),
+        "{text}"
+    );
+    let mut inf = get_me.to_vec();
+    inf.extend([r#"rpc_grpc_status_code="0""#, r#"le="+Inf""#]);
+    assert_eq!(
+        sample(&text, "rpc_server_call_duration_seconds_bucket", &inf),
+        1.0
+    );
+    // The pool's use is there too.
+    assert!(
+        text.contains(r#"db_client_connection_count{db_client_connection_pool_name="tenants""#),
+        "{text}"
+    );
+
+    drop(server);
+    db.drop().await;
+}

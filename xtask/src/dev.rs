@@ -40,6 +40,10 @@ const MOTO_GRACE: Duration = Duration::from_secs(5);
 const DEMO_ORG: &str = "demo";
 const DEMO_EMAIL: &str = "analyst@demo.local";
 
+/// The admin port of `treven serve --target all` (`/metrics`, `/healthz`):
+/// fixed here so it can be bookmarked (a bare `treven serve` picks a free one).
+pub const ADMIN_ADDR: &str = "127.0.0.1:9464";
+
 /// The services of the mesh and their local ports, for the banner.
 const MESH_ENDPOINTS: &[(&str, &str, &str)] = &[
     ("gateway", "127.0.0.1:8080", "REST /api + gRPC-web"),
@@ -48,6 +52,7 @@ const MESH_ENDPOINTS: &[(&str, &str, &str)] = &[
     ("documents", "127.0.0.1:50052", "gRPC"),
     ("reports", "127.0.0.1:50053", "gRPC"),
     ("agents", "127.0.0.1:50054", "gRPC"),
+    ("admin", ADMIN_ADDR, "/metrics, /healthz"),
 ];
 
 /// Options of `cargo xtask dev`.
@@ -208,7 +213,7 @@ fn dev_plan(args: &DevArgs) -> StackPlan {
         processes: vec![ServeProcess {
             name: "treven",
             targets: "all",
-            env: Vec::new(),
+            env: vec![("TREVEN_ADMIN_ADDR", ADMIN_ADDR.to_owned())],
             wait_addr: TENANTS_ADDR.into(),
         }],
     }
@@ -500,7 +505,10 @@ fn print_banner(tools: &Tools, state: &DevState, example: &std::result::Result<S
         "\nA Cognito ID token (what the gateway takes, carries custom:orgId), and a REST call with it:\n  \
          TOKEN=$(cargo xtask token --email you@example.org --org demo --role analyst)\n  \
          curl -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:8080/api/me\n  \
-         API docs: http://127.0.0.1:8080/docs (OpenAPI: /openapi.json)\n",
+         API docs: http://127.0.0.1:8080/docs (OpenAPI: /openapi.json)\n\
+         \nMetrics (Prometheus text; docs/observability.md):\n  \
+         curl http://127.0.0.1:8080/metrics      # every role of the process\n  \
+         curl http://127.0.0.1:9464/metrics      # the same, on the admin port\n",
     );
     // Like `say!`: a closed stdout must not stop the stack from running.
     use std::io::Write as _;

@@ -13,6 +13,7 @@
 //! - [`events`]: events for WebSocket clients, published through Redis;
 //! - [`telemetry`]: JSON or pretty logs with trace ids, optional OTLP export;
 //! - [`trace`]: W3C trace context on every hop, store/model/job spans;
+//! - [`metrics`]: OpenTelemetry metrics as Prometheus text (and OTLP), RPC RED;
 //! - [`tls`]: trust roots for Postgres/Redis, the mesh CA, TLS servers and clients;
 //! - [`shutdown`]: SIGTERM/SIGINT handling;
 //! - [`wire`]: protobuf well-known types to and from domain types.
@@ -27,6 +28,7 @@ pub mod discovery;
 pub mod error;
 pub mod events;
 pub mod keys;
+pub mod metrics;
 pub mod pagination;
 pub mod policy;
 #[cfg(feature = "postgres")]

@@ -158,7 +158,10 @@ pub async fn serve(
                 .layer(shed::ConcurrencyLimitLayer::new(
                     name,
                     policy.max_concurrent_requests,
-                )),
+                ))
+                // Around everything: RED metrics of every call, shed ones
+                // (RESOURCE_EXHAUSTED) included.
+                .layer(crate::metrics::RpcMetricsLayer::new()),
         ))
         .add_service(health_service)
         .add_service(reflection_v1)

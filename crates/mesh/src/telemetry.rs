@@ -80,6 +80,7 @@ impl TelemetryGuard {
     }
 
     fn flush(&mut self) {
+        crate::metrics::shutdown();
         if let Some(provider) = self.provider.take()
             && let Err(error) = provider.shutdown()
         {
@@ -117,6 +118,8 @@ pub fn init(config: &TelemetryConfig, service_name: &str) -> anyhow::Result<Tele
     let resource = opentelemetry_sdk::Resource::builder()
         .with_service_name(service_name.to_owned())
         .build();
+    // Metrics: Prometheus text always, OTLP with the same endpoint.
+    crate::metrics::install(config.otlp, service_name)?;
     let provider = if config.otlp {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()

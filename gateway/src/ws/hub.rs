@@ -128,6 +128,7 @@ impl Hub {
                     slow: slow.clone(),
                 },
             );
+            crate::metrics::ws_connections().add(1, &[]);
         }
         Membership {
             hub: Arc::clone(self),
@@ -141,12 +142,13 @@ impl Hub {
     pub fn subscribe(&self, id: ConnectionId, org: OrgId, channel: EventChannel) {
         if let Ok(mut registry) = self.registry.lock()
             && registry.connections.contains_key(&id)
-        {
-            registry
+            && registry
                 .channels
                 .entry((org, channel))
                 .or_default()
-                .insert(id);
+                .insert(id)
+        {
+            crate::metrics::ws_subscriptions().add(1, &[]);
         }
     }
 
@@ -155,7 +157,9 @@ impl Hub {
         if let Ok(mut registry) = self.registry.lock() {
             let key = (org, channel);
             if let Some(members) = registry.channels.get_mut(&key) {
-                members.remove(&id);
+                if members.remove(&id) {
+                    crate::metrics::ws_subscriptions().add(-1, &[]);
+                }
                 if members.is_empty() {
                     registry.channels.remove(&key);
                 }
@@ -165,11 +169,19 @@ impl Hub {
 
     fn leave(&self, id: ConnectionId) {
         if let Ok(mut registry) = self.registry.lock() {
-            registry.connections.remove(&id);
+            if registry.connections.remove(&id).is_some() {
+                crate::metrics::ws_connections().add(-1, &[]);
+            }
+            let mut dropped = 0;
             registry.channels.retain(|_, members| {
-                members.remove(&id);
+                if members.remove(&id) {
+                    dropped += 1;
+                }
                 !members.is_empty()
             });
+            if dropped > 0 {
+                crate::metrics::ws_subscriptions().add(-dropped, &[]);
+            }
         }
     }
 
@@ -326,6 +338,50 @@ mod tests {
             data: serde_json::json!({}),
         })
         .unwrap_or_else(|_| unreachable!())
+    }
+
+    /// The sum of the samples of `name` in the process's `/metrics` text.
+    fn gauge(name: &str) -> f64 {
+        treven_mesh::metrics::render()
+            .lines()
+            .filter(|l| l.split([' ', '{']).next() == Some(name))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Connections and subscriptions are gauges that follow joins, (repeated)
+    /// subscriptions, unsubscriptions and connections closing. (Deltas: each
+    /// test runs in its own process under `cargo xtask test`.)
+    #[test]
+    fn the_connection_and_subscription_gauges_follow_the_registry() {
+        let (connections, subscriptions) = (
+            "treven_gateway_ws_connections",
+            "treven_gateway_ws_subscriptions",
+        );
+        let hub = Arc::new(Hub::default());
+        let org = OrgId::new(uuid::Uuid::now_v7());
+        let (one, two) = (
+            EventChannel::Report(uuid::Uuid::now_v7()),
+            EventChannel::Report(uuid::Uuid::now_v7()),
+        );
+        let (c0, s0) = (gauge(connections), gauge(subscriptions));
+        let a = hub.join(4);
+        let b = hub.join(4);
+        hub.subscribe(a.id, org, one);
+        hub.subscribe(a.id, org, one); // again: still one subscription
+        hub.subscribe(a.id, org, two);
+        hub.subscribe(b.id, org, one);
+        assert_eq!(gauge(connections) - c0, 2.0);
+        assert_eq!(gauge(subscriptions) - s0, 3.0);
+        hub.unsubscribe(a.id, org, two);
+        hub.unsubscribe(a.id, org, two); // not subscribed any more
+        assert_eq!(gauge(subscriptions) - s0, 2.0);
+        drop(a); // closing drops its remaining subscription
+        assert_eq!(gauge(connections) - c0, 1.0);
+        assert_eq!(gauge(subscriptions) - s0, 1.0);
+        drop(b);
+        assert_eq!(gauge(connections) - c0, 0.0);
+        assert_eq!(gauge(subscriptions) - s0, 0.0);
     }
 
     #[test]

@@ -55,6 +55,10 @@ pub const SERVICE_NAME: &str = "treven.reports.v1.ReportsService";
 /// Largest request message accepted.
 pub const MAX_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
 
+/// How often the job queue's gauges (queued, running, oldest age) are
+/// refreshed from the database.
+pub const QUEUE_SAMPLE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The service and its workers, wired over one store and one set of clients.
 #[derive(Debug, Clone)]
 pub struct ReportsApp {
@@ -122,6 +126,15 @@ impl ReportsApp {
             self.config.outbox,
             self.relay.clone(),
         )
+    }
+
+    /// Samples the job queue for its gauges every [`QUEUE_SAMPLE_INTERVAL`]
+    /// until `shutdown` (see [`worker::sample_queue`]).
+    pub fn sample_queue(
+        &self,
+        shutdown: CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        worker::sample_queue(self.store.clone(), QUEUE_SAMPLE_INTERVAL, shutdown)
     }
 
     /// The gRPC routes of this app.
@@ -209,6 +222,9 @@ pub async fn serve(
         .map(|_| tokio::spawn(app.worker().run(shutdown.clone())))
         .collect();
     workers.push(tokio::spawn(app.relay().run(shutdown.clone())));
+    // The queue gauges of the job metrics, and the pool's use.
+    tokio::spawn(app.sample_queue(shutdown.clone()));
+    treven_mesh::metrics::observe_pool("reports", app.store.pool());
     let service = GrpcService {
         name: "reports",
         routes: app.routes(),

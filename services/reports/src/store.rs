@@ -15,7 +15,7 @@ mod outbox;
 mod reports;
 mod trends;
 
-pub use jobs::JobClaim;
+pub use jobs::{JobClaim, QueueStats};
 pub use outbox::{NewOutboxEvent, OutboxEvent, OutboxKind};
 pub use reports::{NewVersion, ReportFilter, SearchPosition};
 

@@ -10,11 +10,12 @@
 //! relay is woken after the commit.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::json;
 use tokio::sync::Notify;
 use tracing::Instrument as _;
+use treven_mesh::metrics::{Counter, Gauge, KeyValue};
 use treven_mesh::trace::{self, Traced as _};
 use treven_mesh::{CancellationToken, ErrorCode, MeshContext, ServiceError, Signer};
 use uuid::Uuid;
@@ -26,6 +27,73 @@ use crate::outbox::enqueue_audit;
 use crate::pii::redact_all;
 use crate::quality;
 use crate::store::{JobClaim, NewVersion, PgStore};
+
+/// The generation jobs' metrics (`treven.reports.jobs.*`, see
+/// `docs/observability.md`): counters moved by the workers as jobs change
+/// state, gauges set by [`sample_queue`].
+struct JobMetrics {
+    attempts: Counter<u64>,
+    retries: Counter<u64>,
+    finished: Counter<u64>,
+    queued: Gauge<u64>,
+    running: Gauge<u64>,
+    oldest_age: Gauge<f64>,
+}
+
+fn job_metrics() -> &'static JobMetrics {
+    static METRICS: OnceLock<JobMetrics> = OnceLock::new();
+    METRICS.get_or_init(|| {
+        let meter = treven_mesh::metrics::meter();
+        JobMetrics {
+            attempts: meter
+                .u64_counter("treven.reports.jobs.attempts")
+                .with_description("Generation attempts started (a job claimed by a worker)")
+                .build(),
+            retries: meter
+                .u64_counter("treven.reports.jobs.retries")
+                .with_description("Generation attempts that failed and were scheduled again")
+                .build(),
+            finished: meter
+                .u64_counter("treven.reports.jobs.finished")
+                .with_description("Generation jobs finished, by outcome (succeeded or failed)")
+                .build(),
+            queued: meter
+                .u64_gauge("treven.reports.jobs.queued")
+                .with_description("Generation jobs waiting for a worker (all instances)")
+                .build(),
+            running: meter
+                .u64_gauge("treven.reports.jobs.running")
+                .with_description("Generation jobs a worker holds (all instances)")
+                .build(),
+            oldest_age: meter
+                .f64_gauge("treven.reports.jobs.oldest_age")
+                .with_unit("s")
+                .with_description("Age of the oldest queued or running generation job; 0 when none")
+                .build(),
+        }
+    })
+}
+
+/// Sets the queue gauges (queued, running, age of the oldest) from the
+/// database every `every` until `shutdown`: the whole queue, so every
+/// instance reports the same figures (alarms take the maximum).
+pub async fn sample_queue(store: PgStore, every: std::time::Duration, shutdown: CancellationToken) {
+    let metrics = job_metrics();
+    loop {
+        match store.queue_stats().await {
+            Ok(stats) => {
+                metrics.queued.record(stats.queued.max(0) as u64, &[]);
+                metrics.running.record(stats.running.max(0) as u64, &[]);
+                metrics.oldest_age.record(stats.oldest_age_secs, &[]);
+            }
+            Err(error) => tracing::warn!(%error, "cannot sample the report job queue"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
 
 /// Why an attempt did not finish.
 #[derive(Debug)]
@@ -169,6 +237,8 @@ impl Worker {
     async fn process_in_span(&self, job: JobClaim, shutdown: &CancellationToken) {
         tracing::info!(worker_id = %self.id, job_id = %job.id, report_id = %job.report_id, org_id = %job.org_id, attempt = job.attempts, "report job claimed");
         let context = self.context(&job);
+        let metrics = job_metrics();
+        metrics.attempts.add(1, &[]);
         let outcome = if job.attempts > self.options.max_attempts {
             Err(AttemptError::Permanent(format!(
                 "generation gave up after {} attempts",
@@ -207,6 +277,9 @@ impl Worker {
         let result = match outcome {
             Ok(()) => {
                 span.record("outcome", "succeeded");
+                metrics
+                    .finished
+                    .add(1, &[KeyValue::new("outcome", "succeeded")]);
                 Ok(())
             }
             Err(AttemptError::LeaseLost) => {
@@ -216,16 +289,26 @@ impl Worker {
             }
             Err(AttemptError::Retry(reason)) if job.attempts < self.options.max_attempts => {
                 span.record("outcome", "retry");
-                self.retry(&job, &reason)
+                let retried = self
+                    .retry(&job, &reason)
                     .traced(step("reports.job.retry"))
-                    .await
+                    .await;
+                metrics.retries.add(1, &[]);
+                retried
             }
             Err(AttemptError::Retry(reason) | AttemptError::Permanent(reason)) => {
                 span.record("outcome", "failed");
                 span.record("otel.status_code", "error");
-                self.fail(&job, &context, &reason)
+                let failed = self
+                    .fail(&job, &context, &reason)
                     .traced(step("reports.job.fail"))
-                    .await
+                    .await;
+                if failed.is_ok() {
+                    metrics
+                        .finished
+                        .add(1, &[KeyValue::new("outcome", "failed")]);
+                }
+                failed
             }
         };
         if let Err(error) = result {

@@ -166,6 +166,7 @@ pub async fn serve(
         .await?;
     let store = PgStore::connect_lazy(config.database, &config.pool);
     treven_mesh::postgres::ensure_migrated(store.pool(), &store::MIGRATOR, "tenants").await?;
+    treven_mesh::metrics::observe_pool("tenants", store.pool());
     let service = GrpcService {
         name: "tenants",
         routes: routes(store, keys)?,

@@ -3,6 +3,7 @@
 //! carries the operator commands.
 
 mod admin;
+mod admin_port;
 mod roles;
 mod serve;
 

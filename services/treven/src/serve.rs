@@ -11,6 +11,7 @@ use treven_mesh::keys::MeshKeySource;
 use treven_mesh::telemetry::{self, TelemetryConfig};
 use treven_mesh::tls::{MeshTlsSource, TrustRoots};
 
+use crate::admin_port::AdminPort;
 use crate::roles::{self, Role, RoleContext};
 
 /// The `--target` list: role names (see [`crate::roles::ROLES`]), `all`
@@ -105,6 +106,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .iter()
         .map(|role| Ok((role.name(), role.configure(&env)?)))
         .collect::<Result<Vec<_>, ConfigError>>()?;
+    // The gRPC roles get the admin port (`/metrics`, `/healthz`): one per
+    // process, whatever roles it serves. The gateway serves both on :8080;
+    // the AgentCore runtime exposes only its contract's port, so its
+    // metrics leave over OTLP.
+    let admin_port = if roles.iter().any(|role| role.serves_grpc()) {
+        Some(AdminPort::from_env(&env)?)
+    } else {
+        None
+    };
     if args.check_config {
         return check_config(&env, &args.target);
     }
@@ -151,7 +161,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(role = name, addresses = ?role.addresses(), "listening");
         bound.push((name, role));
     }
+    let admin_listener = match admin_port {
+        Some(port) => {
+            let listener = port.bind().await?;
+            tracing::info!(address = ?listener.local_addr().ok(), "admin port listening (/metrics, /healthz)");
+            Some(listener)
+        }
+        None => None,
+    };
     let mut running = tokio::task::JoinSet::new();
+    if let Some(listener) = admin_listener {
+        running.spawn(crate::admin_port::serve(listener, context.shutdown.clone()));
+    }
     for (name, role) in bound {
         let served = role.serve(context.clone());
         running.spawn(async move { served.await.with_context(|| format!("role {name}")) });

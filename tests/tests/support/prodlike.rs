@@ -450,6 +450,7 @@ impl ProdStack {
                 if name.starts_with("TREVEN_") && name.ends_with("_ADDR") {
                     let port = if name == "TREVEN_GATEWAY_WS_ADDR" && spec.name != "gateway-ws"
                         || name == "TREVEN_GATEWAY_ADDR" && spec.name == "gateway-ws"
+                        || name == "TREVEN_ADMIN_ADDR"
                     {
                         free_port()
                     } else {

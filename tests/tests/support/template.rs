@@ -127,7 +127,7 @@ impl Template {
             .collect()
     }
 
-    /// Every ECS task definition's (first) container, and the AgentCore
+    /// Every ECS task definition's `treven` container, and the AgentCore
     /// runtime when the template has one.
     pub fn tasks(&self) -> Vec<TaskSpec> {
         let mut tasks = Vec::new();
@@ -139,8 +139,16 @@ impl Template {
             let containers = properties["ContainerDefinitions"]
                 .as_array()
                 .unwrap_or_else(|| panic!("{id}: no ContainerDefinitions"));
-            assert_eq!(containers.len(), 1, "{id}: one container per task");
-            let container = &containers[0];
+            // The `treven` container; the other is the metrics sidecar
+            // (deploy/lib/observability.ts), which reads no TREVEN_* variable.
+            let container = containers
+                .iter()
+                .find(|c| c["Name"] == "treven")
+                .unwrap_or_else(|| panic!("{id}: no treven container"));
+            assert!(
+                containers.len() <= 2,
+                "{id}: the treven container and at most its metrics sidecar"
+            );
             let pairs = |key: &str, value: &str| -> Vec<(String, Value)> {
                 container[key]
                     .as_array()

@@ -12,10 +12,11 @@
 //! A stream that has produced text or a tool call is never switched: an
 //! error after that ends the stream with the error.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
+use treven_mesh::metrics::{Counter, Gauge, Histogram, KeyValue};
 
 use super::{ErrorKind, EventStream, ModelEvent, ModelRequest, Provider, ProviderError};
 use crate::config::BreakerConfig;
@@ -90,6 +91,94 @@ impl Breaker {
     }
 }
 
+/// The model calls' metrics (see `docs/observability.md`).
+struct ModelMetrics {
+    ttft: Histogram<f64>,
+    tokens: Counter<u64>,
+    errors: Counter<u64>,
+    breaker: Gauge<u64>,
+    opened: Counter<u64>,
+}
+
+fn model_metrics() -> &'static ModelMetrics {
+    static METRICS: OnceLock<ModelMetrics> = OnceLock::new();
+    METRICS.get_or_init(|| {
+        let meter = treven_mesh::metrics::meter();
+        ModelMetrics {
+            ttft: treven_mesh::metrics::latency_histogram(
+                "gen_ai.server.time_to_first_token",
+                "Time from a model call to its first output, retries included, by provider and model",
+            ),
+            tokens: meter
+                .u64_counter("treven.model.tokens")
+                .with_description("Model tokens by provider, model and type (input, output, cache_read, cache_write)")
+                .build(),
+            errors: meter
+                .u64_counter("treven.model.errors")
+                .with_description("Failed model calls by provider, error type and stage (before or after output)")
+                .build(),
+            breaker: meter
+                .u64_gauge("treven.model.breaker.state")
+                .with_description("The primary provider's circuit breaker: 0 closed, 1 half-open, 2 open")
+                .build(),
+            opened: meter
+                .u64_counter("treven.model.breaker.opened")
+                .with_description("Times the primary provider's circuit breaker opened")
+                .build(),
+        }
+    })
+}
+
+fn breaker_value(state: BreakerState) -> u64 {
+    match state {
+        BreakerState::Closed { .. } => 0,
+        BreakerState::HalfOpen { .. } => 1,
+        BreakerState::Open { .. } => 2,
+    }
+}
+
+fn error_type(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::Throttled => "throttled",
+        ErrorKind::Unavailable => "unavailable",
+        ErrorKind::NotReady => "not_ready",
+        ErrorKind::Invalid => "invalid",
+        ErrorKind::Failed => "failed",
+    }
+}
+
+fn record_usage(provider: &dyn Provider, usage: &super::Usage) {
+    let metrics = model_metrics();
+    for (kind, tokens) in [
+        ("input", usage.input_tokens),
+        ("output", usage.output_tokens),
+        ("cache_read", usage.cache_read_tokens),
+        ("cache_write", usage.cache_write_tokens),
+    ] {
+        if tokens > 0 {
+            metrics.tokens.add(
+                tokens as u64,
+                &[
+                    KeyValue::new("gen_ai.provider.name", provider.name()),
+                    KeyValue::new("gen_ai.request.model", provider.model_id().to_owned()),
+                    KeyValue::new("gen_ai.token.type", kind),
+                ],
+            );
+        }
+    }
+}
+
+fn record_error(provider: &dyn Provider, error: &ProviderError, stage: &'static str) {
+    model_metrics().errors.add(
+        1,
+        &[
+            KeyValue::new("gen_ai.provider.name", provider.name()),
+            KeyValue::new("error.type", error_type(error.kind)),
+            KeyValue::new("stage", stage),
+        ],
+    );
+}
+
 /// The primary and optional secondary behind a breaker.
 #[derive(Clone)]
 pub struct Router {
@@ -116,6 +205,9 @@ impl Router {
         secondary: Option<Arc<dyn Provider>>,
         config: BreakerConfig,
     ) -> Self {
+        model_metrics()
+            .breaker
+            .record(0, &[KeyValue::new("gen_ai.provider.name", primary.name())]);
         Self {
             primary,
             secondary,
@@ -152,7 +244,20 @@ impl Router {
     }
 
     fn with_breaker<T>(&self, f: impl FnOnce(&mut Breaker) -> T) -> T {
-        f(&mut self.breaker.lock().unwrap_or_else(PoisonError::into_inner))
+        let mut breaker = self.breaker.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = breaker_value(breaker.state);
+        let result = f(&mut breaker);
+        let after = breaker_value(breaker.state);
+        drop(breaker);
+        if before != after {
+            let metrics = model_metrics();
+            let provider = [KeyValue::new("gen_ai.provider.name", self.primary.name())];
+            metrics.breaker.record(after, &provider);
+            if after == 2 {
+                metrics.opened.add(1, &provider);
+            }
+        }
+        result
     }
 
     /// Streams `request` from the provider the breaker picks, starting with
@@ -194,17 +299,37 @@ impl Router {
                 if !is_primary {
                     secondary_request.model_override = None;
                 }
+                let started = Instant::now();
                 match router.first_output(provider.as_ref(), secondary_request).await {
                     Ok((first, mut rest)) => {
                         if is_primary {
                             router.with_breaker(Breaker::success);
                         }
-                        yield Ok(ModelEvent::Started { model_id: request.model_override.clone().filter(|_| is_primary).unwrap_or_else(|| provider.model_id().to_owned()) });
+                        let model_id = request.model_override.clone().filter(|_| is_primary).unwrap_or_else(|| provider.model_id().to_owned());
+                        // Labelled with the provider's configured model, a
+                        // bounded set whatever a request names.
+                        model_metrics().ttft.record(
+                            started.elapsed().as_secs_f64(),
+                            &[
+                                KeyValue::new("gen_ai.provider.name", provider.name()),
+                                KeyValue::new("gen_ai.request.model", provider.model_id().to_owned()),
+                            ],
+                        );
+                        if let ModelEvent::Usage(usage) = &first {
+                            record_usage(provider.as_ref(), usage);
+                        }
+                        yield Ok(ModelEvent::Started { model_id });
                         yield Ok(first);
                         while let Some(item) = rest.next().await {
                             match item {
-                                Ok(event) => yield Ok(event),
+                                Ok(event) => {
+                                    if let ModelEvent::Usage(usage) = &event {
+                                        record_usage(provider.as_ref(), usage);
+                                    }
+                                    yield Ok(event)
+                                }
                                 Err(error) => {
+                                    record_error(provider.as_ref(), &error, "after_output");
                                     tracing::warn!(provider = provider.name(), error = %error, "model stream failed after output");
                                     if is_primary {
                                         router.with_breaker(|b| b.failure(Instant::now(), probe));
@@ -217,6 +342,7 @@ impl Router {
                         return;
                     }
                     Err(error) => {
+                        record_error(provider.as_ref(), &error, "before_output");
                         tracing::warn!(provider = provider.name(), error = %error, "model call failed before output");
                         if is_primary {
                             if error.retryable() {
@@ -347,6 +473,83 @@ mod tests {
 
     async fn collect(router: &Router) -> Vec<Result<ModelEvent, ProviderError>> {
         router.stream(ModelRequest::default()).collect().await
+    }
+
+    /// The sum of the samples of `name` with all of `labels`.
+    fn sample(name: &str, labels: &[&str]) -> f64 {
+        treven_mesh::metrics::render()
+            .lines()
+            .filter(|l| l.split([' ', '{']).next() == Some(name))
+            .filter(|l| labels.iter().all(|label| l.contains(label)))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    }
+
+    #[tokio::test]
+    async fn model_calls_record_tokens_errors_time_to_first_token_and_the_breaker() {
+        // Names of their own: other tests of this binary record too.
+        let primary = Canned::new("metered-primary");
+        let secondary = Canned::new("metered-secondary");
+        let router = Router::new(
+            primary.clone(),
+            Some(secondary.clone()),
+            config(1, Duration::from_secs(60)),
+        );
+        let p = r#"gen_ai_provider_name="metered-primary""#;
+        assert_eq!(sample("treven_model_breaker_state", &[p]), 0.0);
+        primary.push(Ok(vec![
+            Ok(ModelEvent::Text("hi".into())),
+            Ok(ModelEvent::Usage(Usage {
+                input_tokens: 12,
+                output_tokens: 5,
+                cache_read_tokens: 3,
+                cache_write_tokens: 0,
+            })),
+            Ok(ModelEvent::Stop(StopReason::EndTurn)),
+        ]));
+        collect(&router).await;
+        let tokens = |kind: &str| {
+            sample(
+                "treven_model_tokens_total",
+                &[p, &format!(r#"gen_ai_token_type="{kind}""#)],
+            )
+        };
+        assert_eq!(
+            (
+                tokens("input"),
+                tokens("output"),
+                tokens("cache_read"),
+                tokens("cache_write")
+            ),
+            (12.0, 5.0, 3.0, 0.0)
+        );
+        assert_eq!(
+            sample("gen_ai_server_time_to_first_token_seconds_count", &[p]),
+            1.0
+        );
+
+        // One request failing on the primary (both attempts) opens the breaker.
+        primary.push(Err(throttled()));
+        primary.push(Err(throttled()));
+        collect(&router).await;
+        assert!(matches!(router.breaker_state(), BreakerState::Open { .. }));
+        assert_eq!(
+            sample(
+                "treven_model_errors_total",
+                &[p, r#"error_type="throttled""#, r#"stage="before_output""#]
+            ),
+            1.0
+        );
+        assert_eq!(sample("treven_model_breaker_state", &[p]), 2.0);
+        assert_eq!(sample("treven_model_breaker_opened_total", &[p]), 1.0);
+        // The secondary answered it.
+        assert_eq!(
+            sample(
+                "gen_ai_server_time_to_first_token_seconds_count",
+                &[r#"gen_ai_provider_name="metered-secondary""#]
+            ),
+            1.0
+        );
     }
 
     #[tokio::test]

@@ -35,7 +35,40 @@ pub struct JobClaim {
     pub traceparent: String,
 }
 
+/// The queue at one moment, across organisations (for the job metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct QueueStats {
+    /// Jobs waiting for a worker (due or backing off).
+    pub queued: i64,
+    /// Jobs a worker holds.
+    pub running: i64,
+    /// Seconds since the oldest unfinished job was created; 0 when none is.
+    pub oldest_age_secs: f64,
+}
+
 impl PgStore {
+    /// Worker path (`treven_worker`, across organisations): how many jobs are queued
+    /// and running, and the age of the oldest of them. Counts only; no
+    /// organisation or report leaves this function.
+    pub async fn queue_stats(&self) -> Result<QueueStats> {
+        let mut tx = treven_mesh::postgres::begin_background(&self.pool).await?;
+        let (queued, running, oldest): (i64, i64, Option<f64>) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE state = 'queued'), \
+                    count(*) FILTER (WHERE state = 'running'), \
+                    extract(epoch FROM clock_timestamp() - min(created_at))::float8 \
+             FROM report_jobs WHERE state IN ('queued', 'running')",
+        )
+        .fetch_one(&mut *tx)
+        .traced(trace::postgres("reports.queue_stats", "SELECT"))
+        .await?;
+        tx.commit().await?;
+        Ok(QueueStats {
+            queued,
+            running,
+            oldest_age_secs: oldest.unwrap_or(0.0).max(0.0),
+        })
+    }
+
     /// Worker path (`treven_worker`, across organisations): leases the next job that
     /// is due, or whose worker's lease lapsed, to `worker` for `lease`.
     pub async fn claim_job(&self, worker: Uuid, lease: Duration) -> Result<Option<JobClaim>> {
