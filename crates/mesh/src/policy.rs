@@ -170,6 +170,13 @@ where
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         match self.admit(&request) {
             Ok(context) => {
+                // Admitted: now, and only now, a request that breaks its
+                // proto's rules is refused (see `crate::validate`).
+                if let Some(crate::validate::RuleViolation(status)) =
+                    request.extensions_mut().remove()
+                {
+                    return Box::pin(futures::future::ready(Ok(status.into_http())));
+                }
                 request.extensions_mut().insert(context);
                 // The ready service answers this call; a fresh clone waits
                 // for the next poll_ready (tower's usual swap).

@@ -142,7 +142,9 @@ pub async fn serve(
                 .routes
                 .into_axum_router()
                 // Requests breaking their proto's buf.validate rules are
-                // refused before the handler runs (see `crate::validate`).
+                // marked here and refused by the access table once the
+                // caller is admitted, before the handler runs (see
+                // `crate::validate::RuleViolation`).
                 .layer(
                     crate::validate::ValidateLayer::new()
                         .map_err(|e| anyhow::anyhow!("{name}: {e}"))?,

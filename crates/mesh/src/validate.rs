@@ -365,9 +365,15 @@ impl Rules {
         out
     }
 
-    /// [`Rules::validate`] as a `VALIDATION_ERROR`, when anything is broken.
+    /// [`Rules::validate`] as a `VALIDATION_ERROR`, when anything is broken:
+    /// one violation per field (its first broken rule), as every hand-written
+    /// check answers, so a client shows one message per field.
     pub fn check(&self, message: &DynamicMessage) -> Result<(), ServiceError> {
-        let mut violations = self.validate(message).into_iter();
+        let mut seen = std::collections::HashSet::new();
+        let mut violations = self
+            .validate(message)
+            .into_iter()
+            .filter(|v| seen.insert(v.field.clone()));
         let Some(first) = violations.next() else {
             return Ok(());
         };
@@ -963,8 +969,18 @@ fn decode_frame(method: &MethodDescriptor, body: &[u8]) -> Option<DynamicMessage
     DynamicMessage::decode(method.input(), message).ok()
 }
 
+/// What a request breaks of its proto's rules: the INVALID_ARGUMENT answer,
+/// with its `BadRequest` violations. [`ValidateLayer`] attaches it to the
+/// request; the service's access table ([`crate::policy::Guarded`]) answers
+/// with it only after the caller is admitted, so a caller that may not call
+/// the method learns nothing of its rules, and every caller gets
+/// UNAUTHENTICATED / PERMISSION_DENIED before INVALID_ARGUMENT.
+#[derive(Debug, Clone)]
+pub struct RuleViolation(pub tonic::Status);
+
 /// A tower layer validating every request of the mesh routes it wraps
-/// against [`mesh_rules`].
+/// against [`mesh_rules`] (the verdict is enforced by the access table:
+/// see [`RuleViolation`]).
 #[derive(Debug, Clone, Copy)]
 pub struct ValidateLayer {
     rules: &'static Rules,
@@ -1035,18 +1051,18 @@ where
                     return Ok(status.into_http());
                 }
             };
-            if let Some(message) = decode_frame(&method, &bytes)
-                && let Err(error) = rules.check(&message)
-            {
-                tracing::info!(rpc = method.full_name(), %error, "request refused by its proto rules");
-                return Ok(tonic::Status::from(error).into_http());
+            let violation = match decode_frame(&method, &bytes) {
+                Some(message) => rules.check(&message).err(),
+                None => None,
+            };
+            let mut request = http::Request::from_parts(parts, axum::body::Body::from(bytes));
+            if let Some(error) = violation {
+                tracing::info!(rpc = method.full_name(), %error, "request breaks its proto rules");
+                request
+                    .extensions_mut()
+                    .insert(RuleViolation(tonic::Status::from(error)));
             }
-            inner
-                .call(http::Request::from_parts(
-                    parts,
-                    axum::body::Body::from(bytes),
-                ))
-                .await
+            inner.call(request).await
         })
     }
 }
@@ -1207,15 +1223,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_layer_answers_invalid_argument_with_bad_request_details_before_the_handler() {
+    async fn the_layer_marks_a_request_breaking_its_rules_with_bad_request_details() {
         use prost::Message as _;
         use tower::{Layer as _, ServiceExt as _};
 
         let reached = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counter = reached.clone();
+        // Stands in for the access table, which answers with the violation
+        // once the caller is admitted; `reached` counts calls the handler
+        // would run.
         let handler = tower::service_fn(move |request: http::Request<axum::body::Body>| {
             let counter = counter.clone();
             async move {
+                if let Some(RuleViolation(status)) = request.extensions().get().cloned() {
+                    let mut answer = http::Response::new(axum::body::Body::empty());
+                    status
+                        .add_header(answer.headers_mut())
+                        .expect("status headers");
+                    return Ok(answer);
+                }
                 counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let body = axum::body::to_bytes(request.into_body(), 1024)
                     .await
