@@ -421,8 +421,9 @@ impl pb::tenants_service_server::TenantsService for TenantsGrpc {
         }))
     }
 
-    type ExportAuditEventsStream =
-        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::AuditEvent, Status>> + Send>>;
+    type ExportAuditEventsStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<pb::ExportAuditEventsResponse, Status>> + Send>,
+    >;
 
     async fn export_audit_events(
         &self,
@@ -453,8 +454,13 @@ impl pb::tenants_service_server::TenantsService for TenantsGrpc {
             .into());
         }
         let events = self.tenants.export_audit(&context, filter).await?;
-        let stream: Self::ExportAuditEventsStream =
-            Box::pin(events.map(|event| event.map(audit_to_pb).map_err(Status::from)));
+        let stream: Self::ExportAuditEventsStream = Box::pin(events.map(|event| {
+            event
+                .map(|e| pb::ExportAuditEventsResponse {
+                    event: Some(audit_to_pb(e)),
+                })
+                .map_err(Status::from)
+        }));
         Ok(Response::new(stream))
     }
 }

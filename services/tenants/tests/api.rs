@@ -855,7 +855,7 @@ async fn an_admin_exports_a_time_range_of_the_audit_log_oldest_first_and_the_exp
                 .into_inner();
             let mut events = Vec::new();
             while let Some(event) = stream.next().await {
-                events.push(event?);
+                events.push(event?.event.expect("an entry"));
             }
             Ok::<_, tonic::Status>(events)
         }

@@ -404,7 +404,11 @@ pub async fn journey(mesh: &(impl Stack + ?Sized), org: &str) -> Made {
     };
     let exported: Vec<&str> = lines
         .iter()
-        .map(|line| line["action"].as_str().expect("an entry, not an error"))
+        .map(|line| {
+            line["event"]["action"]
+                .as_str()
+                .expect("an entry, not an error")
+        })
         .collect();
     assert_eq!(exported.first(), Some(&"report.create"), "{exported:?}");
     assert!(exported.contains(&"report.approve"), "{exported:?}");
