@@ -12,7 +12,7 @@ import {
   METRICS_NAMESPACE,
   THRESHOLDS,
 } from '../lib/observability';
-import { resources } from './checks';
+import { resources, serviceTaskDefinitions } from './checks';
 import { synth } from './synth';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -22,7 +22,8 @@ describe.each(['dev', 'prod'] as const)('%s', (env) => {
   const s = () => synth(env);
 
   test('every task runs the collector sidecar scraping its own /metrics into EMF', () => {
-    const taskDefs = resources(s().platformJson, 'AWS::ECS::TaskDefinition');
+    // The one-off migrate task has no sidecar: it serves nothing to scrape.
+    const taskDefs = serviceTaskDefinitions(s().platformJson);
     expect(taskDefs).toHaveLength(6);
     const logGroups = resources(s().platformJson, 'AWS::Logs::LogGroup').filter(
       ([, p]) => p.LogGroupName === `/treven/${env}/metrics`,
@@ -61,11 +62,11 @@ describe.each(['dev', 'prod'] as const)('%s', (env) => {
     }
   });
 
-  test('only the six task roles may write to the metrics log group, and only log events', () => {
+  test('only the six service task roles may write to the metrics log group, and only log events', () => {
     const t = s().platformJson;
     const [metricsLogGroup] = resources(t, 'AWS::Logs::LogGroup').find(([, p]) => p.LogGroupName === `/treven/${env}/metrics`)!;
     const taskRoles = new Set(
-      resources(t, 'AWS::ECS::TaskDefinition').map(([, td]) => td.TaskRoleArn?.['Fn::GetAtt']?.[0] as string),
+      serviceTaskDefinitions(t).map(([, td]) => td.TaskRoleArn?.['Fn::GetAtt']?.[0] as string),
     );
     expect(taskRoles.size).toBe(6);
     const writers = new Set<string>();
@@ -125,7 +126,7 @@ describe.each(['dev', 'prod'] as const)('%s', (env) => {
     const breakerAlarm = alarms.find(([, a]) => a.AlarmName.endsWith('breaker-open'))![1];
     expect(breakerAlarm.Dimensions).toContainEqual({ Name: 'service', Value: 'agents' });
     // The sidecar declares exactly the metrics the alarms read, with their dimensions.
-    const sidecarConfig = flat(resources(s().platformJson, 'AWS::ECS::TaskDefinition').map(([, td]) => td.ContainerDefinitions[1].Environment));
+    const sidecarConfig = flat(serviceTaskDefinitions(s().platformJson).map(([, td]) => td.ContainerDefinitions[1].Environment));
     expect(sidecarConfig).toContain('treven_reports_jobs_(queued|running|oldest_age_seconds)');
     expect(sidecarConfig).toContain('^treven_model_breaker_state$');
     // No action without a topic.
