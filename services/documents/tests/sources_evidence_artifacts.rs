@@ -136,7 +136,8 @@ async fn sources_are_scored_upserted_refused_and_ranked() {
                     &[],
                 )
             },
-            "url",
+            // Neither a URL nor a dataset: the oneof's own rule.
+            "locator",
         ),
         (
             url_source(

@@ -222,6 +222,11 @@ const REST_SURFACE: &[(&str, &str, &str)] = &[
         "treven.tenants.v1.TenantsService.RevokeReportAccess",
     ),
     (
+        "GET",
+        "/api/audit/export",
+        "treven.tenants.v1.TenantsService.ExportAuditEvents",
+    ),
+    (
         "POST",
         "/api/agent-runs",
         "treven.agents.v1.AgentsService.RunAgent",
