@@ -199,7 +199,8 @@ async fn transcode(
         .await;
         // Another try, after the discovery loop has probed the endpoints
         // again (so a task that just died is out of the balancer), and one
-        // more if that try too reached no server:
+        // more if that try too reached no server (or, for a read within the
+        // budget, was unavailable again):
         // - whatever the method, when the call never reached a server (the
         //   endpoint refused the connection: nothing was sent);
         // - for idempotent reads, when the upstream was unavailable (also a
@@ -215,7 +216,6 @@ async fn transcode(
             Ok(_) => false,
         };
         if retry {
-            // A second retry only for a call that again reached no server.
             for attempt in 1..=UNREACHABLE_RETRIES {
                 tracing::info!(
                     rpc = route.rpc().full_name(),
@@ -233,8 +233,14 @@ async fn transcode(
                     timeout,
                 )
                 .await;
+                // Once more only if this try too reached no server, or (a
+                // read, within the budget) met the same dying upstream.
                 match &result {
                     Err(status) if treven_mesh::discovery::is_unreachable(status) => {}
+                    Err(status)
+                        if parts.method == axum::http::Method::GET
+                            && ErrorCode::of_status(status) == ErrorCode::Unavailable
+                            && gateway.retries.try_withdraw() => {}
                     _ => break,
                 }
             }

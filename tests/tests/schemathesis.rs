@@ -19,7 +19,7 @@ use std::process::Command;
 use support::mesh::{Mesh, MeshOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_operation_passes_every_schemathesis_check_including_the_stateful_phase() {
+async fn every_operation_passes_the_schemathesis_checks_including_the_stateful_phase() {
     // The default limits: 600 calls per user per minute, refilled evenly.
     let mesh = Mesh::start_with("schemathesis", MeshOptions::default()).await;
     let analyst = mesh.sign_in("fuzzed", "ngo", "analyst@fuzzed.test", "analyst");
