@@ -144,20 +144,7 @@ pub fn init(config: &TelemetryConfig, service_name: &str) -> anyhow::Result<Tele
         .with(SpansAndLogs(filter))
         .with(otel_layer);
     let installed = match config.format {
-        LogFormat::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .event_format(WithTraceIds {
-                        inner: tracing_subscriber::fmt::format()
-                            .json()
-                            .flatten_event(true)
-                            .with_current_span(true)
-                            .with_span_list(false),
-                        json: true,
-                    })
-                    .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new()),
-            )
-            .try_init(),
+        LogFormat::Json => registry.with(json_lines(std::io::stdout)).try_init(),
         LogFormat::Pretty => registry
             .with(tracing_subscriber::fmt::layer().event_format(WithTraceIds {
                 inner: tracing_subscriber::fmt::format().compact(),
@@ -173,6 +160,27 @@ pub fn init(config: &TelemetryConfig, service_name: &str) -> anyhow::Result<Tele
     Ok(TelemetryGuard {
         provider: config.otlp.then_some(provider),
     })
+}
+
+/// The JSON log lines of `TREVEN_LOG_FORMAT=json`, written to `writer`: one
+/// object per event, its fields flattened, with the current span and the
+/// trace and span ids (see [`WithTraceIds`]).
+fn json_lines<S, W>(writer: W) -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .event_format(WithTraceIds {
+            inner: tracing_subscriber::fmt::format()
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false),
+            json: true,
+        })
+        .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+        .with_writer(writer)
 }
 
 /// The process's one filter: every span of Treven code at info and above
@@ -368,19 +376,7 @@ mod tests {
         let subscriber = tracing_subscriber::registry()
             .with(SpansAndLogs(EnvFilter::new("info")))
             .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .event_format(WithTraceIds {
-                        inner: tracing_subscriber::fmt::format()
-                            .json()
-                            .flatten_event(true)
-                            .with_current_span(true)
-                            .with_span_list(false),
-                        json: true,
-                    })
-                    .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
-                    .with_writer(move || writer.clone()),
-            );
+            .with(json_lines(move || writer.clone()));
         let mut request = http::Request::new(());
         *request.uri_mut() = "/treven.reports.v1.ReportsService/GetReport"
             .parse()
@@ -473,19 +469,7 @@ mod tests {
         let subscriber = tracing_subscriber::registry()
             .with(SpansAndLogs(EnvFilter::new("warn")))
             .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .event_format(WithTraceIds {
-                        inner: tracing_subscriber::fmt::format()
-                            .json()
-                            .flatten_event(true)
-                            .with_current_span(true)
-                            .with_span_list(false),
-                        json: true,
-                    })
-                    .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
-                    .with_writer(std::io::sink),
-            );
+            .with(json_lines(std::io::sink));
         let mut request = http::Request::new(());
         *request.uri_mut() = "/treven.reports.v1.ReportsService/CreateReport"
             .parse()

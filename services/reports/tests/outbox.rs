@@ -81,9 +81,13 @@ async fn report(stack: &Stack, token: &str, id: &str) -> pb::Report {
 }
 
 /// A connection pool of the database's owner (the service's own pool logs
-/// in as its login role, which sees no other organisation's outbox rows).
-async fn owner(stack: &Stack) -> sqlx::PgPool {
-    sqlx::PgPool::connect(&stack.db.url).await.unwrap()
+/// in as its login role, which sees no other organisation's outbox rows),
+/// opened once for this test binary.
+async fn owner(stack: &Stack) -> &'static sqlx::PgPool {
+    static OWNER: tokio::sync::OnceCell<sqlx::PgPool> = tokio::sync::OnceCell::const_new();
+    OWNER
+        .get_or_init(|| async { sqlx::PgPool::connect(&stack.db.url).await.unwrap() })
+        .await
 }
 
 /// (id, action) of every event in the outbox, read as the owner.
@@ -91,7 +95,7 @@ async fn pending(stack: &Stack) -> Vec<(uuid::Uuid, String, i32)> {
     sqlx::query_as(
         "SELECT id, payload->>'action', attempts FROM reports.outbox ORDER BY created_at, id",
     )
-    .fetch_all(&owner(stack).await)
+    .fetch_all(owner(stack).await)
     .await
     .unwrap()
 }
@@ -138,7 +142,7 @@ async fn with_tenants_down_changes_commit_and_after_recovery_each_is_audited_exa
          CREATE CONSTRAINT TRIGGER test_refuse_commit AFTER INSERT ON reports.outbox \
              DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION reports.test_refuse_commit();",
     )
-    .execute(&owner(&stack).await)
+    .execute(owner(&stack).await)
     .await
     .unwrap();
 
@@ -273,7 +277,7 @@ async fn with_tenants_down_changes_commit_and_after_recovery_each_is_audited_exa
     );
     let error: String =
         sqlx::query_scalar("SELECT last_error FROM reports.outbox WHERE attempts > 0 LIMIT 1")
-            .fetch_one(&owner(&stack).await)
+            .fetch_one(owner(&stack).await)
             .await
             .unwrap();
     assert!(!error.is_empty(), "the failure is kept for operators");
@@ -290,7 +294,7 @@ async fn with_tenants_down_changes_commit_and_after_recovery_each_is_audited_exa
     );
     // What a relay that crashed after delivering, before removing, left.
     sqlx::query("CREATE TABLE reports.outbox_copy AS SELECT * FROM reports.outbox")
-        .execute(&owner(&stack).await)
+        .execute(owner(&stack).await)
         .await
         .unwrap();
 
@@ -341,7 +345,7 @@ async fn with_tenants_down_changes_commit_and_after_recovery_each_is_audited_exa
         "INSERT INTO reports.outbox SELECT * FROM reports.outbox_copy ON CONFLICT DO NOTHING; \
          UPDATE reports.outbox SET next_attempt_at = clock_timestamp();",
     )
-    .execute(&owner(&stack).await)
+    .execute(owner(&stack).await)
     .await
     .unwrap();
     assert_eq!(pending(&stack).await.len(), waiting.len());
