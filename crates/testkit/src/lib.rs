@@ -137,14 +137,45 @@ pub fn tool(name: &str) -> PathBuf {
         })
 }
 
-/// A free loopback port (bound and released; fine for tests on one machine).
+/// A loopback port no other test process will take while this one lives.
+///
+/// Not `bind(0)`: that hands out a port from the kernel's ephemeral range,
+/// the range every outgoing connection takes its source port from, and once
+/// the probe socket is closed another test process's `bind(0)` or
+/// `connect()` can take the port before the child server binds it (CI saw
+/// `Address already in use` that way). So ports come from
+/// [`TEST_PORTS`], below the ephemeral range (Linux default 32768–60999),
+/// and each is claimed with an exclusive lock on
+/// `$TMPDIR/treven-test-ports/<port>.lock` held until this process exits,
+/// which nextest's concurrent test processes respect. The lock files stay
+/// behind (they are empty); a lock dies with its process.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::Mutex;
+    static HELD: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
+
+    let dir = std::env::temp_dir().join("treven-test-ports");
+    std::fs::create_dir_all(&dir).expect("create the test port lock directory");
+    let span = TEST_PORTS.end - TEST_PORTS.start;
+    let start = (uuid::Uuid::new_v4().as_u128() % u128::from(span)) as u16;
+    for step in 0..span {
+        let port = TEST_PORTS.start + (start + step) % span;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(format!("{port}.lock")))
+            .expect("open a test port lock file");
+        if lock.try_lock().is_ok() && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            HELD.lock().unwrap_or_else(|e| e.into_inner()).push(lock);
+            return port;
+        }
+    }
+    panic!("no free loopback port in {TEST_PORTS:?}");
 }
+
+/// Where [`free_port`] takes ports from: below Linux's ephemeral range, above
+/// the well-known services a developer machine runs (Postgres, Redis).
+pub const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
 
 /// Waits until something accepts on `port`.
 pub fn wait_for_port(port: u16, what: &str) {
