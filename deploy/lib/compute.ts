@@ -78,6 +78,20 @@ export const DYNAMODB_ITEM_ACTIONS = [
 
 /** Object actions of the documents service (presigned PUT/GET are signed with its role). */
 export const S3_OBJECT_ACTIONS = ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload'];
+/**
+ * What tenants does to the user pool (invitations, role groups, removal),
+ * on that pool only: tenants is the source of truth, Cognito follows it.
+ */
+export const COGNITO_INVITE_ACTIONS = [
+  'cognito-idp:AdminCreateUser',
+  'cognito-idp:AdminAddUserToGroup',
+  'cognito-idp:AdminRemoveUserFromGroup',
+  'cognito-idp:AdminDisableUser',
+  'cognito-idp:AdminEnableUser',
+  'cognito-idp:AdminUserGlobalSignOut',
+  'cognito-idp:AdminUpdateUserAttributes',
+  'cognito-idp:AdminGetUser',
+];
 
 export const BEDROCK_INVOKE_ACTIONS = ['bedrock:InvokeModel', 'bedrock:InvokeModelWithResponseStream'];
 
@@ -330,6 +344,10 @@ export class Compute extends Construct {
       vars[`TREVEN_${name.toUpperCase()}_DATABASE_URL`] = data.databaseUrlFor(name as PostgresUser);
       vars.TREVEN_TLS_CA_FILE = RDS_CA_BUNDLE_PATH;
     }
+    if (name === 'tenants') {
+      // Invitations: tenants creates, moves, disables and signs out users of this pool.
+      vars.TREVEN_COGNITO_USER_POOL_ID = identity.userPool.userPoolId;
+    }
     if (name === 'documents') {
       vars.TREVEN_DATA_BUCKET = data.dataBucket.bucketName;
       vars.TREVEN_DOCUMENTS_TABLE = data.tables.documents.tableName;
@@ -426,6 +444,11 @@ export class Compute extends Construct {
         resources: [table.tableArn, `${table.tableArn}/index/*`],
       }),
     ];
+    if (name === 'tenants') {
+      role.addToPrincipalPolicy(
+        new iam.PolicyStatement({ actions: COGNITO_INVITE_ACTIONS, resources: [props.identity.userPool.userPoolArn] }),
+      );
+    }
     if (name === 'documents') {
       role.addToPrincipalPolicy(
         new iam.PolicyStatement({ actions: S3_OBJECT_ACTIONS, resources: [data.dataBucket.arnForObjects('*')] }),

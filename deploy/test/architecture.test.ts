@@ -79,7 +79,22 @@ describe.each(['dev', 'prod'] as const)('%s', (env) => {
     // `logs`: the metrics sidecar's EMF log events (test/observability.test.ts).
     expect(services('gateway-api')).toEqual(['logs', 'secretsmanager']);
     expect(services('gateway-ws')).toEqual(['logs', 'secretsmanager']);
-    expect(services('tenants')).toEqual(['logs', 'secretsmanager']);
+    expect(services('tenants')).toEqual(['cognito-idp', 'logs', 'secretsmanager']);
+    // Invitations: exactly these user-pool actions, on the platform's pool only.
+    const cognitoStatements = resources(t, 'AWS::IAM::Policy')
+      .filter(([, p]) => p.Roles.some((r: { Ref: string }) => r.Ref === roleOf('tenants')))
+      .flatMap(([, p]) => p.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown }[])
+      .filter((st) => [st.Action].flat().some((a) => a.startsWith('cognito-idp:')));
+    expect(cognitoStatements).toHaveLength(1);
+    expect([cognitoStatements[0].Action].flat().sort()).toEqual([
+      'cognito-idp:AdminAddUserToGroup', 'cognito-idp:AdminCreateUser', 'cognito-idp:AdminDisableUser',
+      'cognito-idp:AdminEnableUser', 'cognito-idp:AdminGetUser', 'cognito-idp:AdminRemoveUserFromGroup',
+      'cognito-idp:AdminUpdateUserAttributes', 'cognito-idp:AdminUserGlobalSignOut',
+    ]);
+    const poolId = resources(t, 'AWS::Cognito::UserPool')[0][0];
+    expect(cognitoStatements[0].Resource).toEqual({ 'Fn::GetAtt': [poolId, 'Arn'] });
+    const tenantsTask = taskEnvironments(t).find((x) => x.family === 'tenants')!;
+    expect(tenantsTask.vars.TREVEN_COGNITO_USER_POOL_ID).toEqual({ Ref: poolId });
     expect(services('reports')).toEqual(['logs', 'secretsmanager']);
     expect(services('documents')).toEqual(['dynamodb', 'logs', 's3', 'secretsmanager']);
     expect(services('agents')).toEqual(['bedrock', 'dynamodb', 'logs', 'secretsmanager']);

@@ -59,6 +59,11 @@ pub fn env(state: &DevState) -> Vec<(&'static str, String)> {
         ("TREVEN_COGNITO_ISSUER", state.cognito.issuer.clone()),
         ("TREVEN_COGNITO_JWKS_URL", state.cognito.jwks_url.clone()),
         ("TREVEN_COGNITO_CLIENT_ID", state.cognito.client_id.clone()),
+        // Tenants invites users into the pool (and disables removed ones).
+        (
+            "TREVEN_COGNITO_USER_POOL_ID",
+            state.cognito.user_pool_id.clone(),
+        ),
         ("AWS_ENDPOINT_URL", state.aws_endpoint_url.clone()),
         ("AWS_REGION", state.aws_region.clone()),
         ("AWS_ACCESS_KEY_ID", MOTO_ACCESS_KEY.into()),

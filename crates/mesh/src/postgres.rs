@@ -595,6 +595,20 @@ impl OrgTx {
         &self.actor_id
     }
 
+    /// Confines the rest of the transaction to `org` instead (row-level
+    /// security follows `app.org_id` at once). For the one action that
+    /// spans two organisations in one atomic change: the platform owner
+    /// creating an organisation (checked and audited in the owner's,
+    /// created in the new one's).
+    pub async fn switch_organisation(&mut self, org: OrgId) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT set_config('app.org_id', $1, true)")
+            .bind(org.to_string())
+            .execute(&mut *self.tx)
+            .await?;
+        self.org_id = org;
+        Ok(())
+    }
+
     /// Commits.
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         self.tx.commit().await

@@ -126,6 +126,28 @@ impl pb::tenants_service_server::TenantsService for TenantsGrpc {
         }))
     }
 
+    async fn create_organisation(
+        &self,
+        request: Request<pb::CreateOrganisationRequest>,
+    ) -> Reply<pb::CreateOrganisationResponse> {
+        let context = context_of(&request)?;
+        let message = request.into_inner();
+        let result = async {
+            let name = Name::parse("name", &message.name)?;
+            let kind = kind_from_pb("kind", message.kind)?;
+            let admin_email = Email::parse("admin_email", &message.admin_email)?;
+            let admin_name = Name::parse("admin_name", &message.admin_name)?;
+            self.tenants
+                .create_organisation(&context, name, kind, admin_email, admin_name)
+                .await
+        }
+        .await;
+        reply(result.map(|(org, admin)| pb::CreateOrganisationResponse {
+            organisation: Some(org_to_pb(org)),
+            admin: Some(user_to_pb(admin)),
+        }))
+    }
+
     async fn list_users(
         &self,
         request: Request<pb::ListUsersRequest>,

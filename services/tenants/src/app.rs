@@ -17,7 +17,8 @@ use treven_mesh::pagination::CursorCodec;
 use treven_mesh::{MeshContext, ServiceError};
 
 use crate::model::Page;
-use crate::store::PgStore;
+use crate::store::{OrgTx, PgStore};
+use crate::sync::IdentitySync;
 
 /// Default page size.
 pub const DEFAULT_PAGE: u32 = 50;
@@ -31,6 +32,8 @@ type Result<T> = std::result::Result<T, ServiceError>;
 pub struct Tenants {
     store: PgStore,
     cursors: CursorCodec,
+    /// The Cognito sync, when a user pool is configured.
+    identity: Option<IdentitySync>,
 }
 
 /// Turns `limit + 1` fetched rows into a page with the cursor of its last item.
@@ -54,6 +57,47 @@ fn paginate<T, P: serde::Serialize>(
 impl Tenants {
     /// The service over `store`, signing cursors with `cursors`.
     pub fn new(store: PgStore, cursors: CursorCodec) -> Self {
-        Self { store, cursors }
+        Self {
+            store,
+            cursors,
+            identity: None,
+        }
+    }
+
+    /// Users' Cognito accounts follow their tenants rows through `identity`.
+    pub fn with_identity(mut self, identity: IdentitySync) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// Queues, in `tx`, the Cognito sync of user `user_id` acting on the
+    /// Cognito user `username`; `None` when no user pool is configured.
+    async fn queue_identity_sync(
+        &self,
+        tx: &mut OrgTx,
+        user_id: uuid::Uuid,
+        username: &str,
+    ) -> Result<Option<uuid::Uuid>> {
+        match &self.identity {
+            Some(identity) => Ok(Some(
+                tx.enqueue_cognito_sync(user_id, username, identity.options().grace)
+                    .await?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// After the commit that queued `job` in `org`: applies it now.
+    async fn sync_identity_now(
+        &self,
+        context: &MeshContext,
+        org: treven_mesh::OrgId,
+        job: Option<uuid::Uuid>,
+    ) {
+        if let (Some(identity), Some(job)) = (&self.identity, job) {
+            identity
+                .apply_now(org, context.user_id(), context.request_id(), job)
+                .await;
+        }
     }
 }

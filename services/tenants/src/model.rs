@@ -148,6 +148,12 @@ treven_mesh::text_enum! {
     Permission { /** Read in the product. */ View = "view", /** Read and download exports. */ Download = "download" }
 }
 
+treven_mesh::text_enum! {
+    /// Where a user's Cognito account stands against their tenants record
+    /// (absent: tenants does not manage it).
+    IdentityState { /** A change waits to be applied to Cognito. */ Pending = "pending", /** The Cognito user matches the record. */ Synced = "synced", /** Cognito refused the change for good. */ Failed = "failed" }
+}
+
 /// An organisation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Organisation {
@@ -180,6 +186,9 @@ pub struct User {
     pub name: String,
     /// Role.
     pub role: Role,
+    /// Where their Cognito account stands; `None` when tenants does not
+    /// manage it.
+    pub identity_state: Option<IdentityState>,
     /// Created.
     pub created_at: DateTime<Utc>,
     /// Last changed.

@@ -28,6 +28,9 @@ pub static POLICY: Policy = Policy {
             Role::MEMBERS,
         ),
         rule("UpdateOrganisation", EDGE, Role::ADMINS),
+        // Admins of the platform owner only: the handler checks the
+        // caller's organisation is the owner (FORBIDDEN otherwise).
+        rule("CreateOrganisation", EDGE, Role::ADMINS),
         rule("ListUsers", EDGE, Role::MEMBERS),
         rule("GetUser", EDGE, Role::MEMBERS),
         rule("CreateUser", EDGE, Role::ADMINS),

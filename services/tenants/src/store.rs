@@ -9,10 +9,12 @@
 //!
 //! This file holds the pool, the transaction and the error; the queries live
 //! with their table group: `organisations`, `users`, `partners`,
-//! `access` (report-access grants) and `audit`.
+//! `access` (report-access grants), `audit` and `cognito_sync` (jobs that
+//! keep the Cognito user pool in line with `users`).
 
 mod access;
 mod audit;
+mod cognito_sync;
 mod organisations;
 mod partners;
 mod users;
@@ -20,8 +22,9 @@ mod users;
 use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
 use treven_mesh::postgres::{self, PgFailure, StoreConflict};
-use treven_mesh::{MeshContext, ServiceError};
+use treven_mesh::{MeshContext, OrgId, ServiceError};
 
+pub use cognito_sync::CognitoSyncJob;
 pub use treven_mesh::postgres::PoolOptions;
 
 /// Migrations compiled into the binary.
@@ -103,6 +106,19 @@ impl PgStore {
         Ok(OrgTx {
             tx,
             request_id: context.request_id().to_owned(),
+        })
+    }
+}
+
+impl PgStore {
+    /// Opens a transaction confined to `org`, acting for `actor` in request
+    /// `request_id`: background work done for one organisation (a Cognito
+    /// sync job acts for the user who made the change).
+    pub async fn begin_as(&self, org: OrgId, actor: &str, request_id: &str) -> Result<OrgTx> {
+        let tx = postgres::OrgTx::begin(&self.pool, org, actor).await?;
+        Ok(OrgTx {
+            tx,
+            request_id: request_id.to_owned(),
         })
     }
 }

@@ -124,6 +124,34 @@ impl Socket {
         }
     }
 
+    /// Reads until the gateway closes the socket (within `limit`); the close
+    /// code and reason, and the messages seen before.
+    pub async fn closed(&mut self, limit: Duration) -> (u16, String, Vec<Value>) {
+        let deadline = Instant::now() + limit;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "still open after {limit:?}; saw {seen:#?}");
+            match tokio::time::timeout(left, self.stream.next()).await {
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    seen.push(
+                        serde_json::from_str(&text).unwrap_or(Value::String(text.to_string())),
+                    );
+                }
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    let frame = frame.expect("a close frame with a reason");
+                    return (u16::from(frame.code), frame.reason.to_string(), seen);
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(error))) => {
+                    panic!("the socket failed instead of closing: {error}; saw {seen:#?}")
+                }
+                Ok(None) => panic!("the socket ended without a close frame; saw {seen:#?}"),
+                Err(_) => panic!("still open after {limit:?}; saw {seen:#?}"),
+            }
+        }
+    }
+
     /// Reads until a message matches `wanted` (within `limit`) and returns it.
     pub async fn next_matching(
         &mut self,

@@ -26,8 +26,10 @@ pub struct Mesh {
     pub bedrock: BedrockFake,
     /// Environment every process shares (for admin commands).
     pub env: Vec<(&'static str, String)>,
-    pool_id: String,
-    client_id: String,
+    /// The Cognito user pool in moto.
+    pub pool_id: String,
+    /// Its web client (ADMIN_USER_PASSWORD_AUTH).
+    pub client_id: String,
     servers: Vec<Server>,
     database: Option<TestDatabase>,
     reports_port: u16,
@@ -162,6 +164,8 @@ impl Mesh {
             ("TREVEN_COGNITO_ISSUER", text("issuer")),
             ("TREVEN_COGNITO_JWKS_URL", text("jwks_url")),
             ("TREVEN_COGNITO_CLIENT_ID", text("client_id")),
+            // Tenants invites users into the pool and disables removed ones.
+            ("TREVEN_COGNITO_USER_POOL_ID", text("user_pool_id")),
             ("TREVEN_TENANTS_URL", url(tenants)),
             ("TREVEN_DOCUMENTS_URL", url(documents)),
             ("TREVEN_REPORTS_URL", url(reports)),

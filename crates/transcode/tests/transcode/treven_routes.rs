@@ -202,6 +202,11 @@ const REST_SURFACE: &[(&str, &str, &str)] = &[
         "treven.tenants.v1.TenantsService.UpdateOrganisation",
     ),
     (
+        "POST",
+        "/api/organisations",
+        "treven.tenants.v1.TenantsService.CreateOrganisation",
+    ),
+    (
         "GET",
         "/api/users/u1",
         "treven.tenants.v1.TenantsService.GetUser",

@@ -8,7 +8,8 @@ use treven_proto::treven::tenants::v1 as pb;
 use uuid::Uuid;
 
 use crate::model::{
-    AuditEvent, OrgKind, Organisation, Partner, Permission, ReportAccess, User, parse_id,
+    AuditEvent, IdentityState, OrgKind, Organisation, Partner, Permission, ReportAccess, User,
+    parse_id,
 };
 
 pub(super) fn optional_id(field: &str, raw: &str) -> Result<Option<Uuid>, ServiceError> {
@@ -136,6 +137,16 @@ pub(super) fn user_to_pb(user: User) -> pb::User {
         role: role_to_pb(user.role).into(),
         created_at: Some(timestamp(user.created_at)),
         updated_at: Some(timestamp(user.updated_at)),
+        identity_state: identity_to_pb(user.identity_state).into(),
+    }
+}
+
+pub(super) fn identity_to_pb(state: Option<IdentityState>) -> pb::IdentityState {
+    match state {
+        None => pb::IdentityState::Unspecified,
+        Some(IdentityState::Pending) => pb::IdentityState::Pending,
+        Some(IdentityState::Synced) => pb::IdentityState::Synced,
+        Some(IdentityState::Failed) => pb::IdentityState::Failed,
     }
 }
 

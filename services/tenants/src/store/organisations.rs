@@ -43,6 +43,35 @@ impl PgStore {
 }
 
 impl OrgTx {
+    /// Confines the rest of this transaction to `org` (see
+    /// [`treven_mesh::postgres::OrgTx::switch_organisation`]); audit
+    /// entries and every query after it belong to `org`.
+    pub async fn switch_organisation(&mut self, org: OrgId) -> Result<()> {
+        self.tx.switch_organisation(org).await?;
+        Ok(())
+    }
+
+    /// Creates the organisation this transaction is confined to (its id is
+    /// the transaction's organisation: row-level security lets nothing else
+    /// be inserted). A name taken (case-insensitively) is a conflict on
+    /// `name`.
+    pub async fn insert_organisation(
+        &mut self,
+        name: &Name,
+        kind: OrgKind,
+    ) -> Result<Organisation> {
+        let row: OrgRow = sqlx::query_as(&format!(
+            "INSERT INTO organisations (id, name, kind) VALUES ($1, $2, $3) RETURNING {ORG_COLUMNS}"
+        ))
+        .bind(self.tx.org_id().as_uuid())
+        .bind(name.as_str())
+        .bind(kind.as_str())
+        .fetch_one(&mut *self.tx)
+        .traced(trace::postgres("tenants.insert_organisation", "INSERT"))
+        .await?;
+        row.try_into()
+    }
+
     /// The caller's organisation.
     pub async fn organisation(&mut self) -> Result<Option<Organisation>> {
         let row: Option<OrgRow> = sqlx::query_as(&format!(

@@ -8,9 +8,10 @@ use uuid::Uuid;
 
 use super::audit::insert_audit;
 use super::{OrgTx, PgStore, Result, StoreError, column};
-use crate::model::{CognitoSub, Email, Name, NewAuditEvent, User, UserChanges};
+use crate::model::{CognitoSub, Email, IdentityState, Name, NewAuditEvent, User, UserChanges};
 
-const USER_COLUMNS: &str = "id, org_id, cognito_sub, email, name, role, created_at, updated_at";
+const USER_COLUMNS: &str =
+    "id, org_id, cognito_sub, email, name, role, identity_state, created_at, updated_at";
 
 impl PgStore {
     /// Operator action: the user `email` of `org`, created (or updated) with
@@ -132,17 +133,19 @@ impl OrgTx {
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
-    /// Adds a user.
+    /// Adds a user; `identity` is where their Cognito account starts
+    /// (`None`: not managed by tenants).
     pub async fn insert_user(
         &mut self,
         email: &Email,
         name: &Name,
         role: Role,
         sub: Option<&CognitoSub>,
+        identity: Option<IdentityState>,
     ) -> Result<User> {
         let row: UserRow = sqlx::query_as(&format!(
-            "INSERT INTO users (id, org_id, email, name, role, cognito_sub) VALUES ($1, $2, $3, $4, $5, $6) \
-             RETURNING {USER_COLUMNS}"
+            "INSERT INTO users (id, org_id, email, name, role, cognito_sub, identity_state) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {USER_COLUMNS}"
         ))
         .bind(Uuid::now_v7())
         .bind(self.tx.org_id().as_uuid())
@@ -150,10 +153,60 @@ impl OrgTx {
         .bind(name.as_str())
         .bind(role.as_str())
         .bind(sub.map(CognitoSub::as_str))
+        .bind(identity.map(IdentityState::as_str))
         .fetch_one(&mut *self.tx)
         .traced(trace::postgres("tenants.insert_user", "INSERT"))
         .await?;
         row.try_into()
+    }
+
+    /// The user with `email` (case-insensitive).
+    pub async fn user_by_email(&mut self, email: &Email) -> Result<Option<User>> {
+        let row: Option<UserRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 AND lower(email) = lower($2)"
+        ))
+        .bind(self.tx.org_id().as_uuid())
+        .bind(email.as_str())
+        .fetch_optional(&mut *self.tx)
+        .traced(trace::postgres("tenants.user_by_email", "SELECT"))
+        .await?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    /// One user, locked until the transaction ends (a Cognito sync job
+    /// completes against the state it applied).
+    pub async fn lock_user(&mut self, id: Uuid) -> Result<Option<User>> {
+        let row: Option<UserRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 AND id = $2 FOR UPDATE"
+        ))
+        .bind(self.tx.org_id().as_uuid())
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .traced(trace::postgres("tenants.lock_user", "SELECT"))
+        .await?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    /// Sets where the user's Cognito account stands and, when it has none
+    /// yet, their Cognito subject.
+    pub async fn set_identity(
+        &mut self,
+        id: Uuid,
+        state: IdentityState,
+        sub: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE users SET identity_state = $3, cognito_sub = COALESCE(cognito_sub, $4) \
+             WHERE org_id = $1 AND id = $2",
+        )
+        .bind(self.tx.org_id().as_uuid())
+        .bind(id)
+        .bind(state.as_str())
+        .bind(sub)
+        .execute(&mut *self.tx)
+        .traced(trace::postgres("tenants.set_identity", "UPDATE"))
+        .await?;
+        Ok(())
     }
 
     /// Changes a user; `None` when there is no such user.
@@ -216,6 +269,7 @@ struct UserRow {
     email: String,
     name: String,
     role: String,
+    identity_state: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -230,6 +284,11 @@ impl TryFrom<UserRow> for User {
             email: row.email,
             name: row.name,
             role: column("role", &row.role)?,
+            identity_state: row
+                .identity_state
+                .as_deref()
+                .map(|raw| column("identity_state", raw))
+                .transpose()?,
             created_at: row.created_at,
             updated_at: row.updated_at,
         })

@@ -36,10 +36,19 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn() -> Self {
+        Self::spawn_with(None).await
+    }
+
+    /// The service inviting users into `cognito`'s pool, through its link.
+    pub async fn spawn_with_cognito(cognito: &TestCognito) -> Self {
+        Self::spawn_with(Some(cognito)).await
+    }
+
+    async fn spawn_with(cognito: Option<&TestCognito>) -> Self {
         let db = TestDb::create("treven_test").await;
         let all_keys = MeshKeys::generate();
         let [signing, public] = all_keys.only(&[Principal::Tenants]).env();
-        let env = Env::from_pairs([
+        let mut pairs = vec![
             (
                 "TREVEN_TENANTS_DATABASE_URL",
                 db.login_url(treven_tenants::LOGIN_ROLE),
@@ -49,7 +58,12 @@ impl TestApp {
             (public.0, public.1),
             ("TREVEN_SHUTDOWN_GRACE_SECS", "2".to_owned()),
             ("TREVEN_DB_ACQUIRE_TIMEOUT_SECS", "2".to_owned()),
-        ]);
+        ];
+        if let Some(cognito) = cognito {
+            pairs.push(("TREVEN_COGNITO_USER_POOL_ID", cognito.pool_id.clone()));
+            pairs.push(("TREVEN_COGNITO_SYNC_MAX_BACKOFF_MILLIS", "1000".to_owned()));
+        }
+        let env = Env::from_pairs(pairs);
         let config = TenantsConfig::from_env(&env).expect("config");
         let keys = MeshKeySource::from_env(&env)
             .expect("key")
@@ -59,8 +73,12 @@ impl TestApp {
         let owner = treven_tenants::owner_config(&env).expect("owner");
         treven_tenants::migrate(&owner).await.expect("migrations");
         let store = treven_tenants::owner_store(&owner);
+        let sdk = match cognito {
+            Some(cognito) => Some(cognito.service_sdk().await),
+            None => None,
+        };
         let server = treven_testkit::InProcess::start(|listener, shutdown| async move {
-            treven_tenants::serve(config, &keys, listener, shutdown).await
+            treven_tenants::serve_with_sdk(config, &keys, sdk.as_ref(), listener, shutdown).await
         })
         .await;
         Self {
@@ -174,5 +192,211 @@ pub fn new_user(email: &str, name: &str, role: pb::Role) -> pb::CreateUserReques
         name: name.into(),
         role: role.into(),
         cognito_sub: String::new(),
+    }
+}
+
+/// moto's Cognito with a user pool shaped like the CDK app's (sign-in by
+/// e-mail, the immutable `custom:orgId`, the three role groups), and a link
+/// the service reaches it through, which a test can cut.
+pub struct TestCognito {
+    pub moto: treven_testkit::Moto,
+    pub pool_id: String,
+    /// Straight to moto: what the test reads and sets itself.
+    pub client: aws_sdk_cognitoidentityprovider::Client,
+    /// The service's way to moto.
+    pub link: Link,
+    stop: treven_mesh::CancellationToken,
+}
+
+impl TestCognito {
+    pub async fn start() -> Self {
+        use aws_sdk_cognitoidentityprovider::types::{
+            AttributeDataType, SchemaAttributeType, UsernameAttributeType,
+        };
+        let moto = treven_testkit::Moto::start();
+        let client = aws_sdk_cognitoidentityprovider::Client::new(&moto.sdk().await);
+        let pool_id = client
+            .create_user_pool()
+            .pool_name("treven-test")
+            .username_attributes(UsernameAttributeType::Email)
+            .schema(
+                SchemaAttributeType::builder()
+                    .name("orgId")
+                    .attribute_data_type(AttributeDataType::String)
+                    .mutable(false)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("user pool")
+            .user_pool()
+            .and_then(|p| p.id())
+            .expect("pool id")
+            .to_owned();
+        for group in ["admin", "analyst", "viewer"] {
+            client
+                .create_group()
+                .user_pool_id(&pool_id)
+                .group_name(group)
+                .send()
+                .await
+                .expect("group");
+        }
+        let stop = treven_mesh::CancellationToken::new();
+        let port: u16 = moto
+            .endpoint
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("moto port");
+        let link = Link::start(([127, 0, 0, 1], port).into(), stop.clone()).await;
+        Self {
+            moto,
+            pool_id,
+            client,
+            link,
+            stop,
+        }
+    }
+
+    /// The SDK settings the service gets: through the link.
+    pub async fn service_sdk(&self) -> aws_config::SdkConfig {
+        treven_testkit::sdk_for(&format!("http://{}", self.link.address), "test", "test").await
+    }
+
+    /// The attributes of the Cognito user `username`, `None` when absent.
+    pub async fn attributes(
+        &self,
+        username: &str,
+    ) -> Option<(bool, std::collections::HashMap<String, String>)> {
+        match self
+            .client
+            .admin_get_user()
+            .user_pool_id(&self.pool_id)
+            .username(username)
+            .send()
+            .await
+        {
+            Ok(user) => Some((
+                user.enabled(),
+                user.user_attributes()
+                    .iter()
+                    .map(|a| {
+                        (
+                            a.name().to_owned(),
+                            a.value().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect(),
+            )),
+            Err(error) => {
+                assert!(
+                    error
+                        .as_service_error()
+                        .is_some_and(|e| e.is_user_not_found_exception()),
+                    "AdminGetUser: {error:?}"
+                );
+                None
+            }
+        }
+    }
+
+    /// The groups of the Cognito user `username`.
+    pub async fn groups(&self, username: &str) -> Vec<String> {
+        let mut groups: Vec<String> = self
+            .client
+            .admin_list_groups_for_user()
+            .user_pool_id(&self.pool_id)
+            .username(username)
+            .send()
+            .await
+            .expect("groups")
+            .groups()
+            .iter()
+            .filter_map(|g| g.group_name().map(str::to_owned))
+            .collect();
+        groups.sort();
+        groups
+    }
+
+    /// How many Cognito users have `email`.
+    pub async fn users_with_email(&self, email: &str) -> usize {
+        self.client
+            .list_users()
+            .user_pool_id(&self.pool_id)
+            .filter(format!("email = \"{email}\""))
+            .send()
+            .await
+            .expect("list users")
+            .users()
+            .len()
+    }
+}
+
+impl Drop for TestCognito {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// A TCP link to a server that a test can cut (every open connection
+/// dropped, new ones accepted and closed at once, as when the server or the
+/// network is down) and restore.
+pub struct Link {
+    /// Where to connect instead of the server.
+    pub address: std::net::SocketAddr,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cuts: tokio::sync::watch::Sender<u64>,
+}
+
+impl Link {
+    /// A link to `target`, up, until `shutdown`.
+    pub async fn start(
+        target: std::net::SocketAddr,
+        shutdown: treven_mesh::CancellationToken,
+    ) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (cuts, watch) = tokio::sync::watch::channel(0u64);
+        let accepting = up.clone();
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    accepted = listener.accept() => accepted,
+                };
+                let Ok((mut inbound, _)) = accepted else {
+                    continue;
+                };
+                if !accepting.load(std::sync::atomic::Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let mut cut = watch.clone();
+                cut.borrow_and_update();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Self { address, up, cuts }
+    }
+
+    /// Drops every connection and refuses new ones until [`Link::restore`].
+    pub fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cuts.send_modify(|n| *n += 1);
+    }
+
+    /// Lets connections through again.
+    pub fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
