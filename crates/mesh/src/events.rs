@@ -77,8 +77,9 @@ impl From<EventError> for ServiceError {
 }
 
 /// A resource that clients can follow: `report:<uuid>`,
-/// `conversation:<uuid>` or `run:<uuid>`. The organisation is not part of
-/// it: it always comes from the caller's verified context.
+/// `conversation:<uuid>`, `run:<uuid>` or `user:<uuid>` (a user's
+/// notifications, keyed by their Cognito subject). The organisation is not
+/// part of it: it always comes from the caller's verified context.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EventChannel {
     /// A report's progress and changes.
@@ -87,6 +88,9 @@ pub enum EventChannel {
     Conversation(Uuid),
     /// An agent run's status.
     Run(Uuid),
+    /// A user's notifications; the id is their Cognito subject. Only that
+    /// user may follow it.
+    User(Uuid),
 }
 
 impl EventChannel {
@@ -96,15 +100,17 @@ impl EventChannel {
             EventChannel::Report(_) => "report",
             EventChannel::Conversation(_) => "conversation",
             EventChannel::Run(_) => "run",
+            EventChannel::User(_) => "user",
         }
     }
 
     /// The resource's id.
     pub const fn id(&self) -> Uuid {
         match self {
-            EventChannel::Report(id) | EventChannel::Conversation(id) | EventChannel::Run(id) => {
-                *id
-            }
+            EventChannel::Report(id)
+            | EventChannel::Conversation(id)
+            | EventChannel::Run(id)
+            | EventChannel::User(id) => *id,
         }
     }
 
@@ -133,10 +139,10 @@ impl fmt::Display for EventChannel {
     }
 }
 
-/// A channel name that is not `report:`, `conversation:` or `run:` followed
-/// by a UUID.
+/// A channel name that is not `report:`, `conversation:`, `run:` or `user:`
+/// followed by a UUID.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("channel must be report:<uuid>, conversation:<uuid> or run:<uuid>")]
+#[error("channel must be report:<uuid>, conversation:<uuid>, run:<uuid> or user:<uuid>")]
 pub struct InvalidChannel;
 
 impl FromStr for EventChannel {
@@ -153,6 +159,7 @@ impl FromStr for EventChannel {
             "report" => Ok(EventChannel::Report(id)),
             "conversation" => Ok(EventChannel::Conversation(id)),
             "run" => Ok(EventChannel::Run(id)),
+            "user" => Ok(EventChannel::User(id)),
             _ => Err(InvalidChannel),
         }
     }
@@ -186,6 +193,9 @@ pub enum EventKind {
     /// An agent run changed status (`agent:status`).
     #[serde(rename = "agent:status")]
     AgentStatus,
+    /// A new entry in a user's notification inbox (`notification`).
+    #[serde(rename = "notification")]
+    Notification,
 }
 
 impl EventKind {
@@ -196,6 +206,7 @@ impl EventKind {
             EventKind::ChatResponse => "chat:response",
             EventKind::ChatTool => "chat:tool",
             EventKind::AgentStatus => "agent:status",
+            EventKind::Notification => "notification",
         }
     }
 }

@@ -11,6 +11,7 @@
 //! | `report:<id>` | `ReportsService/GetReport` |
 //! | `conversation:<id>` | `AgentsService/ListMessages` (limit 1) |
 //! | `run:<id>` | `AgentsService/GetRun` |
+//! | `user:<id>` | none: only the caller's own Cognito subject ([`own_user_channel`]) |
 //!
 //! When the owner cannot be asked (down, timed out) the subscription is
 //! refused with UNAVAILABLE: the check never fails open.
@@ -109,6 +110,9 @@ impl GrpcChannelAuthorizer {
                     self.request(caller, Principal::Agents, agents::GetRunRequest { id })?;
                 self.agents.clone().get_run(request).await?;
             }
+            EventChannel::User(user) => {
+                own_user_channel(caller, user).map_err(tonic::Status::from)?;
+            }
         }
         Ok(())
     }
@@ -146,6 +150,32 @@ impl ChannelAuthorizer for GrpcChannelAuthorizer {
             tracing::info!(%channel, %code, grpc = ?status.code(), detail = status.message(), "subscription refused");
             Err(refusal(code, &channel))
         })
+    }
+}
+
+/// Whether `caller` may follow `channel`: a `user:<id>` channel only when
+/// `<id>` is the caller's own verified subject (decided here, with no call:
+/// never another user's); every other channel as `authorizer` says.
+pub async fn authorize_channel(
+    authorizer: &dyn ChannelAuthorizer,
+    caller: &Caller,
+    channel: EventChannel,
+) -> Result<(), ServiceError> {
+    match channel {
+        EventChannel::User(user) => own_user_channel(caller, user),
+        _ => authorizer.authorize(caller, channel).await,
+    }
+}
+
+/// `Ok` when `user` is the subject of the caller's verified token;
+/// FORBIDDEN otherwise (another user's notifications are never followed).
+pub fn own_user_channel(caller: &Caller, user: uuid::Uuid) -> Result<(), ServiceError> {
+    match uuid::Uuid::parse_str(&caller.identity.sub) {
+        Ok(own) if own == user => Ok(()),
+        _ => Err(ServiceError::new(
+            ErrorCode::Forbidden,
+            "you may follow only your own notifications (user:<your subject>)",
+        )),
     }
 }
 

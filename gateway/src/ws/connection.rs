@@ -30,7 +30,7 @@ use treven_mesh::events::{EventChannel, EventError, EventId, STREAM_RETENTION};
 use treven_mesh::{ErrorCode, Role, ServiceError};
 
 use super::Shared;
-use super::authorize::act_as;
+use super::authorize::{act_as, authorize_channel};
 use super::chat::{ChatMessage, relay_chat};
 use super::hub::{Delivered, Delivery, Membership};
 use super::protocol::{self, ClientMessage, Scope};
@@ -311,7 +311,7 @@ impl Session {
         let Ok(channel) = raw.parse::<EventChannel>() else {
             let error = protocol::error(
                 ErrorCode::ValidationError,
-                "channel must be report:<uuid>, conversation:<uuid> or run:<uuid>",
+                "channel must be report:<uuid>, conversation:<uuid>, run:<uuid> or user:<uuid>",
                 scope,
             );
             return self.send(socket, error).await;
@@ -348,9 +348,7 @@ impl Session {
         );
         self.tasks.spawn(async move {
             let verdict = match act_as_known(&shared, &identity, known).await {
-                Ok(caller) => shared
-                    .authorizer
-                    .authorize(&caller, channel)
+                Ok(caller) => authorize_channel(shared.authorizer.as_ref(), &caller, channel)
                     .await
                     .map(|()| caller.role),
                 Err(error) => Err(error),
@@ -372,7 +370,7 @@ impl Session {
         let Ok(channel) = raw.parse::<EventChannel>() else {
             let error = protocol::error(
                 ErrorCode::ValidationError,
-                "channel must be report:<uuid>, conversation:<uuid> or run:<uuid>",
+                "channel must be report:<uuid>, conversation:<uuid>, run:<uuid> or user:<uuid>",
                 Scope::Channel(raw),
             );
             return self.send(socket, error).await;

@@ -131,7 +131,9 @@ async fn authorize_again(
     let caller = caller_with_role(shared, identity, role);
     let mut refused = Vec::new();
     for channel in channels {
-        if let Err(error) = shared.authorizer.authorize(&caller, *channel).await {
+        if let Err(error) =
+            super::authorize::authorize_channel(shared.authorizer.as_ref(), &caller, *channel).await
+        {
             refused.push((*channel, error));
         }
     }

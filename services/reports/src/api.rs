@@ -3,6 +3,7 @@
 //! business rule lives here; conversions are in [`convert`].
 
 mod convert;
+mod review;
 
 use std::collections::HashMap;
 
@@ -474,5 +475,89 @@ impl pb::reports_service_server::ReportsService for ReportsGrpc {
             items: page.items.into_iter().map(trend_to_pb).collect(),
             next_cursor: page.next_cursor,
         }))
+    }
+
+    async fn add_review_comment(
+        &self,
+        request: Request<pb::AddReviewCommentRequest>,
+    ) -> Reply<pb::AddReviewCommentResponse> {
+        self.handle_add_review_comment(request).await
+    }
+
+    async fn list_review_comments(
+        &self,
+        request: Request<pb::ListReviewCommentsRequest>,
+    ) -> Reply<pb::ListReviewCommentsResponse> {
+        self.handle_list_review_comments(request).await
+    }
+
+    async fn resolve_review_comment(
+        &self,
+        request: Request<pb::ResolveReviewCommentRequest>,
+    ) -> Reply<pb::ResolveReviewCommentResponse> {
+        let context = context_of(&request)?;
+        let m = request.into_inner();
+        let result = self
+            .handle_set_comment_resolved(context, &m.report_id, &m.comment_id, true)
+            .await;
+        review::resolved_reply(result, |c| pb::ResolveReviewCommentResponse {
+            comment: Some(c),
+        })
+    }
+
+    async fn reopen_review_comment(
+        &self,
+        request: Request<pb::ReopenReviewCommentRequest>,
+    ) -> Reply<pb::ReopenReviewCommentResponse> {
+        let context = context_of(&request)?;
+        let m = request.into_inner();
+        let result = self
+            .handle_set_comment_resolved(context, &m.report_id, &m.comment_id, false)
+            .await;
+        review::resolved_reply(result, |c| pb::ReopenReviewCommentResponse {
+            comment: Some(c),
+        })
+    }
+
+    async fn request_changes(
+        &self,
+        request: Request<pb::RequestChangesRequest>,
+    ) -> Reply<pb::RequestChangesResponse> {
+        self.handle_request_changes(request).await
+    }
+
+    async fn assign_reviewer(
+        &self,
+        request: Request<pb::AssignReviewerRequest>,
+    ) -> Reply<pb::AssignReviewerResponse> {
+        self.handle_assign_reviewer(request).await
+    }
+
+    async fn unassign_reviewer(
+        &self,
+        request: Request<pb::UnassignReviewerRequest>,
+    ) -> Reply<pb::UnassignReviewerResponse> {
+        self.handle_unassign_reviewer(request).await
+    }
+
+    async fn list_notifications(
+        &self,
+        request: Request<pb::ListNotificationsRequest>,
+    ) -> Reply<pb::ListNotificationsResponse> {
+        self.handle_list_notifications(request).await
+    }
+
+    async fn mark_notification_read(
+        &self,
+        request: Request<pb::MarkNotificationReadRequest>,
+    ) -> Reply<pb::MarkNotificationReadResponse> {
+        self.handle_mark_notification_read(request).await
+    }
+
+    async fn mark_all_notifications_read(
+        &self,
+        request: Request<pb::MarkAllNotificationsReadRequest>,
+    ) -> Reply<pb::MarkAllNotificationsReadResponse> {
+        self.handle_mark_all_notifications_read(request).await
     }
 }

@@ -3,13 +3,17 @@
 //! file per use case; this module holds the service, its error and the
 //! helpers they share.
 
+mod comments;
 mod create;
 mod edit_section;
 mod export;
 mod get;
+mod notifications;
 mod pii_decisions;
 mod regenerate_section;
+mod request_changes;
 mod review;
+mod reviewer;
 mod share;
 mod trends;
 mod versions;
@@ -28,6 +32,8 @@ use crate::config::Limits;
 use crate::model::{Content, ExportFormat, PiiFinding, QualityCheck, Report, Section};
 use crate::store::{OrgTx, PgStore};
 
+pub use comments::{CommentDraft, parse_comment_text};
+pub use request_changes::OWN_SUBMISSION_REFUSED;
 pub use trends::derive_trends;
 
 /// Default page size.

@@ -30,6 +30,10 @@ use crate::wire::scope_to_pb;
 use tokio_stream::StreamExt as _;
 use treven_kj::{content_from_pb, content_to_pb};
 
+mod review;
+
+pub use review::OrgUser;
+
 /// Bytes per PutArtifact chunk (the documents limit is 1 MiB).
 const CHUNK_BYTES: usize = 512 * 1024;
 

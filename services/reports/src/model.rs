@@ -7,6 +7,13 @@ use serde::{Deserialize, Serialize};
 use treven_mesh::{OrgId, ServiceError};
 use uuid::Uuid;
 
+mod review;
+
+pub use review::{
+    Comment, MAX_COMMENT_CHARS, MAX_RECIPIENTS, MAX_REFERENCED_COMMENTS, NewNotification,
+    Notification, NotificationKind, recipients,
+};
+
 /// Longest reason (`reason` of edits, regenerations and rejections), in characters.
 pub const MAX_REASON_CHARS: usize = 1_000;
 /// Longest extra instructions for the generator, in characters.
@@ -190,6 +197,21 @@ pub struct Report {
     pub created_at: DateTime<Utc>,
     /// When it last changed.
     pub updated_at: DateTime<Utc>,
+    /// The reviewer assigned, if any.
+    pub reviewer: Option<ReviewerAssignment>,
+}
+
+/// The reviewer assigned to a report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReviewerAssignment {
+    /// The reviewer's subject.
+    pub reviewer_id: String,
+    /// The reviewer's user id in tenants.
+    pub user_id: Uuid,
+    /// Who assigned them (subject).
+    pub assigned_by: String,
+    /// When.
+    pub assigned_at: DateTime<Utc>,
 }
 
 /// One quality check result.

@@ -27,5 +27,17 @@ pub static POLICY: Policy = Policy {
         rule("ExportReport", EDGE, Role::EDITORS),
         rule("ShareReport", EDGE, Role::EDITORS),
         rule("ListTrends", EDGE, Role::MEMBERS),
+        // The review workflow: editors comment, request changes and assign
+        // reviewers; every member reads comments and their own inbox.
+        rule("AddReviewComment", EDGE, Role::EDITORS),
+        rule("ListReviewComments", EDGE, Role::MEMBERS),
+        rule("ResolveReviewComment", EDGE, Role::EDITORS),
+        rule("ReopenReviewComment", EDGE, Role::EDITORS),
+        rule("RequestChanges", EDGE, Role::EDITORS),
+        rule("AssignReviewer", EDGE, Role::EDITORS),
+        rule("UnassignReviewer", EDGE, Role::EDITORS),
+        rule("ListNotifications", EDGE, Role::MEMBERS),
+        rule("MarkNotificationRead", EDGE, Role::MEMBERS),
+        rule("MarkAllNotificationsRead", EDGE, Role::MEMBERS),
     ],
 };

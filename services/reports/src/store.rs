@@ -10,11 +10,15 @@
 //! (`outbox`) is written in an [`OrgTx`] and relayed across organisations
 //! by the owner; those relay queries all live in `store/outbox.rs`.
 
+mod comments;
 mod jobs;
+mod notifications;
 mod outbox;
 mod reports;
+mod review;
 mod trends;
 
+pub use comments::{CommentFilter, NewComment};
 pub use jobs::{JobClaim, QueueStats};
 pub use outbox::{NewOutboxEvent, OutboxEvent, OutboxKind};
 pub use reports::{NewVersion, ReportFilter, SearchPosition};

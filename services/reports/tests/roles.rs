@@ -78,6 +78,8 @@ async fn every_org_table_forces_row_level_security_and_the_login_role_owns_nothi
     .await
     .unwrap();
     for expected in [
+        "notifications",
+        "report_comments",
         "report_job_sections",
         "report_jobs",
         "report_versions",
@@ -135,6 +137,8 @@ async fn with_no_organisation_set_the_login_role_sees_nothing_and_writes_nothing
         "report_jobs",
         "report_job_sections",
         "trends",
+        "report_comments",
+        "notifications",
     ] {
         let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
             .fetch_one(&mut conn)

@@ -240,6 +240,56 @@ const REST_SURFACE: &[(&str, &str, &str)] = &[
         "GET",
         "/api/agent-runs/run1",
         "treven.agents.v1.AgentsService.GetRun",
+    ), // The review workflow (#17).
+    (
+        "POST",
+        "/api/reports/r1/comments",
+        "treven.reports.v1.ReportsService.AddReviewComment",
+    ),
+    (
+        "GET",
+        "/api/reports/r1/comments",
+        "treven.reports.v1.ReportsService.ListReviewComments",
+    ),
+    (
+        "POST",
+        "/api/reports/r1/comments/c1/resolve",
+        "treven.reports.v1.ReportsService.ResolveReviewComment",
+    ),
+    (
+        "POST",
+        "/api/reports/r1/comments/c1/reopen",
+        "treven.reports.v1.ReportsService.ReopenReviewComment",
+    ),
+    (
+        "POST",
+        "/api/reports/r1/request-changes",
+        "treven.reports.v1.ReportsService.RequestChanges",
+    ),
+    (
+        "PUT",
+        "/api/reports/r1/reviewer",
+        "treven.reports.v1.ReportsService.AssignReviewer",
+    ),
+    (
+        "DELETE",
+        "/api/reports/r1/reviewer",
+        "treven.reports.v1.ReportsService.UnassignReviewer",
+    ),
+    (
+        "GET",
+        "/api/notifications",
+        "treven.reports.v1.ReportsService.ListNotifications",
+    ),
+    (
+        "POST",
+        "/api/notifications/n1/read",
+        "treven.reports.v1.ReportsService.MarkNotificationRead",
+    ),
+    (
+        "POST",
+        "/api/notifications/read-all",
+        "treven.reports.v1.ReportsService.MarkAllNotificationsRead",
     ),
 ];
 

@@ -198,6 +198,12 @@ pub(super) fn report_to_pb(r: Report) -> pb::Report {
         created_by: r.created_by,
         created_at: Some(timestamp(r.created_at)),
         updated_at: Some(timestamp(r.updated_at)),
+        reviewer: r.reviewer.map(|a| pb::ReviewerAssignment {
+            reviewer_id: a.reviewer_id,
+            reviewer_user_id: a.user_id.to_string(),
+            assigned_by: a.assigned_by,
+            assigned_at: Some(timestamp(a.assigned_at)),
+        }),
     }
 }
 

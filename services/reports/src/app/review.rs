@@ -7,7 +7,10 @@ use treven_mesh::{MeshContext, Role, ServiceError};
 use uuid::Uuid;
 
 use crate::clients::AuditEntry;
-use crate::model::{Approval, QualityCheck, Report, Status, Submission};
+use crate::model::{
+    Approval, NewNotification, NotificationKind, QualityCheck, Report, Status, Submission,
+    recipients,
+};
 use crate::quality;
 
 use super::trends::derive_trends;
@@ -22,6 +25,12 @@ impl Reports {
     /// recording who submitted it. A version failing a blocking quality
     /// check is refused (FAILED_PRECONDITION naming each check) unless an
     /// admin gives `override_justification`, which is audited.
+    ///
+    /// Notifies the report's reviewer; when none is assigned, the
+    /// organisation's analysts and admins other than the submitter (listed
+    /// from tenants before the report is locked, best-effort: a submission
+    /// never waits more than two seconds on tenants, and notifies nobody
+    /// when tenants does not answer).
     pub async fn submit(
         &self,
         context: &MeshContext,
@@ -29,6 +38,16 @@ impl Reports {
         version: i32,
         override_justification: Option<&str>,
     ) -> Result<Report> {
+        let fallback_reviewers = {
+            let mut tx = self.begin(context).await?;
+            let report = tx.report(id, false).await?.ok_or_else(not_found)?;
+            drop(tx);
+            if report.status == Status::Draft && report.reviewer.is_none() {
+                self.clients.org_reviewers(context).await
+            } else {
+                Vec::new()
+            }
+        };
         let mut tx = self.begin(context).await?;
         let report = tx.report(id, true).await?.ok_or_else(not_found)?;
         if report.status != Status::Draft {
@@ -81,6 +100,22 @@ impl Reports {
             version,
         };
         let updated = tx.set_submitted(id, &submission).await?;
+        let to: Vec<&str> = match &report.reviewer {
+            Some(reviewer) => vec![reviewer.reviewer_id.as_str()],
+            None => fallback_reviewers.iter().map(String::as_str).collect(),
+        };
+        let notified = self
+            .notify(
+                &mut tx,
+                NewNotification {
+                    kind: NotificationKind::ReportSubmitted,
+                    report_id: id,
+                    comment_id: None,
+                    version,
+                    recipients: recipients(context.user_id(), to),
+                },
+            )
+            .await?;
         if let Some((failed, justification)) = overridden {
             let checks: Vec<_> = failed
                 .iter()
@@ -100,11 +135,18 @@ impl Reports {
         self.audit(
             &mut tx,
             context,
-            AuditEntry::report("report.submit", id, json!({"version": version})),
+            AuditEntry::report(
+                "report.submit",
+                id,
+                json!({"version": version, "notified": notified.len()}),
+            ),
         )
         .await?;
         self.commit(tx).await?;
         self.publish_status(&updated).await;
+        self.clients
+            .push_notifications(context.org_id(), &notified)
+            .await;
         Ok(updated)
     }
 
@@ -176,6 +218,19 @@ impl Reports {
             .await?;
         let trends = derive_trends(&updated, version, &content, approval.approved_at);
         tx.replace_trends(id, &trends).await?;
+        let submitter = locked.submission.as_ref().map(|s| s.submitted_by.as_str());
+        let notified = self
+            .notify(
+                &mut tx,
+                NewNotification {
+                    kind: NotificationKind::ReportApproved,
+                    report_id: id,
+                    comment_id: None,
+                    version,
+                    recipients: recipients(context.user_id(), submitter),
+                },
+            )
+            .await?;
         self.audit(
             &mut tx,
             context,
@@ -193,6 +248,9 @@ impl Reports {
         .await?;
         self.commit(tx).await?;
         self.publish_status(&updated).await;
+        self.clients
+            .push_notifications(context.org_id(), &notified)
+            .await;
         Ok(updated)
     }
 }

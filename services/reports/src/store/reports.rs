@@ -8,15 +8,15 @@ use treven_mesh::{OrgId, Role};
 use uuid::Uuid;
 
 use crate::model::{
-    Approval, Content, PiiDecision, QualityCheck, Report, Scope, Section, Status, Submission,
-    Version, VersionCause,
+    Approval, Content, PiiDecision, QualityCheck, Report, ReviewerAssignment, Scope, Section,
+    Status, Submission, Version, VersionCause,
 };
 
 use super::{OrgTx, Result, StoreError, column, from_json, to_json};
 
-const REPORT_COLUMNS: &str = "id, org_id, title, scope, status, latest_version, approved_by, approved_at, \
+pub(super) const REPORT_COLUMNS: &str = "id, org_id, title, scope, status, latest_version, approved_by, approved_at, \
      approved_version, submitted_by, submitted_at, submitted_version, failure_reason, created_by, \
-     created_at, updated_at";
+     created_at, updated_at, reviewer_id, reviewer_user_id, reviewer_assigned_by, reviewer_assigned_at";
 const VERSION_COLUMNS: &str = "report_id, number, content_hash, cause, section, author_id, reason, \
      change_summary, rejected_sections, quality_checks, pii_decisions, created_at";
 
@@ -364,7 +364,7 @@ struct RankedRow {
 }
 
 #[derive(sqlx::FromRow)]
-struct ReportRow {
+pub(super) struct ReportRow {
     id: Uuid,
     org_id: Uuid,
     title: String,
@@ -381,6 +381,10 @@ struct ReportRow {
     created_by: String,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    reviewer_id: Option<String>,
+    reviewer_user_id: Option<Uuid>,
+    reviewer_assigned_by: Option<String>,
+    reviewer_assigned_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<ReportRow> for Report {
@@ -402,6 +406,22 @@ impl TryFrom<ReportRow> for Report {
             }),
             _ => None,
         };
+        let reviewer = match (
+            row.reviewer_id,
+            row.reviewer_user_id,
+            row.reviewer_assigned_by,
+            row.reviewer_assigned_at,
+        ) {
+            (Some(reviewer_id), Some(user_id), Some(assigned_by), Some(assigned_at)) => {
+                Some(ReviewerAssignment {
+                    reviewer_id,
+                    user_id,
+                    assigned_by,
+                    assigned_at,
+                })
+            }
+            _ => None,
+        };
         Ok(Report {
             id: row.id,
             org_id: OrgId::new(row.org_id),
@@ -415,6 +435,7 @@ impl TryFrom<ReportRow> for Report {
             created_by: row.created_by,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            reviewer,
         })
     }
 }
