@@ -7,6 +7,8 @@ mod create;
 mod edit_section;
 mod export;
 mod get;
+mod lifecycle;
+mod partner_links;
 mod pii_decisions;
 mod regenerate_section;
 mod review;
@@ -28,6 +30,7 @@ use crate::config::Limits;
 use crate::model::{Content, ExportFormat, PiiFinding, QualityCheck, Report, Section};
 use crate::store::{OrgTx, PgStore};
 
+pub use partner_links::{LinkAccess, Opened, PartnerLink, SharedFile};
 pub use trends::derive_trends;
 
 /// Default page size.
@@ -94,6 +97,7 @@ pub struct Reports {
     limits: Limits,
     wake: Arc<Notify>,
     relay: Arc<Notify>,
+    link_key: crate::links::LinkKey,
 }
 
 fn failed_precondition(message: impl Into<String>) -> ServiceError {
@@ -122,6 +126,9 @@ impl Reports {
         wake: Arc<Notify>,
         relay: Arc<Notify>,
     ) -> Self {
+        // Partner links are signed with a key derived from the reports
+        // signing key unless one is configured (`with_link_key`).
+        let link_key = crate::links::LinkKey::from_bytes(clients.derive_key("partner-links"));
         Self {
             store,
             cursors,
@@ -129,7 +136,15 @@ impl Reports {
             limits,
             wake,
             relay,
+            link_key,
         }
+    }
+
+    /// The service signing partner links with `key`
+    /// (`TREVEN_REPORTS_LINK_KEY`).
+    pub fn with_link_key(mut self, key: crate::links::LinkKey) -> Self {
+        self.link_key = key;
+        self
     }
 
     /// The store.

@@ -190,6 +190,17 @@ pub struct Report {
     pub created_at: DateTime<Utc>,
     /// When it last changed.
     pub updated_at: DateTime<Utc>,
+    /// Set while archived (hidden from the default list, still readable).
+    pub archival: Option<Archival>,
+}
+
+/// Who archived a report, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Archival {
+    /// The user (their Cognito subject).
+    pub archived_by: String,
+    /// When.
+    pub archived_at: DateTime<Utc>,
 }
 
 /// One quality check result.

@@ -11,6 +11,7 @@
 //! by the owner; those relay queries all live in `store/outbox.rs`.
 
 mod jobs;
+mod lifecycle;
 mod outbox;
 mod reports;
 mod trends;

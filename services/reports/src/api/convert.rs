@@ -198,6 +198,8 @@ pub(super) fn report_to_pb(r: Report) -> pb::Report {
         created_by: r.created_by,
         created_at: Some(timestamp(r.created_at)),
         updated_at: Some(timestamp(r.updated_at)),
+        archived_at: r.archival.as_ref().map(|a| timestamp(a.archived_at)),
+        archived_by: r.archival.map(|a| a.archived_by).unwrap_or_default(),
     }
 }
 
