@@ -2,8 +2,9 @@
 //! frontend and a partner's browser use them: a report is approved,
 //! exported and shared; a link minted for the grant
 //! (`POST /api/reports/{id}/access/{grantId}/links`) opens without any
-//! token at `GET /shared/{token}` (download → 303 to the PDF, `?file=view`
-//! → the report inline); a tampered token is 404; once the grant is
+//! token at `GET /shared/{token}` (download → 303 to the PDF,
+//! `?file=evidence` → 303 to the evidence pack, `?file=view` → the report
+//! inline); a tampered token is 404; once the grant is
 //! revoked the link is 403; every access is in the organisation's audit
 //! log. Then the report is archived (hidden from the list), and deleted by
 //! an admin (404).
@@ -156,6 +157,20 @@ async fn a_partner_opens_the_shared_export_through_its_link_until_the_grant_is_r
         .await
         .unwrap();
     assert!(pdf.starts_with(b"%PDF"), "the exported PDF");
+    let evidence = http
+        .get(format!("{base}{url}?file=evidence"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(evidence.status().as_u16(), 303);
+    let location = evidence.headers()["location"].to_str().unwrap().to_owned();
+    let zip = reqwest::get(&location)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(zip.starts_with(b"PK"), "the evidence pack");
     let page = http
         .get(format!("{base}{url}?file=view"))
         .send()
@@ -225,7 +240,7 @@ async fn a_partner_opens_the_shared_export_through_its_link_until_the_grant_is_r
             .collect();
         let opens = actions.iter().filter(|a| **a == "report.link.open").count();
         if actions.contains(&"report.link.create")
-            && opens == 3
+            && opens == 4
             && actions.contains(&"report.link.refused")
         {
             break;
