@@ -29,8 +29,12 @@ import { Data } from './data';
 import { Identity } from './identity';
 import { Network, SUBNET_APP } from './network';
 
-/** Paths the HTTP API serves without a token (the gateway's own endpoints). */
-export const PUBLIC_ROUTES = ['/healthz', '/readyz', '/openapi.json'];
+/**
+ * Paths the HTTP API serves without a token: the gateway's own endpoints,
+ * and partner links (`/shared/{token}`: the token is verified by the reports
+ * service, not by Cognito).
+ */
+export const PUBLIC_ROUTES = ['/healthz', '/readyz', '/openapi.json', '/shared/{token}'];
 
 export interface EdgeProps {
   readonly settings: Settings;
@@ -67,7 +71,7 @@ export class Api extends Construct {
 
     this.httpApi = new apigwv2.HttpApi(this, 'HttpApi', {
       apiName: `treven-${env.envName}`,
-      description: 'Treven REST/gRPC-web surface; every route but the gateway health/openapi needs a Cognito JWT',
+      description: 'Treven REST/gRPC-web surface; every route but the gateway health/openapi and partner links needs a Cognito JWT',
       createDefaultStage: false,
       defaultAuthorizer: authorizer,
     });
@@ -240,6 +244,8 @@ export class Edge extends Construct {
         [STREAMING_PATH]: streamBehavior,
         '/api/*': apiBehavior,
         '/openapi.json': apiBehavior,
+        // Partner links (answered with Cache-Control: no-store).
+        '/shared/*': apiBehavior,
         '/treven.*': apiBehavior,
         '/ws': wsBehavior,
       },

@@ -163,7 +163,7 @@ export const apiGateway: Check = (t) => {
   expect_(client && t.Resources[client]?.Type === 'AWS::Cognito::UserPoolClient', 'the JWT audience must be the Cognito app client');
   const authId = authorizers[0][0];
 
-  const publicRoutes = ['GET /healthz', 'GET /readyz', 'GET /openapi.json'];
+  const publicRoutes = ['GET /healthz', 'GET /readyz', 'GET /openapi.json', 'GET /shared/{token}'];
   const routes = resources(t, 'AWS::ApiGatewayV2::Route');
   expect_(routes.some(([, r]) => r.RouteKey === 'ANY /{proxy+}'), 'the catch-all route is missing');
   for (const [, r] of routes) {

@@ -17,6 +17,9 @@ use treven_proto::treven::tenants::v1::tenants_service_client::TenantsServiceCli
 
 use crate::auth::Identity;
 
+/// The user of a context minted for an unauthenticated request.
+pub const ANONYMOUS: &str = "anonymous";
+
 /// Lifetime of the mesh tokens minted per request.
 pub const CONTEXT_TTL: Duration = Duration::from_secs(60);
 
@@ -98,6 +101,21 @@ impl ContextMinter {
             cache.put(key, (role, Instant::now()));
         }
         Ok(role)
+    }
+
+    /// A mesh context token for an unauthenticated request to `audience`
+    /// (a partner link): no organisation (the nil UUID), no user, no role.
+    /// Only RPCs whose rule admits any role accept it (`OpenPartnerLink`),
+    /// and they trust nothing but what they verify themselves.
+    pub fn mint_anonymous(&self, request_id: &str, audience: Principal) -> String {
+        self.signer.mint(
+            audience,
+            OrgId::new(uuid::Uuid::nil()),
+            ANONYMOUS,
+            &[],
+            request_id,
+            CONTEXT_TTL,
+        )
     }
 
     /// A mesh context token for one call of `identity` with `role` to

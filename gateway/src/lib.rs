@@ -19,6 +19,7 @@ pub mod ratelimit;
 pub mod reflection;
 pub mod rest;
 pub mod server;
+pub mod shared;
 pub mod state;
 pub mod ws;
 

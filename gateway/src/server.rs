@@ -1,5 +1,6 @@
 //! The HTTP server on :8080: `/healthz`, `/readyz`, `/openapi.json`,
-//! `/docs`, `/metrics` (direct callers only), everything under `/api`
+//! `/docs`, `/metrics` (direct callers only), `/shared/{token}` (partner
+//! links, [`crate::shared`]), everything under `/api`
 //! transcoded to gRPC, and gRPC-web / gRPC requests (by content type)
 //! proxied, the Connect protocol spoken (see [`crate::connect`]) — all
 //! limited to the public RPCs.
@@ -31,6 +32,8 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi))
         .route("/metrics", get(crate::metrics::serve))
+        // Partner links: unauthenticated, outside /api (see crate::shared).
+        .route(crate::shared::ROUTE, get(crate::shared::open))
         .merge(crate::docs::routes());
     // gRPC-web and gRPC go to the proxy, whatever the path (it serves only
     // the public RPCs and answers every other path alike); the rest is REST.

@@ -31,7 +31,13 @@ pub static POLICY: Policy = Policy {
         // Evidence and artifacts follow a report's workflow, which only the
         // services that run it may record.
         rule("StoreEvidence", &[Reports, Agents, Operator], Role::EDITORS),
-        rule("GetEvidencePack", EDGE, Role::MEMBERS),
+        // Reports hands a partner link's evidence pack out, acting for the
+        // organisation that shared it.
+        rule(
+            "GetEvidencePack",
+            &[Gateway, Operator, Reports],
+            Role::MEMBERS,
+        ),
         rule("PutArtifact", &[Reports, Operator], Role::EDITORS),
         rule("PresignArtifact", &[Reports, Operator], Role::MEMBERS),
     ],

@@ -4,6 +4,7 @@
 
 mod convert;
 mod review;
+mod links;
 
 use std::collections::HashMap;
 
@@ -26,6 +27,7 @@ use convert::{
     optional_country, optional_query, quality_check_to_pb, report_to_pb, scope_from_pb, short_text,
     status_from_pb, trend_to_pb, version_to_pb,
 };
+use links::{link_access_to_pb, partner_link_to_pb, shared_file_from_pb};
 
 /// `treven.reports.v1.ReportsService` over [`Reports`].
 #[derive(Debug, Clone)]
@@ -145,6 +147,7 @@ impl pb::reports_service_server::ReportsService for ReportsGrpc {
             let filter = ReportFilter {
                 status,
                 country: country.as_deref(),
+                include_archived: m.include_archived,
             };
             self.reports
                 .list(&context, filter, query.as_deref(), m.limit, &m.cursor)
@@ -450,6 +453,88 @@ impl pb::reports_service_server::ReportsService for ReportsGrpc {
         reply(result.map(|access| pb::ShareReportResponse {
             access: Some(access),
         }))
+    }
+
+    async fn create_partner_link(
+        &self,
+        request: Request<pb::CreatePartnerLinkRequest>,
+    ) -> Reply<pb::CreatePartnerLinkResponse> {
+        let context = context_of(&request)?;
+        let m = request.into_inner();
+        let result = async {
+            let id = parse_id("id", &m.id)?;
+            let grant = parse_id("grant_id", &m.grant_id)?;
+            self.reports
+                .create_link(&context, id, grant, m.expires_in_days)
+                .await
+        }
+        .await;
+        reply(result.map(|link| pb::CreatePartnerLinkResponse {
+            link: Some(partner_link_to_pb(link)),
+        }))
+    }
+
+    async fn open_partner_link(
+        &self,
+        request: Request<pb::OpenPartnerLinkRequest>,
+    ) -> Reply<pb::OpenPartnerLinkResponse> {
+        let context = context_of(&request)?;
+        let m = request.into_inner();
+        let result = async {
+            let file = shared_file_from_pb(m.file)?;
+            let format = match m.format {
+                0 => None,
+                raw => Some(format_from_pb(raw)?),
+            };
+            self.reports
+                .open_link(&context, &m.token, file, format)
+                .await
+        }
+        .await;
+        reply(result.map(link_access_to_pb))
+    }
+
+    async fn archive_report(
+        &self,
+        request: Request<pb::ArchiveReportRequest>,
+    ) -> Reply<pb::ArchiveReportResponse> {
+        let context = context_of(&request)?;
+        let result = async {
+            let id = parse_id("id", &request.get_ref().id)?;
+            self.reports.set_archived(&context, id, true).await
+        }
+        .await;
+        reply(result.map(|r| pb::ArchiveReportResponse {
+            report: Some(report_to_pb(r)),
+        }))
+    }
+
+    async fn unarchive_report(
+        &self,
+        request: Request<pb::UnarchiveReportRequest>,
+    ) -> Reply<pb::UnarchiveReportResponse> {
+        let context = context_of(&request)?;
+        let result = async {
+            let id = parse_id("id", &request.get_ref().id)?;
+            self.reports.set_archived(&context, id, false).await
+        }
+        .await;
+        reply(result.map(|r| pb::UnarchiveReportResponse {
+            report: Some(report_to_pb(r)),
+        }))
+    }
+
+    async fn delete_report(
+        &self,
+        request: Request<pb::DeleteReportRequest>,
+    ) -> Reply<pb::DeleteReportResponse> {
+        let context = context_of(&request)?;
+        let result = async {
+            let id = parse_id("id", &request.get_ref().id)?;
+            self.reports.delete(&context, id).await
+        }
+        .await;
+        reply(result.map(|()| pb::DeleteReportResponse {}))
     }
 
     async fn list_trends(

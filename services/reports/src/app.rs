@@ -9,6 +9,8 @@ mod edit_section;
 mod export;
 mod get;
 mod notifications;
+mod lifecycle;
+mod partner_links;
 mod pii_decisions;
 mod regenerate_section;
 mod request_changes;
@@ -34,6 +36,7 @@ use crate::store::{OrgTx, PgStore};
 
 pub use comments::{CommentDraft, parse_comment_text};
 pub use request_changes::OWN_SUBMISSION_REFUSED;
+pub use partner_links::{LinkAccess, Opened, PartnerLink, SharedFile};
 pub use trends::derive_trends;
 
 /// Default page size.
@@ -100,6 +103,7 @@ pub struct Reports {
     limits: Limits,
     wake: Arc<Notify>,
     relay: Arc<Notify>,
+    link_key: crate::links::LinkKey,
 }
 
 fn failed_precondition(message: impl Into<String>) -> ServiceError {
@@ -128,6 +132,9 @@ impl Reports {
         wake: Arc<Notify>,
         relay: Arc<Notify>,
     ) -> Self {
+        // Partner links are signed with a key derived from the reports
+        // signing key unless one is configured (`with_link_key`).
+        let link_key = crate::links::LinkKey::from_bytes(clients.derive_key("partner-links"));
         Self {
             store,
             cursors,
@@ -135,7 +142,15 @@ impl Reports {
             limits,
             wake,
             relay,
+            link_key,
         }
+    }
+
+    /// The service signing partner links with `key`
+    /// (`TREVEN_REPORTS_LINK_KEY`).
+    pub fn with_link_key(mut self, key: crate::links::LinkKey) -> Self {
+        self.link_key = key;
+        self
     }
 
     /// The store.

@@ -5,6 +5,8 @@
 //! acting for the caller's user (or, for background work, the requester):
 //! a received token is never forwarded. And a deadline.
 
+mod partner_links;
+
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};

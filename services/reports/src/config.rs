@@ -142,6 +142,11 @@ pub struct ReportsConfig {
     pub limits: Limits,
     /// Drain and grace periods.
     pub shutdown: ShutdownPolicy,
+    /// `TREVEN_REPORTS_LINK_KEY` (optional, at least 32 characters; a
+    /// Secrets Manager secret in AWS): the key partner links are signed
+    /// with. Unset: a key derived from the reports mesh signing key (links
+    /// then stop working when that key rotates).
+    pub link_key: Option<crate::links::LinkKey>,
 }
 
 fn millis_or(
@@ -278,6 +283,13 @@ impl ReportsConfig {
                 max_documents: bounded(env, "TREVEN_REPORTS_MAX_DOCUMENTS", 50usize, 1..=1_000)?,
             },
             shutdown: ShutdownPolicy::from_env(env)?,
+            link_key: env
+                .get("TREVEN_REPORTS_LINK_KEY")
+                .map(|secret| {
+                    crate::links::LinkKey::from_secret(&secret)
+                        .map_err(|problem| env.error("TREVEN_REPORTS_LINK_KEY", problem))
+                })
+                .transpose()?,
         })
     }
 }

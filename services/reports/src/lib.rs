@@ -19,6 +19,7 @@ pub mod app;
 pub mod clients;
 pub mod config;
 pub mod diff;
+pub mod links;
 pub mod model;
 pub mod outbox;
 pub mod pii;
@@ -92,6 +93,10 @@ impl ReportsApp {
             wake.clone(),
             relay.clone(),
         );
+        let reports = match &config.link_key {
+            Some(key) => reports.with_link_key(key.clone()),
+            None => reports,
+        };
         Ok(Self {
             config,
             reports,

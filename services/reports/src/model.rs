@@ -197,6 +197,8 @@ pub struct Report {
     pub created_at: DateTime<Utc>,
     /// When it last changed.
     pub updated_at: DateTime<Utc>,
+    /// Set while archived (hidden from the default list, still readable).
+    pub archival: Option<Archival>,
     /// The reviewer assigned, if any.
     pub reviewer: Option<ReviewerAssignment>,
 }
@@ -212,6 +214,15 @@ pub struct ReviewerAssignment {
     pub assigned_by: String,
     /// When.
     pub assigned_at: DateTime<Utc>,
+}
+
+/// Who archived a report, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Archival {
+    /// The user (their Cognito subject).
+    pub archived_by: String,
+    /// When.
+    pub archived_at: DateTime<Utc>,
 }
 
 /// One quality check result.

@@ -6,7 +6,7 @@
 
 use treven_mesh::Principal::{Agents, Gateway, Operator};
 use treven_mesh::Role;
-use treven_mesh::policy::{EDGE, Policy, rule};
+use treven_mesh::policy::{EDGE, Policy, Roles, Rule, rule};
 
 /// The reports table.
 pub static POLICY: Policy = Policy {
@@ -26,6 +26,19 @@ pub static POLICY: Policy = Policy {
         rule("ApproveReport", EDGE, Role::EDITORS),
         rule("ExportReport", EDGE, Role::EDITORS),
         rule("ShareReport", EDGE, Role::EDITORS),
+        rule("CreatePartnerLink", EDGE, Role::EDITORS),
+        // A partner link is opened without an account: the gateway passes
+        // the token on for an unauthenticated request (a context of no
+        // organisation and no role); the handler trusts only the token's
+        // signature and acts for the organisation it names.
+        Rule {
+            method: "OpenPartnerLink",
+            callers: &[Gateway],
+            roles: Roles::Any,
+        },
+        rule("ArchiveReport", EDGE, Role::EDITORS),
+        rule("UnarchiveReport", EDGE, Role::EDITORS),
+        rule("DeleteReport", EDGE, Role::ADMINS),
         rule("ListTrends", EDGE, Role::MEMBERS),
         // The review workflow: editors comment, request changes and assign
         // reviewers; every member reads comments and their own inbox.

@@ -13,6 +13,7 @@
 mod comments;
 mod jobs;
 mod notifications;
+mod lifecycle;
 mod outbox;
 mod reports;
 mod review;

@@ -375,6 +375,21 @@ impl pb::tenants_service_server::TenantsService for TenantsGrpc {
         reply(result.map(|()| pb::RevokeReportAccessResponse {}))
     }
 
+    async fn get_report_access(
+        &self,
+        request: Request<pb::GetReportAccessRequest>,
+    ) -> Reply<pb::GetReportAccessResponse> {
+        let context = context_of(&request)?;
+        let result = async {
+            let id = parse_id("id", &request.get_ref().id)?;
+            self.tenants.get_access(&context, id).await
+        }
+        .await;
+        reply(result.map(|access| pb::GetReportAccessResponse {
+            access: Some(access_to_pb(access)),
+        }))
+    }
+
     async fn record_audit_event(
         &self,
         request: Request<pb::RecordAuditEventRequest>,

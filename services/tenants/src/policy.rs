@@ -46,6 +46,10 @@ pub static POLICY: Policy = Policy {
         // workflow rule: editors do it at the edge.
         rule("ListReportAccess", EDGE, Role::EDITORS),
         rule("RevokeReportAccess", EDGE, Role::EDITORS),
+        // A partner link's grant, checked by reports on every access with
+        // the link, acting for the organisation that owns the report (as
+        // the partner, with the viewer role), and when a link is minted.
+        rule("GetReportAccess", &[Reports], Role::MEMBERS),
         // The audit log is append-only and written by the services that
         // make the changes, for the user who made them (only those that do:
         // documents audits nothing yet).

@@ -174,6 +174,27 @@ const REST_SURFACE: &[(&str, &str, &str)] = &[
         "/api/trends",
         "treven.reports.v1.ReportsService.ListTrends",
     ),
+    // Partner links and the report lifecycle (#17).
+    (
+        "POST",
+        "/api/reports/r1/access/g1/links",
+        "treven.reports.v1.ReportsService.CreatePartnerLink",
+    ),
+    (
+        "POST",
+        "/api/reports/r1/archive",
+        "treven.reports.v1.ReportsService.ArchiveReport",
+    ),
+    (
+        "POST",
+        "/api/reports/r1/unarchive",
+        "treven.reports.v1.ReportsService.UnarchiveReport",
+    ),
+    (
+        "DELETE",
+        "/api/reports/r1",
+        "treven.reports.v1.ReportsService.DeleteReport",
+    ),
     // Made public by #19 (the edge serves only RPCs with a rule, and the
     // frontend needs these; #15 lists them).
     (

@@ -204,6 +204,8 @@ pub(super) fn report_to_pb(r: Report) -> pb::Report {
             assigned_by: a.assigned_by,
             assigned_at: Some(timestamp(a.assigned_at)),
         }),
+        archived_at: r.archival.as_ref().map(|a| timestamp(a.archived_at)),
+        archived_by: r.archival.map(|a| a.archived_by).unwrap_or_default(),
     }
 }
 

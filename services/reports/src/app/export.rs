@@ -102,7 +102,7 @@ impl Reports {
     }
 }
 
-fn slug(title: &str) -> String {
+pub(super) fn slug(title: &str) -> String {
     let slug: String = title
         .chars()
         .map(|c| {

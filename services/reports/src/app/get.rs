@@ -60,6 +60,9 @@ impl Reports {
             filter.status.map_or("", Status::as_str),
             filter.country.unwrap_or_default(),
         );
+        if filter.include_archived {
+            scope.push_str("&archived=1");
+        }
         if let Some(query) = query {
             scope.push_str("&q=");
             scope.push_str(query);

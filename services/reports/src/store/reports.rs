@@ -8,15 +8,16 @@ use treven_mesh::{OrgId, Role};
 use uuid::Uuid;
 
 use crate::model::{
-    Approval, Content, PiiDecision, QualityCheck, Report, ReviewerAssignment, Scope, Section,
-    Status, Submission, Version, VersionCause,
+    Approval, Archival, Content, PiiDecision, QualityCheck, Report, ReviewerAssignment, Scope,
+    Section, Status, Submission, Version, VersionCause,
 };
 
 use super::{OrgTx, Result, StoreError, column, from_json, to_json};
 
 pub(super) const REPORT_COLUMNS: &str = "id, org_id, title, scope, status, latest_version, approved_by, approved_at, \
      approved_version, submitted_by, submitted_at, submitted_version, failure_reason, created_by, \
-     created_at, updated_at, reviewer_id, reviewer_user_id, reviewer_assigned_by, reviewer_assigned_at";
+     created_at, updated_at, reviewer_id, reviewer_user_id, reviewer_assigned_by, reviewer_assigned_at,
+     archived_at, archived_by";
 const VERSION_COLUMNS: &str = "report_id, number, content_hash, cause, section, author_id, reason, \
      change_summary, rejected_sections, quality_checks, pii_decisions, created_at";
 
@@ -93,7 +94,7 @@ impl OrgTx {
     /// One report; locked until the transaction ends when `lock`.
     pub async fn report(&mut self, id: Uuid, lock: bool) -> Result<Option<Report>> {
         let row: Option<ReportRow> = sqlx::query_as(&format!(
-            "SELECT {REPORT_COLUMNS} FROM reports WHERE org_id = $1 AND id = $2{}",
+            "SELECT {REPORT_COLUMNS} FROM reports WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL{}",
             if lock { " FOR UPDATE" } else { "" }
         ))
         .bind(self.tx.org_id().as_uuid())
@@ -106,13 +107,14 @@ impl OrgTx {
 
     /// The documents a report was asked to draw on.
     pub async fn document_ids(&mut self, id: Uuid) -> Result<Vec<Uuid>> {
-        let raw: Option<serde_json::Value> =
-            sqlx::query_scalar("SELECT document_ids FROM reports WHERE org_id = $1 AND id = $2")
-                .bind(self.tx.org_id().as_uuid())
-                .bind(id)
-                .fetch_optional(&mut *self.tx)
-                .traced(trace::postgres("reports.document_ids", "SELECT"))
-                .await?;
+        let raw: Option<serde_json::Value> = sqlx::query_scalar(
+            "SELECT document_ids FROM reports WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL",
+        )
+        .bind(self.tx.org_id().as_uuid())
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .traced(trace::postgres("reports.document_ids", "SELECT"))
+        .await?;
         raw.map(|v| from_json("document_ids", v))
             .transpose()
             .map(Option::unwrap_or_default)
@@ -126,7 +128,8 @@ impl OrgTx {
         limit: u32,
     ) -> Result<Vec<Report>> {
         let rows: Vec<ReportRow> = sqlx::query_as(&format!(
-            "SELECT {REPORT_COLUMNS} FROM reports WHERE org_id = $1 \
+            "SELECT {REPORT_COLUMNS} FROM reports WHERE org_id = $1 AND deleted_at IS NULL \
+               AND ($7 OR archived_at IS NULL) \
                AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR country = $3) \
                AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5)) \
              ORDER BY created_at DESC, id DESC LIMIT $6"
@@ -137,6 +140,7 @@ impl OrgTx {
         .bind(after.map(|(at, _)| *at))
         .bind(after.map(|(_, id)| *id))
         .bind(i64::from(limit))
+        .bind(filter.include_archived)
         .fetch_all(&mut *self.tx)
         .traced(trace::postgres("reports.reports", "SELECT"))
         .await?;
@@ -157,6 +161,7 @@ impl OrgTx {
             "SELECT {REPORT_COLUMNS}, rank FROM ( \
                  SELECT *, ts_rank(search, websearch_to_tsquery('english', $7)) AS rank FROM reports \
                  WHERE org_id = $1 AND search @@ websearch_to_tsquery('english', $7) \
+                   AND deleted_at IS NULL AND ($9 OR archived_at IS NULL) \
                    AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR country = $3) \
              ) matched \
              WHERE ($4::real IS NULL OR (rank, created_at, id) < ($4, $5, $6)) \
@@ -170,6 +175,7 @@ impl OrgTx {
         .bind(after.map(|p| p.id))
         .bind(query)
         .bind(i64::from(limit))
+        .bind(filter.include_archived)
         .fetch_all(&mut *self.tx)
         .await?;
         rows.into_iter()
@@ -342,6 +348,8 @@ pub struct ReportFilter<'a> {
     pub status: Option<Status>,
     /// Only reports about this country (ISO 3166-1 alpha-2).
     pub country: Option<&'a str>,
+    /// Archived reports too (hidden by default).
+    pub include_archived: bool,
 }
 
 /// Where a page of search results ends: the last report's rank, creation
@@ -385,6 +393,8 @@ pub(super) struct ReportRow {
     reviewer_user_id: Option<Uuid>,
     reviewer_assigned_by: Option<String>,
     reviewer_assigned_at: Option<DateTime<Utc>>,
+    archived_at: Option<DateTime<Utc>>,
+    archived_by: Option<String>,
 }
 
 impl TryFrom<ReportRow> for Report {
@@ -436,6 +446,13 @@ impl TryFrom<ReportRow> for Report {
             created_at: row.created_at,
             updated_at: row.updated_at,
             reviewer,
+            archival: match (row.archived_at, row.archived_by) {
+                (Some(archived_at), Some(archived_by)) => Some(Archival {
+                    archived_by,
+                    archived_at,
+                }),
+                _ => None,
+            },
         })
     }
 }

@@ -64,6 +64,14 @@ impl Tenants {
         ))
     }
 
+    /// One grant of the caller's organisation (NOT_FOUND once revoked).
+    pub async fn get_access(&self, context: &MeshContext, id: Uuid) -> Result<ReportAccess> {
+        let mut tx = self.store.begin(context).await?;
+        tx.access_grant(id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("report access"))
+    }
+
     /// Withdraws a grant (analysts, admins).
     pub async fn revoke_access(&self, context: &MeshContext, id: Uuid) -> Result<()> {
         let mut tx = self.store.begin(context).await?;

@@ -64,6 +64,19 @@ impl OrgTx {
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
+    /// One grant by id.
+    pub async fn access_grant(&mut self, id: Uuid) -> Result<Option<ReportAccess>> {
+        let row: Option<AccessRow> = sqlx::query_as(&format!(
+            "SELECT {ACCESS_COLUMNS} FROM report_access WHERE org_id = $1 AND id = $2"
+        ))
+        .bind(self.tx.org_id().as_uuid())
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .traced(trace::postgres("tenants.access_grant", "SELECT"))
+        .await?;
+        row.map(TryInto::try_into).transpose()
+    }
+
     /// Removes a grant, returning it.
     pub async fn delete_access(&mut self, id: Uuid) -> Result<Option<ReportAccess>> {
         let row: Option<AccessRow> = sqlx::query_as(&format!(
