@@ -133,7 +133,8 @@ export const SERVICE_SPECS: Record<ServiceName, ServiceSpec> = {
  * binary reads (the config.rs of each service crate and of the gateway): the
  * gateway calls every service; reports calls tenants (access), documents
  * (evidence) and agents (generation); agents calls documents (sources) and
- * reports (its tools). tenants and documents call nobody. A URL variable the
+ * reports (its tools); documents calls tenants (the audit log of views,
+ * downloads, deletes and retention erasures). tenants calls nobody. A URL variable the
  * role does not read would fail `treven serve --check-config`, so an edge
  * is added here only together with the Rust side reading it.
  */
@@ -141,7 +142,8 @@ export const CALLS: Record<ServiceName, readonly GrpcServiceName[]> = {
   'gateway-api': ['tenants', 'documents', 'reports', 'agents'],
   'gateway-ws': ['tenants', 'documents', 'reports', 'agents'],
   tenants: [],
-  documents: [],
+  // tenants: the audit log of document views, downloads, deletes and erasures.
+  documents: ['tenants'],
   reports: ['tenants', 'documents', 'agents'],
   // tenants: the audit log of admins' oversight reads of conversations.
   agents: ['tenants', 'documents', 'reports'],

@@ -2,7 +2,8 @@
 //! [`chat`] (the streamed reply), [`generation`] (KJ sections for the
 //! reports service), [`runs`] (agent runs), [`usage`] (token metering),
 //! [`pii`] (the gate on chat messages), [`oversight`] (admins' audited
-//! reads of others' conversations) and [`audit`] (the audit log). [`prompt`] holds the bounds of every user-controlled
+//! reads of others' conversations), [`retention`] (erasing expired message
+//! bodies) and [`audit`] (the audit log). [`prompt`] holds the bounds of every user-controlled
 //! text that reaches a model. `run_records` stores runs as they start and end;
 //! `events` publishes to WebSocket clients. Nothing here sees
 //! protobuf: the `api` adapter converts; storage is [`crate::store`] and
@@ -16,6 +17,7 @@ pub mod generation;
 pub mod oversight;
 pub mod pii;
 pub mod prompt;
+pub mod retention;
 mod run_records;
 pub mod runs;
 pub mod usage;
@@ -34,6 +36,8 @@ pub use chat::{ChatEvent, HISTORY_MESSAGES, SendError};
 pub use conversations::MAX_TITLE_CHARS;
 pub use generation::{GENERATION_SOURCES, GenerateInput, GenerationEvent, MAX_INSTRUCTIONS_CHARS};
 pub use oversight::OVERSIGHT_READ_ACTION;
+pub use retention::{MessageErasure, MessageRetention};
+pub use run_records::{RUN_COMPLETE_ACTION, RUN_FAIL_ACTION, RUN_START_ACTION};
 pub use runs::LOCAL_PII_MODEL;
 pub use usage::MonthUsage;
 

@@ -166,6 +166,31 @@ pub struct Message {
     pub cost_nanos: i64,
     /// When.
     pub created_at: DateTime<Utc>,
+    /// When its body was erased under the organisation's retention
+    /// setting: `content` is then [`ERASED_CONTENT`] and the tool calls'
+    /// arguments and summaries are cleared; the rest is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erased_at: Option<DateTime<Utc>>,
+}
+
+/// The content of a message whose body was erased under the retention
+/// setting.
+pub const ERASED_CONTENT: &str = "[erased under the organisation's retention setting]";
+
+impl Message {
+    /// This message with its body erased at `at`: the content replaced by
+    /// [`ERASED_CONTENT`], each tool call's arguments and result summary
+    /// cleared (the tool, id and status stay); citations, model, tokens,
+    /// cost and times kept.
+    pub fn erased(mut self, at: DateTime<Utc>) -> Self {
+        self.content = ERASED_CONTENT.to_owned();
+        for call in &mut self.tool_calls {
+            call.arguments = Value::Object(serde_json::Map::new());
+            call.summary = String::new();
+        }
+        self.erased_at = Some(at);
+        self
+    }
 }
 
 /// Where a run is.

@@ -28,6 +28,8 @@ mod conversations;
 mod runs;
 mod usage;
 
+pub use conversations::ExpiredMessages;
+
 type Item = HashMap<String, AttributeValue>;
 type Result<T> = std::result::Result<T, ServiceError>;
 

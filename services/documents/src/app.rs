@@ -6,11 +6,15 @@
 //! [`Documents`] is defined here with what every use case shares (limits,
 //! role sets, validation, the document lookup); its methods live one file per
 //! use case group: `uploads`, `library` (reading, listing, deleting,
-//! downloading), `sources`, `evidence` and `artifacts`.
+//! downloading), `sources`, `evidence`, `artifacts` and [`retention`] (the
+//! erasure of expired uploads); [`audit`] is the audit log of views,
+//! downloads, deletes and erasures.
 
 mod artifacts;
+pub mod audit;
 mod evidence;
 mod library;
+pub mod retention;
 mod sources;
 mod uploads;
 
@@ -19,6 +23,7 @@ use treven_mesh::{MeshContext, ServiceError};
 use uuid::Uuid;
 
 use self::artifacts::UploadSlots;
+pub use self::audit::{AuditEntry, AuditLog};
 use crate::config::DocumentsConfig;
 use crate::model::Document;
 use crate::store::blobs::{BlobStore, Presigned};
@@ -65,6 +70,10 @@ pub struct Documents {
     blobs: BlobStore,
     cursors: CursorCodec,
     uploads: UploadSlots,
+    /// The audit log of views, downloads, deletes and erasures; `serve`
+    /// always wires one. Without one (a library build, e.g. in tests that
+    /// run no tenants service) nothing is audited and that is logged.
+    audit: Option<AuditLog>,
 }
 
 impl Documents {
@@ -82,7 +91,20 @@ impl Documents {
             blobs,
             cursors,
             uploads,
+            audit: None,
         }
+    }
+
+    /// The service recording views, downloads, deletes and erasures in
+    /// `audit`.
+    pub fn with_audit_log(mut self, audit: AuditLog) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    /// The audit log, if wired.
+    pub fn audit_log(&self) -> Option<&AuditLog> {
+        self.audit.as_ref()
     }
 
     /// The configuration.

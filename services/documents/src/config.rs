@@ -49,6 +49,10 @@ pub struct DocumentsConfig {
     pub verify_upload_bytes: bool,
     /// `TREVEN_S3_FORCE_PATH_STYLE` (default: on when `AWS_ENDPOINT_URL` is set).
     pub force_path_style: bool,
+    /// `TREVEN_TENANTS_URL` (default `http://127.0.0.1:50051` locally;
+    /// required in AWS): the audit log of views, downloads, deletes and
+    /// retention erasures.
+    pub tenants_url: String,
     /// Drain and grace periods.
     pub shutdown: ShutdownPolicy,
 }
@@ -122,6 +126,11 @@ impl DocumentsConfig {
             force_path_style: env.parse_or(
                 "TREVEN_S3_FORCE_PATH_STYLE",
                 env.get("AWS_ENDPOINT_URL").is_some(),
+            )?,
+            tenants_url: treven_mesh::client::service_url(
+                env,
+                "TREVEN_TENANTS_URL",
+                "http://127.0.0.1:50051",
             )?,
             shutdown: ShutdownPolicy::from_env(env)?,
         })

@@ -19,14 +19,17 @@ pub mod provision;
 pub mod sources;
 pub mod store;
 
+use anyhow::Context as _;
 use aws_sdk_s3::config::RequestChecksumCalculation;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use treven_mesh::CancellationToken;
-use treven_mesh::Principal;
+use treven_mesh::client::ChannelOptions;
+use treven_mesh::discovery::upstream;
 use treven_mesh::keys::MeshKeys;
 use treven_mesh::pagination::CursorCodec;
 use treven_mesh::server::GrpcService;
+use treven_mesh::{Principal, Signer};
 use treven_proto::treven::documents::v1::documents_service_server::DocumentsServiceServer;
 
 pub use config::DocumentsConfig;
@@ -75,6 +78,35 @@ pub fn build(
     build_with(config, s3, aws_sdk_dynamodb::Client::new(sdk), keys)
 }
 
+/// The audit log in the tenants service at `config.tenants_url`, recorded
+/// with tokens minted by `signer`.
+pub fn audit_log(config: &DocumentsConfig, signer: Signer) -> anyhow::Result<app::AuditLog> {
+    let options = ChannelOptions {
+        connect_timeout: std::time::Duration::from_secs(3),
+        call_timeout: std::time::Duration::from_secs(10),
+    };
+    let channel = upstream("TREVEN_TENANTS_URL", &config.tenants_url, options)
+        .context("TREVEN_TENANTS_URL")?;
+    Ok(app::AuditLog::new(channel, signer))
+}
+
+/// The service as the retention job (`treven admin retention`) drives it:
+/// AWS clients from `sdk`, and the audit log recorded with the operator's
+/// tokens (`signer`), since the job acts as the operator.
+pub fn build_for_retention(
+    config: DocumentsConfig,
+    sdk: &aws_config::SdkConfig,
+    signer: Signer,
+) -> anyhow::Result<app::Documents> {
+    let audit = audit_log(&config, signer.clone())?;
+    let s3 = s3_client(&config, sdk);
+    let blobs = store::blobs::BlobStore::new(s3, config.bucket.clone());
+    let meta =
+        store::meta::MetaStore::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone());
+    let cursors = CursorCodec::new(signer.key(), "documents");
+    Ok(app::Documents::new(config, meta, blobs, cursors).with_audit_log(audit))
+}
+
 /// The documents gRPC routes, behind the access table
 /// ([`policy::POLICY`]).
 pub fn routes(documents: app::Documents, keys: &MeshKeys) -> Routes {
@@ -93,7 +125,8 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let policy = config.shutdown;
-    let documents = build(config, sdk, keys)?;
+    let audit = audit_log(&config, keys.require_signer(Principal::Documents)?)?;
+    let documents = build(config, sdk, keys)?.with_audit_log(audit);
     let service = GrpcService {
         name: "documents",
         routes: routes(documents, keys),

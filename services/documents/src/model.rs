@@ -150,6 +150,9 @@ pub enum DocumentStatus {
     Rejected,
     /// Deleted; hidden from lists, bytes kept by S3 versioning.
     Deleted,
+    /// Erased under the organisation's retention setting: every version of
+    /// the bytes is gone; the metadata is a tombstone.
+    Erased,
 }
 
 impl DocumentStatus {
@@ -160,6 +163,7 @@ impl DocumentStatus {
             DocumentStatus::Available => "available",
             DocumentStatus::Rejected => "rejected",
             DocumentStatus::Deleted => "deleted",
+            DocumentStatus::Erased => "erased",
         }
     }
 }
@@ -172,6 +176,7 @@ impl FromStr for DocumentStatus {
             "available" => Ok(DocumentStatus::Available),
             "rejected" => Ok(DocumentStatus::Rejected),
             "deleted" => Ok(DocumentStatus::Deleted),
+            "erased" => Ok(DocumentStatus::Erased),
             other => Err(format!("unknown document status {other:?}")),
         }
     }
@@ -210,6 +215,9 @@ pub struct Document {
     pub created_at: DateTime<Utc>,
     /// Last changed.
     pub updated_at: DateTime<Utc>,
+    /// When its bytes were erased under the retention setting (the
+    /// metadata is then a tombstone: size 0, no S3 key, no version).
+    pub erased_at: Option<DateTime<Utc>>,
 }
 
 /// One stored version of a document's object.

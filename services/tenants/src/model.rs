@@ -122,20 +122,131 @@ pub fn bounded_json(
 /// version approve it (reports reads it; a boolean, false when absent).
 pub const ALLOW_SELF_APPROVAL: &str = "allow_self_approval";
 
+/// The settings key of the retention periods ([`RetentionSettings`]).
+pub const RETENTION: &str = "retention";
+
+/// Shortest retention period, in days.
+pub const MIN_RETENTION_DAYS: u32 = 30;
+/// Longest retention period, in days (ten years).
+pub const MAX_RETENTION_DAYS: u32 = 3650;
+
+/// How long an organisation keeps what its users bring in, from its
+/// settings' `retention` object: `uploads_days` (uploaded documents' bytes)
+/// and `message_bodies_days` (chat message bodies), each a whole number of
+/// days in [`MIN_RETENTION_DAYS`]..=[`MAX_RETENTION_DAYS`]; absent means
+/// kept for ever. The retention job (`treven admin retention`) erases what
+/// is older.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RetentionSettings {
+    /// Days an upload's bytes are kept after it was registered.
+    pub uploads_days: Option<u32>,
+    /// Days a message's body is kept after it was written.
+    pub message_bodies_days: Option<u32>,
+}
+
+impl RetentionSettings {
+    /// The keys a `retention` object may hold.
+    pub const KEYS: [&'static str; 2] = ["uploads_days", "message_bodies_days"];
+
+    /// Reads and validates the `retention` object of `settings` (absent:
+    /// keep everything); `field` names the settings in errors.
+    pub fn parse(field: &str, settings: &serde_json::Value) -> Result<Self, ServiceError> {
+        let Some(retention) = settings.get(RETENTION) else {
+            return Ok(Self::default());
+        };
+        let field = format!("{field}.{RETENTION}");
+        let object = match retention {
+            serde_json::Value::Null => return Ok(Self::default()),
+            serde_json::Value::Object(object) => object,
+            _ => {
+                return Err(ServiceError::invalid_field(
+                    field,
+                    "must be an object with uploads_days and/or message_bodies_days",
+                ));
+            }
+        };
+        if let Some(unknown) = object.keys().find(|k| !Self::KEYS.contains(&k.as_str())) {
+            return Err(ServiceError::invalid_field(
+                format!("{field}.{unknown}"),
+                "is not a retention setting (uploads_days, message_bodies_days)",
+            ));
+        }
+        let days = |key: &str| -> Result<Option<u32>, ServiceError> {
+            let value = match object.get(key) {
+                None | Some(serde_json::Value::Null) => return Ok(None),
+                Some(value) => value,
+            };
+            // Protobuf Struct numbers arrive as doubles: 90 is 90.0.
+            let whole = value
+                .as_u64()
+                .or_else(|| {
+                    value
+                        .as_f64()
+                        .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= f64::from(u32::MAX))
+                        .map(|f| f as u64)
+                })
+                .and_then(|d| u32::try_from(d).ok())
+                .filter(|d| (MIN_RETENTION_DAYS..=MAX_RETENTION_DAYS).contains(d));
+            whole.map(Some).ok_or_else(|| {
+                ServiceError::invalid_field(
+                    format!("{field}.{key}"),
+                    format!(
+                        "must be a whole number of days from {MIN_RETENTION_DAYS} to {MAX_RETENTION_DAYS}, or absent to keep for ever"
+                    ),
+                )
+            })
+        };
+        Ok(Self {
+            uploads_days: days("uploads_days")?,
+            message_bodies_days: days("message_bodies_days")?,
+        })
+    }
+
+    /// Whether nothing is ever erased.
+    pub fn keeps_everything(&self) -> bool {
+        self.uploads_days.is_none() && self.message_bodies_days.is_none()
+    }
+
+    /// The settings' `retention` object in its canonical form (whole
+    /// numbers, unset keys left out).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut object = serde_json::Map::new();
+        if let Some(days) = self.uploads_days {
+            object.insert("uploads_days".into(), days.into());
+        }
+        if let Some(days) = self.message_bodies_days {
+            object.insert("message_bodies_days".into(), days.into());
+        }
+        serde_json::Value::Object(object)
+    }
+}
+
 /// Organisation settings as sent: a bounded JSON object whose known keys
-/// have their types (`allow_self_approval` is a boolean).
+/// have their types (`allow_self_approval` is a boolean; `retention` is
+/// [`RetentionSettings`], stored in its canonical form).
 pub fn organisation_settings(
     field: &str,
     json: serde_json::Value,
 ) -> Result<serde_json::Value, ServiceError> {
-    let json = bounded_json(field, json)?;
+    let mut json = bounded_json(field, json)?;
     match json.get(ALLOW_SELF_APPROVAL) {
-        None | Some(serde_json::Value::Bool(_)) => Ok(json),
-        Some(_) => Err(ServiceError::invalid_field(
-            format!("{field}.{ALLOW_SELF_APPROVAL}"),
-            "must be true or false",
-        )),
+        None | Some(serde_json::Value::Bool(_)) => {}
+        Some(_) => {
+            return Err(ServiceError::invalid_field(
+                format!("{field}.{ALLOW_SELF_APPROVAL}"),
+                "must be true or false",
+            ));
+        }
     }
+    let retention = RetentionSettings::parse(field, &json)?;
+    if let Some(object) = json.as_object_mut() {
+        if retention.keeps_everything() {
+            object.remove(RETENTION);
+        } else {
+            object.insert(RETENTION.into(), retention.to_json());
+        }
+    }
+    Ok(json)
 }
 
 treven_mesh::text_enum! {
@@ -406,6 +517,63 @@ pub struct Page<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn retention_settings_are_bounded_whole_days() {
+        let ok = organisation_settings(
+            "s",
+            serde_json::json!({"retention": {"uploads_days": 90.0, "message_bodies_days": 3650}}),
+        )
+        .unwrap();
+        assert_eq!(
+            ok["retention"],
+            serde_json::json!({"uploads_days": 90, "message_bodies_days": 3650})
+        );
+        assert_eq!(
+            RetentionSettings::parse("s", &ok).unwrap(),
+            RetentionSettings {
+                uploads_days: Some(90),
+                message_bodies_days: Some(3650)
+            }
+        );
+        for (bad, field) in [
+            (
+                serde_json::json!({"uploads_days": 29}),
+                "s.retention.uploads_days",
+            ),
+            (
+                serde_json::json!({"uploads_days": 3651}),
+                "s.retention.uploads_days",
+            ),
+            (
+                serde_json::json!({"uploads_days": 30.5}),
+                "s.retention.uploads_days",
+            ),
+            (
+                serde_json::json!({"message_bodies_days": "90"}),
+                "s.retention.message_bodies_days",
+            ),
+            (
+                serde_json::json!({"message_bodies_days": -40}),
+                "s.retention.message_bodies_days",
+            ),
+            (serde_json::json!({"bodies": 90}), "s.retention.bodies"),
+            (serde_json::json!(90), "s.retention"),
+        ] {
+            let error = organisation_settings("s", serde_json::json!({ "retention": bad }))
+                .expect_err("refused");
+            assert!(error.message().contains(field), "{error:?}");
+        }
+        // Absent or empty: kept for ever, and the key is dropped.
+        let empty = organisation_settings("s", serde_json::json!({"retention": {}})).unwrap();
+        assert!(empty.get("retention").is_none());
+        assert!(
+            RetentionSettings::parse("s", &empty)
+                .unwrap()
+                .keeps_everything()
+        );
+    }
 
     #[test]
     fn names_are_trimmed_and_bounded() {

@@ -4,7 +4,7 @@
 //! [`treven_mesh::policy::Guarded`] before any handler runs; the role-table
 //! test walks every RPC of the service against it.
 
-use treven_mesh::Principal::{AgentRuntime, Agents, Gateway, Operator, Reports};
+use treven_mesh::Principal::{AgentRuntime, Agents, Documents, Gateway, Operator, Reports};
 use treven_mesh::Role;
 use treven_mesh::policy::{EDGE, Policy, Roles, Rule, rule};
 
@@ -51,11 +51,11 @@ pub static POLICY: Policy = Policy {
         // the partner, with the viewer role), and when a link is minted.
         rule("GetReportAccess", &[Reports], Role::MEMBERS),
         // The audit log is append-only and written by the services that
-        // make the changes, for the user who made them (only those that do:
-        // documents audits nothing yet).
+        // make the changes, for the user who made them (documents: views,
+        // downloads, deletes and retention erasures).
         rule(
             "RecordAuditEvent",
-            &[Reports, Agents, AgentRuntime, Operator],
+            &[Reports, Agents, AgentRuntime, Documents, Operator],
             Role::MEMBERS,
         ),
         rule("ListAuditEvents", EDGE, Role::EDITORS),

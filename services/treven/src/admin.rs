@@ -83,6 +83,9 @@ pub enum AdminCommand {
         #[arg(long)]
         production: bool,
     },
+    /// The retention job: erase uploads and message bodies older than each
+    /// organisation's `retention` settings, audited (docs/retention.md).
+    Retention(crate::retention::RetentionArgs),
 }
 
 fn store(env: &Env) -> anyhow::Result<PgStore> {
@@ -167,6 +170,7 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
             };
             println!("{}", mint_context(&env, minted).await?);
         }
+        AdminCommand::Retention(args) => crate::retention::run(&env, args).await?,
     }
     Ok(())
 }

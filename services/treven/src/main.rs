@@ -4,6 +4,7 @@
 
 mod admin;
 mod admin_port;
+mod retention;
 mod roles;
 mod serve;
 

@@ -197,7 +197,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Region, credentials and endpoint from the standard AWS environment (task
 /// role in ECS; `AWS_ENDPOINT_URL` for the emulator).
-async fn aws_sdk() -> aws_config::SdkConfig {
+pub(crate) async fn aws_sdk() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(
             aws_config::meta::region::RegionProviderChain::default_provider().or_else("eu-west-2"),

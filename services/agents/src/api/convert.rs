@@ -100,6 +100,7 @@ pub(super) fn message_to_pb(m: Message) -> pb::Message {
         usage: m.usage.map(|u| usage_to_pb(u, m.cost_nanos)),
         model_id: m.model_id,
         created_at: Some(timestamp(m.created_at)),
+        erased_at: m.erased_at.map(timestamp),
     }
 }
 

@@ -14,6 +14,9 @@ use uuid::Uuid;
 
 /// Attempts of one [`AuditLog::record`] when tenants is unavailable.
 pub const RECORD_ATTEMPTS: u32 = 3;
+/// Attempts of an entry recorded in the background (a run's start and
+/// end): about 9 s of retries before it is logged as lost.
+pub const BACKGROUND_ATTEMPTS: u32 = 9;
 /// The wait before the second attempt (the third waits twice as long).
 const RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
 
@@ -66,14 +69,31 @@ impl AuditLog {
         context: &MeshContext,
         entry: AuditEntry,
     ) -> Result<(), ServiceError> {
+        self.record_with(context, entry, Uuid::now_v7(), RECORD_ATTEMPTS)
+            .await
+    }
+
+    /// [`AuditLog::record`] with a given event id (one derived from what
+    /// the entry is about, [`derived_event_id`], makes a re-run of the
+    /// same work record it once) and number of attempts (background
+    /// entries, which delay nobody, retry for longer: the waits grow 200
+    /// ms, 400 ms, 600 ms…).
+    pub async fn record_with(
+        &self,
+        context: &MeshContext,
+        entry: AuditEntry,
+        event_id: Uuid,
+        attempts: u32,
+    ) -> Result<(), ServiceError> {
         let message = tenants::RecordAuditEventRequest {
             action: entry.action.to_owned(),
             resource_type: entry.resource_type.to_owned(),
             resource_id: entry.resource_id,
             details: Some(json_to_struct(&entry.details)),
-            event_id: Uuid::now_v7().to_string(),
+            event_id: event_id.to_string(),
             occurred_at: Some(treven_mesh::wire::timestamp(chrono::Utc::now())),
         };
+        let attempts = attempts.max(1);
         let mut attempt = 1;
         loop {
             let mut request = tonic::Request::new(message.clone());
@@ -83,7 +103,7 @@ impl AuditLog {
                 Ok(_) => return Ok(()),
                 Err(status) => {
                     let error = ServiceError::from_remote("tenants", &status);
-                    if error.code() != ErrorCode::Unavailable || attempt >= RECORD_ATTEMPTS {
+                    if error.code() != ErrorCode::Unavailable || attempt >= attempts {
                         return Err(error);
                     }
                     tracing::warn!(event_id = %message.event_id, action = %message.action, attempt, %error, "audit entry not recorded yet; retrying with the same event id");
@@ -93,4 +113,20 @@ impl AuditLog {
             }
         }
     }
+}
+
+/// A stable event id for `parts` (a UUID v8 of their SHA-256): the same
+/// parts give the same id, so work that records the same fact again (a
+/// re-run of the retention job) is stored once by tenants.
+pub fn derived_event_id(parts: &[&str]) -> Uuid {
+    use sha2::Digest as _;
+    let mut hash = sha2::Sha256::new();
+    for part in parts {
+        hash.update(part.as_bytes());
+        hash.update([0]);
+    }
+    let digest = hash.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }

@@ -202,6 +202,7 @@ impl Agents {
             usage: None,
             cost_nanos: 0,
             created_at: now,
+            erased_at: None,
         };
         self.inner.store.put_message(org, &user).await?;
         let (out, receiver) = mpsc::channel(256);
@@ -448,6 +449,7 @@ impl Agents {
             usage: Some(outcome.usage),
             cost_nanos: cost,
             created_at: Utc::now(),
+            erased_at: None,
         };
         if let Err(error) = self.inner.store.put_message(org, &assistant).await {
             tracing::error!(%org, conversation = %conversation.id, error = %error, "reply not stored");

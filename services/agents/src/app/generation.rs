@@ -129,7 +129,7 @@ impl Agents {
                     Ok((sections, outcome, cost)) => {
                         let output = json!({ "sections": sections });
                         service
-                            .finish_run(run.clone(), Ok(output), &outcome, cost, started)
+                            .finish_run(&caller, run.clone(), Ok(output), &outcome, cost, started)
                             .await;
                         let _ = out
                             .send(GenerationEvent::Done {
@@ -142,7 +142,7 @@ impl Agents {
                     Err((code, message, outcome)) => {
                         let cost = cost_nanos(&outcome.model_id, outcome.usage);
                         service
-                            .finish_run(run, Err(message.clone()), &outcome, cost, started)
+                            .finish_run(&caller, run, Err(message.clone()), &outcome, cost, started)
                             .await;
                         let _ = out.send(GenerationEvent::Error { code, message }).await;
                     }

@@ -1,6 +1,16 @@
 //! Run records: a run stored as running when it starts and with its result,
 //! tools, tokens, cost and duration when it ends, each announced on
-//! `run:<id>`. Shared by agent runs and report generation.
+//! `run:<id>`. Shared by agent runs and report generation. Each start and
+//! end is audited ([`RUN_START_ACTION`], [`RUN_COMPLETE_ACTION`],
+//! [`RUN_FAIL_ACTION`] on `agent_run/<id>`: kind, model, tokens, cost,
+//! duration, tools), in the background, by the user the run is for.
+
+/// The audit action of an agent run (or a report generation) started.
+pub const RUN_START_ACTION: &str = "agent_run.start";
+/// The audit action of a run that completed.
+pub const RUN_COMPLETE_ACTION: &str = "agent_run.complete";
+/// The audit action of a run that failed.
+pub const RUN_FAIL_ACTION: &str = "agent_run.fail";
 
 use std::time::Instant;
 
@@ -10,7 +20,11 @@ use treven_mesh::events::{EventChannel, EventKind};
 use treven_mesh::{MeshContext, ServiceError};
 use uuid::Uuid;
 
+use tracing::Instrument as _;
+
 use super::Agents;
+use super::audit::{AuditEntry, BACKGROUND_ATTEMPTS, derived_event_id};
+use super::runs::RUN_RESOURCE;
 use crate::agent::Outcome;
 use crate::model::{AgentKind, Run, RunStatus};
 use crate::provider::Usage;
@@ -49,13 +63,51 @@ impl Agents {
         )
         .await;
         tracing::info!(org = %run.org_id, run = %run.id, kind = ?kind, "agent run started");
+        self.audit_run(
+            ctx,
+            RUN_START_ACTION,
+            &run,
+            json!({ "kind": kind, "model_id": run.model_id }),
+        );
         Ok(run)
+    }
+
+    /// Records `action` on `run` in the audit log in the background (a run
+    /// is never held up by it), with an event id derived from the run and
+    /// the action, retried for [`BACKGROUND_ATTEMPTS`]; an entry still not
+    /// recorded is logged at error level.
+    fn audit_run(&self, ctx: &MeshContext, action: &'static str, run: &Run, details: Value) {
+        let Some(audit) = self.audit.clone() else {
+            tracing::warn!(org = %run.org_id, run = %run.id, action, "no audit log is wired: run not audited");
+            return;
+        };
+        let event_id = derived_event_id(&[action, &run.org_id.to_string(), &run.id.to_string()]);
+        let entry = AuditEntry {
+            action,
+            resource_type: RUN_RESOURCE,
+            resource_id: run.id.to_string(),
+            details,
+        };
+        let ctx = ctx.clone();
+        let run_id = run.id;
+        tokio::spawn(
+            async move {
+                if let Err(error) = audit
+                    .record_with(&ctx, entry, event_id, BACKGROUND_ATTEMPTS)
+                    .await
+                {
+                    tracing::error!(org = %ctx.org_id(), run = %run_id, action, %event_id, %error, "agent run audit entry lost");
+                }
+            }
+            .in_current_span(),
+        );
     }
 
     /// Records the run's result, tools, tokens, cost and duration, and
     /// announces its end (a storage failure is logged).
     pub(super) async fn finish_run(
         &self,
+        ctx: &MeshContext,
         mut run: Run,
         result: Result<Value, String>,
         outcome: &Outcome,
@@ -95,5 +147,28 @@ impl Agents {
         )
         .await;
         tracing::info!(org = %run.org_id, run = %run.id, status, "agent run finished");
+        let (action, error) = if run.status == RunStatus::Completed {
+            (RUN_COMPLETE_ACTION, None)
+        } else {
+            (
+                RUN_FAIL_ACTION,
+                Some(run.error.chars().take(200).collect::<String>()),
+            )
+        };
+        self.audit_run(
+            ctx,
+            action,
+            &run,
+            json!({
+                "kind": run.kind,
+                "model_id": run.model_id,
+                "input_tokens": run.usage.input_tokens,
+                "output_tokens": run.usage.output_tokens,
+                "cost_nanos": run.cost_nanos,
+                "duration_ms": run.duration_ms,
+                "tools_used": run.tools_used,
+                "error": error,
+            }),
+        );
     }
 }

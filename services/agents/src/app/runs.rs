@@ -266,7 +266,7 @@ impl Agents {
                         .await;
                 }
                 service
-                    .finish_run(run, result, &outcome, cost, started)
+                    .finish_run(&caller, run, result, &outcome, cost, started)
                     .await;
             }
             .in_current_span(),

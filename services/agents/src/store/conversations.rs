@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use treven_mesh::trace::{self, Traced as _};
 
-use treven_mesh::OrgId;
 use treven_mesh::aws::classify;
+use treven_mesh::{OrgId, ServiceError};
 use uuid::Uuid;
 
 use super::{Item, Position, Result, Store, body, parse, pk, s, sortable};
@@ -282,5 +282,113 @@ impl Store {
             .map(parse)
             .collect::<Result<Vec<_>>>()?;
         Ok((messages, next))
+    }
+}
+
+/// One page of messages examined by the retention job.
+#[derive(Debug, Clone, Default)]
+pub struct ExpiredMessages {
+    /// Messages written before the cutoff whose bodies are not erased yet,
+    /// in sort-key order.
+    pub messages: Vec<Message>,
+    /// The sort key to continue after; `None` when every conversation
+    /// started before the cutoff has been examined.
+    pub next: Option<String>,
+}
+
+impl Store {
+    /// Up to `limit` messages of `org` written before `cutoff` whose bodies
+    /// are not erased, after sort key `after`, from at most one page of
+    /// 100 items. Conversation ids are UUID v7, so the range `MSG#` ..
+    /// `MSG#<largest id of the cutoff's millisecond>$` holds exactly the
+    /// messages of conversations started before the cutoff (none started
+    /// later can hold an expired message); each message's own time is
+    /// checked here.
+    pub async fn messages_written_before(
+        &self,
+        org: OrgId,
+        cutoff: chrono::DateTime<chrono::Utc>,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<ExpiredMessages> {
+        let millis = u128::try_from(cutoff.timestamp_millis().max(0)).unwrap_or(0);
+        let last_conversation = Uuid::from_u128((millis << 80) | ((1u128 << 80) - 1));
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :p AND SK BETWEEN :first AND :last")
+            .filter_expression("attribute_not_exists(erased_at)")
+            .expression_attribute_values(":p", s(pk(org)))
+            .expression_attribute_values(":first", s("MSG#"))
+            .expression_attribute_values(":last", s(format!("MSG#{last_conversation}$")))
+            .consistent_read(true)
+            .limit(100);
+        if let Some(after) = after {
+            query = query
+                .exclusive_start_key("PK", s(pk(org)))
+                .exclusive_start_key("SK", s(after));
+        }
+        let output = query
+            .send()
+            .traced(trace::with_org(trace::dynamodb("Query", &self.table), org))
+            .await
+            .map_err(|e| classify("messages to erase", e))?;
+        let mut found = ExpiredMessages::default();
+        for item in output.items() {
+            let message: Message = parse(item)?;
+            if message.created_at < cutoff && message.erased_at.is_none() {
+                found.messages.push(message);
+                if found.messages.len() == limit {
+                    let sk = item.get("SK").and_then(|v| v.as_s().ok()).cloned();
+                    found.next = sk;
+                    return Ok(found);
+                }
+            }
+        }
+        found.next = output
+            .last_evaluated_key
+            .and_then(|key| key.get("SK")?.as_s().ok().cloned());
+        Ok(found)
+    }
+
+    /// Replaces a message's body with its erased form (`erased`, see
+    /// [`Message::erased`]) and marks the item `erased_at`, unless it is
+    /// already marked; `false` then, so a re-run changes nothing.
+    pub async fn erase_message(&self, org: OrgId, erased: &Message) -> Result<bool> {
+        let at = erased
+            .erased_at
+            .ok_or_else(|| ServiceError::internal(anyhow::anyhow!("message not erased")))?;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", s(pk(org)))
+            .key(
+                "SK",
+                s(format!("MSG#{}#{}", erased.conversation_id, erased.id)),
+            )
+            .update_expression("SET body = :body, erased_at = :at")
+            .condition_expression("attribute_exists(PK) AND attribute_not_exists(erased_at)")
+            .expression_attribute_values(":body", body(erased)?)
+            .expression_attribute_values(":at", s(at.to_rfc3339()))
+            .send()
+            .traced(trace::with_org(
+                trace::dynamodb("UpdateItem", &self.table),
+                org,
+            ))
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .map(|e| e.is_conditional_check_failed_exception())
+                    == Some(true) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(classify("erase message", error)),
+        }
     }
 }

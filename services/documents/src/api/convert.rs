@@ -16,6 +16,7 @@ pub(super) fn status_to_pb(status: DocumentStatus) -> pb::DocumentStatus {
         DocumentStatus::Available => pb::DocumentStatus::Available,
         DocumentStatus::Rejected => pb::DocumentStatus::Rejected,
         DocumentStatus::Deleted => pb::DocumentStatus::Deleted,
+        DocumentStatus::Erased => pb::DocumentStatus::Erased,
     }
 }
 
@@ -26,6 +27,7 @@ pub(super) fn status_from_pb(raw: i32) -> Result<Option<DocumentStatus>, Service
         Ok(pb::DocumentStatus::Available) => Ok(Some(DocumentStatus::Available)),
         Ok(pb::DocumentStatus::Rejected) => Ok(Some(DocumentStatus::Rejected)),
         Ok(pb::DocumentStatus::Deleted) => Ok(Some(DocumentStatus::Deleted)),
+        Ok(pb::DocumentStatus::Erased) => Ok(Some(DocumentStatus::Erased)),
         Err(_) => Err(ServiceError::invalid_field("status", "unknown status")),
     }
 }
@@ -105,6 +107,7 @@ pub(super) fn document_to_pb(document: Document) -> pb::Document {
         created_by: document.created_by,
         created_at: Some(timestamp(document.created_at)),
         updated_at: Some(timestamp(document.updated_at)),
+        erased_at: document.erased_at.map(timestamp),
     }
 }
 

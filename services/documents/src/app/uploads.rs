@@ -40,6 +40,7 @@ impl Documents {
             created_by: context.user_id().to_owned(),
             created_at: now,
             updated_at: now,
+            erased_at: None,
         };
         let presigned = self
             .blobs
@@ -73,6 +74,12 @@ impl Documents {
         match document.status {
             DocumentStatus::Pending => {}
             DocumentStatus::Deleted => return Err(ServiceError::not_found("document")),
+            DocumentStatus::Erased => {
+                return Err(ServiceError::new(
+                    ErrorCode::FailedPrecondition,
+                    "the document's bytes were erased under the organisation's retention setting",
+                ));
+            }
             // Completing twice answers with the outcome of the first time.
             DocumentStatus::Available | DocumentStatus::Rejected => return Ok(record.document),
         }

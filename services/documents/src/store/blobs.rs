@@ -21,6 +21,10 @@ pub use self::streaming::{PART_BYTES, StreamingPut};
 
 type Result<T> = std::result::Result<T, ServiceError>;
 
+/// Most list-and-delete rounds [`BlobStore::delete_every_version`] makes
+/// (1,000 versions each) before it gives up on a key.
+const MAX_ERASE_ROUNDS: usize = 100;
+
 /// A presigned request: where to send it, which headers must go with it,
 /// and until when it works.
 #[derive(Debug, Clone)]
@@ -240,6 +244,59 @@ impl BlobStore {
             .await
             .map_err(|e| classify("s3 delete", e))?;
         Ok(())
+    }
+
+    /// Permanently deletes every version and delete marker of exactly
+    /// `key` (a versioned DeleteObject per version id, so nothing is left
+    /// for versioning to bring back); returns how many were deleted. Reads
+    /// the listing in pages of up to 1,000 and deletes until none is left,
+    /// so a run cut short is completed by the next; a key with none is a
+    /// no-op (0).
+    pub async fn delete_every_version(&self, key: &str) -> Result<u64> {
+        let mut deleted = 0;
+        for _ in 0..MAX_ERASE_ROUNDS {
+            let output = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(key)
+                .max_keys(1000)
+                .send()
+                .traced(trace::s3("ListObjectVersions", &self.bucket))
+                .await
+                .map_err(|e| classify("s3 list versions to erase", e))?;
+            let ids: Vec<String> = output
+                .versions()
+                .iter()
+                .filter(|v| v.key() == Some(key))
+                .filter_map(|v| v.version_id().map(str::to_owned))
+                .chain(
+                    output
+                        .delete_markers()
+                        .iter()
+                        .filter(|m| m.key() == Some(key))
+                        .filter_map(|m| m.version_id().map(str::to_owned)),
+                )
+                .collect();
+            if ids.is_empty() {
+                return Ok(deleted);
+            }
+            for version_id in ids {
+                self.client
+                    .delete_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .version_id(&version_id)
+                    .send()
+                    .traced(trace::s3("DeleteObject", &self.bucket))
+                    .await
+                    .map_err(|e| classify("s3 delete version", e))?;
+                deleted += 1;
+            }
+        }
+        Err(ServiceError::internal(anyhow::anyhow!(
+            "s3 key still has versions after {MAX_ERASE_ROUNDS} rounds of deletes"
+        )))
     }
 
     /// Up to `limit` versions of exactly `key`, newest first, after

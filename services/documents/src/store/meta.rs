@@ -159,11 +159,18 @@ impl MetaStore {
             created_by: get_s(item, "created_by")?.to_owned(),
             created_at: get_time(item, "created_at")?,
             updated_at: get_time(item, "updated_at")?,
+            erased_at: item
+                .contains_key("erased_at")
+                .then(|| get_time(item, "erased_at"))
+                .transpose()?,
         };
-        Ok(DocumentRecord {
-            document,
-            s3_key: get_s(item, "s3_key")?.to_owned(),
-        })
+        // A tombstone has no key: its bytes are gone.
+        let s3_key = if document.erased_at.is_some() {
+            get_s(item, "s3_key").unwrap_or_default().to_owned()
+        } else {
+            get_s(item, "s3_key")?.to_owned()
+        };
+        Ok(DocumentRecord { document, s3_key })
     }
 
     /// One document of `org`, deleted ones included.
@@ -253,6 +260,110 @@ impl MetaStore {
             Err(e) if condition_failed(&e) => Ok(false),
             Err(e) => Err(classify("dynamodb delete document", e)),
         }
+    }
+
+    /// Turns a document that is `was` into a tombstone after its bytes were
+    /// erased: `erased_at` set, size 0, no S3 key and no version; the status
+    /// becomes `erased` (a deleted document stays `deleted`, hidden as
+    /// before). `false` if it is already a tombstone, absent, or no longer
+    /// `was` (a re-run finds it again), so a re-run changes nothing.
+    pub async fn mark_erased(
+        &self,
+        org: OrgId,
+        id: Uuid,
+        was: DocumentStatus,
+        at: DateTime<Utc>,
+    ) -> Result<bool> {
+        let to = if was == DocumentStatus::Deleted {
+            DocumentStatus::Deleted
+        } else {
+            DocumentStatus::Erased
+        };
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", pk(org))
+            .key("SK", s(format!("DOC#{id}")))
+            .update_expression(
+                "SET #status = :to, erased_at = :at, size_bytes = :zero, \
+                 version_id = :none, updated_at = :at REMOVE s3_key, expires_at",
+            )
+            .condition_expression(
+                "attribute_exists(PK) AND attribute_not_exists(erased_at) AND #status = :was",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":to", s(to.as_str()))
+            .expression_attribute_values(":was", s(was.as_str()))
+            .expression_attribute_values(":at", s(at.to_rfc3339()))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":none", s(""))
+            .send()
+            .traced(trace::with_org(
+                trace::dynamodb("UpdateItem", &self.table),
+                org,
+            ))
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(classify("dynamodb erase document", e)),
+        }
+    }
+
+    /// Up to `limit` documents of `org` registered before `cutoff` whose
+    /// bytes are not erased yet, oldest first, deleted ones included, after
+    /// sort key `after`; and the sort key to continue after (`None` once
+    /// the range is exhausted). Ids are UUIDv7, so the sort key range
+    /// `DOC#` ..= the largest id of the cutoff's millisecond reads only
+    /// documents old enough; `created_at` is checked again on each. Reads
+    /// at most [`MAX_QUERY_ROUNDS`] pages of 100.
+    pub async fn documents_registered_before(
+        &self,
+        org: OrgId,
+        cutoff: DateTime<Utc>,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<DocumentRecord>, Option<String>)> {
+        let millis = u128::try_from(cutoff.timestamp_millis().max(0)).unwrap_or(0);
+        let last_id = Uuid::from_u128((millis << 80) | ((1u128 << 80) - 1));
+        let mut start: Option<Item> =
+            after.map(|sk| HashMap::from([("PK".to_owned(), pk(org)), ("SK".to_owned(), s(sk))]));
+        let mut found = Vec::new();
+        for _ in 0..MAX_QUERY_ROUNDS {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND SK BETWEEN :first AND :last")
+                .filter_expression("attribute_not_exists(erased_at)")
+                .expression_attribute_values(":pk", pk(org))
+                .expression_attribute_values(":first", s("DOC#"))
+                .expression_attribute_values(":last", s(format!("DOC#{last_id}")))
+                .consistent_read(true)
+                .limit(100)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .traced(trace::with_org(trace::dynamodb("Query", &self.table), org))
+                .await
+                .map_err(|e| classify("dynamodb query documents to erase", e))?;
+            for item in output.items() {
+                let record = Self::document_from(org, item)?;
+                if record.document.created_at < cutoff {
+                    found.push(record);
+                    if found.len() == limit {
+                        let next = get_s(item, "SK")?.to_owned();
+                        return Ok((found, Some(next)));
+                    }
+                }
+            }
+            match output.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok((found, None)),
+            }
+        }
+        let next = start.and_then(|key| key.get("SK")?.as_s().ok().cloned());
+        Ok((found, next))
     }
 
     /// Up to `limit` visible documents, newest first, after sort key `after`,

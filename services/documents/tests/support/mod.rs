@@ -325,3 +325,191 @@ pub async fn upload_file(
         .document
         .unwrap()
 }
+
+/// The documents service with its audit log: the real tenants service on a
+/// fresh Postgres database (organisations must exist there), moto for S3
+/// and DynamoDB.
+pub struct Audited {
+    pub moto: Moto,
+    pub sdk: aws_config::SdkConfig,
+    pub config: DocumentsConfig,
+    /// Every principal's key.
+    pub keys: MeshKeys,
+    pub address: std::net::SocketAddr,
+    pub tenants_address: std::net::SocketAddr,
+    /// The tenants owner's store (operator paths).
+    pub tenants_store: treven_tenants::store::PgStore,
+    db: Option<treven_testkit::TestDatabase>,
+    tenants_shutdown: CancellationToken,
+    shutdown: CancellationToken,
+}
+
+impl Audited {
+    pub async fn spawn() -> Self {
+        let moto = Moto::start();
+        let sdk = moto.sdk().await;
+        let config = test_config();
+        provision(&sdk, &config).await;
+        let keys = MeshKeys::generate();
+
+        let db = treven_testkit::TestDatabase::create("treven_documents_test").await;
+        let tenants_config = treven_tenants::TenantsConfig::from_env(&Env::from_pairs([(
+            "TREVEN_TENANTS_DATABASE_URL",
+            db.url.clone(),
+        )]))
+        .unwrap();
+        let tenants_store = treven_tenants::store::PgStore::connect_lazy(
+            tenants_config.database.clone(),
+            &tenants_config.pool,
+        );
+        tenants_store.migrate().await.expect("tenants migrations");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tenants_address = listener.local_addr().unwrap();
+        let tenants_shutdown = CancellationToken::new();
+        let service = treven_mesh::server::GrpcService {
+            name: "tenants",
+            routes: treven_tenants::routes(tenants_store.clone(), &keys).unwrap(),
+            health_names: vec!["treven.tenants.v1.TenantsService"],
+        };
+        let policy = test_config().shutdown;
+        tokio::spawn({
+            let shutdown = tenants_shutdown.clone();
+            async move { treven_mesh::server::serve(service, listener, shutdown, policy).await }
+        });
+
+        let audit = treven_documents::app::AuditLog::new(
+            tenants_channel(tenants_address),
+            keys.require_signer(Principal::Documents).unwrap(),
+        );
+        let documents = treven_documents::build(config.clone(), &sdk, &keys)
+            .unwrap()
+            .with_audit_log(audit);
+        let (address, shutdown) = serve(documents, &keys).await;
+        Self {
+            moto,
+            sdk,
+            config,
+            keys,
+            address,
+            tenants_address,
+            tenants_store,
+            db: Some(db),
+            tenants_shutdown,
+            shutdown,
+        }
+    }
+
+    pub async fn client(&self) -> DocumentsServiceClient<Channel> {
+        client(self.address).await
+    }
+
+    /// A new organisation, in tenants.
+    pub async fn org(&self) -> OrgId {
+        use treven_tenants::model::{Name, OrgKind};
+        self.tenants_store
+            .admin_ensure_org(
+                &Name::parse("name", &format!("documents test {}", uuid::Uuid::new_v4())).unwrap(),
+                OrgKind::Ngo,
+            )
+            .await
+            .unwrap()
+            .id
+    }
+
+    /// A token for `user-1` of `org` at the edge, for documents.
+    pub fn token(&self, org: OrgId, role: Role) -> String {
+        mint(&self.keys, Principal::Gateway, org, role)
+    }
+
+    /// The audit entries on `resource_type/resource_id` of `org`, newest
+    /// first, as an admin reads them at the edge.
+    pub async fn audit(
+        &self,
+        org: OrgId,
+        resource_type: &str,
+        resource_id: &str,
+    ) -> Vec<treven_proto::treven::tenants::v1::AuditEvent> {
+        use treven_proto::treven::tenants::v1 as tenants;
+        use treven_proto::treven::tenants::v1::tenants_service_client::TenantsServiceClient;
+        let token = self.keys.signer(Principal::Gateway).unwrap().mint(
+            Principal::Tenants,
+            org,
+            "auditor",
+            &[Role::Admin],
+            "req",
+            Duration::from_secs(300),
+        );
+        TenantsServiceClient::new(tenants_channel(self.tenants_address))
+            .list_audit_events(authed(
+                &token,
+                tenants::ListAuditEventsRequest {
+                    limit: 100,
+                    resource_type: resource_type.into(),
+                    resource_id: resource_id.into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .items
+    }
+
+    /// The service as the retention job drives it: the operator records
+    /// the audit entries.
+    pub fn retention(&self) -> treven_documents::app::Documents {
+        let audit = treven_documents::app::AuditLog::new(
+            tenants_channel(self.tenants_address),
+            self.keys.require_signer(Principal::Operator).unwrap(),
+        );
+        treven_documents::build(self.config.clone(), &self.sdk, &self.keys)
+            .unwrap()
+            .with_audit_log(audit)
+    }
+
+    /// The retention job's context in `org`.
+    pub fn operator(&self, org: OrgId) -> treven_mesh::MeshContext {
+        self.keys.signer(Principal::Operator).unwrap().acting_for(
+            org,
+            "treven-retention",
+            &[Role::Admin],
+            "retention-test",
+        )
+    }
+
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        treven_documents::s3_client(&self.config, &self.sdk)
+    }
+
+    /// Stops the tenants service (the audit log becomes unreachable).
+    pub fn stop_tenants(&self) {
+        self.tenants_shutdown.cancel();
+    }
+}
+
+impl Audited {
+    /// Stops both services and drops the tenants database.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        self.tenants_shutdown.cancel();
+        self.tenants_store.pool().close().await;
+        if let Some(db) = self.db.take() {
+            db.drop().await;
+        }
+    }
+}
+
+impl Drop for Audited {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        self.tenants_shutdown.cancel();
+    }
+}
+
+/// A lazy channel to tenants at `address`.
+pub fn tenants_channel(address: std::net::SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(2))
+        .connect_lazy()
+}

@@ -1,5 +1,5 @@
-//! The `organisations` table: the caller's organisation and the operator's
-//! ensure.
+//! The `organisations` table: the caller's organisation, and the operator's
+//! ensure and listing.
 
 use chrono::{DateTime, Utc};
 use treven_mesh::OrgId;
@@ -39,6 +39,24 @@ impl PgStore {
         .await?;
         tx.commit().await?;
         row.try_into()
+    }
+
+    /// Operator action: organisations with their settings, oldest first —
+    /// one when `only` is given (none if it does not exist), else every one
+    /// (for the retention job, `treven admin retention`). Runs as
+    /// `treven_operator`, like [`PgStore::admin_ensure_org`], which may
+    /// read organisations and nothing else.
+    pub async fn admin_organisations(&self, only: Option<OrgId>) -> Result<Vec<Organisation>> {
+        let mut tx = treven_mesh::postgres::begin_operator(&self.pool).await?;
+        let rows: Vec<OrgRow> = sqlx::query_as(&format!(
+            "SELECT {ORG_COLUMNS} FROM organisations WHERE $1::uuid IS NULL OR id = $1 ORDER BY created_at, id"
+        ))
+        .bind(only.map(|org| *org.as_uuid()))
+        .fetch_all(&mut *tx)
+        .traced(trace::postgres("tenants.admin_organisations", "SELECT"))
+        .await?;
+        tx.commit().await?;
+        rows.into_iter().map(TryInto::try_into).collect()
     }
 }
 
