@@ -81,9 +81,12 @@ pub fn build(
 /// The audit log in the tenants service at `config.tenants_url`, recorded
 /// with tokens minted by `signer`.
 pub fn audit_log(config: &DocumentsConfig, signer: Signer) -> anyhow::Result<app::AuditLog> {
+    // Short: a view or download waits for its entry, so a hung tenants
+    // must not hold it for long (each attempt is bounded; see
+    // `app::audit::RECORD_ATTEMPTS`).
     let options = ChannelOptions {
         connect_timeout: std::time::Duration::from_secs(3),
-        call_timeout: std::time::Duration::from_secs(10),
+        call_timeout: std::time::Duration::from_secs(3),
     };
     let channel = upstream("TREVEN_TENANTS_URL", &config.tenants_url, options)
         .context("TREVEN_TENANTS_URL")?;

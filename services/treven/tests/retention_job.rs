@@ -51,7 +51,9 @@ fn request<T>(keys: &MeshKeys, org: OrgId, message: T) -> tonic::Request<T> {
     request
 }
 
-#[tokio::test]
+// Multi-threaded: the in-process tenants keeps serving while the test
+// thread waits for the command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_retention_command_erases_what_expired_and_audits_each_run() {
     let moto = Moto::start();
     let sdk = moto.sdk().await;
