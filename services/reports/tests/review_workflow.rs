@@ -645,9 +645,8 @@ async fn changes_requested_send_the_report_back_and_a_second_analyst_approves_th
     // The author revises and submits again.
     let current = stack.wait_generated(&author.token, &id).await;
     let mut content = current.content.unwrap();
-    content
-        .recruitment
-        .push_str("\n\nRecruitment agencies in the sector charge fees [c1].");
+    // One more sentence in the first (cited) paragraph.
+    content.recruitment = format!("Agencies charge placement fees. {}", content.recruitment);
     let revised = stack
         .reports
         .clone()

@@ -31,8 +31,10 @@ pub static POLICY: Policy = Policy {
         // Admins of the platform owner only: the handler checks the
         // caller's organisation is the owner (FORBIDDEN otherwise).
         rule("CreateOrganisation", EDGE, Role::ADMINS),
-        rule("ListUsers", EDGE, Role::MEMBERS),
-        rule("GetUser", EDGE, Role::MEMBERS),
+        // Reports checks a reviewer (GetUser) and finds who to notify of a
+        // submission nobody is assigned to review (ListUsers), as the user.
+        rule("ListUsers", &[Gateway, Operator, Reports], Role::MEMBERS),
+        rule("GetUser", &[Gateway, Operator, Reports], Role::MEMBERS),
         rule("CreateUser", EDGE, Role::ADMINS),
         rule("UpdateUser", EDGE, Role::ADMINS),
         rule("DeleteUser", EDGE, Role::ADMINS),
