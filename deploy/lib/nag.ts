@@ -162,6 +162,17 @@ export function acknowledgeFindings(_registry: RegistryStack, platform: TrevenSt
         },
       ]);
     }
+    if (/^GET--shared--/.test(child.node.id)) {
+      ack(child, [
+        {
+          id: 'AwsSolutions-APIG4',
+          reason:
+            'Partner links (`/shared/{token}`) are opened by partners without an account: the token is an expiring ' +
+            'HMAC-signed link that the reports service verifies, and checks against the live report-access grant, on ' +
+            'every access; the gateway holds no organisation rights for it.',
+        },
+      ]);
+    }
   }
 
   // --- CloudFront ------------------------------------------------------------------------
