@@ -3,8 +3,8 @@
 //! business rule lives here; conversions are in [`convert`].
 
 mod convert;
-mod review;
 mod links;
+mod review;
 
 use std::collections::HashMap;
 

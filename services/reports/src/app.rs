@@ -8,8 +8,8 @@ mod create;
 mod edit_section;
 mod export;
 mod get;
-mod notifications;
 mod lifecycle;
+mod notifications;
 mod partner_links;
 mod pii_decisions;
 mod regenerate_section;
@@ -35,8 +35,8 @@ use crate::model::{Content, ExportFormat, PiiFinding, QualityCheck, Report, Sect
 use crate::store::{OrgTx, PgStore};
 
 pub use comments::{CommentDraft, parse_comment_text};
-pub use request_changes::OWN_SUBMISSION_REFUSED;
 pub use partner_links::{LinkAccess, Opened, PartnerLink, SharedFile};
+pub use request_changes::OWN_SUBMISSION_REFUSED;
 pub use trends::derive_trends;
 
 /// Default page size.

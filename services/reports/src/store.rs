@@ -12,8 +12,8 @@
 
 mod comments;
 mod jobs;
-mod notifications;
 mod lifecycle;
+mod notifications;
 mod outbox;
 mod reports;
 mod review;

@@ -1,8 +1,10 @@
 //! The analyst journey's steps, shared by the development-shape mesh
 //! (`journey.rs`) and the production shape (`prodlike.rs`): everything goes
 //! through the gateway of a [`Stack`], as the frontend drives it. The
-//! report is written and submitted by one analyst and approved by another
-//! (four-eyes); self-approval is refused.
+//! report is written and submitted by one analyst, sent back with a comment
+//! by a second analyst, revised and submitted again, and approved by the
+//! second (four-eyes; self-approval is refused); a partner downloads the
+//! export through a link that is refused once the grant is revoked.
 
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -276,6 +278,82 @@ pub async fn journey(mesh: &(impl Stack + ?Sized), org: &str) -> Made {
         .await;
     assert_eq!(status, 403, "self-approval: {refused}");
     assert_eq!(refused["error"]["code"], "FORBIDDEN", "{refused}");
+
+    // Review: the second analyst comments on the introduction and sends the
+    // report back to draft; the author is told, revises and submits again.
+    let comment = reviewer_api
+        .ok(
+            reqwest::Method::POST,
+            &format!("/api/reports/{report_id}/comments"),
+            Some(json!({
+                "body": "Say which season the recruitment peaks in.",
+                "version": version,
+                "section": "introduction",
+            })),
+        )
+        .await;
+    let comment_id = comment["id"].as_str().expect("a comment id").to_owned();
+    let sent_back = reviewer_api
+        .ok(
+            reqwest::Method::POST,
+            &format!("/api/reports/{report_id}/request-changes"),
+            Some(json!({
+                "version": version,
+                "reason": "One open comment on the introduction.",
+                "commentIds": [comment_id],
+            })),
+        )
+        .await;
+    assert_eq!(sent_back["status"], "REPORT_STATUS_DRAFT", "{sent_back}");
+    let inbox = api
+        .ok(reqwest::Method::GET, "/api/notifications", None)
+        .await;
+    let kinds: Vec<&str> = inbox["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["reportId"] == report_id.as_str())
+        .filter_map(|n| n["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"NOTIFICATION_KIND_CHANGES_REQUESTED"),
+        "the author is told: {inbox}"
+    );
+    assert!(
+        kinds.contains(&"NOTIFICATION_KIND_COMMENT_ADDED"),
+        "the author is told of the comment: {inbox}"
+    );
+    let revised_introduction = format!(
+        "{}\n\nRecruitment peaks before the summer harvest [{marker}].",
+        saved["content"]["introduction"].as_str().unwrap()
+    );
+    let revised = api
+        .ok(
+            reqwest::Method::PATCH,
+            &path,
+            Some(json!({
+                "content": {
+                    "introduction": revised_introduction,
+                    "citations": introduction_citations,
+                },
+                "reason": "answer the review",
+                "baseVersion": version,
+            })),
+        )
+        .await;
+    let version = revised["version"]["number"].as_i64().unwrap();
+    api.ok(
+        reqwest::Method::POST,
+        &format!("/api/reports/{report_id}/comments/{comment_id}/resolve"),
+        Some(json!({})),
+    )
+    .await;
+    api.ok(
+        reqwest::Method::POST,
+        &format!("/api/reports/{report_id}/submit"),
+        Some(json!({"version": version})),
+    )
+    .await;
     let approved = reviewer_api
         .ok(
             reqwest::Method::POST,
@@ -337,10 +415,45 @@ pub async fn journey(mesh: &(impl Stack + ?Sized), org: &str) -> Made {
         .ok(
             reqwest::Method::POST,
             &format!("/api/reports/{report_id}/share"),
-            Some(json!({"partnerId": partner["id"], "permission": "REPORT_PERMISSION_VIEW"})),
+            Some(json!({"partnerId": partner["id"], "permission": "REPORT_PERMISSION_DOWNLOAD"})),
         )
         .await;
     assert_eq!(access["partnerId"], partner["id"], "{access}");
+
+    // The partner opens the shared export through its link, without an
+    // account; once the grant is revoked the same link is refused.
+    let grant_id = access["id"].as_str().unwrap();
+    let link = api
+        .ok(
+            reqwest::Method::POST,
+            &format!("/api/reports/{report_id}/access/{grant_id}/links"),
+            Some(json!({"expiresInDays": 7})),
+        )
+        .await;
+    let link_url = format!("{}{}", mesh.gateway_url(), link["url"].as_str().unwrap());
+    let partner_pdf = reqwest::get(&link_url).await.unwrap();
+    assert!(
+        partner_pdf.status().is_success(),
+        "the partner's download {}",
+        partner_pdf.status()
+    );
+    assert!(
+        partner_pdf.bytes().await.unwrap().starts_with(b"%PDF"),
+        "the partner gets the exported PDF"
+    );
+    admin_api
+        .ok(
+            reqwest::Method::DELETE,
+            &format!("/api/report-access/{grant_id}"),
+            None,
+        )
+        .await;
+    let refused_link = reqwest::get(&link_url).await.unwrap();
+    assert_eq!(
+        refused_link.status().as_u16(),
+        403,
+        "a revoked grant's link"
+    );
 
     // The audit trail has every step (reports relays its entries from its
     // outbox right after each commit: wait for the last ones).
@@ -351,9 +464,15 @@ pub async fn journey(mesh: &(impl Stack + ?Sized), org: &str) -> Made {
         "report.pii_decision",
         "report.section.update",
         "report.submit",
+        "report.comment.add",
+        "report.changes_requested",
+        "report.comment.resolve",
         "report.approve",
         "report.export",
         "report_access.grant",
+        "report.link.create",
+        "report.link.open",
+        "report.link.refused",
     ];
     let mut actions: Vec<String> = Vec::new();
     for _ in 0..100 {
