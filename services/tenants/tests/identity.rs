@@ -139,6 +139,21 @@ async fn an_invitation_creates_the_cognito_user_and_role_changes_and_removal_fol
     assert!(enabled);
     assert_eq!(cognito.users_with_email("bob@example.org").await, 1);
 
+    // A subject sent with the invitation that the pool does not know is
+    // replaced by the pool's, so the user can sign in.
+    let mut sent = new_user("gail@example.org", "Gail", pb::Role::Viewer);
+    sent.cognito_sub = "stale-subject".into();
+    let gail = client
+        .create_user(authed(&admin, sent))
+        .await
+        .expect("invited")
+        .into_inner()
+        .user
+        .unwrap();
+    let (_, attributes) = cognito.attributes("gail@example.org").await.unwrap();
+    assert_eq!(gail.cognito_sub, attributes["sub"]);
+    assert_ne!(gail.cognito_sub, "stale-subject");
+
     let actions = audit_actions(&app, &admin).await;
     for action in ["user.create", "user.update", "user.delete"] {
         assert!(

@@ -92,6 +92,7 @@ fn response_body_sends_one_field_even_when_unset() {
             "email": "",
             "name": "",
             "role": "ROLE_UNSPECIFIED",
+            "identityState": "IDENTITY_STATE_UNSPECIFIED",
         })
     );
 }

@@ -187,8 +187,10 @@ impl OrgTx {
         row.map(TryInto::try_into).transpose()
     }
 
-    /// Sets where the user's Cognito account stands and, when it has none
-    /// yet, their Cognito subject.
+    /// Sets where the user's Cognito account stands and, when given, their
+    /// Cognito subject as the pool has it (the pool is the authority on
+    /// subjects: a subject sent with CreateUser that the pool does not know
+    /// is replaced, so the user can still sign in).
     pub async fn set_identity(
         &mut self,
         id: Uuid,
@@ -196,7 +198,7 @@ impl OrgTx {
         sub: Option<&str>,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE users SET identity_state = $3, cognito_sub = COALESCE(cognito_sub, $4) \
+            "UPDATE users SET identity_state = $3, cognito_sub = COALESCE($4, cognito_sub) \
              WHERE org_id = $1 AND id = $2",
         )
         .bind(self.tx.org_id().as_uuid())
