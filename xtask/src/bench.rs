@@ -211,16 +211,16 @@ async fn measure(
             &format!("cargo build --profile {cargo_profile} (treven, treven-load)"),
             async {
                 let mut cargo = Command::new("cargo");
+                cargo.args(["build", "--profile", cargo_profile]);
+                if args.smoke {
+                    // The workspace's feature set, as the test steps before
+                    // it use, rather than two packages' own (which would
+                    // rebuild shared dependencies with other features).
+                    cargo.arg("--workspace");
+                } else {
+                    cargo.args(["-p", "treven", "-p", "treven-e2e"]);
+                }
                 cargo
-                    .args([
-                        "build",
-                        "--profile",
-                        cargo_profile,
-                        "-p",
-                        "treven",
-                        "-p",
-                        "treven-e2e",
-                    ])
                     .args(["--bin", "treven", "--bin", "treven-load"])
                     .current_dir(paths::workspace_root())
                     .stdin(std::process::Stdio::null());
