@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 def main(source, target):
     with open(source) as f:
         data = json.load(f)
-    rows = data["rows"]
+    # Lines of context have no goal to draw against.
+    rows = [r for r in data["rows"] if not r.get("context")]
     labels = [f"{r['number']}. {r['what']}" for r in rows]
     fig, axes = plt.subplots(len(rows), 1, figsize=(10, 1.1 * len(rows) + 1))
     for ax, row, label in zip(axes, rows, labels):

@@ -6,16 +6,23 @@
 //! processes (services, a Bedrock-backed agents service, the gateway, moto,
 //! a Bedrock fake) in `target/bench/stack`, then measures each row as an
 //! A/B pair, alternating A and B for `--repetitions` rounds and taking the
-//! median of each. Prints one table, writes `target/bench/bench.json` and,
-//! when matplotlib can be installed into the tools venv, `bench.png`.
+//! median of each. Prints one table, writes `target/bench/bench.json`,
+//! `bench.md` (the table with its machine line, what `--readme` puts into
+//! README.md) and, when matplotlib can be installed into the tools venv,
+//! `bench.png`.
+//!
+//! `--smoke` (what `cargo xtask test` runs) measures every row once,
+//! briefly, with the debug binaries, into `target/bench-smoke`, asserting
+//! no goal: a row that cannot be measured still fails it.
 //!
 //! This file is the orchestration (build, stack, sign-in, which rows run);
-//! the rows are in `rows`, the tools they run in `load`, and the table,
-//! JSON and chart in `report`.
+//! the rows are in `rows`, the tools they run in `load`, rows 6 and 7's
+//! pgbench scripts in `sql`, and the table, JSON and chart in `report`.
 
 mod load;
 mod report;
 mod rows;
+mod sql;
 
 use std::fs;
 use std::time::Duration;
@@ -26,7 +33,7 @@ use serde_json::Value;
 use tokio::process::Command;
 
 use self::load::{PGBENCH_DATABASE, PROFILE, argv, load, load_binary};
-use self::report::report;
+use self::report::{RunInfo, report, write_readme};
 use crate::dev::{self, ServeProcess, Stack, StackPlan};
 use crate::process::{GroupChild, StopSignals};
 use crate::state::DevState;
@@ -67,9 +74,39 @@ pub struct BenchArgs {
     /// Port of the bench stack's moto.
     #[arg(long, default_value_t = 5100)]
     pub moto_port: u16,
+    /// One short round of every row with the debug binaries, into
+    /// `target/bench-smoke`, no goal asserted: what `cargo xtask test` runs
+    /// so the bench cannot rot (CI never builds release code).
+    #[arg(long)]
+    pub smoke: bool,
+    /// A shared library to preload (`LD_PRELOAD`) into every `treven`
+    /// process of the stack and row 8, e.g. another allocator
+    /// (`/usr/lib/x86_64-linux-gnu/libjemalloc.so.2`), to measure it
+    /// without rebuilding.
+    #[arg(long)]
+    pub preload: Option<String>,
+    /// Only rewrite README.md's benchmark table from
+    /// `target/bench/bench.json` (no measuring).
+    #[arg(long)]
+    pub readme: bool,
 }
 
 impl BenchArgs {
+    /// The smoke run of `cargo xtask test` (see `--smoke`).
+    pub fn smoke() -> Self {
+        Self {
+            repetitions: 1,
+            seconds: 0.5,
+            connections: 200,
+            no_build: false,
+            only: Vec::new(),
+            moto_port: 5190,
+            smoke: true,
+            preload: None,
+            readme: false,
+        }
+    }
+
     /// Whether any of `rows` is to be measured.
     fn wants(&self, rows: &[u8]) -> bool {
         self.only.is_empty() || rows.iter().any(|row| self.only.contains(row))
@@ -78,6 +115,22 @@ impl BenchArgs {
 
 /// Runs the bench (see the module docs).
 pub fn run(args: &BenchArgs) -> Result<()> {
+    if args.readme {
+        return write_readme(&paths::target_dir().join("bench").join("bench.json"));
+    }
+    // `--smoke` from the command line measures what `cargo xtask test` does.
+    let smoke;
+    let args = if args.smoke {
+        smoke = BenchArgs {
+            no_build: args.no_build,
+            only: args.only.clone(),
+            preload: args.preload.clone(),
+            ..BenchArgs::smoke()
+        };
+        &smoke
+    } else {
+        args
+    };
     let tools = Tools::locate()?;
     let (result, _) = cmd::step("tools", || tools.ensure());
     result?;
@@ -89,7 +142,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             "-i",
             "-q",
             "-s",
-            "10",
+            // The smoke run needs the tables, not a realistic size.
+            if args.smoke { "1" } else { "10" },
             "-h",
             "127.0.0.1",
             "-U",
@@ -99,8 +153,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     });
     result?;
 
-    let bench_dir = paths::target_dir().join("bench");
-    paths::use_stack_layout(bench_dir.join("stack"), PROFILE);
+    let (bench_dir, profile) = if args.smoke {
+        (paths::target_dir().join("bench-smoke"), "debug")
+    } else {
+        (paths::target_dir().join("bench"), PROFILE)
+    };
+    paths::use_stack_layout(bench_dir.join("stack"), profile);
     fs::create_dir_all(paths::dev_dir())?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -146,29 +204,37 @@ async fn measure(
     bench_dir: &std::path::Path,
 ) -> Result<()> {
     if !args.no_build {
-        dev::timed("cargo build --profile perf (treven, treven-load)", async {
-            let mut cargo = Command::new("cargo");
-            cargo
-                .args([
-                    "build",
-                    "--profile",
-                    PROFILE,
-                    "-p",
-                    "treven",
-                    "-p",
-                    "treven-e2e",
-                ])
-                .args(["--bin", "treven", "--bin", "treven-load"])
-                .current_dir(paths::workspace_root())
-                .stdin(std::process::Stdio::null());
-            crate::process::run_to_end("cargo build", &mut cargo, signals).await
-        })
+        let profile = paths::profile_dir();
+        // `--profile dev` builds into `debug`.
+        let cargo_profile = if profile == "debug" { "dev" } else { profile };
+        dev::timed(
+            &format!("cargo build --profile {cargo_profile} (treven, treven-load)"),
+            async {
+                let mut cargo = Command::new("cargo");
+                cargo.args(["build", "--profile", cargo_profile]);
+                if args.smoke {
+                    // The workspace's feature set, as the test steps before
+                    // it use, rather than two packages' own (which would
+                    // rebuild shared dependencies with other features).
+                    cargo.arg("--workspace");
+                } else {
+                    cargo.args(["-p", "treven", "-p", "treven-e2e"]);
+                }
+                cargo
+                    .args(["--bin", "treven", "--bin", "treven-load"])
+                    .current_dir(paths::workspace_root())
+                    .stdin(std::process::Stdio::null());
+                crate::process::run_to_end("cargo build", &mut cargo, signals).await
+            },
+        )
         .await?;
     }
 
     // The Bedrock fake first: the Bedrock-backed agents service needs its address.
     let mut fake = Command::new(load_binary());
-    fake.args(["bedrock-fake", "--first-token-ms", "1000"])
+    // The smoke run only checks that row 5 works: a short first token.
+    let first_token_ms = if args.smoke { "100" } else { "1000" };
+    fake.args(["bedrock-fake", "--first-token-ms", first_token_ms])
         .stdout(std::process::Stdio::piped())
         .stdin(std::process::Stdio::null());
     let (fake_child, endpoint) = spawn_printing(&mut fake, "bedrock-fake").await?;
@@ -189,6 +255,10 @@ async fn measure(
         ("TREVEN_LOG_FORMAT", "json".into()),
     ];
     let mut services_env = quiet.clone();
+    if let Some(library) = &args.preload {
+        say!("    preloading {library} into the treven processes");
+        services_env.push(("LD_PRELOAD", library.clone()));
+    }
     services_env.extend(SERVICES.iter().map(|(k, v)| (*k, (*v).to_owned())));
     services_env.extend(service_urls.clone());
     let mut bedrock_agents_env = services_env.clone();
@@ -252,6 +322,7 @@ async fn measure(
     )?;
     let context = mint_context(&state, &user, "reports")?;
     let tenants_context = mint_context(&state, &user, "tenants")?;
+    let agents_context = mint_context(&state, &user, "agents")?;
     let gw = format!("http://{GATEWAY_ADDR}");
     let bearer = [("TREVEN_LOAD_BEARER", user.id_token.clone())];
     let setup = load(argv(&["setup", "--gateway", &gw]), bearer.to_vec()).await?;
@@ -266,6 +337,7 @@ async fn measure(
             .to_owned(),
     );
     say!("    report {report_id}, conversation {conversation_id}");
+    let report_version = latest_version(&report_id)?;
 
     let report_url = format!("{gw}/api/reports/{report_id}");
     let reports_addr = SERVICES[2].1;
@@ -285,22 +357,52 @@ async fn measure(
             ("TREVEN_ORG_RATE_LIMIT_PER_MINUTE", "1000000".to_owned()),
         ])
         .collect();
+    let stack_env = treven::env(&state);
+    let stack_var = |name: &str| -> Result<String> {
+        stack_env
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.clone())
+            .with_context(|| format!("the stack's environment has no {name}"))
+    };
+    let mut agents_ctx = vec![("TREVEN_LOAD_CONTEXT", agents_context)];
+    for name in [
+        "TREVEN_MESH_SIGNING_KEYS",
+        "TREVEN_MESH_PUBLIC_KEYS",
+        "TREVEN_ENV",
+    ] {
+        if let Ok(value) = stack_var(name) {
+            agents_ctx.push((name, value));
+        }
+    }
     let inputs = rows::RowInputs {
         rounds: args.repetitions.max(1),
         seconds: args.seconds,
         secs,
+        // The smoke run's loads are short: so is their warm-up.
+        warmup: if args.smoke { "0.2" } else { "1" }.to_owned(),
         connections: args.connections,
+        ws_hold: if args.smoke { "0.5" } else { "5" }.to_owned(),
+        settle: if args.smoke { "0.2" } else { "2" }.to_owned(),
+        preload: args.preload.clone(),
         ws_url: format!("ws://{GATEWAY_WS_ADDR}/ws"),
         gateway_pid,
         tenants_addr,
         reports_addr,
+        agents_addr: SERVICES[3].1,
+        reports_database_url: stack_var("TREVEN_REPORTS_DATABASE_URL")?,
+        tenants_database_url: stack_var("TREVEN_TENANTS_DATABASE_URL")?,
         report_id,
+        report_version,
+        org_id: user.org_id.clone(),
+        sub: user.sub.clone(),
         report_url,
         conversation_id,
         bedrock,
         bearer: bearer.to_vec(),
         ctx: ctx.to_vec(),
         tenants_ctx: vec![("TREVEN_LOAD_CONTEXT", tenants_context)],
+        agents_ctx,
         auth_env,
         quiet,
         state: &state,
@@ -323,19 +425,27 @@ async fn measure(
         rows::time_to_first_token(&inputs, &mut rows, &mut failures).await;
     }
     if args.wants(&[6]) {
-        rows::rpc_vs_pgbench(&inputs, &mut rows, &mut failures).await;
+        rows::rpc_vs_own_sql_get_report(&inputs, &mut rows, &mut failures).await;
     }
     if args.wants(&[7]) {
-        rows::real_vs_health_rpc(&inputs, &mut rows, &mut failures).await;
+        rows::rpc_vs_own_sql_get_me(&inputs, &mut rows, &mut failures).await;
     }
     if args.wants(&[8]) {
         rows::startup_and_idle_memory(&inputs, &mut rows, &mut failures).await;
+    }
+    if args.wants(&[9]) {
+        rows::mesh_rpc_vs_health(&inputs, &mut rows, &mut failures).await;
     }
     if args.wants(&[10]) {
         rows::binary_size(&inputs, &mut rows, &mut failures).await;
     }
 
-    report(&rows, bench_dir, tools)?;
+    let run = RunInfo {
+        profile: paths::profile_dir(),
+        rounds: inputs.rounds,
+        seconds: args.seconds,
+    };
+    report(&rows, &run, bench_dir, tools)?;
     if failures.is_empty() {
         Ok(())
     } else {
@@ -348,6 +458,30 @@ fn bearer_and_context(bearer: &str, context: &str) -> Vec<(&'static str, String)
         ("TREVEN_LOAD_BEARER", bearer.to_owned()),
         ("TREVEN_LOAD_CONTEXT", context.to_owned()),
     ]
+}
+
+/// The number of the latest version of `report_id` (row 6's script reads
+/// it, as GetReport of version 0 does).
+fn latest_version(report_id: &str) -> Result<i64> {
+    // psql does not interpolate variables into `-c`: the id goes into the
+    // text, so it must be a UUID's characters only.
+    if report_id.is_empty() || !report_id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        bail!("report id {report_id:?} is not a UUID");
+    }
+    let out = cmd::output(std::process::Command::new("psql").args([
+        "-Atq",
+        "-h",
+        "127.0.0.1",
+        "-U",
+        "postgres",
+        "-d",
+        DATABASE,
+        "-c",
+        &format!("SELECT latest_version FROM reports.reports WHERE id = '{report_id}'"),
+    ]))?;
+    out.trim()
+        .parse()
+        .with_context(|| format!("report {report_id}: latest version {out:?}"))
 }
 
 /// A mesh context of `user` for `audience`, minted by the operator key of

@@ -17,7 +17,10 @@
 //!    Redis and tools on the environment (the end-to-end journey, drills,
 //!    schemathesis, the configuration contract and the prod-like boot run
 //!    here);
-//! 8. `cargo xtask fuzz`: every gateway fuzz target for 20 s.
+//! 8. `cargo xtask bench --smoke`: one short round of every bench row with
+//!    the debug binaries, no goal asserted, so the bench cannot rot (its
+//!    timings mean nothing and are not kept);
+//! 9. `cargo xtask fuzz`: every gateway fuzz target for 20 s.
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
@@ -44,6 +47,9 @@ pub struct TestArgs {
     /// Skip the bounded fuzz runs.
     #[arg(long)]
     pub skip_fuzz: bool,
+    /// Skip the bench's smoke run.
+    #[arg(long)]
+    pub skip_bench_smoke: bool,
     /// Passed on to `cargo nextest run` after `--`, e.g. `-- -E 'test(rls)'`
     /// or a name filter.
     #[arg(last = true)]
@@ -124,6 +130,12 @@ pub fn run(args: &TestArgs) -> Result<()> {
             Ok(())
         }),
     ));
+    if !args.skip_bench_smoke {
+        steps.push((
+            "cargo xtask bench --smoke (one short round of every row, debug build, no goals)",
+            Box::new(|| crate::bench::run(&crate::bench::BenchArgs::smoke())),
+        ));
+    }
     if !args.skip_fuzz {
         steps.push((
             "cargo xtask fuzz (every gateway fuzz target, 20 s each)",

@@ -25,8 +25,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -35,6 +36,7 @@ use chrono::{DateTime, Utc};
 use ed25519_dalek::Signer as _;
 use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 use tonic::Request;
 use uuid::Uuid;
 
@@ -51,6 +53,9 @@ const MAX_TOKEN_LEN: usize = 4096;
 const LEEWAY_SECS: i64 = 5;
 /// The longest a token may live, whatever the minter asks.
 pub const MAX_TTL: Duration = Duration::from_secs(3600);
+/// Tokens a verifier remembers having accepted (see [`ContextVerifier`]):
+/// a few hundred bytes each, so at most about 1 MiB per service.
+pub const VERIFIED_CACHE_ENTRIES: usize = 4096;
 /// The lifetime of a token a service mints to call onwards for the request
 /// it is serving: long enough for a slow call to start, short enough that a
 /// captured token is soon worthless.
@@ -540,11 +545,19 @@ impl KeySet {
             .join(",")
     }
 
-    /// A verifier for tokens minted for `audience`.
+    /// A verifier for tokens minted for `audience`, remembering up to
+    /// [`VERIFIED_CACHE_ENTRIES`] accepted tokens.
     pub fn verifier(&self, audience: Principal) -> ContextVerifier {
+        self.verifier_with_cache(audience, VERIFIED_CACHE_ENTRIES)
+    }
+
+    /// A verifier for `audience` remembering up to `entries` accepted
+    /// tokens (at least one).
+    pub fn verifier_with_cache(&self, audience: Principal, entries: usize) -> ContextVerifier {
         ContextVerifier {
             audience,
             keys: Arc::new(self.clone()),
+            verified: Arc::new(VerifiedTokens::new(entries)),
         }
     }
 }
@@ -566,10 +579,70 @@ pub(crate) fn parse_entries(list: &str) -> Result<Vec<(Principal, &str)>, String
 
 /// Verifies tokens presented to one service (the audience) against the
 /// public keys of their issuers.
+///
+/// A token it has accepted is remembered, by the SHA-256 of the whole
+/// token, until it expires (at most [`VERIFIED_CACHE_ENTRIES`], least
+/// recently used first out): the same token presented again is accepted
+/// without decoding it or checking its Ed25519 signature again, since the
+/// same bytes were verified, but it is refused after its expiry exactly as
+/// a first presentation would be. Only accepted tokens are remembered, so a
+/// caller without a signing key cannot fill the cache. Clones share it.
 #[derive(Debug, Clone)]
 pub struct ContextVerifier {
     audience: Principal,
     keys: Arc<KeySet>,
+    verified: Arc<VerifiedTokens>,
+}
+
+/// The tokens a verifier has accepted: SHA-256 of the token → its context.
+struct VerifiedTokens {
+    entries: Mutex<lru::LruCache<[u8; 32], MeshContext>>,
+}
+
+impl fmt::Debug for VerifiedTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cache = self.entries.lock().map(|c| (c.len(), c.cap().get()));
+        f.debug_struct("VerifiedTokens")
+            .field("len_and_capacity", &cache.ok())
+            .finish()
+    }
+}
+
+impl VerifiedTokens {
+    fn new(entries: usize) -> Self {
+        let capacity = NonZeroUsize::new(entries).unwrap_or(NonZeroUsize::MIN);
+        Self {
+            entries: Mutex::new(lru::LruCache::new(capacity)),
+        }
+    }
+
+    /// The context of the accepted token `fingerprint` while it is still
+    /// valid at `now` (the same test as [`ContextVerifier::verify`]'s);
+    /// an expired one is forgotten.
+    fn get(&self, fingerprint: &[u8; 32], now: i64) -> Option<MeshContext> {
+        let mut cache = self.entries.lock().ok()?;
+        match cache.get(fingerprint) {
+            Some(context) if context.expires_at.timestamp() + LEEWAY_SECS >= now => {
+                Some(context.clone())
+            }
+            Some(_) => {
+                cache.pop(fingerprint);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn put(&self, fingerprint: [u8; 32], context: &MeshContext) {
+        if let Ok(mut cache) = self.entries.lock() {
+            cache.put(fingerprint, context.clone());
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.lock().map_or(0, |cache| cache.len())
+    }
 }
 
 impl ContextVerifier {
@@ -579,11 +652,31 @@ impl ContextVerifier {
     }
 
     /// Checks the audience, the issuer's signature and the lifetime, and
-    /// returns the context.
+    /// returns the context (from the cache when this exact token was
+    /// accepted before and has not expired; see the type's docs).
     pub fn verify(&self, token: &str) -> Result<MeshContext, ContextError> {
+        self.verify_at(token, Utc::now().timestamp())
+    }
+
+    fn verify_at(&self, token: &str, now: i64) -> Result<MeshContext, ContextError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(ContextError::Malformed);
         }
+        let fingerprint: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        if let Some(context) = self.verified.get(&fingerprint, now) {
+            // Only this verifier's own acceptances are in its cache, so the
+            // audience is its own; checked again all the same.
+            if context.audience == self.audience {
+                return Ok(context);
+            }
+        }
+        let context = self.verify_uncached(token, now)?;
+        self.verified.put(fingerprint, &context);
+        Ok(context)
+    }
+
+    /// The full check: signature, audience, lifetime at `now`.
+    fn verify_uncached(&self, token: &str, now: i64) -> Result<MeshContext, ContextError> {
         let (payload, signature) = token.split_once('.').ok_or(ContextError::Malformed)?;
         let signature: [u8; 64] = URL_SAFE_NO_PAD
             .decode(signature)
@@ -609,7 +702,6 @@ impl ContextVerifier {
         if claims.aud != self.audience {
             return Err(ContextError::WrongAudience(claims.aud));
         }
-        let now = Utc::now().timestamp();
         if claims.exp + LEEWAY_SECS < now {
             return Err(ContextError::Expired);
         }
@@ -837,6 +929,105 @@ mod tests {
         for bad in ["", "abc", "a.b", &"x".repeat(5000), "e30.AAAA"] {
             assert!(verifier.verify(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn an_accepted_token_is_remembered_until_its_expiry_and_no_longer() {
+        let gateway = signer(Principal::Gateway);
+        let verifier = keys(&[&gateway]).verifier(Principal::Tenants);
+        let now = Utc::now().timestamp();
+        let token = gateway.mint(
+            Principal::Tenants,
+            org(),
+            "sub-1",
+            &[Role::Analyst],
+            "r",
+            Duration::from_secs(60),
+        );
+        let first = verifier.verify_at(&token, now).expect("valid");
+        assert_eq!(verifier.verified.len(), 1);
+        // Again, from the cache: the same context, nothing added.
+        let again = verifier
+            .clone()
+            .verify_at(&token, now + 30)
+            .expect("cached");
+        assert_eq!(again.token_id(), first.token_id());
+        assert_eq!(again.org_id(), first.org_id());
+        assert_eq!(again.roles(), first.roles());
+        assert_eq!(verifier.verified.len(), 1);
+        // Valid up to the last second a first presentation would accept…
+        let expiry = first.expires_at().timestamp();
+        assert!(verifier.verify_at(&token, expiry + LEEWAY_SECS).is_ok());
+        // …and refused one second later, and forgotten.
+        assert_eq!(
+            verifier.verify_at(&token, expiry + LEEWAY_SECS + 1).err(),
+            Some(ContextError::Expired)
+        );
+        assert_eq!(verifier.verified.len(), 0);
+    }
+
+    #[test]
+    fn the_cache_is_bounded_and_holds_only_accepted_tokens() {
+        let gateway = signer(Principal::Gateway);
+        let stranger = signer(Principal::Gateway);
+        let verifier = keys(&[&gateway]).verifier_with_cache(Principal::Tenants, 4);
+        let mint = |signer: &Signer| {
+            signer.mint(
+                Principal::Tenants,
+                org(),
+                "s",
+                &[],
+                "r",
+                Duration::from_secs(60),
+            )
+        };
+        for _ in 0..10 {
+            verifier.verify(&mint(&gateway)).expect("valid");
+        }
+        assert_eq!(verifier.verified.len(), 4);
+        // Refused tokens are not remembered: a key not in the set, another
+        // audience, and a cached token's payload under another signature.
+        let cached = mint(&gateway);
+        verifier.verify(&cached).expect("valid");
+        let (payload, _) = cached.split_once('.').expect("two parts");
+        let (_, foreign_signature) = mint(&stranger)
+            .split_once('.')
+            .map(|(p, s)| (p.to_owned(), s.to_owned()))
+            .expect("two parts");
+        let forged = format!("{payload}.{foreign_signature}");
+        let other_audience = gateway.mint(
+            Principal::Reports,
+            org(),
+            "s",
+            &[],
+            "r",
+            Duration::from_secs(60),
+        );
+        for _ in 0..3 {
+            assert_eq!(
+                verifier.verify(&forged).err(),
+                Some(ContextError::BadSignature(Principal::Gateway))
+            );
+            assert_eq!(
+                verifier.verify(&mint(&stranger)).err(),
+                Some(ContextError::BadSignature(Principal::Gateway))
+            );
+            assert_eq!(
+                verifier.verify(&other_audience).err(),
+                Some(ContextError::WrongAudience(Principal::Reports))
+            );
+        }
+        assert!(verifier.verify(&cached).is_ok());
+        assert_eq!(verifier.verified.len(), 4);
+        // A verifier for another audience has its own cache: the token
+        // accepted here is still refused there.
+        assert_eq!(
+            keys(&[&gateway])
+                .verifier(Principal::Reports)
+                .verify(&cached)
+                .err(),
+            Some(ContextError::WrongAudience(Principal::Tenants))
+        );
     }
 
     #[test]

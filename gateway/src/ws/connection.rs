@@ -148,11 +148,15 @@ pub async fn run(shared: Arc<Shared>, mut socket: WebSocket, identity: Identity,
                 let _ = session.send(&mut socket, protocol::error(ErrorCode::Unauthorized, "your token expired; reconnect with a new one", Scope::Connection)).await;
                 Err(End::Close(close_code::POLICY, "token expired"))
             }
-            frame = socket.recv() => session.on_frame(&mut socket, frame).await,
-            Some(delivery) = session.member.queue.recv() => session.on_delivery(&mut socket, delivery).await,
-            Some(internal) = internal_rx.recv() => session.on_internal(&mut socket, internal).await,
+            // The handlers' futures are boxed: each lives only while it
+            // runs, and an idle connection's task holds none of them (the
+            // task is as large as its largest await; unboxed, every idle
+            // connection would carry room for a subscription's gRPC call).
+            frame = socket.recv() => Box::pin(session.on_frame(&mut socket, frame)).await,
+            Some(delivery) = session.member.queue.recv() => Box::pin(session.on_delivery(&mut socket, delivery)).await,
+            Some(internal) = internal_rx.recv() => Box::pin(session.on_internal(&mut socket, internal)).await,
             Some(message) = chat_rx.recv() => session.send(&mut socket, message).await,
-            _ = ping.tick() => session.on_tick(&mut socket).await,
+            _ = ping.tick() => Box::pin(session.on_tick(&mut socket)).await,
             _ = recheck_tick.tick() => {
                 session.start_recheck();
                 Ok(())
