@@ -2,13 +2,18 @@
 //! PyPI, in the tools venv): every operation of `/openapi.json`, called with
 //! a valid analyst token and generated inputs (valid and invalid), passes
 //! every check (`--checks all`: no 5xx, answers and their headers match the
-//! documented schemas and statuses, invalid inputs are refused, auth is
-//! enforced, deleted resources are gone; all but "valid inputs are
-//! accepted", see below), through the
-//! examples, coverage, fuzzing and stateful phases (the stateful phase
-//! follows the document's `links` from creates to the operations on the
-//! created id). The gateway keeps its default rate limit and schemathesis
-//! stays under it. Bounded in time for CI.
+//! documented schemas and statuses, invalid inputs are refused and valid
+//! ones accepted, auth is enforced, deleted resources are gone, a method a
+//! path does not list is 405 with `Allow`), through the examples, coverage,
+//! fuzzing and stateful phases (the stateful phase follows the document's
+//! `links` from creates to the operations on the created id). The gateway
+//! keeps its default rate limit and schemathesis stays under it. Bounded in
+//! time for CI.
+//!
+//! "Valid inputs are accepted" (`positive_data_acceptance`) is still off
+//! for the few operations listed in [`STILL_REFUSING_VALID_INPUT`], each
+//! with the reason: their services refuse some schema-valid requests on
+//! rules the document does not state yet (#15).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -17,6 +22,28 @@ mod support;
 use std::process::Command;
 
 use support::mesh::{Mesh, MeshOptions};
+
+/// Operations whose services still refuse some requests the document calls
+/// valid, so `positive_data_acceptance` is off for them alone (every other
+/// check still runs on them), with what is missing.
+const STILL_REFUSING_VALID_INPUT: &[(&str, &str)] = &[
+    (
+        "TenantsService_UpdateUser",
+        "the update mask decides which of `user`'s fields must be valid",
+    ),
+    (
+        "DocumentsService_CreateUpload",
+        "content types and the size cap come from the documents service's configuration",
+    ),
+    (
+        "AgentsService_RunAgent",
+        "`input` is a Struct whose required keys depend on `kind`",
+    ),
+    (
+        "ReportsService_UpdateSection",
+        "the section in the path decides which part of `content` must not be empty",
+    ),
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_operation_passes_the_schemathesis_checks_including_the_stateful_phase() {
@@ -29,11 +56,14 @@ async fn every_operation_passes_the_schemathesis_checks_including_the_stateful_p
     // A page cursor is an opaque, signed token: a generated one is refused
     // (unit-tested in `treven_mesh::pagination`), so lists are called from
     // their first page.
-    std::fs::write(
-        report_dir.join("schemathesis.toml"),
-        "[parameters]\n\"query.cursor\" = \"\"\n\"body.cursor\" = \"\"\n",
-    )
-    .unwrap();
+    let mut config =
+        String::from("[parameters]\n\"query.cursor\" = \"\"\n\"body.cursor\" = \"\"\n");
+    for (operation, _why) in STILL_REFUSING_VALID_INPUT {
+        config.push_str(&format!(
+            "\n[[operations]]\ninclude-operation-id = \"{operation}\"\nchecks.positive_data_acceptance.enabled = false\n"
+        ));
+    }
+    std::fs::write(report_dir.join("schemathesis.toml"), config).unwrap();
     let output = Command::new(support::tool("schemathesis"))
         // Its caches and reports go to a scratch directory, not the clone.
         .current_dir(&report_dir)
@@ -41,22 +71,6 @@ async fn every_operation_passes_the_schemathesis_checks_including_the_stateful_p
         .arg(format!("{}/openapi.json", mesh.gateway))
         .args(["--url", &mesh.gateway])
         .args(["--checks", "all"])
-        // Every check but one: `positive_data_acceptance` (a request valid by
-        // the schema must be accepted) still fails on operations whose rules
-        // span fields (a resource id needs its type, a range must be
-        // ordered, a kept PII finding needs a justification, a scope needs a
-        // country or a region, ...): the document cannot state them until
-        // the validation rules support CEL. Issue #15 stays open for it.
-        // And `unsupported_method`: `GET /api/documents/uploads` is a GET
-        // of the document `uploads` (`GET /api/documents/{id}`), answered
-        // 400, where schemathesis expects 405 because only the literal
-        // `POST /api/documents/uploads` is documented for that path; literal
-        // segments winning over templates across methods is a follow-up of
-        // #15.
-        .args([
-            "--exclude-checks",
-            "positive_data_acceptance,unsupported_method",
-        ])
         .args([
             "--header",
             &format!("Authorization: Bearer {}", analyst.token),
