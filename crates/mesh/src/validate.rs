@@ -1165,7 +1165,7 @@ mod tests {
             ),
             (
                 "message M { option (buf.validate.message).cel = {id: \"x\", expression: \"this.n > 1\"}; int64 n = 1; }",
-                "cel `this.n > 1`: `n` (Int64) cannot be compared with Int(1) that way",
+                "cel `this.n > 1`: `n` (int64) cannot be compared with Int(1) that way",
             ),
             (
                 "message M { option (buf.validate.message).disabled = true; string h = 1; }",
