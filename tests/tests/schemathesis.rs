@@ -44,6 +44,10 @@ const STILL_REFUSING_VALID_INPUT: &[(&str, &str)] = &[
         "`input` is a Struct whose required keys depend on `kind` (`text` for pii, `scenario` for osint, ...)",
     ),
     (
+        "ReportsService_CreateReport",
+        "`scope.clientType` is required by reports' code only: ReportScope is shared with the agents' GenerateReport, which does not need it",
+    ),
+    (
         "ReportsService_UpdateSection",
         "the section in the path decides which part of `content` must not be empty",
     ),
