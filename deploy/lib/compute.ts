@@ -332,6 +332,10 @@ export class Compute extends Construct {
       vars.TREVEN_GATEWAY_WS_ADDR = `0.0.0.0:${GATEWAY_WS_PORT}`;
       vars.TREVEN_COGNITO_ISSUER = identity.issuer;
       vars.TREVEN_COGNITO_CLIENT_ID = identity.webClient.userPoolClientId;
+      // Routes also come from the services' reflection, refreshed every 30 s
+      // (the default), so a service deployed with a new public RPC (one with
+      // a google.api.http rule) is served without a gateway deploy.
+      vars.TREVEN_GATEWAY_REFLECTION = 'true';
     } else {
       vars[`TREVEN_${spec.target.toUpperCase()}_ADDR`] = `0.0.0.0:${spec.port}`;
       // `/metrics` and `/healthz` for the task's metrics sidecar (lib/observability.ts).

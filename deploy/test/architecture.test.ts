@@ -137,6 +137,8 @@ describe.each(['dev', 'prod'] as const)('%s', (env) => {
     }
     expect(envOf('gateway-api').vars).toMatchObject({
       TREVEN_GATEWAY_ADDR: '0.0.0.0:8080',
+      // Routes follow the services' reflection (docs/gateway.md).
+      TREVEN_GATEWAY_REFLECTION: 'true',
       TREVEN_TENANTS_URL: 'https://tenants.treven.internal:50051',
       TREVEN_DOCUMENTS_URL: 'https://documents.treven.internal:50052',
       TREVEN_REPORTS_URL: 'https://reports.treven.internal:50053',

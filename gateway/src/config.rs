@@ -45,8 +45,13 @@ pub struct GatewayConfig {
     /// (comma-separated, e.g. `https://app.treven.example`); none by default.
     pub cors_origins: Vec<String>,
     /// `TREVEN_GATEWAY_REFLECTION`: route from the descriptors each service
-    /// serves through reflection at start-up (the built-in set fills gaps).
+    /// serves through reflection, read at start-up and refreshed (the
+    /// built-in set fills gaps).
     pub reflection: bool,
+    /// `TREVEN_GATEWAY_REFLECTION_REFRESH_SECS`: how often reflection is
+    /// asked again, so routes follow the services' descriptors without a
+    /// gateway restart (30 s; 1–3600).
+    pub reflection_refresh: Duration,
     /// `TREVEN_MAX_BODY_BYTES` of a REST request.
     pub max_body_bytes: usize,
     /// `TREVEN_UPSTREAM_TIMEOUT_SECS`: deadline of each call to a service.
@@ -189,6 +194,11 @@ impl GatewayConfig {
                 }
             },
             reflection: env.parse_or("TREVEN_GATEWAY_REFLECTION", false)?,
+            reflection_refresh: env.seconds_or(
+                "TREVEN_GATEWAY_REFLECTION_REFRESH_SECS",
+                30,
+                1..=3600,
+            )?,
             max_body_bytes: env.parse_or("TREVEN_MAX_BODY_BYTES", 1024 * 1024usize)?,
             upstream_timeout: env.seconds_or("TREVEN_UPSTREAM_TIMEOUT_SECS", 30, 1..=300)?,
             max_streams_per_connection: match env

@@ -497,7 +497,8 @@ pub async fn serve(gateway: Gateway, request: Request) -> Response {
 }
 
 async fn call(gateway: Gateway, request: Request, id: String) -> Response {
-    let transcoder = gateway.transcoder.clone();
+    let routing = gateway.routing();
+    let transcoder = routing.transcoder.clone();
     let pool = transcoder.pool();
     let Some(content_type) = request
         .headers()
@@ -568,10 +569,7 @@ async fn call(gateway: Gateway, request: Request, id: String) -> Response {
         accepts_gzip(headers, header::ACCEPT_ENCODING.as_str())
     };
     let service = method.parent_service().full_name().to_owned();
-    let (Some(channel), Some(audience)) = (
-        gateway.upstreams.get(&service).cloned(),
-        gateway.audience_of(&service),
-    ) else {
+    let Some((channel, audience)) = gateway.upstream_of(&routing, &service) else {
         return shape.error(
             &ConnectError::new(
                 Code::Unavailable,

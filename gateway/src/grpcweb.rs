@@ -77,7 +77,8 @@ pub fn service(
 async fn forward(gateway: Gateway, request: Request<Body>, id: String) -> Response<Body> {
     // The public surface first: an internal RPC is refused before anything
     // else is looked at, so it cannot be told apart from a missing one.
-    if !gateway
+    let routing = gateway.routing();
+    if !routing
         .transcoder
         .public()
         .contains_path(request.uri().path())
@@ -92,10 +93,7 @@ async fn forward(gateway: Gateway, request: Request<Body>, id: String) -> Respon
         .next()
         .unwrap_or_default()
         .to_owned();
-    let (Some(channel), Some(audience)) = (
-        gateway.upstreams.get(&service).cloned(),
-        gateway.audience_of(&service),
-    ) else {
+    let Some((channel, audience)) = gateway.upstream_of(&routing, &service) else {
         return grpc_error(ErrorCode::NotFound, "no such service");
     };
     let caller = match gateway.caller(request.headers(), id).await {

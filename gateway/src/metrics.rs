@@ -99,7 +99,7 @@ pub async fn record(State(gateway): State<Gateway>, request: Request, next: Next
     let known = if let Some(matched) = request.extensions().get::<MatchedPath>() {
         Some(matched.as_str().to_owned())
     } else if crate::grpcweb::is_grpc(request.headers())
-        && gateway.transcoder.public().contains_path(path)
+        && gateway.routing().transcoder.public().contains_path(path)
     {
         Some(path.to_owned())
     } else {

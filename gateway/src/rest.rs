@@ -68,6 +68,7 @@ const UNREACHABLE_RETRIES: usize = 2;
 /// being needed or any service being asked.
 pub fn find_route(gateway: &Gateway, request: &Request) -> Result<RouteMatch, MatchError> {
     gateway
+        .routing()
         .transcoder
         .routes()
         .find(request.method(), request.uri().path())
@@ -169,16 +170,14 @@ async fn transcode(
         max_body_bytes: limit,
         ..RequestLimits::default()
     };
-    let pool = Some(gateway.transcoder.pool());
+    let routing = gateway.routing();
+    let pool = Some(routing.transcoder.pool());
     let message = match build_request(&matched, parts.uri.query(), &bytes, &limits) {
         Ok(message) => message,
         Err(error) => return Ok(http_error_response(http_error_of(error, pool))),
     };
     let route = matched.route().clone();
-    let (Some(channel), Some(audience)) = (
-        gateway.upstreams.get(route.service_name()).cloned(),
-        gateway.audience_of(route.service_name()),
-    ) else {
+    let Some((channel, audience)) = gateway.upstream_of(&routing, route.service_name()) else {
         return Err(ApiError::new(
             ErrorCode::Unavailable,
             "a dependency is unavailable, retry later",
@@ -264,7 +263,7 @@ async fn transcode(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/event-stream"));
-    let transcoder = gateway.transcoder.clone();
+    let transcoder = gateway.routing().transcoder.clone();
     let events = stream.map(move |item| {
         let (kind, json) = match item {
             Ok(message) => match message_json(&message) {

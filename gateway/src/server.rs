@@ -165,7 +165,7 @@ async fn readyz(
 }
 
 async fn openapi(State(gateway): State<Gateway>) -> Response {
-    let mut response = axum::Json(gateway.openapi.as_ref().clone()).into_response();
+    let mut response = axum::Json(gateway.routing().openapi.as_ref().clone()).into_response();
     response.headers_mut().insert(
         "cache-control",
         HeaderValue::from_static("public, max-age=300"),
@@ -292,6 +292,14 @@ pub async fn serve(
     // streams): a client multiplexing hundreds of streams on one connection
     // waits instead of taking every upstream slot.
     let per_connection = gateway.config.max_streams_per_connection;
+    // Routes follow the services' reflection while the gateway runs.
+    let refresh = gateway.config.reflection.then(|| {
+        tokio::spawn(crate::reflection::refresh(
+            gateway.clone(),
+            gateway.config.reflection_refresh,
+            shutdown.clone(),
+        ))
+    });
     let app = router(gateway).layer(axum::Extension(Draining(shutdown.clone())));
     let app = tower::service_fn(move |_: axum::serve::IncomingStream<'_, TcpListener>| {
         let connection = tower::ServiceBuilder::new()
@@ -313,6 +321,9 @@ pub async fn serve(
             shutdown.cancelled().await;
             tokio::time::sleep(policy.drain_delay + policy.grace).await;
         } => tracing::warn!("grace period over, dropping requests still running"),
+    }
+    if let Some(refresh) = refresh {
+        refresh.abort();
     }
     Ok(())
 }

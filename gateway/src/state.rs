@@ -1,7 +1,7 @@
 //! What every request handler shares.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tonic::transport::Channel;
@@ -17,6 +17,7 @@ use crate::auth::JwtVerifier;
 use crate::idempotency::Idempotency;
 use crate::identity::ContextMinter;
 use crate::ratelimit::RateLimiter;
+use crate::reflection::Snapshot;
 
 /// The gateway's shared state.
 #[derive(Debug, Clone)]
@@ -31,28 +32,122 @@ pub struct Gateway {
     pub limiter: RateLimiter,
     /// Idempotency keys of REST writes (on the limiter's Redis).
     pub idempotency: Idempotency,
-    /// A channel per upstream gRPC service, by full service name.
+    /// A channel per built-in upstream gRPC service, by full service name
+    /// (services found through reflection are in [`Routing`]).
     pub upstreams: Arc<HashMap<String, Channel>>,
     /// The mesh principal serving each of those services: the audience of
-    /// the contexts sent to it (a service found through reflection belongs
-    /// to the upstream that reported it).
+    /// the contexts sent to it.
     pub audiences: Arc<HashMap<String, Principal>>,
     /// The discovery loops of those channels (for services whose address is
     /// a DNS name or a list), to drop a dead endpoint at once.
     pub refreshers: Arc<HashMap<String, Refresher>>,
-    /// Routes and messages from the protos' `google.api.http` rules.
-    pub transcoder: Arc<Transcoder>,
-    /// The OpenAPI document of those routes (built once).
-    pub openapi: Arc<serde_json::Value>,
+    /// Routes, public surface and OpenAPI document: replaced whole when
+    /// reflection brings other descriptors ([`crate::reflection::refresh`]).
+    routing: Arc<RwLock<Arc<Routing>>>,
     /// How many upstream retries are allowed (shared by all requests).
     pub retries: Arc<RetryBudget>,
 }
 
+/// What the gateway routes from at one moment. A request takes one
+/// snapshot ([`Gateway::routing`]) and uses it throughout, so a refresh
+/// never mixes two descriptor sets in one call.
+#[derive(Debug)]
+pub struct Routing {
+    /// Routes and messages from the protos' `google.api.http` rules; its
+    /// public surface is exactly the RPCs with a rule.
+    pub transcoder: Arc<Transcoder>,
+    /// The OpenAPI document of those routes.
+    pub openapi: Arc<serde_json::Value>,
+    /// Services known only through reflection, with the channel and
+    /// principal of the upstream that reported them.
+    reflected: HashMap<String, (Channel, Principal)>,
+    /// The reflection answers these routes were built from (empty without
+    /// reflection).
+    pub snapshot: Snapshot,
+}
+
+impl Routing {
+    /// Routing from the built-in descriptors only.
+    pub fn builtin() -> anyhow::Result<Self> {
+        Ok(Self::of(
+            Transcoder::builtin()?,
+            HashMap::new(),
+            Snapshot::default(),
+        ))
+    }
+
+    /// Routing from what the upstreams' reflection answered (`snapshot`),
+    /// the built-in descriptors filling any gaps; a reflected service no
+    /// built-in upstream is configured for is called on the upstream that
+    /// reported it. Fails when the descriptors do not decode or their rules
+    /// do not load (the caller keeps what it has).
+    pub fn reflected(
+        snapshot: Snapshot,
+        upstreams: &HashMap<String, Channel>,
+        audiences: &HashMap<String, Principal>,
+    ) -> anyhow::Result<Self> {
+        let mut files = std::collections::BTreeMap::new();
+        let mut reflected = HashMap::new();
+        for (upstream, answer) in &snapshot.by_upstream {
+            let (Some(channel), Some(principal)) =
+                (upstreams.get(upstream), audiences.get(upstream))
+            else {
+                continue;
+            };
+            for service in &answer.services {
+                if !upstreams.contains_key(service) {
+                    reflected
+                        .entry(service.clone())
+                        .or_insert_with(|| (channel.clone(), *principal));
+                }
+            }
+            files.extend(answer.files.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        if files.is_empty() {
+            return Ok(Self::of(Transcoder::builtin()?, reflected, snapshot));
+        }
+        let set = crate::reflection::file_descriptor_set(files.values());
+        let pool = prost_reflect::DescriptorPool::decode(set.as_slice())
+            .map_err(|e| anyhow::anyhow!("reflected descriptors do not decode: {e}"))?;
+        let transcoder = Transcoder::from_pool(pool)?
+            .with_file_descriptor_set(treven_proto::FILE_DESCRIPTOR_SET)?;
+        Ok(Self::of(transcoder, reflected, snapshot))
+    }
+
+    fn of(
+        transcoder: Transcoder,
+        reflected: HashMap<String, (Channel, Principal)>,
+        snapshot: Snapshot,
+    ) -> Self {
+        let openapi = transcoder.openapi(&OpenApiInfo::default());
+        Self {
+            transcoder: Arc::new(transcoder),
+            openapi: Arc::new(openapi),
+            reflected,
+            snapshot,
+        }
+    }
+}
+
 impl Gateway {
-    /// The principal serving gRPC service `service` (the audience of the
-    /// contexts minted for it); `None` for a service no upstream serves.
-    pub fn audience_of(&self, service: &str) -> Option<Principal> {
-        self.audiences.get(service).copied()
+    /// The routing in force now (a cheap snapshot: take it once per request).
+    pub fn routing(&self) -> Arc<Routing> {
+        Arc::clone(&self.routing.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Replaces the routing; requests already running keep theirs.
+    pub fn set_routing(&self, routing: Routing) {
+        *self.routing.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(routing);
+    }
+
+    /// The channel to the gRPC service `service` and the principal serving
+    /// it (the audience of the contexts minted for it), per `routing`;
+    /// `None` for a service no upstream serves.
+    pub fn upstream_of(&self, routing: &Routing, service: &str) -> Option<(Channel, Principal)> {
+        match (self.upstreams.get(service), self.audiences.get(service)) {
+            (Some(channel), Some(principal)) => Some((channel.clone(), *principal)),
+            _ => routing.reflected.get(service).cloned(),
+        }
     }
 }
 
@@ -123,7 +218,7 @@ impl Gateway {
                 &config.agents_url,
             ),
         ];
-        let mut audiences: HashMap<String, Principal> = builtin
+        let audiences: HashMap<String, Principal> = builtin
             .iter()
             .map(|(service, principal, _, _)| ((*service).to_owned(), *principal))
             .collect();
@@ -172,16 +267,20 @@ impl Gateway {
             config.org_rate_limit_per_minute,
         )
         .await;
-        let mut upstreams = upstreams;
-        let transcoder = if config.reflection {
-            reflected_transcoder(&mut upstreams, &mut audiences).await?
+        let routing = if config.reflection {
+            let snapshot = crate::reflection::snapshot(&upstreams, &Snapshot::default()).await;
+            match Routing::reflected(snapshot, &upstreams, &audiences) {
+                Ok(routing) => routing,
+                Err(error) => {
+                    tracing::warn!(error = %format!("{error:#}"), "reflected descriptors unusable, using built-in descriptors");
+                    Routing::builtin()?
+                }
+            }
         } else {
-            Transcoder::builtin()?
+            Routing::builtin()?
         };
-        let openapi = transcoder.openapi(&OpenApiInfo::default());
         Ok(Self {
-            transcoder: Arc::new(transcoder),
-            openapi: Arc::new(openapi),
+            routing: Arc::new(RwLock::new(Arc::new(routing))),
             retries: Arc::new(RetryBudget::default()),
             idempotency: Idempotency::new(limiter.clone(), config.upstream_timeout),
             config: Arc::new(config),
@@ -193,50 +292,4 @@ impl Gateway {
             refreshers: Arc::new(refreshers),
         })
     }
-}
-
-/// A transcoder built from what each upstream serves (see
-/// [`crate::reflection`]); services found there are routed to the upstream
-/// that reported them. Falls back to the built-in descriptors.
-async fn reflected_transcoder(
-    upstreams: &mut HashMap<String, Channel>,
-    audiences: &mut HashMap<String, Principal>,
-) -> anyhow::Result<Transcoder> {
-    let mut files = std::collections::BTreeMap::new();
-    let known: Vec<(String, Channel)> = upstreams
-        .iter()
-        .map(|(name, channel)| (name.clone(), channel.clone()))
-        .collect();
-    for (name, channel) in known {
-        match crate::reflection::fetch(channel.clone(), Duration::from_secs(3)).await {
-            Ok(reflected) => {
-                tracing::info!(upstream = %name, services = reflected.services.len(), files = reflected.files.len(), "descriptors from reflection");
-                let principal = audiences.get(&name).copied();
-                for service in reflected.services {
-                    upstreams
-                        .entry(service.clone())
-                        .or_insert_with(|| channel.clone());
-                    if let Some(principal) = principal {
-                        audiences.entry(service).or_insert(principal);
-                    }
-                }
-                files.extend(reflected.files);
-            }
-            Err(error) => {
-                tracing::warn!(upstream = %name, error = %format!("{error:#}"), "no reflection, using built-in descriptors")
-            }
-        }
-    }
-    if files.is_empty() {
-        return Ok(Transcoder::builtin()?);
-    }
-    let set = crate::reflection::file_descriptor_set(files.values());
-    let pool = match prost_reflect::DescriptorPool::decode(set.as_slice()) {
-        Ok(pool) => pool,
-        Err(error) => {
-            tracing::warn!(%error, "reflected descriptors are incomplete, using built-in descriptors");
-            return Ok(Transcoder::builtin()?);
-        }
-    };
-    Ok(Transcoder::from_pool(pool)?.with_file_descriptor_set(treven_proto::FILE_DESCRIPTOR_SET)?)
 }

@@ -2,13 +2,21 @@
 //! PyPI, in the tools venv): every operation of `/openapi.json`, called with
 //! a valid analyst token and generated inputs (valid and invalid), passes
 //! every check (`--checks all`: no 5xx, answers and their headers match the
-//! documented schemas and statuses, invalid inputs are refused, auth is
-//! enforced, deleted resources are gone; all but "valid inputs are
-//! accepted", see below), through the
-//! examples, coverage, fuzzing and stateful phases (the stateful phase
-//! follows the document's `links` from creates to the operations on the
-//! created id). The gateway keeps its default rate limit and schemathesis
-//! stays under it. Bounded in time for CI.
+//! documented schemas and statuses, invalid inputs are refused and valid
+//! ones accepted, auth is enforced, deleted resources are gone, a method a
+//! path does not list is 405 with `Allow`), through the examples, coverage,
+//! fuzzing and stateful phases (the stateful phase follows the document's
+//! `links` from creates to the operations on the created id). The gateway
+//! keeps its default rate limit and schemathesis stays under it. Bounded in
+//! time for CI.
+//!
+//! All checks but one: "valid inputs are accepted"
+//! (`positive_data_acceptance`) is excluded while some services still
+//! refuse requests the document calls valid (see
+//! `STILL_REFUSING_VALID_INPUT`, #15). schemathesis cannot switch a check
+//! off per operation while `--checks all` names it (the command line wins
+//! over its configuration file), so the check is excluded for every
+//! operation until the list is empty.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -17,6 +25,33 @@ mod support;
 use std::process::Command;
 
 use support::mesh::{Mesh, MeshOptions};
+
+/// Operations whose services still refuse some requests the document calls
+/// valid (found by `positive_data_acceptance` on 2026-12-06), with what is
+/// missing. When it is empty, drop `--exclude-checks`.
+#[allow(dead_code)]
+const STILL_REFUSING_VALID_INPUT: &[(&str, &str)] = &[
+    (
+        "TenantsService_UpdateUser",
+        "the update mask must name fields of `user` (a FieldMask's JSON is one string: its paths are not stated)",
+    ),
+    (
+        "DocumentsService_CreateUpload",
+        "content types and the size cap come from the documents service's configuration",
+    ),
+    (
+        "AgentsService_RunAgent",
+        "`input` is a Struct whose required keys depend on `kind` (`text` for pii, `scenario` for osint, ...)",
+    ),
+    (
+        "ReportsService_CreateReport",
+        "`scope.clientType` is required by reports' code only: ReportScope is shared with the agents' GenerateReport, which does not need it",
+    ),
+    (
+        "ReportsService_UpdateSection",
+        "the section in the path decides which part of `content` must not be empty",
+    ),
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_operation_passes_the_schemathesis_checks_including_the_stateful_phase() {
@@ -41,22 +76,8 @@ async fn every_operation_passes_the_schemathesis_checks_including_the_stateful_p
         .arg(format!("{}/openapi.json", mesh.gateway))
         .args(["--url", &mesh.gateway])
         .args(["--checks", "all"])
-        // Every check but one: `positive_data_acceptance` (a request valid by
-        // the schema must be accepted) still fails on operations whose rules
-        // span fields (a resource id needs its type, a range must be
-        // ordered, a kept PII finding needs a justification, a scope needs a
-        // country or a region, ...): the document cannot state them until
-        // the validation rules support CEL. Issue #15 stays open for it.
-        // And `unsupported_method`: `GET /api/documents/uploads` is a GET
-        // of the document `uploads` (`GET /api/documents/{id}`), answered
-        // 400, where schemathesis expects 405 because only the literal
-        // `POST /api/documents/uploads` is documented for that path; literal
-        // segments winning over templates across methods is a follow-up of
-        // #15.
-        .args([
-            "--exclude-checks",
-            "positive_data_acceptance,unsupported_method",
-        ])
+        // `unsupported_method` runs: a method a path does not list is 405.
+        .args(["--exclude-checks", "positive_data_acceptance"])
         .args([
             "--header",
             &format!("Authorization: Bearer {}", analyst.token),

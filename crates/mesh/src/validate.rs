@@ -28,7 +28,10 @@
 //! - `bytes`: `min_len`, `max_len`;
 //! - `repeated`: `min_items`, `max_items`, `unique`, `items` (any rule above);
 //! - `map`: `min_pairs`, `max_pairs`;
-//! - oneof: `required`.
+//! - oneof: `required`;
+//! - message: `cel`, in the subset of CEL described in [`cel`] (cross-field
+//!   rules: "a kept finding needs a justification"), each rule also
+//!   rendered as JSON Schema for the OpenAPI document.
 //!
 //! Semantics follow protovalidate: a field with presence (message, `optional`,
 //! oneof member) is checked only when set; a plain scalar is checked even at
@@ -48,6 +51,10 @@ use prost_reflect::{
 };
 
 use crate::error::{FieldViolation, ServiceError};
+
+pub mod cel;
+
+pub use cel::MessageRule;
 
 /// Full name of the field option holding a field's rules.
 pub const FIELD_RULES_EXTENSION: &str = "buf.validate.field";
@@ -261,6 +268,7 @@ impl FieldRules {
 pub struct Rules {
     fields: HashMap<String, FieldRules>,
     required_oneofs: HashSet<String>,
+    messages: HashMap<String, Vec<MessageRule>>,
     methods: HashMap<String, MethodDescriptor>,
 }
 
@@ -278,13 +286,13 @@ impl Rules {
             {
                 let options = message.options();
                 let value = options.get_extension(ext);
-                if let Some(set) = value.as_message()
-                    && let Some((field, _)) = set.fields().next()
-                {
-                    return Err(UnsupportedRule {
-                        element: message.full_name().to_owned(),
-                        rule: field.name().to_owned(),
-                    });
+                if let Some(set) = value.as_message() {
+                    let compiled = compile_message(&message, set)?;
+                    if !compiled.is_empty() {
+                        rules
+                            .messages
+                            .insert(message.full_name().to_owned(), compiled);
+                    }
                 }
             }
             if let Some(ext) = &oneof_ext {
@@ -344,6 +352,11 @@ impl Rules {
     /// The rules of `field`, when it declares any.
     pub fn field(&self, field: &FieldDescriptor) -> Option<&FieldRules> {
         self.fields.get(field.full_name())
+    }
+
+    /// The `cel` rules of the message `full_name`.
+    pub fn message_rules(&self, full_name: &str) -> &[MessageRule] {
+        self.messages.get(full_name).map_or(&[], Vec::as_slice)
     }
 
     /// Whether the oneof `full_name` must have one member set.
@@ -413,6 +426,11 @@ impl Rules {
                     &join(prefix, oneof.name()),
                     "exactly one field is required in oneof",
                 ));
+            }
+        }
+        for rule in self.message_rules(descriptor.full_name()) {
+            if !rule.holds(message) {
+                out.push(violation(&join(prefix, &rule.field), rule.message.clone()));
             }
         }
     }
@@ -857,6 +875,38 @@ fn compile_field(element: &str, set: &DynamicMessage) -> Result<FieldRules, Unsu
     Ok(rules)
 }
 
+fn compile_message(
+    message: &prost_reflect::MessageDescriptor,
+    set: &DynamicMessage,
+) -> Result<Vec<MessageRule>, UnsupportedRule> {
+    let element = message.full_name();
+    let mut compiled = Vec::new();
+    for (field, value) in set.fields() {
+        if field.name() != "cel" {
+            return Err(unsupported(element, field.name()));
+        }
+        for rule in value.as_list().unwrap_or_default() {
+            let rule = message_of(element, rule)?;
+            let text = |name: &str| {
+                rule.get_field_by_name(name)
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            };
+            let expression = text("expression");
+            let id = text("id");
+            let id = if id.is_empty() {
+                expression.clone()
+            } else {
+                id
+            };
+            let rule = MessageRule::compile(message, &id, &text("message"), &expression)
+                .map_err(|reason| unsupported(element, format!("cel `{expression}`: {reason}")))?;
+            compiled.push(rule);
+        }
+    }
+    Ok(compiled)
+}
+
 fn message_of<'a>(element: &str, value: &'a Value) -> Result<&'a DynamicMessage, UnsupportedRule> {
     value
         .as_message()
@@ -1069,6 +1119,7 @@ where
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -1109,8 +1160,12 @@ mod tests {
                 "cel",
             ),
             (
-                "message M { option (buf.validate.message).cel = {id: \"x\", expression: \"true\"}; string h = 1; }",
-                "cel",
+                "message M { option (buf.validate.message).cel = {id: \"x\", expression: \"size(this.h) > size(this.h)\"}; string h = 1; }",
+                "cel `size(this.h) > size(this.h)`: `size` is not an enum value",
+            ),
+            (
+                "message M { option (buf.validate.message).cel = {id: \"x\", expression: \"this.n > 1\"}; int64 n = 1; }",
+                "cel `this.n > 1`: `n` (int64) cannot be compared with Int(1) that way",
             ),
             (
                 "message M { double d = 1 [(buf.validate.field).double.gte = 1]; }",
@@ -1340,5 +1395,228 @@ mod tests {
         for bad in ["", "analyst", "A <a@b.org>", " a@b.org", "a@b.org "] {
             assert!(!is_email(bad), "{bad:?}");
         }
+    }
+
+    /// A JSON Schema evaluator for the keywords the CEL rules compile to,
+    /// so the tests can check the schema and the server agree.
+    fn schema_accepts(schema: &serde_json::Value, value: &serde_json::Value) -> bool {
+        let Some(object) = schema.as_object() else {
+            return true;
+        };
+        object.iter().all(|(key, rule)| match key.as_str() {
+            "anyOf" => rule
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| schema_accepts(s, value)),
+            "allOf" => rule
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|s| schema_accepts(s, value)),
+            "not" => !schema_accepts(rule, value),
+            "type" => match rule.as_str().unwrap() {
+                "null" => value.is_null(),
+                "object" => value.is_object(),
+                "string" => value.is_string(),
+                other => panic!("type {other}"),
+            },
+            "required" => rule
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|name| !value.is_object() || value.get(name.as_str().unwrap()).is_some()),
+            "properties" => rule.as_object().unwrap().iter().all(|(name, inner)| {
+                value
+                    .get(name)
+                    .is_none_or(|member| !value.is_object() || schema_accepts(inner, member))
+            }),
+            "const" => value == rule,
+            "enum" => rule.as_array().unwrap().contains(value),
+            "minLength" | "maxLength" => value.as_str().is_none_or(|text| {
+                let n = text.chars().count() as u64;
+                let bound = rule.as_u64().unwrap();
+                if key == "minLength" {
+                    n >= bound
+                } else {
+                    n <= bound
+                }
+            }),
+            "minItems" | "maxItems" => value.as_array().is_none_or(|items| {
+                let n = items.len() as u64;
+                let bound = rule.as_u64().unwrap();
+                if key == "minItems" {
+                    n >= bound
+                } else {
+                    n <= bound
+                }
+            }),
+            "minimum" => value.as_f64().is_none_or(|n| n >= rule.as_f64().unwrap()),
+            "maximum" => value.as_f64().is_none_or(|n| n <= rule.as_f64().unwrap()),
+            "pattern" => value.as_str().is_none_or(|text| {
+                regex::Regex::new(rule.as_str().unwrap())
+                    .unwrap()
+                    .is_match(text)
+            }),
+            other => panic!("keyword {other} in {schema}"),
+        })
+    }
+
+    const CEL_PROTO: &str = r#"
+        enum Action { ACTION_UNSPECIFIED = 0; ACTION_REDACT = 1; ACTION_KEEP = 2; }
+        message Inner { string text = 1; int32 n = 2; }
+        message M {
+          option (buf.validate.message).cel = {
+            id: "keep"
+            message: "a kept finding needs a justification"
+            expression: "this.action != t.v1.Action.ACTION_KEEP || size(this.why) >= 3"
+          };
+          option (buf.validate.message).cel = {
+            id: "place"
+            message: "a country or a region is required"
+            expression: "this.region.matches('\\S') || this.country != ''"
+          };
+          option (buf.validate.message).cel = {
+            id: "inner"
+            expression: "!has(this.inner) || (this.inner.n > 1 && this.inner.text == 'x') || size(this.tags) == 0"
+          };
+          Action action = 1;
+          string why = 2;
+          string country = 3;
+          string region = 4;
+          Inner inner = 5;
+          repeated string tags = 6;
+        }
+    "#;
+
+    #[test]
+    fn cel_message_rules_hold_where_their_json_schema_accepts() {
+        let rules = pool_of(&format!("{HEADER}{CEL_PROTO}")).unwrap_or_else(|e| panic!("{e}"));
+        let compiled = rules.message_rules("t.v1.M");
+        assert_eq!(compiled.len(), 3);
+        assert_eq!(
+            compiled
+                .iter()
+                .map(|r| r.field.as_str())
+                .collect::<Vec<_>>(),
+            ["why", "country", "tags"],
+            "each names the first field of its last alternative"
+        );
+        let dir = std::env::temp_dir().join(format!("treven-cel-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("t.proto"), format!("{HEADER}{CEL_PROTO}")).unwrap();
+        let protos = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+        let mut compiler = protox::Compiler::new([dir.clone(), protos]).unwrap();
+        compiler.include_imports(true);
+        compiler.open_file("t.proto").unwrap();
+        let pool =
+            DescriptorPool::decode(compiler.encode_file_descriptor_set().as_slice()).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let descriptor = pool.get_message_by_name("t.v1.M").unwrap();
+        let cases = [
+            serde_json::json!({}),
+            serde_json::json!({"country": "GB"}),
+            serde_json::json!({"region": "   "}),
+            serde_json::json!({"region": " Balkans"}),
+            serde_json::json!({"region": null, "country": null}),
+            serde_json::json!({"country": "", "region": "x"}),
+            serde_json::json!({"country": "GB", "action": "ACTION_KEEP"}),
+            serde_json::json!({"country": "GB", "action": "ACTION_KEEP", "why": "ok"}),
+            serde_json::json!({"country": "GB", "action": "ACTION_KEEP", "why": "oké"}),
+            serde_json::json!({"country": "GB", "action": "ACTION_REDACT"}),
+            serde_json::json!({"country": "GB", "action": "ACTION_KEEP", "why": null}),
+            serde_json::json!({"country": "GB", "inner": {}}),
+            serde_json::json!({"country": "GB", "inner": null, "tags": ["a"]}),
+            serde_json::json!({"country": "GB", "inner": {}, "tags": ["a"]}),
+            serde_json::json!({"country": "GB", "inner": {"n": 2, "text": "x"}, "tags": ["a"]}),
+            serde_json::json!({"country": "GB", "inner": {"n": 1, "text": "x"}, "tags": ["a"]}),
+            serde_json::json!({"country": "GB", "inner": {"n": 2}, "tags": ["a"]}),
+            serde_json::json!({"country": "GB", "inner": {"n": 2, "text": "x"}, "tags": []}),
+        ];
+        let mut broken = 0;
+        for case in cases {
+            let message = DynamicMessage::deserialize(descriptor.clone(), case.clone()).unwrap();
+            for rule in compiled {
+                let holds = rule.holds(&message);
+                assert_eq!(
+                    holds,
+                    schema_accepts(rule.schema(), &case),
+                    "rule {} on {case}: schema {}",
+                    rule.id,
+                    rule.schema()
+                );
+                broken += usize::from(!holds);
+            }
+        }
+        assert!(
+            broken >= 8,
+            "the cases break the rules often enough: {broken}"
+        );
+        // The server's answer: one violation per broken rule, on its field.
+        let message = DynamicMessage::deserialize(
+            descriptor,
+            serde_json::json!({"action": "ACTION_KEEP", "inner": {}, "tags": ["a"]}),
+        )
+        .unwrap();
+        let found: Vec<(String, String)> = rules
+            .validate(&message)
+            .into_iter()
+            .map(|v| (v.field, v.description))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("why".to_owned(), "a kept finding needs a justification".to_owned()),
+                ("country".to_owned(), "a country or a region is required".to_owned()),
+                (
+                    "tags".to_owned(),
+                    "must satisfy `!has(this.inner) || (this.inner.n > 1 && this.inner.text == 'x') || size(this.tags) == 0`".to_owned()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_treven_cel_rules_refuse_what_their_messages_describe() {
+        let keep = |why: &str| {
+            violations(
+                "treven.reports.v1.PiiDecision",
+                serde_json::json!({"findingId": "f1", "action": "PII_ACTION_KEEP", "justification": why}),
+            )
+        };
+        let refused = vec![(
+            "justification".to_owned(),
+            "keeping personal data needs a justification of 10–2,000 characters".to_owned(),
+        )];
+        assert_eq!(keep(""), refused);
+        assert_eq!(keep("   too short   "), refused);
+        assert_eq!(keep("          "), refused);
+        assert_eq!(keep("  a public helpline  "), vec![]);
+        assert_eq!(
+            violations(
+                "treven.reports.v1.PiiDecision",
+                serde_json::json!({"findingId": "f1", "action": "PII_ACTION_REDACT"}),
+            ),
+            vec![]
+        );
+        let scope = |json: serde_json::Value| {
+            violations("treven.reports.v1.ReportScope", json)
+                .into_iter()
+                .map(|(field, _)| field)
+                .collect::<Vec<_>>()
+        };
+        let valid = serde_json::json!({"country": "GB", "sector": "agriculture", "exploitationType": "EXPLOITATION_TYPE_LABOUR", "clientType": "ORGANISATION_KIND_NGO"});
+        assert!(scope(valid.clone()).is_empty());
+        let mut no_place = valid.clone();
+        no_place["country"] = "".into();
+        no_place["region"] = "  ".into();
+        assert_eq!(scope(no_place.clone()), ["country"]);
+        no_place["region"] = "Western Balkans".into();
+        assert!(scope(no_place).is_empty());
+        assert_eq!(
+            scope(serde_json::json!({"country": "GBR", "clientType": "ORGANISATION_KIND_OWNER"})),
+            ["country", "sector", "exploitation_type", "client_type"],
+            "OWNER is refused (an unset client type is refused by CreateReport's code)"
+        );
     }
 }

@@ -1,14 +1,25 @@
-//! The route table: every HTTP binding checked against its messages, and a
-//! per-method segment trie to find the route of a request.
+//! The route table: every HTTP binding checked against its messages, and one
+//! segment trie (of every method) to find the route of a request.
 //!
 //! # Precedence
 //!
-//! 1. A route with a custom verb (`…:cancel`) is tried first when the last
+//! The path alone picks the most specific route *shape*, whatever the
+//! method; the method then picks among the routes of that shape:
+//!
+//! 1. A shape with a custom verb (`…:cancel`) is tried first when the last
 //!    segment of the request has a `:`; otherwise, or when none matches, the
-//!    whole last segment (colon included) is matched against verbless routes.
+//!    whole last segment (colon included) is matched against verbless shapes.
 //! 2. Segments are compared from the left; at each segment a literal beats a
 //!    `*` (or `{var}`), which beats a `**` that takes the rest.
-//! 3. Two routes of the same HTTP method with the same shape (same literals,
+//! 3. When the shape found has no route of the request's method, the answer
+//!    is 405 with that shape's methods (for `Allow`), even when a less
+//!    specific shape has one: with `POST /api/documents/uploads` and
+//!    `GET /api/documents/{id}`, `GET /api/documents/uploads` is 405 (only
+//!    POST is documented for that path), not a GET of the document
+//!    `uploads`. So a literal is never shadowed by another method's
+//!    template, and what the OpenAPI document lists per path is exactly
+//!    what is served there.
+//! 4. Two routes of the same HTTP method with the same shape (same literals,
 //!    wildcards and verb, whatever their variable names) are ambiguous and
 //!    refused at load.
 
@@ -275,7 +286,7 @@ pub enum MatchError {
 #[derive(Debug, Default)]
 pub struct RouteTable {
     routes: Vec<Arc<Route>>,
-    tries: Vec<(http::Method, trie::Node)>,
+    trie: trie::Node,
 }
 
 impl RouteTable {
@@ -290,19 +301,13 @@ impl RouteTable {
         for binding in bindings {
             let route = Route::compile(binding)?;
             let index = table.routes.len();
-            let position = match table.tries.iter().position(|(m, _)| *m == route.method) {
-                Some(position) => position,
-                None => {
-                    table
-                        .tries
-                        .push((route.method.clone(), trie::Node::default()));
-                    table.tries.len() - 1
-                }
-            };
-            let trie = &mut table.tries[position].1;
-            if let Err(existing) =
-                trie.insert(route.template.segments(), route.template.verb(), index)
-            {
+            let routes = &table.routes;
+            if let Err(existing) = table.trie.insert(
+                route.template.segments(),
+                route.template.verb(),
+                index,
+                |other| routes[other].method == route.method,
+            ) {
                 return Err(RouteError::Ambiguous {
                     first: table.routes[existing].to_string(),
                     second: route.to_string(),
@@ -325,35 +330,37 @@ impl RouteTable {
             return Err(MatchError::NotFound);
         };
         let segments: Vec<&str> = rest.split('/').collect();
-        if let Some(found) = self.find_in(method, &segments) {
-            return Ok(found);
-        }
-        let mut allowed: Vec<http::Method> = self
-            .tries
+        let (candidates, segments) = self.shape_of(&segments).ok_or(MatchError::NotFound)?;
+        if let Some(index) = candidates
             .iter()
-            .filter(|(other, _)| other != method)
-            .filter(|(other, _)| self.find_in(other, &segments).is_some())
-            .map(|(other, _)| other.clone())
-            .collect();
-        if allowed.is_empty() {
-            return Err(MatchError::NotFound);
+            .copied()
+            .find(|index| self.routes[*index].method == *method)
+        {
+            return Ok(self.matched(index, &segments));
         }
+        let mut allowed: Vec<http::Method> = candidates
+            .iter()
+            .map(|index| self.routes[*index].method.clone())
+            .collect();
         allowed.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        allowed.dedup();
         Err(MatchError::MethodNotAllowed { allowed })
     }
 
-    fn find_in(&self, method: &http::Method, segments: &[&str]) -> Option<RouteMatch> {
-        let (_, trie) = self.tries.iter().find(|(m, _)| m == method)?;
+    /// The routes (of every method) of the most specific shape matching
+    /// `segments`, with the segments as matched (a custom verb cut off the
+    /// last one).
+    fn shape_of<'a>(&self, segments: &[&'a str]) -> Option<(&[usize], Vec<&'a str>)> {
         if let Some((last, verb)) = segments.last().and_then(|s| s.rsplit_once(':')) {
             let mut with_verb = segments.to_vec();
             let end = with_verb.len() - 1;
             with_verb[end] = last;
-            if let Some(index) = trie.find(&with_verb, Some(verb)) {
-                return Some(self.matched(index, &with_verb));
+            if let Some(routes) = self.trie.find(&with_verb, Some(verb)) {
+                return Some((routes, with_verb));
             }
         }
-        let index = trie.find(segments, None)?;
-        Some(self.matched(index, segments))
+        let routes = self.trie.find(segments, None)?;
+        Some((routes, segments.to_vec()))
     }
 
     fn matched(&self, index: usize, segments: &[&str]) -> RouteMatch {

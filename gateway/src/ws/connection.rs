@@ -424,7 +424,7 @@ impl Session {
         self.tasks.spawn(async move {
             match act_as_known(&shared, &identity, known).await {
                 Ok(caller) => {
-                    let pool = shared.gateway.transcoder.pool().clone();
+                    let pool = shared.gateway.routing().transcoder.pool().clone();
                     let agents = shared.agents.clone();
                     let message = ChatMessage {
                         conversation_id,

@@ -116,9 +116,13 @@ async fn sources_are_scored_upserted_refused_and_ranked() {
                 .await,
             Code::InvalidArgument,
         );
+        // Refused by the proto's rule (`not_in`), which the OpenAPI
+        // document states too.
         assert_eq!(violated_fields(&status), vec!["publisher_kind".to_owned()]);
         assert!(
-            status.message().contains("never used"),
+            status
+                .message()
+                .contains("must not be PUBLISHER_KIND_ANONYMOUS_BLOG"),
             "{}",
             status.message()
         );
@@ -170,7 +174,7 @@ async fn sources_are_scored_upserted_refused_and_ranked() {
                 false,
                 &["United Kingdom"],
             ),
-            "countries",
+            "countries[0]",
         ),
     ] {
         let status = assert_code(

@@ -147,6 +147,22 @@ impl Schemas {
                 .collect();
             must.push(json!({ "anyOf": members }));
         }
+        // Cross-field rules (`cel`), as the JSON Schema they compiled to. A
+        // rule reading a field the body does not carry (bound to the path or
+        // the query) cannot be stated on the body, so it is left out.
+        let mut rule_notes = Vec::new();
+        let message_rules = rules.map_or(&[][..], |r| r.message_rules(descriptor.full_name()));
+        for rule in message_rules {
+            let in_body = rule.top_fields().iter().all(|name| {
+                descriptor
+                    .fields()
+                    .any(|f| f.json_name() == name && !skip(&f))
+            });
+            if in_body {
+                must.push(rule.schema().clone());
+                rule_notes.push(format!("{}.", rule.message.trim_end_matches('.')));
+            }
+        }
         if !must.is_empty() {
             schema["allOf"] = must.into();
         }
@@ -163,6 +179,12 @@ impl Schemas {
                 description.push_str("\n\n");
             }
             description.push_str(&format!("At most one of {} is set.", members.join(", ")));
+        }
+        for note in rule_notes {
+            if !description.is_empty() {
+                description.push_str("\n\n");
+            }
+            description.push_str(&note);
         }
         if !description.is_empty() {
             schema["description"] = description.into();

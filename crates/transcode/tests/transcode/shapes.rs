@@ -55,6 +55,83 @@ fn literals_beat_variables() {
 }
 
 #[test]
+fn a_literal_wins_over_a_template_of_another_method() {
+    // `GET /v1/orgs/special` is a literal; `{name=orgs/*}` is GET only too,
+    // so other methods on the literal path are 405 naming GET.
+    assert_eq!(
+        rpc_of(shapes(), "DELETE", "/v1/orgs/special"),
+        Err(MatchError::MethodNotAllowed {
+            allowed: vec![http::Method::GET]
+        })
+    );
+    // Across methods: a POST-only literal shadows a GET template.
+    let pool = shapes_pool();
+    let with_method =
+        |method: http::Method, binding: HttpBinding| HttpBinding { method, ..binding };
+    let table = RouteTable::from_bindings(&[
+        binding(&pool, "GetJob", "/v1/items/{name}", BodyRule::None, None),
+        with_method(
+            http::Method::POST,
+            binding(
+                &pool,
+                "CancelJob",
+                "/v1/items/uploads",
+                BodyRule::Whole,
+                None,
+            ),
+        ),
+        with_method(
+            http::Method::DELETE,
+            binding(&pool, "GetOrg", "/v1/items/{name}", BodyRule::None, None),
+        ),
+    ])
+    .expect("one shape may have a route per method");
+    let find = |method: http::Method, path: &str| {
+        table
+            .find(&method, path)
+            .map(|m| (m.route().method().clone(), m.raw_values().to_vec()))
+    };
+    assert_eq!(
+        find(http::Method::GET, "/v1/items/uploads"),
+        Err(MatchError::MethodNotAllowed {
+            allowed: vec![http::Method::POST]
+        })
+    );
+    assert_eq!(
+        find(http::Method::DELETE, "/v1/items/uploads"),
+        Err(MatchError::MethodNotAllowed {
+            allowed: vec![http::Method::POST]
+        })
+    );
+    assert_eq!(
+        find(http::Method::POST, "/v1/items/uploads"),
+        Ok((http::Method::POST, vec![]))
+    );
+    // Another value of the variable is the template's, with its methods.
+    assert_eq!(
+        find(http::Method::GET, "/v1/items/u1"),
+        Ok((http::Method::GET, vec!["u1".to_owned()]))
+    );
+    assert_eq!(
+        find(http::Method::PUT, "/v1/items/u1"),
+        Err(MatchError::MethodNotAllowed {
+            allowed: vec![http::Method::DELETE, http::Method::GET]
+        })
+    );
+    // A percent-encoded literal is the literal.
+    assert_eq!(
+        find(http::Method::GET, "/v1/items/upload%73"),
+        Err(MatchError::MethodNotAllowed {
+            allowed: vec![http::Method::POST]
+        })
+    );
+    assert_eq!(
+        find(http::Method::GET, "/v1/items/uploads/x"),
+        Err(MatchError::NotFound)
+    );
+}
+
+#[test]
 fn catch_all_takes_the_rest_of_the_path() {
     assert_eq!(
         request_json(shapes(), "GET", "/v1/files/a/b%20c/d%2Fe.txt?offset=7", ""),
@@ -79,11 +156,20 @@ fn custom_verbs_win_over_verbless_routes() {
         ),
         json!({"name": "jobs/42", "reason": "late"})
     );
-    // Without a verb route for GET, the colon is part of the variable.
-    assert_eq!(rpc_of(shapes(), "GET", "/v1/jobs/42:cancel"), rpc("GetJob"));
+    // The verb shape wins whatever the method: GET is not allowed there
+    // (the document lists only POST for `/v1/jobs/{name}:cancel`), even
+    // though `GET /v1/{name=jobs/*}` could read the colon as text.
     assert_eq!(
-        request_json(shapes(), "GET", "/v1/jobs/42:cancel", "")["name"],
-        "jobs/42:cancel"
+        rpc_of(shapes(), "GET", "/v1/jobs/42:cancel"),
+        Err(MatchError::MethodNotAllowed {
+            allowed: vec![http::Method::POST]
+        })
+    );
+    // A colon that names no verb route is text in the variable.
+    assert_eq!(rpc_of(shapes(), "GET", "/v1/jobs/42:pause"), rpc("GetJob"));
+    assert_eq!(
+        request_json(shapes(), "GET", "/v1/jobs/42:pause", "")["name"],
+        "jobs/42:pause"
     );
     assert_eq!(
         rpc_of(shapes(), "POST", "/v1/jobs/42"),

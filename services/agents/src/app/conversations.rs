@@ -57,14 +57,18 @@ impl Agents {
             sector: bounded_text("context.sector", &context.sector, 100, false)?,
             ..context
         };
-        if let (Some(from), Some(to)) = (context.from, context.to)
-            && from >= to
-        {
-            return Err(ServiceError::invalid_field(
-                "context.time_range",
-                "start must be before end",
-            ));
-        }
+        // The period between the two instants, whichever is written first:
+        // the OpenAPI document cannot say "start before end" (JSON Schema
+        // does not compare two fields), and refusing a range written the
+        // other way round helps nobody.
+        let context = match (context.from, context.to) {
+            (Some(from), Some(to)) if from > to => ConversationContext {
+                from: Some(to),
+                to: Some(from),
+                ..context
+            },
+            _ => context,
+        };
         let now = Utc::now();
         let conversation = Conversation {
             id: Uuid::now_v7(),

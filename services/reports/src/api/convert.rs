@@ -132,13 +132,11 @@ pub(super) fn scope_from_pb(scope: Option<pb::ReportScope>) -> Result<Scope, Ser
                 Some(ts) => from_timestamp("scope.time_range.start", ts)?,
                 None => end - ChronoDuration::days(365),
             };
-            if start >= end {
-                return Err(ServiceError::invalid_field(
-                    "scope.time_range",
-                    "start must be before end",
-                ));
-            }
-            (start, end)
+            // The period between the two instants, whichever is written
+            // first: the OpenAPI document cannot say "start before end"
+            // (JSON Schema does not compare two fields), and refusing a
+            // range written the other way round helps nobody.
+            (start.min(end), start.max(end))
         }
     };
     Ok(Scope {
