@@ -10,13 +10,12 @@
 //! keeps its default rate limit and schemathesis stays under it. Bounded in
 //! time for CI.
 //!
-//! All checks but one: "valid inputs are accepted"
-//! (`positive_data_acceptance`) is excluded while some services still
-//! refuse requests the document calls valid (see
-//! `STILL_REFUSING_VALID_INPUT`, #15). schemathesis cannot switch a check
-//! off per operation while `--checks all` names it (the command line wins
-//! over its configuration file), so the check is excluded for every
-//! operation until the list is empty.
+//! "Valid inputs are accepted" (`positive_data_acceptance`) holds because
+//! every rule a service enforces on its own inputs is declared in the protos
+//! (field rules, and message-level CEL for the cross-field ones such as
+//! "what an agent run needs in `input`, by kind"), so the document states it.
+//! What only the store knows (a missing report, a workflow state, a model
+//! this deployment does not route to) answers 404 or 409, never 400.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -25,33 +24,6 @@ mod support;
 use std::process::Command;
 
 use support::mesh::{Mesh, MeshOptions};
-
-/// Operations whose services still refuse some requests the document calls
-/// valid (found by `positive_data_acceptance` on 2026-12-06), with what is
-/// missing. When it is empty, drop `--exclude-checks`.
-#[allow(dead_code)]
-const STILL_REFUSING_VALID_INPUT: &[(&str, &str)] = &[
-    (
-        "TenantsService_UpdateUser",
-        "the update mask must name fields of `user` (a FieldMask's JSON is one string: its paths are not stated)",
-    ),
-    (
-        "DocumentsService_CreateUpload",
-        "content types and the size cap come from the documents service's configuration",
-    ),
-    (
-        "AgentsService_RunAgent",
-        "`input` is a Struct whose required keys depend on `kind` (`text` for pii, `scenario` for osint, ...)",
-    ),
-    (
-        "ReportsService_CreateReport",
-        "`scope.clientType` is required by reports' code only: ReportScope is shared with the agents' GenerateReport, which does not need it",
-    ),
-    (
-        "ReportsService_UpdateSection",
-        "the section in the path decides which part of `content` must not be empty",
-    ),
-];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_operation_passes_the_schemathesis_checks_including_the_stateful_phase() {
@@ -76,8 +48,6 @@ async fn every_operation_passes_the_schemathesis_checks_including_the_stateful_p
         .arg(format!("{}/openapi.json", mesh.gateway))
         .args(["--url", &mesh.gateway])
         .args(["--checks", "all"])
-        // `unsupported_method` runs: a method a path does not list is 405.
-        .args(["--exclude-checks", "positive_data_acceptance"])
         .args([
             "--header",
             &format!("Authorization: Bearer {}", analyst.token),

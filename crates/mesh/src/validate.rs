@@ -26,6 +26,7 @@
 //! - `int32`, `int64`, `uint32`, `uint64`: `gt`, `gte`, `lt`, `lte`;
 //! - `enum`: `defined_only`, `in`, `not_in`;
 //! - `bytes`: `min_len`, `max_len`;
+//! - `field_mask`: `in` (every path of the mask is one of these);
 //! - `repeated`: `min_items`, `max_items`, `unique`, `items` (any rule above);
 //! - `map`: `min_pairs`, `max_pairs`;
 //! - oneof: `required`;
@@ -173,6 +174,13 @@ pub struct BytesRules {
     pub max_len: Option<u64>,
 }
 
+/// Rules on a `google.protobuf.FieldMask` value.
+#[derive(Debug, Clone, Default)]
+pub struct FieldMaskRules {
+    /// `in`: the only paths a mask may name (snake_case, as in the proto).
+    pub allowed: Vec<String>,
+}
+
 /// Rules on the value(s) of a field, by the field's type.
 #[derive(Debug, Clone, Default)]
 pub struct ValueRules {
@@ -184,6 +192,8 @@ pub struct ValueRules {
     pub enumeration: Option<EnumRules>,
     /// `bytes` rules.
     pub bytes: Option<BytesRules>,
+    /// `field_mask` rules.
+    pub field_mask: Option<FieldMaskRules>,
 }
 
 /// `repeated` rules.
@@ -646,6 +656,23 @@ fn check_value(
                 check_integer(rules, number, path, out);
             }
         }
+        Value::Message(mask) if mask.descriptor().full_name() == "google.protobuf.FieldMask" => {
+            if let Some(rules) = &rules.field_mask {
+                let paths = mask.get_field_by_number(1);
+                for path in paths.as_list().unwrap_or_default() {
+                    let path = path.as_str().unwrap_or_default();
+                    if !rules.allowed.iter().any(|allowed| allowed == path) {
+                        out.push(violation(
+                            path,
+                            format!(
+                                "{path:?} is not a path this mask may name; allowed: {}",
+                                rules.allowed.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
         Value::EnumNumber(number) => {
             if let Some(rules) = &rules.enumeration {
                 let defined = match field.kind() {
@@ -838,6 +865,23 @@ fn compile_field(element: &str, set: &DynamicMessage) -> Result<FieldRules, Unsu
             }
             "bytes" => {
                 rules.value.bytes = Some(compile_bytes(element, message_of(element, value)?)?)
+            }
+            "field_mask" => {
+                let mut mask = FieldMaskRules::default();
+                for (rule, value) in message_of(element, value)?.fields() {
+                    match rule.name() {
+                        "in" => {
+                            mask.allowed = value
+                                .as_list()
+                                .unwrap_or_default()
+                                .iter()
+                                .filter_map(|v| v.as_str().map(str::to_owned))
+                                .collect();
+                        }
+                        other => return Err(unsupported(element, format!("field_mask.{other}"))),
+                    }
+                }
+                rules.value.field_mask = Some(mask);
             }
             "repeated" => {
                 let mut repeated = RepeatedRules::default();
@@ -1619,4 +1663,113 @@ mod tests {
             "OWNER is refused (an unset client type is refused by CreateReport's code)"
         );
     }
+
+    #[test]
+    fn an_agent_run_needs_what_its_kind_reads_and_the_schema_says_the_same() {
+        let name = "treven.agents.v1.RunAgentRequest";
+        let rules = mesh_rules().expect("rules");
+        let compiled = rules.message_rules(name);
+        assert_eq!(compiled.len(), 9, "one rule per kind, five for the generator");
+        let kind = |k: &str| format!("AGENT_KIND_{k}");
+        let cases = [
+            serde_json::json!({"kind": kind("OSINT")}),
+            serde_json::json!({"kind": kind("OSINT"), "input": {"scenario": "  "}}),
+            serde_json::json!({"kind": kind("OSINT"), "input": {"scenario": 5}}),
+            serde_json::json!({"kind": kind("OSINT"), "input": {"scenario": "forced labour\nin farms"}}),
+            serde_json::json!({"kind": kind("OSINT"), "input": {"scenario": "bell\u0007"}}),
+            serde_json::json!({"kind": kind("OSINT"), "input": {"scenario": "x".repeat(8001)}}),
+            serde_json::json!({"kind": kind("SUMMARISE"), "input": {"before": "a", "after": ""}}),
+            serde_json::json!({"kind": kind("SUMMARISE"), "input": {"before": "a"}}),
+            serde_json::json!({"kind": kind("SUMMARISE"), "input": {"text": "a"}}),
+            serde_json::json!({"kind": kind("SUMMARISE"), "input": {"text": null}}),
+            serde_json::json!({"kind": kind("SOCIAL"), "input": {"report_id": "0f8fad5b-d9cb-469f-a165-70867728950e"}}),
+            serde_json::json!({"kind": kind("SOCIAL"), "input": {"report_id": "nope"}}),
+            serde_json::json!({"kind": kind("PII"), "input": {"text": "Call 07700 900123"}}),
+            serde_json::json!({"kind": kind("PII"), "input": {}}),
+            serde_json::json!({"kind": kind("GENERATOR"), "input": {"country": "gb"}}),
+            serde_json::json!({"kind": kind("GENERATOR"), "input": {"country": "GBR"}}),
+            serde_json::json!({"kind": kind("GENERATOR"), "input": {"region": " Balkans ", "country": ""}}),
+            serde_json::json!({"kind": kind("GENERATOR"), "input": {"country": "GB", "sector": "farm\tland"}}),
+            serde_json::json!({"kind": kind("GENERATOR"), "input": {"country": "GB", "exploitation_type": "labour"}}),
+            serde_json::json!({"kind": kind("GENERATOR"), "input": {"country": "GB", "exploitation_type": "LABOUR"}}),
+            serde_json::json!({"kind": kind("GENERATOR"), "input": {"country": "GB", "region": null}}),
+            serde_json::json!({"kind": kind("GENERATOR")}),
+            serde_json::json!({"kind": kind("PII"), "input": {"scenario": "ignored"}, "modelId": "m"}),
+        ];
+        let mut broken = 0;
+        for case in &cases {
+            let message = message(name, case.clone());
+            for rule in compiled {
+                let holds = rule.holds(&message);
+                assert_eq!(
+                    holds,
+                    schema_accepts(rule.schema(), case),
+                    "rule {} on {case}: schema {}",
+                    rule.id,
+                    rule.schema()
+                );
+                broken += usize::from(!holds);
+            }
+        }
+        assert!(broken >= 12, "the cases break the rules: {broken}");
+        assert_eq!(
+            violations(name, cases[0].clone()),
+            [(
+                "input.scenario".to_owned(),
+                "an osint run needs input.scenario: text of at most 8,000 characters, without control characters but newlines and tabs".to_owned()
+            )]
+        );
+        assert!(violations(name, cases[3].clone()).is_empty());
+        assert!(violations(name, cases[6].clone()).is_empty());
+        assert_eq!(
+            violations(name, cases[7].clone())
+                .into_iter()
+                .map(|(field, _)| field)
+                .collect::<Vec<_>>(),
+            ["input.text"]
+        );
+        assert_eq!(
+            violations(name, cases[15].clone())
+                .into_iter()
+                .map(|(field, _)| field)
+                .collect::<Vec<_>>(),
+            ["input.country", "input.country"],
+            "no place, and not a code"
+        );
+        // CreateReport needs the client type that GenerateReport does not.
+        let report = serde_json::json!({"scope": {"country": "GB", "sector": "agriculture", "exploitationType": "EXPLOITATION_TYPE_LABOUR"}});
+        assert_eq!(
+            violations("treven.reports.v1.CreateReportRequest", report.clone()),
+            [(
+                "scope.client_type".to_owned(),
+                "the client type is required: fi, ngo or le".to_owned()
+            )]
+        );
+        let mut with_client = report;
+        with_client["scope"]["clientType"] = "ORGANISATION_KIND_FI".into();
+        assert!(violations("treven.reports.v1.CreateReportRequest", with_client).is_empty());
+    }
+
+    #[test]
+    fn an_update_mask_names_only_the_paths_its_rule_lists() {
+        let name = "treven.tenants.v1.UpdateUserRequest";
+        let id = "0f8fad5b-d9cb-469f-a165-70867728950e";
+        assert!(
+            violations(name, serde_json::json!({"id": id, "updateMask": "name,createdAt"}))
+                .is_empty()
+        );
+        let found = violations(name, serde_json::json!({"id": id, "updateMask": "name,orgRole"}));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "update_mask");
+        assert!(found[0].1.contains("\"org_role\""), "{found:?}");
+        // The user's fields are checked when set, not when left out.
+        assert!(violations(name, serde_json::json!({"id": id, "user": {}})).is_empty());
+        let found = violations(
+            name,
+            serde_json::json!({"id": id, "user": {"email": "nope", "name": " ", "role": 42}}),
+        );
+        let fields: Vec<&str> = found.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(fields, ["user.email", "user.name", "user.role"], "{found:?}");
+    }
+
 }

@@ -424,6 +424,14 @@ fn operation(route: &Route, pieces: &[Piece], names: &[String], schemas: &mut Sc
         op["summary"] = summary(&comment).into();
         op["description"] = comment.into();
     }
+    if crate::request::body_derived_mask(route).is_some() {
+        let note = "The body's members that are present, not null and not their \
+                    default are the fields updated; the others keep their values.";
+        op["description"] = match op["description"].as_str() {
+            Some(text) => format!("{text}\n\n{note}").into(),
+            None => note.into(),
+        };
+    }
     if let Some(body) = request_body(route, schemas) {
         // Required when an empty body (every field at its default) breaks a rule.
         let required = schemas.refuses_empty(&body);
@@ -444,7 +452,12 @@ fn query_parameters(
     schemas: &mut Schemas,
     out: &mut Vec<Value>,
 ) {
+    let derived_mask = crate::request::body_derived_mask(route);
     for field in message.fields() {
+        if prefix.is_empty() && derived_mask.as_ref() == Some(&field) {
+            // Filled from the body's members (see `body_derived_mask`).
+            continue;
+        }
         let mut fields = prefix.to_vec();
         fields.push(field.clone());
         let top = &fields[0];

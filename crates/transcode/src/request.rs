@@ -146,7 +146,29 @@ fn find_encoded_slash(text: &str) -> Option<usize> {
         .position(|w| w[0] == b'%' && w[1] == b'2' && (w[2] == b'F' || w[2] == b'f'))
 }
 
-/// Fills `update_mask` for PATCH when the client did not set it.
+/// The `google.protobuf.FieldMask update_mask` of a PATCH route whose body
+/// is one field (`body: "user"`): the transcoder fills it from the body when
+/// the client did not send one, so the REST contract is "the members you
+/// send are the update" (the OpenAPI document leaves the mask out).
+pub fn body_derived_mask(route: &Route) -> Option<FieldDescriptor> {
+    if route.method() != http::Method::PATCH || !matches!(route.body(), RouteBody::Field(_)) {
+        return None;
+    }
+    let mask_field = route.rpc().input().get_field_by_name("update_mask")?;
+    match mask_field.kind() {
+        Kind::Message(mask_type)
+            if mask_type.full_name() == "google.protobuf.FieldMask" && !mask_field.is_list() =>
+        {
+            Some(mask_field)
+        }
+        _ => None,
+    }
+}
+
+/// Fills `update_mask` for PATCH when the client did not set it: with the
+/// body's populated fields (AIP-134's implied mask: a member sent as `null`
+/// or at its default changes nothing), or, for a `body: "*"` route, the
+/// populated top-level fields outside the path.
 fn fill_update_mask(
     route: &Route,
     input: &MessageDescriptor,
@@ -166,8 +188,16 @@ fn fill_update_mask(
         return;
     }
     let whole = matches!(route.body(), RouteBody::Whole);
+    let carrier = match route.body() {
+        RouteBody::Field(body) => message.get_field(body).as_message().cloned(),
+        _ => Some(message.clone()),
+    };
+    let Some(carrier) = carrier else {
+        return;
+    };
     let mut paths: Vec<String> = body_fields
         .iter()
+        .filter(|field| carrier.has_field(field))
         .filter(|field| {
             !whole
                 || (**field != mask_field

@@ -49,11 +49,17 @@ impl pb::documents_service_server::DocumentsService for DocumentsGrpc {
         let message = request.into_inner();
         let result = async {
             let file_name = FileName::parse("file_name", &message.file_name)?;
-            let content_type = self.documents.content_type(&message.content_type)?;
-            let size = self.documents.size(message.size_bytes)?;
+            // The content type and size were checked against documents.proto's
+            // rules before the handler ran.
             let sha256 = Sha256Hex::parse("sha256", &message.sha256)?;
             self.documents
-                .create_upload(&context, file_name, content_type, size, sha256)
+                .create_upload(
+                    &context,
+                    file_name,
+                    message.content_type,
+                    message.size_bytes,
+                    sha256,
+                )
                 .await
         }
         .await;

@@ -112,34 +112,6 @@ impl Documents {
         &self.config
     }
 
-    /// Validates an upload's content type against the allow-list.
-    pub fn content_type(&self, raw: &str) -> Result<String> {
-        let content_type = raw.trim().to_ascii_lowercase();
-        if self.config.content_types.contains(&content_type) {
-            Ok(content_type)
-        } else {
-            Err(ServiceError::invalid_field(
-                "content_type",
-                format!("must be one of {}", self.config.content_types.join(", ")),
-            ))
-        }
-    }
-
-    /// Validates a declared size against the cap.
-    pub fn size(&self, raw: i64) -> Result<i64> {
-        if (1..=self.config.max_upload_bytes).contains(&raw) {
-            Ok(raw)
-        } else {
-            Err(ServiceError::invalid_field(
-                "size_bytes",
-                format!(
-                    "must be between 1 and {} bytes",
-                    self.config.max_upload_bytes
-                ),
-            ))
-        }
-    }
-
     async fn record(&self, context: &MeshContext, id: Uuid) -> Result<DocumentRecord> {
         self.meta
             .document(context.org_id(), id)

@@ -9,17 +9,6 @@ use treven_mesh::server::ShutdownPolicy;
 /// The port documents listens on.
 pub const DEFAULT_PORT: u16 = 50052;
 
-/// Content types accepted for uploads unless configured otherwise: PDF,
-/// DOCX, CSV, TXT, MD, JSON.
-pub const DEFAULT_CONTENT_TYPES: &[&str] = &[
-    "application/pdf",
-    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-    "text/csv",
-    "text/plain",
-    "text/markdown",
-    "application/json",
-];
-
 /// Configuration of the documents service.
 #[derive(Debug, Clone)]
 pub struct DocumentsConfig {
@@ -29,10 +18,6 @@ pub struct DocumentsConfig {
     pub bucket: String,
     /// `TREVEN_DOCUMENTS_TABLE` (default `treven-documents-{env}`).
     pub table: String,
-    /// `TREVEN_UPLOAD_CONTENT_TYPES`, comma-separated MIME types.
-    pub content_types: Vec<String>,
-    /// `TREVEN_UPLOAD_MAX_BYTES` (default 100 MB).
-    pub max_upload_bytes: i64,
     /// `TREVEN_ARTIFACT_MAX_BYTES` (default 50 MB).
     pub max_artifact_bytes: usize,
     /// `TREVEN_DOCUMENTS_MAX_CONCURRENT_UPLOADS` (default 8): artifact
@@ -61,32 +46,16 @@ impl DocumentsConfig {
     /// Reads and validates the variables above.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let environment = Environment::from_env(env)?;
-        let content_types = match env.get("TREVEN_UPLOAD_CONTENT_TYPES") {
-            None => DEFAULT_CONTENT_TYPES
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect(),
-            Some(list) => {
-                let types: Vec<String> = list
-                    .split(',')
-                    .map(|t| t.trim().to_ascii_lowercase())
-                    .filter(|t| !t.is_empty())
-                    .collect();
-                if types.is_empty() || types.iter().any(|t| !t.contains('/') || t.contains(';')) {
-                    return Err(env.error(
-                        "TREVEN_UPLOAD_CONTENT_TYPES",
-                        "must be comma-separated MIME types without parameters",
-                    ));
-                }
-                types
+        // An upload's content type and size cap are the API's contract,
+        // declared in documents.proto (and so in the OpenAPI document): a
+        // deployment cannot change them behind the clients' backs.
+        for retired in ["TREVEN_UPLOAD_CONTENT_TYPES", "TREVEN_UPLOAD_MAX_BYTES"] {
+            if env.get(retired).is_some() {
+                return Err(env.error(
+                    retired,
+                    "is no longer read: upload types and sizes are declared in documents.proto",
+                ));
             }
-        };
-        let max_upload_bytes: i64 = env.parse_or("TREVEN_UPLOAD_MAX_BYTES", 100 * 1000 * 1000)?;
-        if !(1..=5 * 1000 * 1000 * 1000).contains(&max_upload_bytes) {
-            return Err(env.error(
-                "TREVEN_UPLOAD_MAX_BYTES",
-                "must be between 1 and 5 GB (a single PUT)",
-            ));
         }
         let max_artifact_bytes: usize =
             env.parse_or("TREVEN_ARTIFACT_MAX_BYTES", 50 * 1000 * 1000)?;
@@ -113,8 +82,6 @@ impl DocumentsConfig {
             table: env
                 .get("TREVEN_DOCUMENTS_TABLE")
                 .unwrap_or_else(|| format!("treven-documents-{env_name}")),
-            content_types,
-            max_upload_bytes,
             max_artifact_bytes,
             max_concurrent_uploads,
             upload_url_ttl: env.seconds_or("TREVEN_UPLOAD_URL_TTL_SECS", 600, 60..=3600)?,

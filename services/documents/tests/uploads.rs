@@ -281,7 +281,7 @@ async fn bad_upload_requests_are_invalid_argument_naming_the_field() {
         ),
         (
             pb::CreateUploadRequest {
-                size_bytes: 1_000_001,
+                size_bytes: 100_000_001,
                 ..ok.clone()
             },
             "size_bytes",

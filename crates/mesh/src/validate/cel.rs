@@ -12,7 +12,9 @@
 //!          | "has(" path ")" | path ".matches(" string ")"
 //!          | operand [("==" | "!=" | "<" | "<=" | ">" | ">=") literal]
 //! operand := path | "size(" path ")"
-//! path    := "this" ("." field)+          (singular messages, then the field)
+//! path    := "this" ("." field)+ ["." key]  (singular messages, then the
+//!                                          field; a key only after a
+//!                                          `google.protobuf.Struct` field)
 //! literal := integer | 'string' | "string" | true | false
 //!          | full.name.of.an.Enum.VALUE
 //! ```
@@ -20,7 +22,12 @@
 //! Values follow CEL on proto3: an unset field reads as its default (an
 //! unset message as its default instance), `has()` is presence for fields
 //! with presence and "not the default" for the others, `size()` counts the
-//! characters of a string or the items of a list. A bare path must be a
+//! characters of a string or the items of a list. A key of a `Struct` is
+//! read as in CEL's maps: `has(this.input.text)` is the key's presence;
+//! `.matches()` and `size()` of a member hold only for a string member (a
+//! missing or other member is no string: the condition is false, where
+//! CEL would fail the rule). A member takes only `has()`, `.matches()` and
+//! `size()`. A bare path must be a
 //! `bool` field. Comparing two fields, 64-bit integers (strings in JSON) or
 //! anything else outside this list is refused when the rules are compiled
 //! (naming the message and the expression), so a rule is never enforced on
@@ -228,14 +235,24 @@ enum Cmp {
 enum Operand {
     Field(Vec<FieldDescriptor>),
     Size(Vec<FieldDescriptor>),
+    /// `size()` of a `Struct` member (`path` ends at the `Struct`).
+    MemberSize(Vec<FieldDescriptor>, String),
 }
 
 impl Operand {
     fn path(&self) -> &[FieldDescriptor] {
         match self {
-            Operand::Field(path) | Operand::Size(path) => path,
+            Operand::Field(path) | Operand::Size(path) | Operand::MemberSize(path, _) => path,
         }
     }
+}
+
+/// A path, and the `Struct` key after it when there is one.
+type Member = (Vec<FieldDescriptor>, Option<String>);
+
+fn is_struct(field: &FieldDescriptor) -> bool {
+    matches!(field.kind(), Kind::Message(m) if m.full_name() == "google.protobuf.Struct")
+        && !field.is_list()
 }
 
 #[derive(Debug, Clone)]
@@ -247,6 +264,10 @@ enum Expr {
     Has(Vec<FieldDescriptor>),
     Matches(Vec<FieldDescriptor>, String, regex::Regex),
     Compare(Operand, Cmp, Literal),
+    /// `has()` of a `Struct` member.
+    HasMember(Vec<FieldDescriptor>, String),
+    /// `.matches()` of a `Struct` member.
+    MemberMatches(Vec<FieldDescriptor>, String, String, regex::Regex),
 }
 
 struct Parser<'a> {
@@ -322,23 +343,30 @@ impl Parser<'_> {
             "has" => {
                 self.at += 1;
                 self.expect("(")?;
-                let path = self.path()?;
+                let (path, key) = self.member()?;
                 self.expect(")")?;
-                return Ok(Expr::Has(path));
+                return Ok(match key {
+                    Some(key) => Expr::HasMember(path, key),
+                    None => Expr::Has(path),
+                });
             }
             "size" => {
                 self.at += 1;
                 self.expect("(")?;
-                let path = self.path()?;
+                let (path, key) = self.member()?;
                 self.expect(")")?;
-                let leaf = leaf(&path);
-                if !(leaf.is_list() || matches!(leaf.kind(), Kind::String | Kind::Bytes)) {
-                    return Err(format!("size() of `{}`, not a string or list", leaf.name()));
+                if let Some(key) = key {
+                    Operand::MemberSize(path, key)
+                } else {
+                    let leaf = leaf(&path);
+                    if !(leaf.is_list() || matches!(leaf.kind(), Kind::String | Kind::Bytes)) {
+                        return Err(format!("size() of `{}`, not a string or list", leaf.name()));
+                    }
+                    Operand::Size(path)
                 }
-                Operand::Size(path)
             }
             _ => {
-                let path = self.path()?;
+                let (path, key) = self.member()?;
                 if self.eat(".") {
                     if self.peek() != Some(&Token::Ident("matches".into())) {
                         return Err("only `.matches(…)` may follow a field".into());
@@ -350,11 +378,19 @@ impl Parser<'_> {
                     };
                     self.at += 1;
                     self.expect(")")?;
+                    let regex = regex::Regex::new(&pattern).map_err(|e| e.to_string())?;
+                    if let Some(key) = key {
+                        return Ok(Expr::MemberMatches(path, key, pattern, regex));
+                    }
                     if leaf(&path).kind() != Kind::String || leaf(&path).is_list() {
                         return Err("matches() of a field that is not a string".into());
                     }
-                    let regex = regex::Regex::new(&pattern).map_err(|e| e.to_string())?;
                     return Ok(Expr::Matches(path, pattern, regex));
+                }
+                if let Some(key) = key {
+                    return Err(format!(
+                        "a Struct member (`{key}`) takes only has(), matches() and size()"
+                    ));
                 }
                 Operand::Field(path)
             }
@@ -385,6 +421,25 @@ impl Parser<'_> {
         Ok(Expr::Compare(operand, op, literal))
     }
 
+    /// A path, then a key when the path ends at a `Struct` field.
+    fn member(&mut self) -> Result<Member, String> {
+        let path = self.path()?;
+        if !is_struct(leaf(&path)) || !matches!(self.peek(), Some(Token::Op("."))) {
+            return Ok((path, None));
+        }
+        if matches!(self.tokens.get(self.at + 1), Some(Token::Ident(w)) if w == "matches")
+            && matches!(self.tokens.get(self.at + 2), Some(Token::Op("(")))
+        {
+            return Err("matches() of a Struct, not of one of its members".into());
+        }
+        self.at += 1;
+        let Some(Token::Ident(key)) = self.peek().cloned() else {
+            return Err("expected a key after `.`".into());
+        };
+        self.at += 1;
+        Ok((path, Some(key)))
+    }
+
     fn path(&mut self) -> Result<Vec<FieldDescriptor>, String> {
         if self.peek() != Some(&Token::Ident("this".into())) {
             return Err("a field is written `this.name`".into());
@@ -400,6 +455,10 @@ impl Parser<'_> {
             if matches!(self.tokens.get(self.at + 1), Some(Token::Ident(w)) if w == "matches")
                 && matches!(self.tokens.get(self.at + 2), Some(Token::Op("(")))
             {
+                break;
+            }
+            if path.last().is_some_and(is_struct) {
+                // What follows is a key (`member`).
                 break;
             }
             self.at += 1;
@@ -474,7 +533,7 @@ fn leaf(path: &[FieldDescriptor]) -> &FieldDescriptor {
 fn check_comparison(operand: &Operand, op: Cmp, literal: &Literal) -> Result<(), String> {
     let ordered = !matches!(op, Cmp::Eq | Cmp::Ne);
     match (operand, literal) {
-        (Operand::Size(_), Literal::Int(n)) if *n >= 0 => Ok(()),
+        (Operand::Size(_) | Operand::MemberSize(..), Literal::Int(n)) if *n >= 0 => Ok(()),
         (Operand::Field(path), literal) => {
             let field = leaf(path);
             if field.is_list() {
@@ -528,6 +587,28 @@ fn read(message: &DynamicMessage, path: &[FieldDescriptor]) -> (Value, bool) {
     (current.get_field(field).into_owned(), set)
 }
 
+/// The member `key` of the `Struct` at `path` (a `google.protobuf.Value`),
+/// when the Struct is set and has the key.
+fn member(message: &DynamicMessage, path: &[FieldDescriptor], key: &str) -> Option<DynamicMessage> {
+    let (value, set) = read(message, path);
+    let fields = value.as_message().filter(|_| set)?.get_field_by_name("fields")?;
+    let entry = fields
+        .as_map()?
+        .get(&prost_reflect::MapKey::String(key.to_owned()))?;
+    entry.as_message().cloned()
+}
+
+/// The member `key` of the `Struct` at `path` when it is a string.
+fn member_string(message: &DynamicMessage, path: &[FieldDescriptor], key: &str) -> Option<String> {
+    let value = member(message, path, key)?;
+    if !value.has_field_by_name("string_value") {
+        return None;
+    }
+    value
+        .get_field_by_name("string_value")
+        .and_then(|v| v.as_str().map(str::to_owned))
+}
+
 fn eval(expr: &Expr, message: &DynamicMessage) -> bool {
     match expr {
         Expr::Or(a, b) => eval(a, message) || eval(b, message),
@@ -535,6 +616,10 @@ fn eval(expr: &Expr, message: &DynamicMessage) -> bool {
         Expr::Not(a) => !eval(a, message),
         Expr::Const(value) => *value,
         Expr::Has(path) => read(message, path).1,
+        Expr::HasMember(path, key) => member(message, path, key).is_some(),
+        Expr::MemberMatches(path, key, _, regex) => {
+            member_string(message, path, key).is_some_and(|text| regex.is_match(&text))
+        }
         Expr::Matches(path, _, regex) => match read(message, path).0 {
             Value::String(text) => regex.is_match(&text),
             _ => false,
@@ -542,6 +627,12 @@ fn eval(expr: &Expr, message: &DynamicMessage) -> bool {
         Expr::Compare(operand, op, literal) => {
             let (value, _) = read(message, operand.path());
             let ordering = match (operand, &value, literal) {
+                (Operand::MemberSize(path, key), _, Literal::Int(n)) => {
+                    match member_string(message, path, key) {
+                        Some(text) => (text.chars().count() as i64).cmp(n),
+                        None => return false,
+                    }
+                }
                 (Operand::Size(_), value, Literal::Int(n)) => {
                     let size = match value {
                         Value::String(s) => s.chars().count() as i64,
@@ -578,8 +669,24 @@ fn first_path(expr: &Expr) -> Option<&[FieldDescriptor]> {
         Expr::Or(a, b) | Expr::And(a, b) => first_path(a).or_else(|| first_path(b)),
         Expr::Not(a) => first_path(a),
         Expr::Const(_) => None,
-        Expr::Has(path) | Expr::Matches(path, _, _) => Some(path),
+        Expr::Has(path)
+        | Expr::Matches(path, _, _)
+        | Expr::HasMember(path, _)
+        | Expr::MemberMatches(path, _, _, _) => Some(path),
         Expr::Compare(operand, _, _) => Some(operand.path()),
+    }
+}
+
+/// The `Struct` key of the first condition of `expr`, when it reads one.
+fn first_key(expr: &Expr) -> Option<Option<&str>> {
+    match expr {
+        Expr::Or(a, b) | Expr::And(a, b) => first_key(a).or_else(|| first_key(b)),
+        Expr::Not(a) => first_key(a),
+        Expr::Const(_) => None,
+        Expr::HasMember(_, key)
+        | Expr::MemberMatches(_, key, _, _)
+        | Expr::Compare(Operand::MemberSize(_, key), _, _) => Some(Some(key)),
+        Expr::Has(_) | Expr::Matches(..) | Expr::Compare(..) => Some(None),
     }
 }
 
@@ -589,12 +696,11 @@ fn violation_field(expr: &Expr) -> Option<String> {
         last = b;
     }
     let path = first_path(last)?;
-    Some(
-        path.iter()
-            .map(|f| f.name().to_owned())
-            .collect::<Vec<_>>()
-            .join("."),
-    )
+    let mut names: Vec<String> = path.iter().map(|f| f.name().to_owned()).collect();
+    if let Some(Some(key)) = first_key(last) {
+        names.push(key.to_owned());
+    }
+    Some(names.join("."))
 }
 
 fn collect_top_fields(expr: &Expr, out: &mut Vec<String>) {
@@ -611,7 +717,10 @@ fn collect_top_fields(expr: &Expr, out: &mut Vec<String>) {
         }
         Expr::Not(a) => collect_top_fields(a, out),
         Expr::Const(_) => {}
-        Expr::Has(path) | Expr::Matches(path, _, _) => push(path),
+        Expr::Has(path)
+        | Expr::Matches(path, _, _)
+        | Expr::HasMember(path, _)
+        | Expr::MemberMatches(path, _, _, _) => push(path),
         Expr::Compare(operand, _, _) => push(operand.path()),
     }
 }
@@ -669,7 +778,26 @@ fn leaf_schema(atom: &Expr) -> Result<Json, String> {
             Cmp::Ge => json!({ min: n }),
         }
     };
+    // A condition on a `Struct` member: the object has the key, with a
+    // string that satisfies `member` when one is given.
+    let struct_member = |key: &str, member: Option<Json>| -> Json {
+        let mut schema = json!({ "type": "object", "required": [key] });
+        if let Some(member) = member {
+            schema["properties"] = json!({ key: member });
+        }
+        schema
+    };
     Ok(match atom {
+        Expr::HasMember(_, key) => struct_member(key, None),
+        Expr::MemberMatches(_, key, pattern, _) => struct_member(
+            key,
+            Some(json!({ "type": "string", "pattern": pattern })),
+        ),
+        Expr::Compare(Operand::MemberSize(_, key), op, Literal::Int(n)) => {
+            let mut member = bounds(*op, *n, "minLength", "maxLength");
+            member["type"] = json!("string");
+            struct_member(key, Some(member))
+        }
         Expr::Has(path) => {
             let field = leaf(path);
             if field.is_list() {

@@ -422,6 +422,21 @@ fn value_constrained(field: &FieldDescriptor, rules: &FieldRules, base: Value) -
     } else if rules.required && matches!(field.kind(), Kind::String | Kind::Bytes) {
         keywords.insert("minLength".into(), 1.into());
     }
+    if let Some(mask) = &rules.value.field_mask
+        && !mask.allowed.is_empty()
+    {
+        // The transcoder reads a mask's paths in either spelling.
+        let mut names: Vec<String> = mask
+            .allowed
+            .iter()
+            .flat_map(|path| [path.clone(), lower_camel_path(path)])
+            .map(|name| name.replace('.', "\\."))
+            .collect();
+        names.sort();
+        names.dedup();
+        let one = format!("({})", names.join("|"));
+        keywords.insert("pattern".into(), format!("^({one}(,{one})*)?$").into());
+    }
     if let Some(integer) = &rules.value.integer
         && base.get("type").and_then(Value::as_str) == Some("integer")
     {
@@ -498,4 +513,26 @@ fn value_constrained(field: &FieldDescriptor, rules: &FieldRules, base: Value) -
             wrapped
         }
     }
+}
+
+/// `a_b.c_d` as `aB.cD`, the lowerCamelCase a FieldMask's JSON uses.
+fn lower_camel_path(path: &str) -> String {
+    path.split('.')
+        .map(|segment| {
+            let mut out = String::with_capacity(segment.len());
+            let mut upper = false;
+            for c in segment.chars() {
+                if c == '_' {
+                    upper = true;
+                } else if upper {
+                    out.extend(c.to_uppercase());
+                    upper = false;
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        })
+        .collect::<Vec<_>>()
+        .join(".")
 }

@@ -79,10 +79,12 @@ impl Agents {
                 .iter()
                 .any(|m| m == model_id)
         {
-            return Err(ServiceError::invalid_field(
-                "model_id",
+            // The models are this deployment's: an unknown id names no model
+            // here (NOT_FOUND), like an id of a resource that does not exist.
+            return Err(ServiceError::new(
+                ErrorCode::NotFound,
                 format!(
-                    "must be one of {}",
+                    "model {model_id:?} is not available; available: {}",
                     self.inner.router.known_models().join(", ")
                 ),
             ));

@@ -54,7 +54,6 @@ pub fn test_config_with(overrides: &[(&str, &str)]) -> DocumentsConfig {
         ("TREVEN_DATA_BUCKET", BUCKET),
         ("TREVEN_DOCUMENTS_TABLE", TABLE),
         ("TREVEN_S3_FORCE_PATH_STYLE", "true"),
-        ("TREVEN_UPLOAD_MAX_BYTES", "1000000"),
         ("TREVEN_ARTIFACT_MAX_BYTES", "200000"),
         ("TREVEN_SHUTDOWN_GRACE_SECS", "2"),
     ];

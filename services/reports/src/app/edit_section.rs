@@ -54,13 +54,10 @@ impl Reports {
                 .into());
             }
         }
-        if edit.content.section_is_empty(edit.section) {
-            return Err(ServiceError::invalid_field(
-                format!("content.{key}"),
-                "is empty; use RejectSection to remove a section",
-            )
-            .into());
-        }
+        // An edit may leave the section empty (the analyst deleted its text):
+        // the version's quality checks then report it missing, as after a
+        // RejectSection, which also records that the generated text was
+        // rejected.
         for (i, c) in edit.content.citations.iter().enumerate() {
             if c.section == key
                 && (c.id.is_empty()

@@ -87,10 +87,14 @@ pub(super) fn permission_to_pb(permission: Permission) -> pb::ReportPermission {
 }
 
 /// The fields named by an update mask; with no mask, the fields the client
-/// set (non-empty). Unknown paths are refused.
+/// set (non-empty). Output-only fields (`output_only`) named by the mask are
+/// ignored (AIP-203: a REST body carries them when it echoes a resource);
+/// any other path outside `allowed` is refused. The result may be empty: an
+/// update that names nothing changes nothing.
 pub(super) fn mask_paths(
     mask: Option<&prost_types::FieldMask>,
     allowed: &[&str],
+    output_only: &[&str],
     set: &[(&str, bool)],
 ) -> Result<Vec<String>, ServiceError> {
     let paths: Vec<String> = match mask {
@@ -101,19 +105,22 @@ pub(super) fn mask_paths(
             .map(|(name, _)| (*name).to_owned())
             .collect(),
     };
-    if let Some(unknown) = paths.iter().find(|p| !allowed.contains(&p.as_str())) {
-        return Err(ServiceError::invalid_field(
-            "update_mask",
-            format!("cannot update {unknown:?}; allowed: {}", allowed.join(", ")),
-        ));
+    let mut named = Vec::with_capacity(paths.len());
+    for path in paths {
+        if output_only.contains(&path.as_str()) {
+            continue;
+        }
+        if !allowed.contains(&path.as_str()) {
+            return Err(ServiceError::invalid_field(
+                "update_mask",
+                format!("cannot update {path:?}; allowed: {}", allowed.join(", ")),
+            ));
+        }
+        if !named.contains(&path) {
+            named.push(path);
+        }
     }
-    if paths.is_empty() {
-        return Err(ServiceError::invalid_field(
-            "update_mask",
-            "names no field to update",
-        ));
-    }
-    Ok(paths)
+    Ok(named)
 }
 
 pub(super) fn org_to_pb(org: Organisation) -> pb::Organisation {
