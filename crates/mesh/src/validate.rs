@@ -659,13 +659,14 @@ fn check_value(
         Value::Message(mask) if mask.descriptor().full_name() == "google.protobuf.FieldMask" => {
             if let Some(rules) = &rules.field_mask {
                 let paths = mask.get_field_by_number(1);
-                for path in paths.as_list().unwrap_or_default() {
-                    let path = path.as_str().unwrap_or_default();
-                    if !rules.allowed.iter().any(|allowed| allowed == path) {
+                let paths = paths.as_deref().and_then(Value::as_list).unwrap_or_default();
+                for named in paths {
+                    let named = named.as_str().unwrap_or_default();
+                    if !rules.allowed.iter().any(|allowed| allowed == named) {
                         out.push(violation(
                             path,
                             format!(
-                                "{path:?} is not a path this mask may name; allowed: {}",
+                                "{named:?} is not a path this mask may name; allowed: {}",
                                 rules.allowed.join(", ")
                             ),
                         ));
@@ -1676,7 +1677,7 @@ mod tests {
             serde_json::json!({"kind": kind("OSINT"), "input": {"scenario": "  "}}),
             serde_json::json!({"kind": kind("OSINT"), "input": {"scenario": 5}}),
             serde_json::json!({"kind": kind("OSINT"), "input": {"scenario": "forced labour\nin farms"}}),
-            serde_json::json!({"kind": kind("OSINT"), "input": {"scenario": "bell\u0007"}}),
+            serde_json::json!({"kind": kind("OSINT"), "input": {"scenario": "bell\u{7}"}}),
             serde_json::json!({"kind": kind("OSINT"), "input": {"scenario": "x".repeat(8001)}}),
             serde_json::json!({"kind": kind("SUMMARISE"), "input": {"before": "a", "after": ""}}),
             serde_json::json!({"kind": kind("SUMMARISE"), "input": {"before": "a"}}),

@@ -15,7 +15,7 @@
 //! panics on client input.
 
 use percent_encoding::percent_decode_str;
-use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, Value};
+use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, Value};
 use treven_mesh::ServiceError;
 
 use crate::fields::well_known;
@@ -54,7 +54,7 @@ pub fn build_request(
         apply_query(route, &mut message, query, limits)?;
     }
     if route.method() == http::Method::PATCH {
-        fill_update_mask(route, &input, &mut message, &body_fields);
+        fill_update_mask(route, &mut message, &body_fields);
     }
     Ok(message)
 }
@@ -165,47 +165,28 @@ pub fn body_derived_mask(route: &Route) -> Option<FieldDescriptor> {
     }
 }
 
-/// Fills `update_mask` for PATCH when the client did not set it: with the
-/// body's populated fields (AIP-134's implied mask: a member sent as `null`
-/// or at its default changes nothing), or, for a `body: "*"` route, the
-/// populated top-level fields outside the path.
-fn fill_update_mask(
-    route: &Route,
-    input: &MessageDescriptor,
-    message: &mut DynamicMessage,
-    body_fields: &[FieldDescriptor],
-) {
-    let Some(mask_field) = input.get_field_by_name("update_mask") else {
+/// Fills `update_mask` for PATCH when the client did not set it, on the
+/// routes [`body_derived_mask`] names: with the body's populated fields
+/// (AIP-134's implied mask: a member sent as `null` or at its default changes
+/// nothing). A `body: "*"` route carries the mask in its body and is left as
+/// the client sent it (as grpc-gateway does).
+fn fill_update_mask(route: &Route, message: &mut DynamicMessage, body_fields: &[FieldDescriptor]) {
+    let (Some(mask_field), RouteBody::Field(body)) = (body_derived_mask(route), route.body())
+    else {
         return;
     };
     let Kind::Message(mask_type) = mask_field.kind() else {
         return;
     };
-    if mask_type.full_name() != "google.protobuf.FieldMask"
-        || mask_field.is_list()
-        || message.has_field(&mask_field)
-    {
+    if message.has_field(&mask_field) {
         return;
     }
-    let whole = matches!(route.body(), RouteBody::Whole);
-    let carrier = match route.body() {
-        RouteBody::Field(body) => message.get_field(body).as_message().cloned(),
-        _ => Some(message.clone()),
-    };
-    let Some(carrier) = carrier else {
+    let Some(carrier) = message.get_field(body).as_message().cloned() else {
         return;
     };
     let mut paths: Vec<String> = body_fields
         .iter()
         .filter(|field| carrier.has_field(field))
-        .filter(|field| {
-            !whole
-                || (**field != mask_field
-                    && !route
-                        .path_fields()
-                        .iter()
-                        .any(|bound| bound.fields().len() == 1 && bound.leaf() == *field))
-        })
         .map(|field| field.name().to_owned())
         .collect();
     paths.sort();

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use treven_mesh::ServiceError;
+use treven_mesh::{ErrorCode, ServiceError};
 
 use crate::model::{Content, PiiAction, PiiDecision, PiiFinding, Section};
 
@@ -135,10 +135,15 @@ pub fn gate(
         .map(|(_, (i, d))| (*i, d))
         .min_by_key(|(i, _)| *i)
     {
-        return Err(ServiceError::invalid_field(
-            format!("pii_decisions[{index}].finding_id"),
-            "names no finding in this content",
+        // The decisions answer another text's findings (the text changed
+        // since PII_DETECTED listed them): a conflict with what is sent now,
+        // not malformed input.
+        let field = format!("pii_decisions[{index}].finding_id");
+        return Err(ServiceError::new(
+            ErrorCode::FailedPrecondition,
+            format!("{field} names no finding in this content; decide on the findings it has"),
         )
+        .with_violation(field, "names no finding in this content")
         .into());
     }
     *content = scratch;

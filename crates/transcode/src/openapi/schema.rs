@@ -131,6 +131,25 @@ impl Schemas {
         // A oneof that must be set: one of its members, not null.
         let rules = self.rules_of_pool(descriptor);
         let mut must = Vec::new();
+        // At most one member of a oneof (the transcoder refuses two).
+        for oneof in descriptor.oneofs().filter(|o| !o.is_synthetic()) {
+            let members: Vec<FieldDescriptor> = oneof.fields().filter(|f| !skip(f)).collect();
+            let mut pairs = Vec::new();
+            for (i, a) in members.iter().enumerate() {
+                for b in &members[i + 1..] {
+                    pairs.push(json!({
+                        "required": [a.json_name(), b.json_name()],
+                        "properties": {
+                            a.json_name(): { "not": { "type": "null" } },
+                            b.json_name(): { "not": { "type": "null" } },
+                        },
+                    }));
+                }
+            }
+            if !pairs.is_empty() {
+                must.push(json!({ "not": { "anyOf": pairs } }));
+            }
+        }
         for oneof in descriptor.oneofs().filter(|o| !o.is_synthetic()) {
             if !rules.is_some_and(|r| r.oneof_required(oneof.full_name())) {
                 continue;
@@ -437,14 +456,17 @@ fn value_constrained(field: &FieldDescriptor, rules: &FieldRules, base: Value) -
         let one = format!("({})", names.join("|"));
         keywords.insert("pattern".into(), format!("^({one}(,{one})*)?$").into());
     }
-    if let Some(integer) = &rules.value.integer
-        && base.get("type").and_then(Value::as_str) == Some("integer")
-    {
-        if let Some(min) = integer.minimum() {
-            keywords.insert("minimum".into(), json!(min as i64));
-        }
-        if let Some(max) = integer.maximum() {
-            keywords.insert("maximum".into(), json!(max as i64));
+    if let Some(integer) = &rules.value.integer {
+        if base.get("type").and_then(Value::as_str) == Some("integer") {
+            if let Some(min) = integer.minimum() {
+                keywords.insert("minimum".into(), json!(min as i64));
+            }
+            if let Some(max) = integer.maximum() {
+                keywords.insert("maximum".into(), json!(max as i64));
+            }
+        } else if let Some(pattern) = decimal_range_pattern(integer.minimum(), integer.maximum()) {
+            // A 64-bit integer is a JSON string: its range is a pattern.
+            keywords.insert("pattern".into(), pattern.into());
         }
     }
     if let Kind::Enum(descriptor) = field.kind() {
@@ -535,4 +557,142 @@ fn lower_camel_path(path: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(".")
+}
+
+/// A pattern matching exactly the decimal strings (leading zeros allowed,
+/// as the transcoder reads them) of the integers in `min..=max`, for a
+/// 64-bit integer, which proto3 JSON writes as a string. `None` when there
+/// is no bound or the range reaches below zero (no Treven rule does).
+fn decimal_range_pattern(min: Option<i128>, max: Option<i128>) -> Option<String> {
+    let min = u64::try_from(min.unwrap_or(0)).ok()?;
+    let max = match max {
+        Some(max) => u64::try_from(max).ok()?,
+        None if min == 0 => return None,
+        None => u64::MAX,
+    };
+    if min > max {
+        return Some("^[^\\s\\S]$".to_owned());
+    }
+    let alternatives: Vec<String> = decimal_range_pieces(min, max)
+        .into_iter()
+        .map(|(low, high)| digits_pattern(&low.to_string(), &high.to_string()))
+        .collect();
+    Some(format!("^0*({})$", alternatives.join("|")).replace("^0*(0)$", "^0+$"))
+}
+
+/// `min..=max` cut where the digits change width or run out of 9s and 0s,
+/// so that each piece is a prefix, one digit range and free digits
+/// (the known "regex for a numeric range" construction).
+fn decimal_range_pieces(min: u64, max: u64) -> Vec<(u64, u64)> {
+    let mut stops = vec![max];
+    // Up from `min`: 1..=9, 10..=99, 120..=129 ... (fill the tail with 9s).
+    let mut nines = 1u32;
+    loop {
+        let Some(stop) = fill_tail(min, nines, 9) else {
+            break;
+        };
+        if stop < min || stop > max {
+            break;
+        }
+        stops.push(stop);
+        nines += 1;
+    }
+    // Down from `max`: the last pieces end at max (fill the tail with 0s).
+    let mut zeros = 1u32;
+    loop {
+        let Some(next) = max.checked_add(1) else {
+            break;
+        };
+        let Some(start) = fill_tail(next, zeros, 0) else {
+            break;
+        };
+        if start == 0 || start - 1 < min || start <= min {
+            break;
+        }
+        stops.push(start - 1);
+        zeros += 1;
+    }
+    stops.sort_unstable();
+    stops.dedup();
+    let mut pieces = Vec::new();
+    let mut start = min;
+    for stop in stops {
+        if stop < start {
+            continue;
+        }
+        pieces.push((start, stop));
+        match stop.checked_add(1) {
+            Some(next) => start = next,
+            None => break,
+        }
+    }
+    pieces
+}
+
+/// `n` with its last `count` decimal digits set to `digit` (`None` when it
+/// would overflow).
+fn fill_tail(n: u64, count: u32, digit: u64) -> Option<u64> {
+    let scale = 10u64.checked_pow(count)?;
+    let head = n / scale;
+    let tail = if digit == 9 { scale - 1 } else { 0 };
+    head.checked_mul(scale)?.checked_add(tail)
+}
+
+/// The pattern of the decimals from `low` to `high`, which have the same
+/// width and differ only in one digit range followed by free digits.
+fn digits_pattern(low: &str, high: &str) -> String {
+    let mut pattern = String::new();
+    let mut free = 0;
+    for (a, b) in low.chars().zip(high.chars()) {
+        if a == b {
+            pattern.push(a);
+        } else if a == '0' && b == '9' {
+            free += 1;
+        } else {
+            pattern.push_str(&format!("[{a}-{b}]"));
+        }
+    }
+    if free > 0 {
+        pattern.push_str(&format!("[0-9]{{{free}}}"));
+    }
+    pattern
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matches(pattern: &str, text: &str) -> bool {
+        regex::Regex::new(pattern).expect("a valid pattern").is_match(text)
+    }
+
+    #[test]
+    fn decimal_ranges_match_exactly_their_integers() {
+        for (min, max) in [(1, 100_000_000), (0, 100), (1, 1), (7, 1234), (10, 99), (5, 5_000)] {
+            let pattern = decimal_range_pattern(Some(min), Some(max)).expect("a pattern");
+            // Every number near the bounds and near each power of ten, and
+            // all of them up to 2,000.
+            let (min, max) = (min as u64, max as u64);
+            let mut probes: Vec<u64> = (0..=2_000).collect();
+            for anchor in [min, max]
+                .into_iter()
+                .chain((0..12).map(|e| 10u64.pow(e)))
+            {
+                probes.extend(anchor.saturating_sub(3)..=anchor.saturating_add(3));
+            }
+            probes.extend([max * 10, max * 10 + 9]);
+            for n in probes {
+                let inside = (min..=max).contains(&n);
+                assert_eq!(matches(&pattern, &n.to_string()), inside, "{n} in {pattern}");
+                if n > 0 {
+                    assert_eq!(matches(&pattern, &format!("00{n}")), inside, "00{n}");
+                }
+            }
+            assert!(!matches(&pattern, "-1"));
+            assert!(!matches(&pattern, ""));
+            assert!(!matches(&pattern, "1x"));
+        }
+        assert_eq!(decimal_range_pattern(None, None), None);
+        assert_eq!(decimal_range_pattern(Some(-5), Some(5)), None);
+    }
 }

@@ -167,6 +167,27 @@ fn the_treven_document_is_complete_and_resolvable() {
         ])
     );
     assert_eq!(user["additionalProperties"], false);
+    // The body's members are the update: the mask is not a REST parameter,
+    // and the members carry their rules when set.
+    let names: Vec<&str> = update["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(names, ["id"]);
+    assert!(
+        update["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("present, not null and not their default")),
+        "{update}"
+    );
+    assert_eq!(
+        user["properties"]["email"]["anyOf"][1]["format"],
+        "email",
+        "{}",
+        user["properties"]["email"]
+    );
 
     // The buf.validate rules become JSON Schema keywords.
     let limit = &audit[0]["schema"]["anyOf"][0];

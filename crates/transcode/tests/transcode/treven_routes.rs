@@ -392,7 +392,9 @@ fn patch_user_fills_the_update_mask_from_the_body() {
     assert_eq!(message["id"], "u1");
     assert_eq!(message["user"]["name"], "Ann");
     assert_eq!(message["user"]["role"], "ROLE_VIEWER");
-    assert_eq!(message["updateMask"], "email,name,role");
+    // The members present and not null or their default (AIP-134's implied
+    // mask): `"email": null` changes nothing.
+    assert_eq!(message["updateMask"], "name,role");
 
     // A mask the client sets is kept as it is.
     let message = request_json(

@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use treven_mesh::ServiceError;
+use treven_mesh::{ErrorCode, ServiceError};
 
 use super::Agents;
 use crate::model::{MessageFinding, PiiAction, PiiDecision};
@@ -88,10 +88,15 @@ pub fn gate_message(content: &str, decisions: &[PiiDecision]) -> Result<GatedMes
         .map(|(i, _)| *i)
         .min()
     {
-        return Err(ServiceError::invalid_field(
-            format!("pii_decisions[{index}].finding_id"),
-            "names no finding in this message",
+        // The decisions answer another text's findings (the text changed
+        // since PII_DETECTED listed them): a conflict with what is sent now,
+        // not malformed input.
+        let field = format!("pii_decisions[{index}].finding_id");
+        return Err(ServiceError::new(
+            ErrorCode::FailedPrecondition,
+            format!("{field} names no finding in this message; decide on the findings it has"),
         )
+        .with_violation(field, "names no finding in this message")
         .into());
     }
     let mut next = actions.iter();

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use treven_mesh::pagination::page_limit;
-use treven_mesh::{MeshContext, ServiceError};
+use treven_mesh::{ErrorCode, MeshContext, ServiceError};
 use uuid::Uuid;
 
 use crate::clients::AuditEntry;
@@ -112,10 +112,15 @@ pub(super) fn gate_text(
         .iter()
         .position(|d| !decided.iter().any(|x| x.finding.id == d.finding_id))
     {
-        return Err(ServiceError::invalid_field(
-            format!("pii_decisions[{index}].finding_id"),
-            "names no finding in this text",
+        // The decisions answer another text's findings (the text changed
+        // since PII_DETECTED listed them): a conflict with what is sent now,
+        // not malformed input.
+        let field = format!("pii_decisions[{index}].finding_id");
+        return Err(ServiceError::new(
+            ErrorCode::FailedPrecondition,
+            format!("{field} names no finding in this text; decide on the findings it has"),
         )
+        .with_violation(field, "names no finding in this text")
         .into());
     }
     let mut next = actions.iter();
