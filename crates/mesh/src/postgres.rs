@@ -344,6 +344,10 @@ pub enum PgFailure {
     UniqueViolation,
     /// A serialization failure or deadlock: a concurrent transaction won.
     Serialization,
+    /// Client text Postgres cannot hold (U+0000 in `text`, or `\u0000` in
+    /// `jsonb`): INVALID_ARGUMENT, never an internal error. The request
+    /// rules refuse such text first where they can.
+    UnstorableText,
     /// Anything else: a bug or a schema mismatch.
     Other,
 }
@@ -363,6 +367,8 @@ pub fn classify(error: &sqlx::Error) -> PgFailure {
             match code.as_ref() {
                 "23505" => PgFailure::UniqueViolation,
                 "40001" | "40P01" => PgFailure::Serialization,
+                // character not in repertoire; unsupported Unicode escape
+                "22021" | "22P05" => PgFailure::UnstorableText,
                 // statement timeout, database not accepting connections,
                 // database missing (yet)
                 "57014" | "55000" | "3D000" => PgFailure::Unavailable,
@@ -535,6 +541,9 @@ pub enum StoreError<C: StoreConflict> {
     /// A conflict of the store (a unique constraint, a concurrent write).
     #[error(transparent)]
     Conflict(C),
+    /// Client text the database cannot store ([`PgFailure::UnstorableText`]).
+    #[error("text the database cannot store")]
+    Unstorable(#[source] sqlx::Error),
     /// Anything else: a bug or a schema mismatch.
     #[error("database error")]
     Internal(#[source] sqlx::Error),
@@ -544,6 +553,7 @@ impl<C: StoreConflict> From<sqlx::Error> for StoreError<C> {
     fn from(error: sqlx::Error) -> Self {
         match classify(&error) {
             PgFailure::Unavailable => StoreError::Unavailable(error),
+            PgFailure::UnstorableText => StoreError::Unstorable(error),
             failure => match C::from_failure(failure, error) {
                 Ok(conflict) => StoreError::Conflict(conflict),
                 Err(error) => StoreError::Internal(error),
@@ -557,6 +567,10 @@ impl<C: StoreConflict> From<StoreError<C>> for ServiceError {
         match error {
             StoreError::Unavailable(source) => ServiceError::unavailable(source),
             StoreError::Conflict(conflict) => conflict.into_service_error(),
+            StoreError::Unstorable(_) => ServiceError::new(
+                crate::ErrorCode::ValidationError,
+                "the request holds a character that cannot be stored (U+0000)",
+            ),
             StoreError::Internal(source) => ServiceError::internal(source),
         }
     }
@@ -662,6 +676,31 @@ mod tests {
     fn connection_failures_are_unavailable_and_the_rest_other() {
         assert_eq!(classify(&sqlx::Error::PoolTimedOut), PgFailure::Unavailable);
         assert_eq!(classify(&sqlx::Error::RowNotFound), PgFailure::Other);
+    }
+
+    /// Real Postgres refusals of NUL characters (the local server of the
+    /// tests): a client's text, not a bug.
+    #[tokio::test]
+    async fn text_postgres_cannot_store_is_the_clients_invalid_argument() {
+        use sqlx::Connection as _;
+        let url = std::env::var("TREVEN_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let mut conn = sqlx::PgConnection::connect(&url).await.expect("local Postgres");
+        let text = sqlx::query("SELECT $1::text")
+            .bind("a\u{0}b")
+            .execute(&mut conn)
+            .await
+            .expect_err("NUL in text is refused");
+        let json = sqlx::query("SELECT $1::text::jsonb")
+            .bind(r#"{"a": "\u0000"}"#)
+            .execute(&mut conn)
+            .await
+            .expect_err("an escaped NUL in jsonb is refused");
+        for error in [text, json] {
+            assert_eq!(classify(&error), PgFailure::UnstorableText, "{error}");
+            let service = ServiceError::from(StoreError::<Clash>::from(error));
+            assert_eq!(service.code(), crate::ErrorCode::ValidationError);
+        }
     }
 
     /// A store whose only conflict is a unique violation.

@@ -297,7 +297,7 @@ impl PiiDecision {
     ) -> Result<PiiDecision, treven_mesh::ServiceError> {
         use treven_mesh::ServiceError;
         let field = |name: &str| format!("pii_decisions[{index}].{name}");
-        if finding_id.is_empty() || finding_id.len() > 64 {
+        if finding_id.is_empty() || finding_id.chars().count() > 64 {
             return Err(ServiceError::invalid_field(
                 field("finding_id"),
                 "is required (the id of a finding)",

@@ -48,7 +48,7 @@ impl StoreConflict for ConcurrentChange {
     fn from_failure(failure: PgFailure, error: sqlx::Error) -> Result<Self, sqlx::Error> {
         match failure {
             PgFailure::UniqueViolation | PgFailure::Serialization => Ok(ConcurrentChange(error)),
-            PgFailure::Unavailable | PgFailure::Other => Err(error),
+            PgFailure::Unavailable | PgFailure::UnstorableText | PgFailure::Other => Err(error),
         }
     }
 
