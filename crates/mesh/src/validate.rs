@@ -34,6 +34,10 @@
 //!   rules: "a kept finding needs a justification"), each rule also
 //!   rendered as JSON Schema for the OpenAPI document.
 //!
+//! One rule holds for every string of every request without being declared:
+//! it must not contain U+0000 (Postgres cannot store it; the OpenAPI document
+//! states the rule on every string).
+//!
 //! Semantics follow protovalidate: a field with presence (message, `optional`,
 //! oneof member) is checked only when set; a plain scalar is checked even at
 //! its zero value unless `ignore = IGNORE_IF_ZERO_VALUE`; `required` means
@@ -424,6 +428,9 @@ impl Rules {
             if let Some(rules) = self.field(&field) {
                 self.check_field(&field, rules, set, &value, &path, out);
             }
+            if set && field.kind() == Kind::String {
+                check_no_nul(&value, &path, out);
+            }
             if set {
                 self.descend(&value, &path, depth, out);
             }
@@ -547,6 +554,26 @@ pub fn mesh_rules() -> Result<&'static Rules, UnsupportedRule> {
     });
     RULES.as_ref().map_err(Clone::clone)
 }
+
+/// The mesh-wide rule on every string of every request: no U+0000, which
+/// Postgres cannot store (the OpenAPI document states it on every string).
+fn check_no_nul(value: &Value, path: &str, out: &mut Vec<FieldViolation>) {
+    let holds_nul = |v: &Value| v.as_str().is_some_and(|text| text.contains('\0'));
+    let found = match value {
+        Value::List(items) => items.iter().any(holds_nul),
+        Value::Map(entries) => entries.values().any(holds_nul),
+        other => holds_nul(other),
+    };
+    if found {
+        out.push(violation(path, NO_NUL_DESCRIPTION));
+    }
+}
+
+/// What a string holding U+0000 is told.
+pub const NO_NUL_DESCRIPTION: &str = "must not contain the character U+0000";
+
+/// The JSON Schema pattern of the rule above.
+pub const NO_NUL_PATTERN: &str = "^[^\\u0000]*$";
 
 fn join(prefix: &str, name: &str) -> String {
     if prefix.is_empty() {
@@ -1771,6 +1798,35 @@ mod tests {
         );
         let fields: Vec<&str> = found.iter().map(|(f, _)| f.as_str()).collect();
         assert_eq!(fields, ["user.email", "user.name", "user.role"], "{found:?}");
+    }
+
+
+    #[test]
+    fn no_string_of_any_request_may_hold_a_nul() {
+        let found = violations(
+            "treven.reports.v1.CreateReportRequest",
+            serde_json::json!({
+                "scope": {"country": "GB", "sector": "farms", "exploitationType": "EXPLOITATION_TYPE_LABOUR", "clientType": "ORGANISATION_KIND_FI"},
+                "documentIds": ["a\u{0}"],
+            }),
+        );
+        assert!(
+            found.contains(&("document_ids".to_owned(), NO_NUL_DESCRIPTION.to_owned())),
+            "{found:?}"
+        );
+        assert_eq!(
+            violations(
+                "treven.tenants.v1.ListUsersRequest",
+                serde_json::json!({"cursor": "x\u{0}y"})
+            ),
+            [("cursor".to_owned(), NO_NUL_DESCRIPTION.to_owned())]
+        );
+        assert!(
+            regex::Regex::new(NO_NUL_PATTERN)
+                .expect("the documented pattern compiles")
+                .is_match("plain text")
+        );
+        assert!(!regex::Regex::new(NO_NUL_PATTERN).unwrap().is_match("a\u{0}"));
     }
 
 }

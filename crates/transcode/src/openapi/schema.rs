@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use prost_reflect::{EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor};
 use serde_json::{Map, Value, json};
-use treven_mesh::validate::{FieldRules, Rules, StringFormat, UUID_PATTERN};
+use treven_mesh::validate::{FieldRules, NO_NUL_PATTERN, Rules, StringFormat, UUID_PATTERN};
 
 use super::comments::Comments;
 use crate::fields::{WellKnown, well_known};
@@ -72,7 +72,7 @@ impl Schemas {
                 json!({ "type": "string", "format": "uint64", "pattern": "^[0-9]+$" })
             }
             Kind::Bool => json!({ "type": "boolean" }),
-            Kind::String => json!({ "type": "string" }),
+            Kind::String => json!({ "type": "string", "pattern": NO_NUL_PATTERN }),
             Kind::Bytes => json!({ "type": "string", "contentEncoding": "base64" }),
             Kind::Enum(descriptor) if descriptor.full_name() == "google.protobuf.NullValue" => {
                 json!({ "type": "null" })
@@ -418,7 +418,8 @@ fn value_constrained(field: &FieldDescriptor, rules: &FieldRules, base: Value) -
             keywords.insert("maxLength".into(), max.into());
         }
         if let Some((pattern, _)) = &string.pattern {
-            keywords.insert("pattern".into(), pattern.clone().into());
+            // The string's own pattern joins the no-U+0000 one of its type.
+            all_of.push(json!({ "pattern": pattern }));
         }
         if !string.allowed.is_empty() {
             keywords.insert("enum".into(), string.allowed.clone().into());
