@@ -298,9 +298,10 @@ async fn bad_generation_and_run_input_gets_precise_errors() {
                 "gpt-4",
             ))
             .await,
-        Code::InvalidArgument,
-        "VALIDATION_ERROR",
-        Some("model_id"),
+        // A model this deployment does not route to names nothing here.
+        Code::NotFound,
+        "NOT_FOUND",
+        None,
     );
     assert_code(
         client
