@@ -44,11 +44,11 @@ impl Caller {
     }
 
     /// The mesh context token for a call of this request to `audience`:
-    /// minted per upstream, so a token one service receives is no good at
-    /// another.
+    /// one per upstream, so a token one service receives is no good at
+    /// another, reused for this caller's calls to it while fresh (see
+    /// [`ContextMinter::context`]). The call must carry `x-request-id`.
     pub fn context_for(&self, audience: Principal) -> String {
-        self.minter
-            .mint(&self.identity, self.role, &self.request_id, audience)
+        self.minter.context(&self.identity, self.role, audience)
     }
 }
 
@@ -58,12 +58,7 @@ pub fn request_id(headers: &HeaderMap) -> String {
     headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|id| {
-            (1..=64).contains(&id.len())
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
+        .filter(|id| treven_mesh::context::is_valid_request_id(id))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }

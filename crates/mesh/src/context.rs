@@ -443,6 +443,23 @@ impl Signer {
         format!("{payload}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
     }
 
+    /// A token for `audience`, acting for `user_id` of `org_id` with
+    /// `roles`, valid for `ttl`, that names no request: each call that
+    /// presents it is of the request its `x-request-id` entry names (see
+    /// [`verify_metadata`]). The same token can then serve one user's calls
+    /// to one service while it is fresh, and each service verifies its
+    /// signature once ([`ContextVerifier`] remembers it).
+    pub fn mint_reusable(
+        &self,
+        audience: Principal,
+        org_id: OrgId,
+        user_id: &str,
+        roles: &[Role],
+        ttl: Duration,
+    ) -> String {
+        self.mint(audience, org_id, user_id, roles, "", ttl)
+    }
+
     /// A token to call `audience` for the user `context` acts for (same
     /// organisation, user, roles and request id), valid [`ONWARD_TTL`]. The
     /// received token is never forwarded.
@@ -721,18 +738,44 @@ impl ContextVerifier {
     }
 }
 
+/// The metadata entry naming the request a call belongs to.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Whether `id` may be a request id: 1 to 64 ASCII letters, digits, `-` or
+/// `_` (what the gateway accepts from clients, and UUIDs).
+pub fn is_valid_request_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// Verifies the `x-treven-context` entry of `metadata`.
+///
+/// A token minted without a request id (the gateway's, reused for one
+/// user's calls to one service while it is fresh; see
+/// [`Signer::mint_reusable`]) takes the call's own `x-request-id` entry, or
+/// a new id when that is missing or invalid; a token that names its request
+/// keeps it, whatever the metadata says.
 pub fn verify_metadata(
     verifier: &ContextVerifier,
     metadata: &http::HeaderMap,
 ) -> Result<MeshContext, ContextError> {
-    match metadata.get(CONTEXT_HEADER) {
+    let mut context = match metadata.get(CONTEXT_HEADER) {
         None => Err(ContextError::Missing),
         Some(value) => value
             .to_str()
             .map_err(|_| ContextError::Malformed)
             .and_then(|token| verifier.verify(token)),
+    }?;
+    if context.request_id.is_empty() {
+        context.request_id = metadata
+            .get(REQUEST_ID_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .filter(|id| is_valid_request_id(id))
+            .map_or_else(|| Uuid::new_v4().to_string(), str::to_owned);
     }
+    Ok(context)
 }
 
 /// The verified context of a request that passed the service's
@@ -1146,5 +1189,58 @@ mod tests {
         let context = verify_metadata(&verifier, &request.metadata().clone().into_headers())
             .expect("accepted");
         assert!(context.has_role(Role::Admin));
+    }
+
+    #[test]
+    fn a_reusable_token_takes_each_calls_request_id_and_a_named_one_keeps_its_own() {
+        let gateway = signer(Principal::Gateway);
+        let verifier = keys(&[&gateway]).verifier(Principal::Reports);
+        let org = org();
+        let reusable = gateway.mint_reusable(
+            Principal::Reports,
+            org,
+            "sub-1",
+            &[Role::Analyst],
+            Duration::from_secs(60),
+        );
+        let call = |token: &str, request_id: Option<&str>| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(CONTEXT_HEADER, token.parse().expect("ascii"));
+            if let Some(id) = request_id {
+                headers.insert(REQUEST_ID_HEADER, id.parse().expect("ascii"));
+            }
+            verify_metadata(&verifier, &headers).expect("accepted")
+        };
+        // The same token twice (the second from the verifier's cache): each
+        // call is of its own request, for the same user.
+        let first = call(&reusable, Some("req-a"));
+        let second = call(&reusable, Some("req-b"));
+        assert_eq!(verifier.verified.len(), 1);
+        assert_eq!(
+            (first.request_id(), second.request_id()),
+            ("req-a", "req-b")
+        );
+        for context in [&first, &second] {
+            assert_eq!(context.org_id(), org);
+            assert_eq!(context.user_id(), "sub-1");
+            assert_eq!(context.roles(), &[Role::Analyst]);
+        }
+        // No id, or one the gateway would not accept: a new one.
+        let missing = call(&reusable, None);
+        let invalid = call(&reusable, Some("no spaces allowed"));
+        for context in [&missing, &invalid] {
+            assert_eq!(context.request_id().len(), 36, "a UUID");
+        }
+        assert_ne!(missing.request_id(), invalid.request_id());
+        // A token that names its request keeps it.
+        let named = gateway.mint(
+            Principal::Reports,
+            org,
+            "sub-1",
+            &[Role::Analyst],
+            "req-signed",
+            Duration::from_secs(60),
+        );
+        assert_eq!(call(&named, Some("req-other")).request_id(), "req-signed");
     }
 }

@@ -575,6 +575,24 @@ pub const NO_NUL_DESCRIPTION: &str = "must not contain the character U+0000";
 /// The JSON Schema pattern of the rule above.
 pub const NO_NUL_PATTERN: &str = "^[^\\u0000]*$";
 
+/// Starts compiling [`mesh_rules`] on a thread of its own, so a process
+/// that serves gRPC does it while it connects to its stores rather than
+/// after (a few milliseconds of CPU: decoding the descriptors and building
+/// the patterns' regexes). The server still asks [`mesh_rules`] before it
+/// serves, waiting for this compilation if it has not finished, and fails
+/// exactly as before on an unsupported rule.
+pub fn compile_mesh_rules_in_background() {
+    let spawned = std::thread::Builder::new()
+        .name("mesh-rules".to_owned())
+        .spawn(|| {
+            let _ = mesh_rules();
+        });
+    if let Err(error) = spawned {
+        // The server compiles them itself when it starts.
+        tracing::debug!(%error, "cannot start the rule compilation thread");
+    }
+}
+
 fn join(prefix: &str, name: &str) -> String {
     if prefix.is_empty() {
         name.to_owned()

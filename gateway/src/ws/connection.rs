@@ -100,7 +100,8 @@ struct Session {
     /// Redis was lost since the last catch-up.
     interrupted: bool,
     last_seen: Instant,
-    internal: mpsc::Sender<Internal>,
+    /// Outcomes of the connection's own tasks, boxed (see [`Delivery`]).
+    internal: mpsc::Sender<Box<Internal>>,
     chat_out: mpsc::Sender<Message>,
     tasks: JoinSet<()>,
 }
@@ -154,7 +155,7 @@ pub async fn run(shared: Arc<Shared>, mut socket: WebSocket, identity: Identity,
             // connection would carry room for a subscription's gRPC call).
             frame = socket.recv() => Box::pin(session.on_frame(&mut socket, frame)).await,
             Some(delivery) = session.member.queue.recv() => Box::pin(session.on_delivery(&mut socket, delivery)).await,
-            Some(internal) = internal_rx.recv() => Box::pin(session.on_internal(&mut socket, internal)).await,
+            Some(internal) = internal_rx.recv() => Box::pin(session.on_internal(&mut socket, *internal)).await,
             Some(message) = chat_rx.recv() => session.send(&mut socket, message).await,
             _ = ping.tick() => Box::pin(session.on_tick(&mut socket)).await,
             _ = recheck_tick.tick() => {
@@ -365,7 +366,7 @@ impl Session {
                 },
                 Err(error) => Internal::Refused { channel, error },
             };
-            let _ = report.send(outcome).await;
+            let _ = report.send(Box::new(outcome)).await;
         });
         Ok(())
     }
@@ -440,7 +441,7 @@ impl Session {
                         .await;
                 }
             }
-            let _ = report.send(Internal::ChatEnded).await;
+            let _ = report.send(Box::new(Internal::ChatEnded)).await;
         });
         Ok(())
     }
@@ -502,7 +503,7 @@ impl Session {
         );
         self.tasks.spawn(async move {
             let outcome = recheck::recheck(&shared, &identity, known, channels).await;
-            let _ = report.send(Internal::Rechecked(outcome)).await;
+            let _ = report.send(Box::new(Internal::Rechecked(outcome))).await;
         });
     }
 
@@ -694,7 +695,7 @@ impl Session {
 
     async fn on_delivery(&mut self, socket: &mut WebSocket, delivery: Delivery) -> Result<(), End> {
         match delivery {
-            Delivery::Event(event) => self.deliver(socket, event).await,
+            Delivery::Event(event) => self.deliver(socket, *event).await,
             Delivery::BridgeDown => {
                 if self.interrupted {
                     return Ok(());

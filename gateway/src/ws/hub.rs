@@ -44,11 +44,13 @@ impl Delivered {
     }
 }
 
-/// What the hub hands a connection.
+/// What the hub hands a connection. The event is boxed so the queue's
+/// slots are a pointer wide: a queue allocates its first block of slots when
+/// the connection joins, and every idle connection holds it.
 #[derive(Debug, Clone)]
 pub enum Delivery {
     /// A live event of one of its channels.
-    Event(Delivered),
+    Event(Box<Delivered>),
     /// The Redis subscription was lost; live events stop until it is back.
     BridgeDown,
     /// The Redis subscription is back; missed events can be caught up.
@@ -197,7 +199,7 @@ impl Hub {
         members
             .iter()
             .filter_map(|id| registry.connections.get(id))
-            .filter(|handle| offer(handle, Delivery::Event(event.clone())))
+            .filter(|handle| offer(handle, Delivery::Event(Box::new(event.clone()))))
             .count()
     }
 

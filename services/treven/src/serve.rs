@@ -126,6 +126,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         _ => "treven",
     };
     let telemetry = telemetry::init(&telemetry_config, service_name)?;
+    // Every gRPC server validates requests against the protos' rules:
+    // compiled beside the start-up's I/O (keys, Redis, Postgres) rather
+    // than after it.
+    if serves_grpc {
+        treven_mesh::validate::compile_mesh_rules_in_background();
+    }
     let keys = key_source.load().await?;
     // Each role signs as its own principal: its key must be here.
     for role in &roles {
