@@ -685,7 +685,9 @@ mod tests {
         use sqlx::Connection as _;
         let url = std::env::var("TREVEN_TEST_DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let mut conn = sqlx::PgConnection::connect(&url).await.expect("local Postgres");
+        let mut conn = sqlx::PgConnection::connect(&url)
+            .await
+            .expect("local Postgres");
         let text = sqlx::query("SELECT $1::text")
             .bind("a\u{0}b")
             .execute(&mut conn)

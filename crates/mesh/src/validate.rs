@@ -704,7 +704,10 @@ fn check_value(
         Value::Message(mask) if mask.descriptor().full_name() == "google.protobuf.FieldMask" => {
             if let Some(rules) = &rules.field_mask {
                 let paths = mask.get_field_by_number(1);
-                let paths = paths.as_deref().and_then(Value::as_list).unwrap_or_default();
+                let paths = paths
+                    .as_deref()
+                    .and_then(Value::as_list)
+                    .unwrap_or_default();
                 for named in paths {
                     let named = named.as_str().unwrap_or_default();
                     if !rules.allowed.iter().any(|allowed| allowed == named) {
@@ -1715,7 +1718,11 @@ mod tests {
         let name = "treven.agents.v1.RunAgentRequest";
         let rules = mesh_rules().expect("rules");
         let compiled = rules.message_rules(name);
-        assert_eq!(compiled.len(), 9, "one rule per kind, five for the generator");
+        assert_eq!(
+            compiled.len(),
+            9,
+            "one rule per kind, five for the generator"
+        );
         let kind = |k: &str| format!("AGENT_KIND_{k}");
         let cases = [
             serde_json::json!({"kind": kind("OSINT")}),
@@ -1801,10 +1808,16 @@ mod tests {
         let name = "treven.tenants.v1.UpdateUserRequest";
         let id = "0f8fad5b-d9cb-469f-a165-70867728950e";
         assert!(
-            violations(name, serde_json::json!({"id": id, "updateMask": "name,createdAt"}))
-                .is_empty()
+            violations(
+                name,
+                serde_json::json!({"id": id, "updateMask": "name,createdAt"})
+            )
+            .is_empty()
         );
-        let found = violations(name, serde_json::json!({"id": id, "updateMask": "name,orgRole"}));
+        let found = violations(
+            name,
+            serde_json::json!({"id": id, "updateMask": "name,orgRole"}),
+        );
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].0, "update_mask");
         assert!(found[0].1.contains("\"org_role\""), "{found:?}");
@@ -1815,9 +1828,12 @@ mod tests {
             serde_json::json!({"id": id, "user": {"email": "nope", "name": " ", "role": 42}}),
         );
         let fields: Vec<&str> = found.iter().map(|(f, _)| f.as_str()).collect();
-        assert_eq!(fields, ["user.email", "user.name", "user.role"], "{found:?}");
+        assert_eq!(
+            fields,
+            ["user.email", "user.name", "user.role"],
+            "{found:?}"
+        );
     }
-
 
     #[test]
     fn no_string_of_any_request_may_hold_a_nul() {
@@ -1844,7 +1860,10 @@ mod tests {
                 .expect("the documented pattern compiles")
                 .is_match("plain text")
         );
-        assert!(!regex::Regex::new(NO_NUL_PATTERN).unwrap().is_match("a\u{0}"));
+        assert!(
+            !regex::Regex::new(NO_NUL_PATTERN)
+                .unwrap()
+                .is_match("a\u{0}")
+        );
     }
-
 }

@@ -591,7 +591,10 @@ fn read(message: &DynamicMessage, path: &[FieldDescriptor]) -> (Value, bool) {
 /// when the Struct is set and has the key.
 fn member(message: &DynamicMessage, path: &[FieldDescriptor], key: &str) -> Option<DynamicMessage> {
     let (value, set) = read(message, path);
-    let fields = value.as_message().filter(|_| set)?.get_field_by_name("fields")?;
+    let fields = value
+        .as_message()
+        .filter(|_| set)?
+        .get_field_by_name("fields")?;
     let entry = fields
         .as_map()?
         .get(&prost_reflect::MapKey::String(key.to_owned()))?;
@@ -789,10 +792,9 @@ fn leaf_schema(atom: &Expr) -> Result<Json, String> {
     };
     Ok(match atom {
         Expr::HasMember(_, key) => struct_member(key, None),
-        Expr::MemberMatches(_, key, pattern, _) => struct_member(
-            key,
-            Some(json!({ "type": "string", "pattern": pattern })),
-        ),
+        Expr::MemberMatches(_, key, pattern, _) => {
+            struct_member(key, Some(json!({ "type": "string", "pattern": pattern })))
+        }
         Expr::Compare(Operand::MemberSize(_, key), op, Literal::Int(n)) => {
             let mut member = bounds(*op, *n, "minLength", "maxLength");
             member["type"] = json!("string");

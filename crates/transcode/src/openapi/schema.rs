@@ -664,27 +664,37 @@ mod tests {
     use super::*;
 
     fn matches(pattern: &str, text: &str) -> bool {
-        regex::Regex::new(pattern).expect("a valid pattern").is_match(text)
+        regex::Regex::new(pattern)
+            .expect("a valid pattern")
+            .is_match(text)
     }
 
     #[test]
     fn decimal_ranges_match_exactly_their_integers() {
-        for (min, max) in [(1, 100_000_000), (0, 100), (1, 1), (7, 1234), (10, 99), (5, 5_000)] {
+        for (min, max) in [
+            (1, 100_000_000),
+            (0, 100),
+            (1, 1),
+            (7, 1234),
+            (10, 99),
+            (5, 5_000),
+        ] {
             let pattern = decimal_range_pattern(Some(min), Some(max)).expect("a pattern");
             // Every number near the bounds and near each power of ten, and
             // all of them up to 2,000.
             let (min, max) = (min as u64, max as u64);
             let mut probes: Vec<u64> = (0..=2_000).collect();
-            for anchor in [min, max]
-                .into_iter()
-                .chain((0..12).map(|e| 10u64.pow(e)))
-            {
+            for anchor in [min, max].into_iter().chain((0..12).map(|e| 10u64.pow(e))) {
                 probes.extend(anchor.saturating_sub(3)..=anchor.saturating_add(3));
             }
             probes.extend([max * 10, max * 10 + 9]);
             for n in probes {
                 let inside = (min..=max).contains(&n);
-                assert_eq!(matches(&pattern, &n.to_string()), inside, "{n} in {pattern}");
+                assert_eq!(
+                    matches(&pattern, &n.to_string()),
+                    inside,
+                    "{n} in {pattern}"
+                );
                 if n > 0 {
                     assert_eq!(matches(&pattern, &format!("00{n}")), inside, "00{n}");
                 }

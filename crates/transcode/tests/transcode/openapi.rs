@@ -183,8 +183,7 @@ fn the_treven_document_is_complete_and_resolvable() {
         "{update}"
     );
     assert_eq!(
-        user["properties"]["email"]["anyOf"][1]["format"],
-        "email",
+        user["properties"]["email"]["anyOf"][1]["format"], "email",
         "{}",
         user["properties"]["email"]
     );
