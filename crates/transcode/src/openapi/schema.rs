@@ -588,10 +588,7 @@ fn decimal_range_pieces(min: u64, max: u64) -> Vec<(u64, u64)> {
     let mut stops = vec![max];
     // Up from `min`: 1..=9, 10..=99, 120..=129 ... (fill the tail with 9s).
     let mut nines = 1u32;
-    loop {
-        let Some(stop) = fill_tail(min, nines, 9) else {
-            break;
-        };
+    while let Some(stop) = fill_tail(min, nines, 9) {
         if stop < min || stop > max {
             break;
         }
@@ -599,19 +596,15 @@ fn decimal_range_pieces(min: u64, max: u64) -> Vec<(u64, u64)> {
         nines += 1;
     }
     // Down from `max`: the last pieces end at max (fill the tail with 0s).
-    let mut zeros = 1u32;
-    loop {
-        let Some(next) = max.checked_add(1) else {
-            break;
-        };
-        let Some(start) = fill_tail(next, zeros, 0) else {
-            break;
-        };
-        if start == 0 || start - 1 < min || start <= min {
-            break;
+    if let Some(next) = max.checked_add(1) {
+        let mut zeros = 1u32;
+        while let Some(start) = fill_tail(next, zeros, 0) {
+            if start <= min {
+                break;
+            }
+            stops.push(start - 1);
+            zeros += 1;
         }
-        stops.push(start - 1);
-        zeros += 1;
     }
     stops.sort_unstable();
     stops.dedup();
