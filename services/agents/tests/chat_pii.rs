@@ -162,8 +162,10 @@ async fn a_message_with_personal_data_is_refused_until_each_finding_is_decided()
     });
     assert_code(
         send(&app, &analyst, &conversation, MESSAGE, stray).await,
-        Code::InvalidArgument,
-        "VALIDATION_ERROR",
+        // Decisions answering another text's findings: a conflict with the
+        // text sent, named on the stray decision.
+        Code::FailedPrecondition,
+        "FAILED_PRECONDITION",
         Some("pii_decisions[3].finding_id"),
     );
     let partial = send(

@@ -773,11 +773,6 @@ async fn other_organisations_cannot_see_or_touch_a_report_and_bad_input_changes_
             "content.money",
         ),
         (
-            edit(&id, "money", "", 1),
-            "VALIDATION_ERROR",
-            "content.money",
-        ),
-        (
             edit(&id, "money", "Cash [m1].", 0),
             "CONFLICT",
             "base_version",

@@ -166,8 +166,10 @@ async fn bad_input_is_invalid_argument_with_the_field_named() {
                         name: "X".into(),
                         ..Default::default()
                     }),
+                    // Not a field of the user (output-only ones, such as
+                    // `org_id`, are ignored).
                     update_mask: Some(prost_types::FieldMask {
-                        paths: vec!["org_id".into()],
+                        paths: vec!["org_role".into()],
                     }),
                 },
             ))
@@ -425,6 +427,28 @@ async fn the_last_admin_cannot_be_demoted_or_removed() {
         }),
         update_mask: None,
     };
+    // An update that names nothing (output-only fields are ignored)
+    // changes nothing and returns the user.
+    let unchanged = client
+        .update_user(authed(
+            &admin,
+            pb::UpdateUserRequest {
+                id: me.id.clone(),
+                user: Some(pb::User {
+                    id: "ignored".into(),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["id".into(), "updated_at".into()],
+                }),
+            },
+        ))
+        .await
+        .expect("a no-op")
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(unchanged, me);
     let status = assert_code(
         client.update_user(authed(&admin, demote.clone())).await,
         Code::FailedPrecondition,
