@@ -918,6 +918,24 @@ async fn other_organisations_cannot_see_or_touch_a_report_and_bad_input_changes_
         money.contains("[EMAIL]") && !money.contains("payroll@"),
         "{money}"
     );
+
+    // An edit may leave its section empty: a new version whose quality
+    // checks report the section missing (not a rejection).
+    let emptied = reports
+        .update_section(authed(&analyst_a, edit(&id, "money", "", 3)))
+        .await
+        .expect("an emptying edit is an edit")
+        .into_inner();
+    let v4 = emptied.version.unwrap();
+    assert_eq!((v4.number, v4.cause), (4, pb::VersionCause::Edited as i32));
+    assert!(v4.rejected_sections.is_empty());
+    assert!(emptied.content.unwrap().money.is_empty());
+    let order = v4
+        .quality_checks
+        .iter()
+        .find(|c| c.kind == pb::QualityCheckKind::SectionOrder as i32)
+        .expect("the section-order check");
+    assert!(!order.passed && order.detail.contains("money"), "{order:?}");
     stack.stop().await;
 }
 
