@@ -102,12 +102,11 @@ impl pb::tenants_service_server::TenantsService for TenantsGrpc {
             let paths = mask_paths(
                 message.update_mask.as_ref(),
                 &["name", "settings"],
-                &["id", "kind", "created_at", "updated_at"],
                 &[
                     ("name", !org.name.is_empty()),
                     ("settings", org.settings.is_some()),
                 ],
-            )?;
+            );
             if paths.is_empty() {
                 return self.tenants.organisation(&context).await;
             }
@@ -221,19 +220,11 @@ impl pb::tenants_service_server::TenantsService for TenantsGrpc {
                 message.update_mask.as_ref(),
                 &["name", "email", "role"],
                 &[
-                    "id",
-                    "org_id",
-                    "cognito_sub",
-                    "created_at",
-                    "updated_at",
-                    "identity_state",
-                ],
-                &[
                     ("name", !user.name.is_empty()),
                     ("email", !user.email.is_empty()),
                     ("role", user.role != 0),
                 ],
-            )?;
+            );
             if paths.is_empty() {
                 return self.tenants.user(&context, id).await;
             }

@@ -578,7 +578,7 @@ fn decimal_range_pattern(min: Option<i128>, max: Option<i128>) -> Option<String>
         .into_iter()
         .map(|(low, high)| digits_pattern(&low.to_string(), &high.to_string()))
         .collect();
-    Some(format!("^0*({})$", alternatives.join("|")).replace("^0*(0)$", "^0+$"))
+    Some(format!("^0*({})$", alternatives.join("|")))
 }
 
 /// `min..=max` cut where the digits change width or run out of 9s and 0s,

@@ -86,41 +86,34 @@ pub(super) fn permission_to_pb(permission: Permission) -> pb::ReportPermission {
     }
 }
 
-/// The fields named by an update mask; with no mask, the fields the client
-/// set (non-empty). Output-only fields (`output_only`) named by the mask are
-/// ignored (AIP-203: a REST body carries them when it echoes a resource);
-/// any other path outside `allowed` is refused. The result may be empty: an
-/// update that names nothing changes nothing.
+/// The fields to update: those named by the update mask that are in
+/// `allowed`, or, with no mask, the fields the client set (non-empty). The
+/// mask's `field_mask.in` rule (checked before the handler) lets it name
+/// only the resource's fields; the output-only ones it may also name are
+/// ignored here (AIP-203: a REST body carries them when it echoes a
+/// resource). The result may be empty: an update that names nothing
+/// changes nothing.
 pub(super) fn mask_paths(
     mask: Option<&prost_types::FieldMask>,
     allowed: &[&str],
-    output_only: &[&str],
     set: &[(&str, bool)],
-) -> Result<Vec<String>, ServiceError> {
-    let paths: Vec<String> = match mask {
-        Some(mask) if !mask.paths.is_empty() => mask.paths.clone(),
+) -> Vec<String> {
+    let mut paths: Vec<String> = match mask {
+        Some(mask) if !mask.paths.is_empty() => mask
+            .paths
+            .iter()
+            .filter(|path| allowed.contains(&path.as_str()))
+            .cloned()
+            .collect(),
         _ => set
             .iter()
             .filter(|(_, is_set)| *is_set)
             .map(|(name, _)| (*name).to_owned())
             .collect(),
     };
-    let mut named = Vec::with_capacity(paths.len());
-    for path in paths {
-        if output_only.contains(&path.as_str()) {
-            continue;
-        }
-        if !allowed.contains(&path.as_str()) {
-            return Err(ServiceError::invalid_field(
-                "update_mask",
-                format!("cannot update {path:?}; allowed: {}", allowed.join(", ")),
-            ));
-        }
-        if !named.contains(&path) {
-            named.push(path);
-        }
-    }
-    Ok(named)
+    paths.sort();
+    paths.dedup();
+    paths
 }
 
 pub(super) fn org_to_pb(org: Organisation) -> pb::Organisation {
