@@ -5,6 +5,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 pub mod bedrock;
+pub mod fault;
 pub mod gemini;
 pub mod policy;
 pub mod role;

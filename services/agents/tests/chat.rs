@@ -306,6 +306,59 @@ async fn deltas_stream_as_they_arrive() {
     assert!(end.duration_since(deltas[0]) >= Duration::from_millis(800));
 }
 
+/// The model is asked while the analyst's message is being stored (#18,
+/// row 5). When the message cannot be stored, the caller gets the error and
+/// the reply, however far the model got, is neither streamed nor stored.
+#[tokio::test]
+async fn a_message_that_cannot_be_stored_gets_an_error_and_no_reply() {
+    let app = TestApp::spawn_with_store_faults(Models::Fakes, |target, body| {
+        target == "DynamoDB_20120810.PutItem" && body.contains("\"MSG#")
+    })
+    .await;
+    let a = org();
+    let conversation = app.conversation(a).await;
+    // A whole reply at once: without the wait for the stored message it
+    // would be streamed and stored before the refused write returns.
+    app.bedrock()
+        .push(Script::text(["A reply ", "that must never be shown."]));
+    let token = app.token(a);
+    let refused = app
+        .client()
+        .await
+        .send_message(authed(
+            &token,
+            pb::SendMessageRequest {
+                conversation_id: conversation.clone(),
+                content: "What changed in the 2024 figures?".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    let faults = app.store_faults.as_ref().unwrap();
+    assert_eq!(faults.refused(), 1, "the analyst's message, once");
+
+    // Long enough for the fake's reply to have ended and been stored.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(faults.refused(), 1, "no reply was stored after the refusal");
+    let stored = app
+        .client()
+        .await
+        .list_messages(authed(
+            &token,
+            pb::ListMessagesRequest {
+                conversation_id: conversation.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert!(stored.is_empty(), "{stored:?}");
+}
+
 #[tokio::test]
 async fn offline_chat_searches_sources_and_answers_with_them() {
     let app = TestApp::spawn(Models::Offline).await;

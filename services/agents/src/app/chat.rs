@@ -13,7 +13,7 @@
 
 use chrono::Utc;
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
 use treven_mesh::events::{EventChannel, EventKind};
 use treven_mesh::{ErrorCode, MeshContext, OrgId, ServiceError};
@@ -188,9 +188,10 @@ impl Agents {
             .into());
         }
         let message_id = Uuid::now_v7();
+        // Decisions are audited before the model sees the message: a kept
+        // finding reaches no model without its audit entry.
         self.audit_decisions(ctx, conversation.id, message_id, &gated.decided)
             .await?;
-        let now = Utc::now();
         let user = Message {
             id: message_id,
             conversation_id: conversation.id,
@@ -201,23 +202,44 @@ impl Agents {
             model_id: String::new(),
             usage: None,
             cost_nanos: 0,
-            created_at: now,
+            created_at: Utc::now(),
             erased_at: None,
         };
-        self.inner.store.put_message(org, &user).await?;
+        // The model is asked at once, and the message stored meanwhile: the
+        // store's round trip is spent inside the model's time to first token
+        // rather than before it (#18, row 5). The reply task shows, records
+        // and stores nothing until `stored` says the message is stored; if
+        // it is not (an error, or the caller gone), the task is aborted with
+        // its model call and the caller gets the error, as before.
+        let (stored, stored_signal) = oneshot::channel();
         let (out, receiver) = mpsc::channel(256);
         let service = self.clone();
         let tool_ctx =
             ToolContext::new(ctx.clone(), context.country.clone(), context.sector.clone());
+        let pending_user = user.clone();
         // The task continues the call's trace (its span is the parent).
-        tokio::spawn(
-            async move {
-                service
-                    .reply(org, conversation, user, request, tool_ctx, out)
-                    .await;
-            }
-            .in_current_span(),
-        );
+        let reply = AbortUnlessStored(Some(
+            tokio::spawn(
+                async move {
+                    service
+                        .reply(
+                            conversation,
+                            pending_user,
+                            request,
+                            tool_ctx,
+                            stored_signal,
+                            out,
+                        )
+                        .await;
+                }
+                .in_current_span(),
+            )
+            .abort_handle(),
+        ));
+        self.inner.store.put_message(org, &user).await?;
+        reply.disarm();
+        // The task waits for this signal, so its receiving end is still there.
+        let _ = stored.send(());
         Ok(receiver)
     }
 
@@ -381,13 +403,14 @@ impl Agents {
 
     async fn reply(
         &self,
-        org: OrgId,
         mut conversation: Conversation,
         user: Message,
         request: ModelRequest,
         tool_ctx: ToolContext,
+        stored: oneshot::Receiver<()>,
         out: mpsc::Sender<ChatEvent>,
     ) {
+        let org = tool_ctx.context.org_id();
         let limits = self.inner.limits;
         let channel = EventChannel::Conversation(conversation.id);
         let (sender, receiver) = mpsc::channel(256);
@@ -407,10 +430,22 @@ impl Agents {
             .await
         };
         let mut redactor = StreamRedactor::new();
-        let (result, cost) = tokio::join!(
-            run,
-            self.forward_chat(org, channel, receiver, &out, &mut redactor)
-        );
+        // The loop's events wait in `receiver` until the analyst's message
+        // is stored: nothing of the reply is shown, published or counted
+        // for a message that was refused.
+        let forward = async {
+            stored.await.ok()?;
+            Some(
+                self.forward_chat(org, channel, receiver, &out, &mut redactor)
+                    .await,
+            )
+        };
+        let (result, cost) = tokio::join!(run, forward);
+        let Some(cost) = cost else {
+            // The message was not stored (`send_message` aborts this task
+            // then too): nothing to show or keep.
+            return;
+        };
         let outcome = match result {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(LoopError { code, message, .. })) => {
@@ -541,6 +576,29 @@ impl Agents {
         )
         .await;
         let _ = out.send(ChatEvent::Error { code, message }).await;
+    }
+}
+
+/// Aborts the reply task when dropped armed: `send_message` returned early
+/// (the analyst's message was not stored) or was itself dropped (the caller
+/// went away) before the message was stored, so the model call stops and
+/// nothing of it is kept or metered unseen. (tokio-util's
+/// `AbortOnDropHandle` does this, behind its `rt` feature, which nothing
+/// else in the workspace builds.)
+struct AbortUnlessStored(Option<tokio::task::AbortHandle>);
+
+impl AbortUnlessStored {
+    /// The message is stored: the task runs on.
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for AbortUnlessStored {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
     }
 }
 

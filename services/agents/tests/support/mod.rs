@@ -36,6 +36,7 @@ use treven_proto::treven::documents::v1::documents_service_client::DocumentsServ
 use treven_proto::treven::tenants::v1 as tenants;
 use treven_proto::treven::tenants::v1::tenants_service_client::TenantsServiceClient;
 use treven_testkit::bedrock::BedrockFake;
+use treven_testkit::fault::FaultProxy;
 use treven_testkit::gemini::GeminiFake;
 use treven_testkit::{Moto, TestDatabase};
 use uuid::Uuid;
@@ -89,6 +90,9 @@ impl ReportsLookup for FakeReports {
     }
 }
 
+/// Which DynamoDB requests a [`FaultProxy`] refuses.
+pub type StoreFault = dyn Fn(&str, &str) -> bool + Send + Sync;
+
 pub struct TestApp {
     pub moto: Moto,
     /// Every principal's key (the services each use their own).
@@ -101,6 +105,9 @@ pub struct TestApp {
     pub config: AgentsConfig,
     /// The real tenants service, when spawned with it.
     pub tenants: Option<Tenants>,
+    /// Between the agents service and moto's DynamoDB, when spawned with
+    /// store faults.
+    pub store_faults: Option<FaultProxy>,
     shutdown: CancellationToken,
 }
 
@@ -281,17 +288,44 @@ impl TestApp {
         events: Option<EventPublisher>,
         guardrail: Option<&BedrockFake>,
     ) -> Self {
-        Self::spawn_inner(models, reports, events, guardrail, &[], false).await
+        Self::spawn_inner(models, reports, events, guardrail, &[], false, None).await
     }
 
     /// With the real tenants service as the audit log of oversight reads.
     pub async fn spawn_with_tenants(models: Models) -> Self {
-        Self::spawn_inner(models, FakeReports::default(), None, None, &[], true).await
+        Self::spawn_inner(models, FakeReports::default(), None, None, &[], true, None).await
     }
 
     /// With extra `TREVEN_*` configuration.
     pub async fn spawn_configured(models: Models, extra: &[(&str, &str)]) -> Self {
-        Self::spawn_inner(models, FakeReports::default(), None, None, extra, false).await
+        Self::spawn_inner(
+            models,
+            FakeReports::default(),
+            None,
+            None,
+            extra,
+            false,
+            None,
+        )
+        .await
+    }
+
+    /// With the agents service's DynamoDB requests going through a
+    /// [`FaultProxy`]: those `rule` picks (by `X-Amz-Target` and body) fail.
+    pub async fn spawn_with_store_faults(
+        models: Models,
+        rule: impl Fn(&str, &str) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        Self::spawn_inner(
+            models,
+            FakeReports::default(),
+            None,
+            None,
+            &[],
+            false,
+            Some(Box::new(rule)),
+        )
+        .await
     }
 
     async fn spawn_inner(
@@ -301,6 +335,7 @@ impl TestApp {
         guardrail: Option<&BedrockFake>,
         extra: &[(&str, &str)],
         with_tenants: bool,
+        store_fault: Option<Box<StoreFault>>,
     ) -> Self {
         let guarded = guardrail.is_some();
         let guardrail = guardrail.map(|fake| {
@@ -359,9 +394,17 @@ impl TestApp {
                 )
             }
         };
+        let (agents_sdk, store_faults) = match store_fault {
+            Some(rule) => {
+                let proxy = FaultProxy::start(&moto.endpoint, rule).await;
+                let sdk = treven_testkit::sdk_for(proxy.endpoint(), "test", "test").await;
+                (sdk, Some(proxy))
+            }
+            None => (sdk.clone(), None),
+        };
         let agents = treven_agents::build_with(
             &config,
-            aws_sdk_dynamodb::Client::new(&sdk),
+            aws_sdk_dynamodb::Client::new(&agents_sdk),
             router,
             Box::new(reports),
             events,
@@ -402,6 +445,7 @@ impl TestApp {
             agents,
             config,
             tenants,
+            store_faults,
             shutdown,
         }
     }

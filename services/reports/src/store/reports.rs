@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use treven_mesh::trace::{self, Traced as _};
 
 use chrono::{DateTime, Utc};
+use sqlx::types::Json;
 use treven_mesh::{OrgId, Role};
 use uuid::Uuid;
 
@@ -201,10 +202,7 @@ impl OrgTx {
         .await?;
         match row {
             None => Ok(None),
-            Some(row) => Ok(Some((
-                row.version.try_into()?,
-                from_json("content", row.content)?,
-            ))),
+            Some(row) => Ok(Some((row.version.try_into()?, row.content.0))),
         }
     }
 
@@ -376,7 +374,7 @@ pub(super) struct ReportRow {
     id: Uuid,
     org_id: Uuid,
     title: String,
-    scope: serde_json::Value,
+    scope: Json<Scope>,
     status: String,
     latest_version: i32,
     approved_by: Option<String>,
@@ -436,7 +434,7 @@ impl TryFrom<ReportRow> for Report {
             id: row.id,
             org_id: OrgId::new(row.org_id),
             title: row.title,
-            scope: from_json::<Scope>("scope", row.scope)?,
+            scope: row.scope.0,
             status: column("status", &row.status)?,
             latest_version: row.latest_version,
             approval,
@@ -467,15 +465,18 @@ struct VersionRow {
     author_id: String,
     reason: String,
     change_summary: String,
-    rejected_sections: serde_json::Value,
-    quality_checks: serde_json::Value,
-    pii_decisions: serde_json::Value,
+    rejected_sections: Json<Vec<Section>>,
+    quality_checks: Json<Vec<QualityCheck>>,
+    pii_decisions: Json<Vec<PiiDecision>>,
     created_at: DateTime<Utc>,
 }
 
 #[derive(sqlx::FromRow)]
 struct VersionWithContent {
-    content: serde_json::Value,
+    /// Decoded straight from the JSONB bytes into the typed content: no
+    /// `serde_json::Value` tree in between (#18: that tree, ~20 KB of
+    /// strings for a report, was most of a GetReport's allocations).
+    content: Json<Content>,
     #[sqlx(flatten)]
     version: VersionRow,
 }
@@ -498,9 +499,9 @@ impl TryFrom<VersionRow> for Version {
             author_id: row.author_id,
             reason: row.reason,
             change_summary: row.change_summary,
-            rejected_sections: from_json("rejected_sections", row.rejected_sections)?,
-            quality_checks: from_json("quality_checks", row.quality_checks)?,
-            pii_decisions: from_json("pii_decisions", row.pii_decisions)?,
+            rejected_sections: row.rejected_sections.0,
+            quality_checks: row.quality_checks.0,
+            pii_decisions: row.pii_decisions.0,
             created_at: row.created_at,
         })
     }
