@@ -20,6 +20,7 @@
 //! pgbench scripts in `sql`, and the table, JSON and chart in `report`.
 
 mod load;
+mod perf;
 mod report;
 mod rows;
 mod sql;
@@ -89,6 +90,11 @@ pub struct BenchArgs {
     /// `target/bench/bench.json` (no measuring).
     #[arg(long)]
     pub readme: bool,
+    /// Record each row with a system-wide `perf record` into
+    /// `target/bench/perf/row-N.data`, split by process and kind of work
+    /// into `row-N.txt` (see `xtask/bench/perf_split.py`).
+    #[arg(long)]
+    pub perf: bool,
 }
 
 impl BenchArgs {
@@ -104,6 +110,7 @@ impl BenchArgs {
             smoke: true,
             preload: None,
             readme: false,
+            perf: false,
         }
     }
 
@@ -412,33 +419,26 @@ async fn measure(
     let mut rows = Vec::new();
     // A row that cannot be measured is reported and the others still run.
     let mut failures: Vec<String> = Vec::new();
-    if args.wants(&[1, 2]) {
-        rows::gateway_vs_direct_grpc(&inputs, &mut rows, &mut failures).await;
+    // Each row in turn, recorded when `--perf` asks (rows 1 and 2 are
+    // measured together and share row 1's recording).
+    macro_rules! measure_row {
+        ($numbers:expr, $row:path) => {
+            if args.wants(&$numbers) {
+                let recording = perf::Recording::start(args.perf, bench_dir, $numbers[0]).await?;
+                $row(&inputs, &mut rows, &mut failures).await;
+                recording.finish(signals).await?;
+            }
+        };
     }
-    if args.wants(&[3]) {
-        rows::authentication_cost(&inputs, &mut rows, &mut failures).await;
-    }
-    if args.wants(&[4]) {
-        rows::idle_websockets(&inputs, &mut rows, &mut failures).await;
-    }
-    if args.wants(&[5]) {
-        rows::time_to_first_token(&inputs, &mut rows, &mut failures).await;
-    }
-    if args.wants(&[6]) {
-        rows::rpc_vs_own_sql_get_report(&inputs, &mut rows, &mut failures).await;
-    }
-    if args.wants(&[7]) {
-        rows::rpc_vs_own_sql_get_me(&inputs, &mut rows, &mut failures).await;
-    }
-    if args.wants(&[8]) {
-        rows::startup_and_idle_memory(&inputs, &mut rows, &mut failures).await;
-    }
-    if args.wants(&[9]) {
-        rows::mesh_rpc_vs_health(&inputs, &mut rows, &mut failures).await;
-    }
-    if args.wants(&[10]) {
-        rows::binary_size(&inputs, &mut rows, &mut failures).await;
-    }
+    measure_row!([1, 2], rows::gateway_vs_direct_grpc);
+    measure_row!([3], rows::authentication_cost);
+    measure_row!([4], rows::idle_websockets);
+    measure_row!([5], rows::time_to_first_token);
+    measure_row!([6], rows::rpc_vs_own_sql_get_report);
+    measure_row!([7], rows::rpc_vs_own_sql_get_me);
+    measure_row!([8], rows::startup_and_idle_memory);
+    measure_row!([9], rows::mesh_rpc_vs_health);
+    measure_row!([10], rows::binary_size);
 
     let run = RunInfo {
         profile: paths::profile_dir(),

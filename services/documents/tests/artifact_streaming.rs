@@ -280,3 +280,21 @@ fn the_upload_bound_defaults_to_8_and_refuses_nonsense_naming_the_variable() {
         );
     }
 }
+
+/// Upload types and sizes are the API's contract (documents.proto): the
+/// variables that once changed them refuse to start the service rather than
+/// be silently ignored.
+#[test]
+fn the_retired_upload_variables_refuse_to_start_naming_the_variable() {
+    use treven_documents::DocumentsConfig;
+    use treven_mesh::config::Env;
+    for (variable, value) in [
+        ("TREVEN_UPLOAD_CONTENT_TYPES", "application/pdf"),
+        ("TREVEN_UPLOAD_MAX_BYTES", "1000"),
+    ] {
+        let error =
+            DocumentsConfig::from_env(&Env::from_pairs([(variable, value)])).expect_err(variable);
+        assert_eq!(error.variable, variable);
+        assert!(error.to_string().contains("documents.proto"), "{error}");
+    }
+}
