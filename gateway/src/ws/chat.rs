@@ -23,7 +23,6 @@
 use axum::extract::ws::Message;
 use prost::Message as _;
 use prost_reflect::{DescriptorPool, DynamicMessage};
-use tokio::sync::mpsc;
 use tonic::transport::Channel;
 use treven_mesh::context::attach_context;
 use treven_mesh::{ErrorCode, Principal};
@@ -32,6 +31,7 @@ use treven_proto::treven::agents::v1::send_message_response::Event as ReplyEvent
 use treven_proto::treven::agents::v1::{SendMessageRequest, SendMessageResponse};
 use treven_proto::treven::reports::v1::PiiDecision;
 
+use super::connection::ChatOut;
 use super::protocol::{self, Scope};
 use crate::caller::Caller;
 
@@ -85,12 +85,12 @@ pub fn parse_decisions(
 
 /// Sends `message` as `caller` and writes each event of the reply to `out`
 /// until the reply ends or the connection goes away.
-pub async fn relay_chat(
+pub(super) async fn relay_chat(
     agents: AgentsServiceClient<Channel>,
     pool: DescriptorPool,
     caller: Caller,
     message: ChatMessage,
-    out: mpsc::Sender<Message>,
+    out: ChatOut,
 ) {
     let ChatMessage {
         conversation_id,

@@ -55,6 +55,21 @@ enum End {
     Close(u16, &'static str),
 }
 
+/// Where a chat task writes its reply's frames: the connection's one
+/// channel of task outcomes (a second channel for chats held a block of
+/// 32 frames, ~1.3 KB, on every idle connection; #18, row 4).
+pub(super) struct ChatOut(mpsc::Sender<Box<Internal>>);
+
+impl ChatOut {
+    /// Queues `message` for the socket; an error once the connection ended.
+    pub(super) async fn send(&self, message: Message) -> Result<(), ()> {
+        self.0
+            .send(Box::new(Internal::Chat(message)))
+            .await
+            .map_err(|_| ())
+    }
+}
+
 /// What child tasks report to the connection.
 enum Internal {
     /// The owner allows the subscription (checked with `role`).
@@ -68,6 +83,8 @@ enum Internal {
         channel: EventChannel,
         error: ServiceError,
     },
+    /// A frame of a chat's reply, in order with the chat's end.
+    Chat(Message),
     /// A chat finished.
     ChatEnded,
     /// A membership check finished.
@@ -102,7 +119,6 @@ struct Session {
     last_seen: Instant,
     /// Outcomes of the connection's own tasks, boxed (see [`Delivery`]).
     internal: mpsc::Sender<Box<Internal>>,
-    chat_out: mpsc::Sender<Message>,
     tasks: JoinSet<()>,
 }
 
@@ -113,7 +129,6 @@ pub async fn run(shared: Arc<Shared>, mut socket: WebSocket, identity: Identity,
     let org_id = identity.org_id;
     tracing::info!(connection, %org_id, "websocket connected");
     let (internal, mut internal_rx) = mpsc::channel(shared.config.max_subscriptions + MAX_CHATS);
-    let (chat_out, mut chat_rx) = mpsc::channel(32);
     let mut ping = tokio::time::interval(shared.config.ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
@@ -138,7 +153,6 @@ pub async fn run(shared: Arc<Shared>, mut socket: WebSocket, identity: Identity,
         chats: 0,
         last_seen: Instant::now(),
         internal,
-        chat_out,
         tasks: JoinSet::new(),
     };
     let end = loop {
@@ -156,7 +170,6 @@ pub async fn run(shared: Arc<Shared>, mut socket: WebSocket, identity: Identity,
             frame = socket.recv() => Box::pin(session.on_frame(&mut socket, frame)).await,
             Some(delivery) = session.member.queue.recv() => Box::pin(session.on_delivery(&mut socket, delivery)).await,
             Some(internal) = internal_rx.recv() => Box::pin(session.on_internal(&mut socket, *internal)).await,
-            Some(message) = chat_rx.recv() => session.send(&mut socket, message).await,
             _ = ping.tick() => Box::pin(session.on_tick(&mut socket)).await,
             _ = recheck_tick.tick() => {
                 session.start_recheck();
@@ -418,7 +431,7 @@ impl Session {
         let (shared, identity, out, report, known) = (
             Arc::clone(&self.shared),
             self.identity.clone(),
-            self.chat_out.clone(),
+            ChatOut(self.internal.clone()),
             self.internal.clone(),
             self.role,
         );
@@ -478,6 +491,7 @@ impl Session {
                     Ok(())
                 }
             }
+            Internal::Chat(message) => self.send(socket, message).await,
             Internal::ChatEnded => {
                 self.chats = self.chats.saturating_sub(1);
                 Ok(())

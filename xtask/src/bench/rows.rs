@@ -284,6 +284,25 @@ pub(super) async fn idle_websockets(
             samples_a: vec![],
             samples_b: vec![],
         });
+        // What one more connection costs, without the process's own idle
+        // base (which the row above spreads over its connections). The
+        // base is measured after rows 1–3, so memory those freed and the
+        // connections reuse makes this an upper bound.
+        let before = ws["rss_before_bytes"].as_f64().unwrap_or(0.0);
+        let after = ws["rss_after_bytes"].as_f64().unwrap_or(0.0);
+        rows.push(Row {
+            number: 4,
+            what: "(context) idle WebSocket connections per GiB of RSS they add",
+            a: ws["open_after_hold"].as_f64().unwrap_or(0.0),
+            b: (after - before).max(0.0) / f64::from(1u32 << 20),
+            unit: "conns / MiB",
+            ratio: ws["connections_per_gib_added"].as_f64().unwrap_or(0.0),
+            goal: "—",
+            met: true,
+            context: true,
+            samples_a: vec![],
+            samples_b: vec![],
+        });
     }
 }
 
