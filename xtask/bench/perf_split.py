@@ -4,8 +4,15 @@ of work: what `cargo xtask bench --perf` writes next to each row's
 `row-N.data` as `row-N.txt`, and what README.md's "what limits it" quotes.
 
 Usage: perf_split.py ROW.data [PROCESS ...]
-  PHASE=A  only the 100 ms slices in which pgbench did not run (the RPC
-           half of rows 6 and 7); PHASE=B only those in which it did.
+  ONLY_WITH=RE, ONLY_WITHOUT=RE
+           keep only the 100 ms slices in which some sample's command or
+           symbol matches RE (or none does): the halves of an alternated
+           row. Rows 6 and 7: ONLY_WITHOUT=pgbench is the RPC, ONLY_WITH=
+           pgbench the floor; row 9: ONLY_WITH=treven_pii is DetectPii,
+           ONLY_WITHOUT=treven_pii the bare health RPC.
+  PER_S=N  the row's rate in that phase (calls a second, from the table):
+           also print each process's CPU time per call (samples ÷ 999 Hz ÷
+           calls, the calls being N × the seconds the phase was recorded).
   PROCESS  also list the top symbols of these processes ("services",
            "gateway", "agents", "postgres", "load generator", ...).
 
@@ -34,6 +41,7 @@ KINDS = [
     ("tokio", r"tokio|mio::|parking_lot"),
     ("hash maps", r"hashbrown|sip::|HashMap|BTreeMap|btree"),
 ]
+HZ = 999  # the sampling rate `cargo xtask bench --perf` records at, per CPU
 LINE = re.compile(r"\s*(\S+)\s+(\d+)\s+([0-9.]+):\s+[0-9a-f]+\s+(.*?)\s*\((.*)\)\s*$")
 
 
@@ -48,11 +56,14 @@ def samples_of(data):
         if m:
             comm, pid, time, sym, dso = m.groups()
             samples.append((int(pid), comm, dso, sym, float(time)))
-    phase = os.environ.get("PHASE")
-    if phase in ("A", "B"):
-        busy = {int(s[4] * 10) for s in samples if s[1] == "pgbench"}
-        want = phase == "B"
-        samples = [s for s in samples if (int(s[4] * 10) in busy) == want]
+    # Keep the 100 ms slices with (or without) a sample whose command or
+    # symbol matches: how the alternated halves of a row are told apart.
+    for variable, want in (("ONLY_WITH", True), ("ONLY_WITHOUT", False)):
+        pattern = os.environ.get(variable)
+        if pattern:
+            mark = re.compile(pattern)
+            marked = {int(s[4] * 10) for s in samples if mark.search(s[1]) or mark.search(s[3])}
+            samples = [s for s in samples if (int(s[4] * 10) in marked) == want]
     return samples
 
 
@@ -101,12 +112,17 @@ def main():
     for pid, rows in by_pid.items():
         groups[process_name(pid, rows)].extend(rows)
     total = len(samples)
-    print(f"{data}: {total} samples")
+    seconds = len({int(s[4] * 10) for s in samples}) / 10
+    per_s = float(os.environ.get("PER_S", "0"))
+    calls = per_s * seconds
+    print(f"{data}: {total} samples over {seconds:.1f} s"
+          + (f", {calls:.0f} calls at {per_s:g}/s" if calls else ""))
     for name, rows in sorted(groups.items(), key=lambda kv: -len(kv[1])):
         share = 100 * len(rows) / total
         if share < 0.5:
             continue
-        print(f"  {share:5.1f}%  {name}")
+        cost = f"  {len(rows) / HZ / calls * 1e6:6.0f} µs/call" if calls and name != "idle" else ""
+        print(f"  {share:5.1f}%  {name}{cost}")
         if name != "idle":
             kinds = collections.Counter(kind_of(r[3], r[2]) for r in rows)
             print("          " + "; ".join(
