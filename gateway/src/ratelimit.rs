@@ -336,7 +336,11 @@ mod tests {
         for _ in 0..15 {
             assert_eq!(limiter.check(org, "u").await, Verdict::Allowed);
         }
-        assert_eq!(user_tokens(org, "u").await, after_first, "Redis was not asked");
+        assert_eq!(
+            user_tokens(org, "u").await,
+            after_first,
+            "Redis was not asked"
+        );
         // The 17th call takes the next lease.
         assert_eq!(limiter.check(org, "u").await, Verdict::Allowed);
         let after_second = user_tokens(org, "u").await;
