@@ -186,8 +186,7 @@ impl RateLimiter {
         let Some(mut redis) = redis else {
             return Verdict::Allowed;
         };
-        let key = (org, user.to_owned());
-        if self.spend_leased(&key) {
+        if self.spend_leased(org, user) {
             return Verdict::Allowed;
         }
         let result: redis::RedisResult<(u64, i64)> = self
@@ -212,7 +211,7 @@ impl RateLimiter {
             }
             Ok((taken, _)) => {
                 // One for this call; the rest for the caller's next ones.
-                self.keep_leased(key, taken - 1);
+                self.keep_leased(org, user, taken - 1);
                 Verdict::Allowed
             }
             Err(error) => {
@@ -222,13 +221,14 @@ impl RateLimiter {
         }
     }
 
-    /// Spends one leased token of `key`, if a fresh one is held.
-    fn spend_leased(&self, key: &(OrgId, String)) -> bool {
+    /// Spends one leased token of the caller's, if a fresh one is held
+    /// (never with one-token leases: nothing is kept then).
+    fn spend_leased(&self, org: OrgId, user: &str) -> bool {
         if self.lease == 1 {
             return false;
         }
         let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
-        match leases.get_mut(key) {
+        match leases.get_mut(&(org, user.to_owned())) {
             Some(lease) if lease.tokens > 0 && lease.taken_at.elapsed() < LEASE_TTL => {
                 lease.tokens -= 1;
                 true
@@ -237,12 +237,13 @@ impl RateLimiter {
         }
     }
 
-    /// Keeps `tokens` more for `key` (added to a fresh lease: two calls
-    /// that both went to Redis keep both their leases).
-    fn keep_leased(&self, key: (OrgId, String), tokens: u64) {
+    /// Keeps `tokens` more for the caller (added to a fresh lease: two
+    /// calls that both went to Redis keep both their leases).
+    fn keep_leased(&self, org: OrgId, user: &str, tokens: u64) {
         if tokens == 0 {
             return;
         }
+        let key = (org, user.to_owned());
         let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         match leases.get_mut(&key) {

@@ -140,20 +140,7 @@ async fn a_tool_use_round_trip_through_the_real_sdk_completes_and_meters_usage()
     );
 
     // Stored, newest first; usage summed for the organisation only.
-    let messages = app
-        .client()
-        .await
-        .list_messages(authed(
-            &app.token(a),
-            pb::ListMessagesRequest {
-                conversation_id: conversation.clone(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .items;
+    let messages = app.messages(a, &conversation).await;
     assert_eq!(messages.len(), 2);
     assert_eq!(messages[0].role, i32::from(pb::MessageRole::Assistant));
     assert_eq!(messages[1].content, "What do we know about farm labour?");
@@ -246,20 +233,7 @@ async fn a_mid_stream_error_ends_with_an_error_event_and_no_switch() {
         "a started stream never switches"
     );
     // Only the analyst's message is stored.
-    let messages = app
-        .client()
-        .await
-        .list_messages(authed(
-            &app.token(a),
-            pb::ListMessagesRequest {
-                conversation_id: conversation.clone(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .items;
+    let messages = app.messages(a, &conversation).await;
     assert_eq!(messages.len(), 1);
 
     // The next message carries the unanswered one in the same user turn.
@@ -342,20 +316,7 @@ async fn a_message_that_cannot_be_stored_gets_an_error_and_no_reply() {
     // Long enough for the fake's reply to have ended and been stored.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(faults.refused(), 1, "no reply was stored after the refusal");
-    let stored = app
-        .client()
-        .await
-        .list_messages(authed(
-            &token,
-            pb::ListMessagesRequest {
-                conversation_id: conversation.clone(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .items;
+    let stored = app.messages(a, &conversation).await;
     assert!(stored.is_empty(), "{stored:?}");
 }
 

@@ -581,6 +581,24 @@ impl TestApp {
             .id
     }
 
+    /// The stored messages of `conversation` (newest first), as its owner
+    /// in `org` lists them.
+    pub async fn messages(&self, org: OrgId, conversation: &str) -> Vec<pb::Message> {
+        self.client()
+            .await
+            .list_messages(authed(
+                &self.token(org),
+                pb::ListMessagesRequest {
+                    conversation_id: conversation.to_owned(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .items
+    }
+
     /// Sends a message and collects the reply's events with their arrival times.
     pub async fn chat(
         &self,
