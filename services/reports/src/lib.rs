@@ -212,10 +212,14 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    treven_mesh::postgres::check_connection(&config.database, "TREVEN_REPORTS_DATABASE_URL")
-        .await?;
+    let migrated = treven_mesh::postgres::check_before_serving(
+        &config.database,
+        "TREVEN_REPORTS_DATABASE_URL",
+        &store::MIGRATOR,
+    )
+    .await?;
     let app = ReportsApp::build(config, keys)?;
-    if !treven_mesh::postgres::is_migrated(app.store.pool(), &store::MIGRATOR).await {
+    if !migrated {
         // Only the owner can (a service logging in as the owner); a login
         // role needs `treven migrate` first.
         app.store.migrate().await.context(
@@ -223,6 +227,7 @@ pub async fn serve(
              run `treven migrate --target reports` (as the owner, TREVEN_MIGRATE_DATABASE_USER)",
         )?;
     }
+    treven_mesh::postgres::open_first_connection(app.store.pool());
     let mut workers: Vec<_> = (0..app.config.workers.count)
         .map(|_| tokio::spawn(app.worker().run(shutdown.clone())))
         .collect();

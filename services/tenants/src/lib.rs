@@ -272,10 +272,18 @@ pub async fn serve_with_sdk(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    treven_mesh::postgres::check_connection(&config.database, "TREVEN_TENANTS_DATABASE_URL")
-        .await?;
+    let migrated = treven_mesh::postgres::check_before_serving(
+        &config.database,
+        "TREVEN_TENANTS_DATABASE_URL",
+        &store::MIGRATOR,
+    )
+    .await?;
     let store = PgStore::connect_lazy(config.database, &config.pool);
-    treven_mesh::postgres::ensure_migrated(store.pool(), &store::MIGRATOR, "tenants").await?;
+    if !migrated {
+        treven_mesh::postgres::apply_pending_migrations(store.pool(), &store::MIGRATOR, "tenants")
+            .await?;
+    }
+    treven_mesh::postgres::open_first_connection(store.pool());
     treven_mesh::metrics::observe_pool("tenants", store.pool());
     let identity = match (&config.identity, sdk) {
         (Some(identity), Some(sdk)) => {

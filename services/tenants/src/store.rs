@@ -136,6 +136,12 @@ impl OrgTx {
         self.tx.commit().await?;
         Ok(())
     }
+
+    /// Ends a transaction that only read (see
+    /// [`treven_mesh::postgres::OrgTx::end_read`]).
+    pub fn end_read(self) {
+        self.tx.end_read();
+    }
 }
 
 /// A text column that does not parse is a schema/code mismatch: internal.

@@ -122,13 +122,13 @@ impl OrgTx {
 }
 
 #[derive(sqlx::FromRow)]
-struct OrgRow {
-    id: Uuid,
-    name: String,
-    kind: String,
-    settings: serde_json::Value,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
+pub(super) struct OrgRow {
+    pub(super) id: Uuid,
+    pub(super) name: String,
+    pub(super) kind: String,
+    pub(super) settings: serde_json::Value,
+    pub(super) created_at: DateTime<Utc>,
+    pub(super) updated_at: DateTime<Utc>,
 }
 
 impl TryFrom<OrgRow> for Organisation {

@@ -7,8 +7,11 @@ use treven_mesh::{OrgId, Role};
 use uuid::Uuid;
 
 use super::audit::insert_audit;
+use super::organisations::OrgRow;
 use super::{OrgTx, PgStore, Result, StoreError, column};
-use crate::model::{CognitoSub, Email, IdentityState, Name, NewAuditEvent, User, UserChanges};
+use crate::model::{
+    CognitoSub, Email, IdentityState, Name, NewAuditEvent, Organisation, User, UserChanges,
+};
 
 const USER_COLUMNS: &str =
     "id, org_id, cognito_sub, email, name, role, identity_state, created_at, updated_at";
@@ -75,6 +78,46 @@ impl OrgTx {
         .traced(trace::postgres("tenants.user_by_sub", "SELECT"))
         .await?;
         row.map(TryInto::try_into).transpose()
+    }
+
+    /// The user with Cognito subject `sub` and their organisation, in one
+    /// statement (`GetMe`, the call behind every page the frontend opens:
+    /// one round trip instead of two). The organisation is `None` only if
+    /// row-level security hid it, which a user of the transaction's own
+    /// organisation never meets.
+    pub async fn user_and_organisation_by_sub(
+        &mut self,
+        sub: &str,
+    ) -> Result<Option<(User, Option<Organisation>)>> {
+        let row: Option<UserWithOrgRow> = sqlx::query_as(
+            "SELECT u.id, u.org_id, u.cognito_sub, u.email, u.name, u.role, u.identity_state,                     u.created_at, u.updated_at,                     o.name AS org_name, o.kind AS org_kind, o.settings AS org_settings,                     o.created_at AS org_created_at, o.updated_at AS org_updated_at              FROM users u LEFT JOIN organisations o ON o.id = u.org_id              WHERE u.org_id = $1 AND u.cognito_sub = $2",
+        )
+        .bind(self.tx.org_id().as_uuid())
+        .bind(sub)
+        .fetch_optional(&mut *self.tx)
+        .traced(trace::postgres("tenants.user_and_organisation_by_sub", "SELECT"))
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let org = match (
+            row.org_name,
+            row.org_kind,
+            row.org_settings,
+            row.org_created_at,
+            row.org_updated_at,
+        ) {
+            (Some(name), Some(kind), Some(settings), Some(created_at), Some(updated_at)) => {
+                Some(Organisation::try_from(OrgRow {
+                    id: row.user.org_id,
+                    name,
+                    kind,
+                    settings,
+                    created_at,
+                    updated_at,
+                })?)
+            }
+            _ => None,
+        };
+        Ok(Some((row.user.try_into()?, org)))
     }
 
     /// Links the not-yet-linked user with `email` to Cognito subject `sub`.
@@ -274,6 +317,19 @@ struct UserRow {
     identity_state: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+}
+
+/// A user and their organisation's columns (`org_*`; all NULL when the
+/// organisation is hidden).
+#[derive(sqlx::FromRow)]
+struct UserWithOrgRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    org_name: Option<String>,
+    org_kind: Option<String>,
+    org_settings: Option<serde_json::Value>,
+    org_created_at: Option<DateTime<Utc>>,
+    org_updated_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<UserRow> for User {
