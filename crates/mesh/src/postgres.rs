@@ -512,6 +512,24 @@ pub async fn apply_pending_migrations(
     })
 }
 
+/// Pool settings of a Postgres store.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    /// Most connections held.
+    pub max_connections: u32,
+    /// How long a call waits for a connection before UNAVAILABLE.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
 /// How long a pooled connection may sit idle and still be handed out
 /// without a check (see [`connect_lazy`]).
 pub const CHECK_IDLE_CONNECTIONS_AFTER: Duration = Duration::from_secs(1);
