@@ -53,6 +53,48 @@ async fn calls_without_a_valid_mesh_context_are_unauthenticated() {
     app.stop().await;
 }
 
+/// `GetMe` reads the caller and their organisation in one statement: it
+/// returns the same organisation as `GetOrganisation`, and a subject that
+/// belongs to another organisation is not found in this one.
+#[tokio::test]
+async fn get_me_is_the_caller_with_their_whole_organisation_and_nobody_elses() {
+    let app = TestApp::spawn().await;
+    let acme = app.org("Acme").await;
+    let other = app.org("Other").await;
+    let ann = app.member(acme, "ann", Role::Analyst).await;
+    app.member(other, "bob", Role::Admin).await;
+    let mut client = app.client().await;
+
+    let me = client
+        .get_me(authed(&ann, pb::GetMeRequest {}))
+        .await
+        .expect("ann is a member")
+        .into_inner();
+    let organisation = client
+        .get_organisation(authed(&ann, pb::GetOrganisationRequest {}))
+        .await
+        .expect("her organisation")
+        .into_inner()
+        .organisation;
+    assert!(organisation.is_some());
+    assert_eq!(me.organisation, organisation);
+    let user = me.user.expect("the user");
+    assert_eq!(
+        (user.cognito_sub.as_str(), user.org_id, user.role),
+        ("ann", acme.to_string(), pb::Role::Analyst as i32)
+    );
+
+    // Bob's subject, presented as a member of Acme: no such user there.
+    let bob_in_acme = app.token(acme, "bob", &[Role::Admin]);
+    assert_code(
+        client
+            .get_me(authed(&bob_in_acme, pb::GetMeRequest {}))
+            .await,
+        Code::NotFound,
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn bad_input_is_invalid_argument_with_the_field_named() {
     let app = TestApp::spawn().await;
