@@ -15,6 +15,7 @@
 //! service is refused at once with RESOURCE_EXHAUSTED (see [`shed`]) rather
 //! than queued until memory runs out. Health and reflection are never shed.
 
+pub mod lazy;
 pub mod shed;
 
 use std::time::Duration;
@@ -110,8 +111,9 @@ pub async fn serve(
     // Reflection knows the Treven protos, health, and google.rpc error
     // details, so grpcurl can describe every call and decode every error; it
     // lists only what this server serves.
-    let reflection = || {
-        let advertised = service.health_names.iter().copied().chain([
+    let served_names = service.health_names.clone();
+    let reflection = move || {
+        let advertised = served_names.iter().copied().chain([
             "grpc.health.v1.Health",
             "grpc.reflection.v1.ServerReflection",
             "grpc.reflection.v1alpha.ServerReflection",
@@ -127,8 +129,13 @@ pub async fn serve(
             |builder, name| builder.with_service_name(name),
         )
     };
-    let reflection_v1 = reflection().build_v1().context("reflection v1")?;
-    let reflection_v1alpha = reflection().build_v1alpha().context("reflection v1alpha")?;
+    // Built on first use: only engineers ask, and building them decodes
+    // every descriptor set (see `lazy`).
+    let reflection_v1 = {
+        let reflection = reflection.clone();
+        lazy::BuiltOnFirstCall::new(move || reflection().build_v1())
+    };
+    let reflection_v1alpha = lazy::BuiltOnFirstCall::new(move || reflection().build_v1alpha());
 
     let router = tonic::transport::Server::builder()
         // One server span per request, continuing the caller's W3C trace and

@@ -66,9 +66,46 @@ pub mod treven {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/treven_descriptor.bin"));
 
+/// [`FILE_DESCRIPTOR_SET`] without source info (the protos' comments):
+/// the same messages, services and options, for code that reads rules and
+/// not documentation (the request validation rules).
+pub const FILE_DESCRIPTOR_SET_WITHOUT_SOURCE_INFO: &[u8] = include_bytes!(concat!(
+    env!("OUT_DIR"),
+    "/treven_descriptor_without_source_info.bin"
+));
+
 #[cfg(test)]
 mod tests {
     use prost::Message;
+
+    #[test]
+    fn the_set_without_source_info_is_the_same_set_without_comments() {
+        let full = prost_types::FileDescriptorSet::decode(super::FILE_DESCRIPTOR_SET)
+            .expect("the full set decodes");
+        let lean =
+            prost_types::FileDescriptorSet::decode(super::FILE_DESCRIPTOR_SET_WITHOUT_SOURCE_INFO)
+                .expect("the lean set decodes");
+        assert!(full.file.iter().any(|f| f.source_code_info.is_some()));
+        assert!(lean.file.iter().all(|f| f.source_code_info.is_none()));
+        let stripped: Vec<_> = full
+            .file
+            .into_iter()
+            .map(|mut f| {
+                f.source_code_info = None;
+                f
+            })
+            .collect();
+        assert_eq!(stripped, lean.file);
+        assert!(
+            super::FILE_DESCRIPTOR_SET_WITHOUT_SOURCE_INFO.len() < super::FILE_DESCRIPTOR_SET.len()
+        );
+        // Custom options (the validation rules, `google.api.http`) stay.
+        assert!(
+            super::FILE_DESCRIPTOR_SET_WITHOUT_SOURCE_INFO
+                .windows(7)
+                .any(|w| w == b"/api/me")
+        );
+    }
 
     #[test]
     fn descriptor_set_has_every_service_with_http_rules() {

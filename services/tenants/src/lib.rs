@@ -240,26 +240,30 @@ pub fn owner_store(owner: &OwnerLogin) -> PgStore {
 /// Checks the schema is current (applying pending migrations when it logs
 /// in as the owner; a login role needs `treven migrate` first), then serves
 /// tenants on `listener` until `shutdown`. With a user pool configured, the
-/// AWS SDK settings come from the process environment.
+/// AWS SDK settings come from the process environment, loaded while
+/// Postgres is checked.
 pub async fn serve(
     config: TenantsConfig,
     keys: &MeshKeys,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let sdk = match &config.identity {
-        Some(_) => Some(
-            aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .region(
-                    aws_config::meta::region::RegionProviderChain::default_provider()
-                        .or_else("eu-west-2"),
-                )
-                .load()
-                .await,
-        ),
-        None => None,
+    let sdk = async {
+        match &config.identity {
+            Some(_) => Some(
+                aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .region(
+                        aws_config::meta::region::RegionProviderChain::default_provider()
+                            .or_else("eu-west-2"),
+                    )
+                    .load()
+                    .await,
+            ),
+            None => None,
+        }
     };
-    serve_with_sdk(config, keys, sdk.as_ref(), listener, shutdown).await
+    let (sdk, migrated) = tokio::join!(sdk, check_database(&config));
+    serve_checked(config, keys, sdk.as_ref(), migrated?, listener, shutdown).await
 }
 
 /// [`serve`] calling Cognito with `sdk` (`None`: no user pool is
@@ -272,12 +276,28 @@ pub async fn serve_with_sdk(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let migrated = treven_mesh::postgres::check_before_serving(
+    let migrated = check_database(&config).await?;
+    serve_checked(config, keys, sdk, migrated, listener, shutdown).await
+}
+
+/// Postgres can be reached; whether the schema is current.
+async fn check_database(config: &TenantsConfig) -> anyhow::Result<bool> {
+    treven_mesh::postgres::check_before_serving(
         &config.database,
         "TREVEN_TENANTS_DATABASE_URL",
         &store::MIGRATOR,
     )
-    .await?;
+    .await
+}
+
+async fn serve_checked(
+    config: TenantsConfig,
+    keys: &MeshKeys,
+    sdk: Option<&aws_config::SdkConfig>,
+    migrated: bool,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let store = PgStore::connect_lazy(config.database, &config.pool);
     if !migrated {
         treven_mesh::postgres::apply_pending_migrations(store.pool(), &store::MIGRATOR, "tenants")

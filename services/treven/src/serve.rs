@@ -132,6 +132,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if serves_grpc {
         treven_mesh::validate::compile_mesh_rules_in_background();
     }
+    // The AWS SDK's configuration (its HTTP client reads the system's
+    // trust roots) loads while the keys, the mesh TLS and Redis are checked.
+    let sdk = roles
+        .iter()
+        .any(|role| role.uses_aws())
+        .then(|| tokio::spawn(aws_sdk()));
     let keys = key_source.load().await?;
     // Each role signs as its own principal: its key must be here.
     for role in &roles {
@@ -152,10 +158,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let context = RoleContext {
         keys,
-        sdk: if roles.iter().any(|role| role.uses_aws()) {
-            aws_sdk().await
-        } else {
-            aws_config::SdkConfig::builder().build()
+        sdk: match sdk {
+            Some(loading) => loading.await.context("loading the AWS SDK configuration")?,
+            None => aws_config::SdkConfig::builder().build(),
         },
         shutdown: treven_mesh::shutdown::on_signals(),
     };

@@ -45,6 +45,8 @@ use prost_reflect::{
 };
 use serde_json::{Value as Json, json};
 
+use super::Pattern;
+
 /// One compiled `cel` rule of a message.
 #[derive(Debug, Clone)]
 pub struct MessageRule {
@@ -62,6 +64,22 @@ pub struct MessageRule {
 }
 
 impl MessageRule {
+    /// Adds the patterns of the rule's `matches()` calls to `out`.
+    pub(super) fn patterns<'a>(&'a self, out: &mut Vec<&'a Pattern>) {
+        fn walk<'a>(expr: &'a Expr, out: &mut Vec<&'a Pattern>) {
+            match expr {
+                Expr::Or(a, b) | Expr::And(a, b) => {
+                    walk(a, out);
+                    walk(b, out);
+                }
+                Expr::Not(a) => walk(a, out),
+                Expr::Matches(_, pattern) | Expr::MemberMatches(_, _, pattern) => out.push(pattern),
+                Expr::Const(_) | Expr::Has(_) | Expr::HasMember(..) | Expr::Compare(..) => {}
+            }
+        }
+        walk(&self.expr, out);
+    }
+
     /// Compiles `expression` against `message`; `Err` says why it is not in
     /// the subset.
     pub fn compile(
@@ -262,12 +280,12 @@ enum Expr {
     Not(Box<Expr>),
     Const(bool),
     Has(Vec<FieldDescriptor>),
-    Matches(Vec<FieldDescriptor>, String, regex::Regex),
+    Matches(Vec<FieldDescriptor>, Pattern),
     Compare(Operand, Cmp, Literal),
     /// `has()` of a `Struct` member.
     HasMember(Vec<FieldDescriptor>, String),
     /// `.matches()` of a `Struct` member.
-    MemberMatches(Vec<FieldDescriptor>, String, String, regex::Regex),
+    MemberMatches(Vec<FieldDescriptor>, String, Pattern),
 }
 
 struct Parser<'a> {
@@ -378,14 +396,14 @@ impl Parser<'_> {
                     };
                     self.at += 1;
                     self.expect(")")?;
-                    let regex = regex::Regex::new(&pattern).map_err(|e| e.to_string())?;
+                    let pattern = Pattern::new(pattern)?;
                     if let Some(key) = key {
-                        return Ok(Expr::MemberMatches(path, key, pattern, regex));
+                        return Ok(Expr::MemberMatches(path, key, pattern));
                     }
                     if leaf(&path).kind() != Kind::String || leaf(&path).is_list() {
                         return Err("matches() of a field that is not a string".into());
                     }
-                    return Ok(Expr::Matches(path, pattern, regex));
+                    return Ok(Expr::Matches(path, pattern));
                 }
                 if let Some(key) = key {
                     return Err(format!(
@@ -620,11 +638,11 @@ fn eval(expr: &Expr, message: &DynamicMessage) -> bool {
         Expr::Const(value) => *value,
         Expr::Has(path) => read(message, path).1,
         Expr::HasMember(path, key) => member(message, path, key).is_some(),
-        Expr::MemberMatches(path, key, _, regex) => {
-            member_string(message, path, key).is_some_and(|text| regex.is_match(&text))
+        Expr::MemberMatches(path, key, pattern) => {
+            member_string(message, path, key).is_some_and(|text| pattern.is_match(&text))
         }
-        Expr::Matches(path, _, regex) => match read(message, path).0 {
-            Value::String(text) => regex.is_match(&text),
+        Expr::Matches(path, pattern) => match read(message, path).0 {
+            Value::String(text) => pattern.is_match(&text),
             _ => false,
         },
         Expr::Compare(operand, op, literal) => {
@@ -673,9 +691,9 @@ fn first_path(expr: &Expr) -> Option<&[FieldDescriptor]> {
         Expr::Not(a) => first_path(a),
         Expr::Const(_) => None,
         Expr::Has(path)
-        | Expr::Matches(path, _, _)
+        | Expr::Matches(path, _)
         | Expr::HasMember(path, _)
-        | Expr::MemberMatches(path, _, _, _) => Some(path),
+        | Expr::MemberMatches(path, _, _) => Some(path),
         Expr::Compare(operand, _, _) => Some(operand.path()),
     }
 }
@@ -687,7 +705,7 @@ fn first_key(expr: &Expr) -> Option<Option<&str>> {
         Expr::Not(a) => first_key(a),
         Expr::Const(_) => None,
         Expr::HasMember(_, key)
-        | Expr::MemberMatches(_, key, _, _)
+        | Expr::MemberMatches(_, key, _)
         | Expr::Compare(Operand::MemberSize(_, key), _, _) => Some(Some(key)),
         Expr::Has(_) | Expr::Matches(..) | Expr::Compare(..) => Some(None),
     }
@@ -721,9 +739,9 @@ fn collect_top_fields(expr: &Expr, out: &mut Vec<String>) {
         Expr::Not(a) => collect_top_fields(a, out),
         Expr::Const(_) => {}
         Expr::Has(path)
-        | Expr::Matches(path, _, _)
+        | Expr::Matches(path, _)
         | Expr::HasMember(path, _)
-        | Expr::MemberMatches(path, _, _, _) => push(path),
+        | Expr::MemberMatches(path, _, _) => push(path),
         Expr::Compare(operand, _, _) => push(operand.path()),
     }
 }
@@ -792,9 +810,10 @@ fn leaf_schema(atom: &Expr) -> Result<Json, String> {
     };
     Ok(match atom {
         Expr::HasMember(_, key) => struct_member(key, None),
-        Expr::MemberMatches(_, key, pattern, _) => {
-            struct_member(key, Some(json!({ "type": "string", "pattern": pattern })))
-        }
+        Expr::MemberMatches(_, key, pattern) => struct_member(
+            key,
+            Some(json!({ "type": "string", "pattern": pattern.as_str() })),
+        ),
         Expr::Compare(Operand::MemberSize(_, key), op, Literal::Int(n)) => {
             let mut member = bounds(*op, *n, "minLength", "maxLength");
             member["type"] = json!("string");
@@ -822,7 +841,7 @@ fn leaf_schema(atom: &Expr) -> Result<Json, String> {
                 }
             }
         }
-        Expr::Matches(_, pattern, _) => json!({ "type": "string", "pattern": pattern }),
+        Expr::Matches(_, pattern) => json!({ "type": "string", "pattern": pattern.as_str() }),
         Expr::Compare(Operand::Size(path), op, Literal::Int(n)) => {
             if leaf(path).is_list() {
                 bounds(*op, *n, "minItems", "maxItems")

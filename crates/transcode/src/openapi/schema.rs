@@ -417,9 +417,9 @@ fn value_constrained(field: &FieldDescriptor, rules: &FieldRules, base: Value) -
         if let Some(max) = string.max_len {
             keywords.insert("maxLength".into(), max.into());
         }
-        if let Some((pattern, _)) = &string.pattern {
+        if let Some(pattern) = &string.pattern {
             // The string's own pattern joins the no-U+0000 one of its type.
-            all_of.push(json!({ "pattern": pattern }));
+            all_of.push(json!({ "pattern": pattern.as_str() }));
         }
         if !string.allowed.is_empty() {
             keywords.insert("enum".into(), string.allowed.clone().into());
