@@ -262,7 +262,8 @@ pub async fn serve(
             None => None,
         }
     };
-    let (sdk, migrated) = tokio::join!(sdk, check_database(&config));
+    // Postgres first: its round trips wait while the SDK reads trust roots.
+    let (migrated, sdk) = tokio::join!(check_database(&config), sdk);
     serve_checked(config, keys, sdk.as_ref(), migrated?, listener, shutdown).await
 }
 
