@@ -1,5 +1,6 @@
 //! The runtime every Treven service is built on.
 //!
+//! - [`audit`]: the tenants audit log, for services without Postgres;
 //! - [`aws`] (feature `aws`): AWS SDK errors classified, DynamoDB tables created;
 //! - [`server`]: bootstrap with health, reflection, request spans and drain;
 //! - [`context`]: the signed mesh context and the interceptor requiring it;
@@ -18,6 +19,7 @@
 //! - [`shutdown`]: SIGTERM/SIGINT handling;
 //! - [`wire`]: protobuf well-known types to and from domain types.
 
+pub mod audit;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod client;

@@ -244,19 +244,20 @@ async fn run_org(
         .audit_log()
         .context("the retention job's audit log")?;
     audit
-        .record(
+        .record_with(
             context,
             AuditEntry {
                 action: RUN_ACTION,
                 resource_type: "organisation",
                 resource_id: org.to_string(),
                 details: summary.clone(),
-                event_id: treven_documents::app::audit::derived_event_id(&[
-                    RUN_ACTION,
-                    &org.to_string(),
-                    &run_id.to_string(),
-                ]),
             },
+            treven_mesh::audit::derived_event_id(&[
+                RUN_ACTION,
+                &org.to_string(),
+                &run_id.to_string(),
+            ]),
+            treven_mesh::audit::RECORD_ATTEMPTS,
         )
         .await
         .map_err(|e| anyhow::anyhow!("recording the run in the audit log: {}", e.message()))?;

@@ -28,7 +28,6 @@ impl Documents {
                 resource_type: audit::DOCUMENT_RESOURCE,
                 resource_id: id.to_string(),
                 details: json!({ "status": record.document.status.as_str() }),
-                event_id: Uuid::now_v7(),
             };
             if let Err(error) = audit.record(context, entry).await {
                 tracing::error!(org = %context.org_id(), document_id = %id, %error, "document view not recorded in the audit log");
@@ -99,12 +98,12 @@ impl Documents {
                 resource_type: audit::DOCUMENT_RESOURCE,
                 resource_id: id.to_string(),
                 details: json!({ "status": record.document.status.as_str() }),
-                event_id: audit::derived_event_id(&[
-                    audit::DELETE_ACTION,
-                    &context.org_id().to_string(),
-                    &id.to_string(),
-                ]),
             },
+            audit::derived_event_id(&[
+                audit::DELETE_ACTION,
+                &context.org_id().to_string(),
+                &id.to_string(),
+            ]),
             "the delete",
         )
         .await?;
@@ -158,8 +157,8 @@ impl Documents {
                     "current_version": version == record.document.version_id,
                     "url_ttl_secs": self.config.download_url_ttl.as_secs(),
                 }),
-                event_id: Uuid::now_v7(),
             },
+            Uuid::now_v7(),
             "the download",
         )
         .await?;
@@ -218,6 +217,7 @@ impl Documents {
         &self,
         context: &MeshContext,
         entry: AuditEntry,
+        event_id: Uuid,
         what: &str,
     ) -> Result<()> {
         let Some(audit) = &self.audit else {
@@ -225,7 +225,10 @@ impl Documents {
             return Ok(());
         };
         let action = entry.action;
-        audit.record(context, entry).await.map_err(|error| {
+        audit
+            .record_with(context, entry, event_id, audit::RECORD_ATTEMPTS)
+            .await
+            .map_err(|error| {
             tracing::error!(org = %context.org_id(), action, %error, "audit entry not recorded; refused");
             ServiceError::new(
                 ErrorCode::Unavailable,

@@ -89,12 +89,12 @@ impl Documents {
                         "status": document.status.as_str(),
                         "size_bytes": document.size_bytes,
                     }),
-                    event_id: audit::derived_event_id(&[
-                        audit::ERASE_ACTION,
-                        &org.to_string(),
-                        &document.id.to_string(),
-                    ]),
                 },
+                audit::derived_event_id(&[
+                    audit::ERASE_ACTION,
+                    &org.to_string(),
+                    &document.id.to_string(),
+                ]),
                 "the erasure",
             )
             .await?;
