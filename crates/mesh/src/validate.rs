@@ -344,7 +344,8 @@ pub struct Rules {
 impl Rules {
     /// Every pattern of every rule (`string.pattern`, CEL `matches()`), so a
     /// test can build them all: they are otherwise built on first match.
-    pub fn patterns(&self) -> Vec<&Pattern> {
+    #[cfg(test)]
+    fn patterns(&self) -> Vec<&Pattern> {
         fn of_field<'a>(field: &'a FieldRules, out: &mut Vec<&'a Pattern>) {
             if let Some(pattern) = field.value.string.as_ref().and_then(|s| s.pattern.as_ref()) {
                 out.push(pattern);

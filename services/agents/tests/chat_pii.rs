@@ -70,22 +70,6 @@ async fn send(
     Ok(events)
 }
 
-async fn stored(app: &TestApp, token: &str, conversation: &str) -> Vec<pb::Message> {
-    app.client()
-        .await
-        .list_messages(authed(
-            token,
-            pb::ListMessagesRequest {
-                conversation_id: conversation.to_owned(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .items
-}
-
 fn done(events: &[Event]) -> &pb::ReplyDone {
     match events.last() {
         Some(Event::Done(done)) => done,
@@ -141,7 +125,7 @@ async fn a_message_with_personal_data_is_refused_until_each_finding_is_decided()
         "jane.smith@example.org"
     );
     assert!(app.bedrock().requests().is_empty(), "the model saw nothing");
-    assert!(stored(&app, &analyst, &conversation).await.is_empty());
+    assert!(app.messages(org, &conversation).await.is_empty());
 
     // Bad decisions: a keep without a justification, a stray id, one left out.
     let mut keep = redact(&findings[0]);
@@ -179,7 +163,7 @@ async fn a_message_with_personal_data_is_refused_until_each_finding_is_decided()
     .unwrap_err();
     assert_eq!(findings_of(&partial), findings[2..].to_vec());
     assert!(app.bedrock().requests().is_empty());
-    assert!(stored(&app, &analyst, &conversation).await.is_empty());
+    assert!(app.messages(org, &conversation).await.is_empty());
 
     // Every finding redacted: stored and sent redacted.
     app.bedrock().push(Script::text(["Noted, ", "thank you."]));
@@ -199,7 +183,7 @@ async fn a_message_with_personal_data_is_refused_until_each_finding_is_decided()
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].messages()[0]["content"][0]["text"], redacted);
     assert_clean(&requests[0].body.to_string(), "the model request");
-    let messages = stored(&app, &analyst, &conversation).await;
+    let messages = app.messages(org, &conversation).await;
     assert_eq!(messages.len(), 2);
     assert_eq!(messages[1].content, redacted);
     let conversations = app
@@ -304,7 +288,7 @@ async fn a_reply_and_tool_arguments_with_personal_data_are_streamed_and_stored_r
 
     let assistant = done(&events).assistant_message.clone().unwrap();
     assert_eq!(assistant.content, streamed, "stored as streamed");
-    let messages = stored(&app, &analyst, &conversation).await;
+    let messages = app.messages(org, &conversation).await;
     assert_eq!(messages[0].content, streamed);
     let call = &messages[0].tool_calls[0];
     assert_clean(&format!("{call:?}"), "the stored tool call");

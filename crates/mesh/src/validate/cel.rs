@@ -65,6 +65,7 @@ pub struct MessageRule {
 
 impl MessageRule {
     /// Adds the patterns of the rule's `matches()` calls to `out`.
+    #[cfg(test)]
     pub(super) fn patterns<'a>(&'a self, out: &mut Vec<&'a Pattern>) {
         fn walk<'a>(expr: &'a Expr, out: &mut Vec<&'a Pattern>) {
             match expr {
